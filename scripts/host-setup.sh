@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Prepare this host for virt-up: packages, libvirt daemons, the default network and pool.
+# Idempotent: every step checks first, so a second run takes about a second.
+# Runs as root (the project's machines are root); on a normal workstation run it with sudo.
+set -euo pipefail
+
+log() { printf 'host-setup: %s\n' "$*" >&2; }
+
+PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
+  qemu-utils guestfs-tools libguestfs-tools virtinst debootstrap linux-image-amd64
+  supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils)
+
+missing_packages() {
+  local p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
+  done
+}
+
+install_packages() {
+  local missing
+  missing=$(missing_packages)
+  [ -z "$missing" ] && return 0
+  log "installing: $(echo $missing | tr '\n' ' ')"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # qemu-utils may come from backports at a version that conflicts with bookworm's
+  # qemu-system-x86; pin both to the same (candidate) version of qemu-system-x86.
+  local qver p others=()
+  for p in "${PACKAGES[@]}"; do case "$p" in qemu-*) ;; *) others+=("$p") ;; esac; done
+  qver=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    "qemu-utils=$qver" "qemu-system-x86=$qver" "qemu-system-common=$qver" \
+    "qemu-block-extra=$qver" "${others[@]}" >/dev/null
+  local still
+  still=$(missing_packages)
+  [ -z "$still" ] || { log "still missing after install: $still"; exit 1; }
+}
+
+start_daemons() {
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+  local i
+  for i in $(seq 1 100); do
+    virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  log "libvirtd did not answer on qemu:///system"; exit 1
+}
+
+ensure_network() {
+  local v="virsh -c qemu:///system"
+  if ! $v net-info default >/dev/null 2>&1; then
+    $v net-define /usr/share/libvirt/networks/default.xml >/dev/null
+  fi
+  $v net-info default | grep -q '^Active:.*yes' || $v net-start default >/dev/null
+}
+
+ensure_pool() {
+  local v="virsh -c qemu:///system"
+  mkdir -p /var/lib/libvirt/images
+  if ! $v pool-info default >/dev/null 2>&1; then
+    $v pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+  fi
+  $v pool-info default | grep -q '^State:.*running' || $v pool-start default >/dev/null
+}
+
+install_packages
+start_daemons
+ensure_network
+ensure_pool
+log "ready"

@@ -1,0 +1,387 @@
+//! Configuration: `settings.cfg` (section `[common]`) and `templates.d/*.cfg` (a section per
+//! template), system files in /etc/virt-up overridden key by key by the user's. Values
+//! resolve as template key, then `[common]`, then the built-in default.
+
+pub mod ini;
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use schema::Kind;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a value was set, for messages that point at the line to fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub path: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Value {
+    raw: String,
+    origin: Origin,
+}
+
+type Layer = BTreeMap<String, Value>;
+
+/// All configuration files, merged.
+#[derive(Debug, Default)]
+pub struct Config {
+    common: Layer,
+    defaults: Layer,
+    templates: BTreeMap<String, (Layer, Origin)>,
+    /// Problems that do not stop the tool (unknown keys): shown to the user.
+    pub warnings: Vec<String>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Read the system files, then the user's (the user's keys win).
+    pub fn load(paths: &Paths) -> Result<Config> {
+        let mut config = Config::default();
+        for dir in paths.config_dirs() {
+            config.read_file(&dir.join("settings.cfg"), FileKind::Settings)?;
+            for file in cfg_files(&dir.join("templates.d"))? {
+                config.read_file(&file, FileKind::Templates)?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parse a settings or templates file given as text (used by `load` and by tests).
+    pub fn add_text(&mut self, path: &Path, text: &str, templates: bool) -> Result<()> {
+        let kind = if templates {
+            FileKind::Templates
+        } else {
+            FileKind::Settings
+        };
+        let file = ini::parse(path, text).map_err(|e| Error::Config(e.to_string()))?;
+        self.files.push(path.to_path_buf());
+        for section in &file.sections {
+            let origin = Origin {
+                path: path.to_path_buf(),
+                line: section.line,
+            };
+            let layer = match (kind, section.name.as_str()) {
+                (_, "DEFAULT") => &mut self.defaults,
+                (FileKind::Settings, "common") => &mut self.common,
+                (FileKind::Settings, other) => {
+                    self.warnings.push(format!(
+                        "{origin}: section [{other}] is ignored: settings.cfg has only [common]; templates go in templates.d/*.cfg"
+                    ));
+                    continue;
+                }
+                (FileKind::Templates, name) => {
+                    crate::names::validate_template_name(name)
+                        .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                    &mut self
+                        .templates
+                        .entry(name.to_string())
+                        .or_insert_with(|| (Layer::new(), origin.clone()))
+                        .0
+                }
+            };
+            for entry in &section.entries {
+                let origin = Origin {
+                    path: path.to_path_buf(),
+                    line: entry.line,
+                };
+                if schema::lookup(&entry.key).is_none() {
+                    let hint = schema::nearest(&entry.key, schema::KEYS.iter().map(|k| k.name))
+                        .map(|k| format!(" (did you mean '{k}'?)"))
+                        .unwrap_or_default();
+                    self.warnings.push(format!(
+                        "{origin}: unknown key '{}' in [{}] is ignored{hint}",
+                        entry.key, section.name
+                    ));
+                    // Kept: configparser lets other values interpolate any key.
+                }
+                layer.insert(
+                    schema::canonical(&entry.key).to_string(),
+                    Value {
+                        raw: entry.value.clone(),
+                        origin,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, path: &Path, kind: FileKind) -> Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "{}: cannot read configuration: {e}",
+                    path.display()
+                )))
+            }
+        };
+        self.add_text(path, &text, kind == FileKind::Templates)
+    }
+
+    pub fn template_names(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+
+    pub fn has_template(&self, name: &str) -> bool {
+        self.templates.contains_key(name)
+    }
+
+    /// The settings for `template`, every value resolved, interpolated and validated.
+    pub fn resolve(&self, template: &str) -> Result<Settings> {
+        let (layer, origin) = self.templates.get(template).ok_or_else(|| {
+            let hint = schema::nearest(template, self.template_names())
+                .map(|t| format!(" (did you mean '{t}'?)"))
+                .unwrap_or_default();
+            Error::UnknownTemplate {
+                name: template.to_string(),
+                hint,
+            }
+        })?;
+        let settings = self.resolve_layers(&[layer, &self.common], Some(template))?;
+        if settings.get("os-version").is_none() {
+            return Err(Error::Config(format!(
+                "{origin}: template [{template}] has no 'os-version' (the virt-builder image name)"
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// The `[common]` settings alone, for commands that use no template.
+    pub fn common(&self) -> Result<Settings> {
+        self.resolve_layers(&[&self.common], None)
+    }
+
+    fn resolve_layers(&self, layers: &[&Layer], template: Option<&str>) -> Result<Settings> {
+        let mut values = BTreeMap::new();
+        for key in schema::KEYS {
+            let found = layers
+                .iter()
+                .find_map(|layer| layer.get(key.name).map(|v| (layer, v)));
+            let (value, origin) = match found {
+                Some((layer, v)) => {
+                    let lookup = |name: &str| {
+                        layer
+                            .get(schema::canonical(name))
+                            .or_else(|| self.defaults.get(name))
+                            .map(|v| v.raw.clone())
+                    };
+                    let value = ini::interpolate(key.name, &v.raw, &lookup)
+                        .map_err(|e| Error::Config(format!("{}: {e}", v.origin)))?;
+                    (value, Some(v.origin.clone()))
+                }
+                None => match self.defaults.get(key.name) {
+                    Some(v) => (v.raw.clone(), Some(v.origin.clone())),
+                    None => match key.default {
+                        Some(d) => (d.to_string(), None),
+                        None => continue,
+                    },
+                },
+            };
+            validate(key, &value, origin.as_ref())?;
+            values.insert(key.name, (value, origin));
+        }
+        Ok(Settings {
+            template: template.map(str::to_string),
+            values,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FileKind {
+    Settings,
+    Templates,
+}
+
+/// `templates.d/*.cfg`, sorted by name so the override order is predictable.
+fn cfg_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn validate(key: &schema::Key, value: &str, origin: Option<&Origin>) -> Result<()> {
+    let at = origin
+        .map(|o| format!("{o}: "))
+        .unwrap_or_else(|| "built-in default: ".into());
+    let problem = match key.kind {
+        Kind::Text => None,
+        Kind::Int(min, max) => match value.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => None,
+            _ => Some(format!("a whole number from {min} to {max}")),
+        },
+        Kind::Choice(choices) => (!choices.contains(&value.trim()))
+            .then(|| format!("one of: {}", choices.join(", "))),
+        Kind::Args => shlex::split(value)
+            .is_none()
+            .then(|| "shell-style words with balanced quotes".to_string()),
+    };
+    match problem {
+        None => Ok(()),
+        Some(accepted) => Err(Error::Config(format!(
+            "{at}invalid value {value:?} for '{}': expected {accepted}",
+            key.name
+        ))),
+    }
+}
+
+/// Resolved, validated settings for one template (or `[common]` alone).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub template: Option<String>,
+    values: BTreeMap<&'static str, (String, Option<Origin>)>,
+}
+
+impl Settings {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(schema::canonical(key))
+            .map(|(v, _)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A key that has a built-in default, so it always has a value.
+    pub fn text(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_default()
+    }
+
+    /// An integer key (validated at resolve time, so parsing cannot fail here).
+    pub fn int(&self, key: &str) -> u64 {
+        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// A shell-style argument list, split without ever running a shell.
+    pub fn args(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .and_then(shlex::split)
+            .unwrap_or_default()
+    }
+
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.values.get(key).and_then(|(_, o)| o.as_ref())
+    }
+
+    /// Every resolved key and value, for `--show-templates`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values.iter().map(|(k, (v, _))| (*k, v.as_str()))
+    }
+
+    /// Override a value from the command line (already validated by the caller).
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        self.values.insert(key, (value.into(), None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(settings: &str, templates: &str) -> Config {
+        let mut c = Config::default();
+        c.add_text(Path::new("/etc/virt-up/settings.cfg"), settings, false)
+            .unwrap();
+        c.add_text(Path::new("/etc/virt-up/templates.d/t.cfg"), templates, true)
+            .unwrap();
+        c
+    }
+
+    #[test]
+    fn template_overrides_common_overrides_default() {
+        let c = config(
+            "[common]\nmemory = 2048\nvcpus = 2\n",
+            "[deb]\nos-version = debian-12\nvcpus = 4\n",
+        );
+        let s = c.resolve("deb").unwrap();
+        assert_eq!(s.text("vcpus"), "4");
+        assert_eq!(s.text("memory"), "2048");
+        assert_eq!(s.text("pool"), "default");
+        assert_eq!(s.text("username"), "virt");
+    }
+
+    #[test]
+    fn multi_line_args_and_interpolation() {
+        let c = config(
+            "",
+            "[deb]\nos-version = debian-12\npkgs = sudo,python3\nvirt-builder-args = --install \"%(pkgs)s\"\n    --selinux-relabel\n",
+        );
+        let s = c.resolve("deb").unwrap();
+        assert_eq!(
+            s.args("virt-builder-args"),
+            ["--install", "sudo,python3", "--selinux-relabel"]
+        );
+        assert!(c.warnings[0].contains("t.cfg:3: unknown key 'pkgs'"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn unknown_key_warns_with_file_line_and_hint() {
+        let c = config("[common]\nmemroy = 1\n", "");
+        assert_eq!(
+            c.warnings,
+            ["/etc/virt-up/settings.cfg:2: unknown key 'memroy' in [common] is ignored (did you mean 'memory'?)"]
+        );
+    }
+
+    #[test]
+    fn invalid_value_names_file_line_and_accepted_values() {
+        let c = config("", "[deb]\nos-version = x\nimage-format = vmdk\n");
+        let err = c.resolve("deb").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/etc/virt-up/templates.d/t.cfg:3: invalid value \"vmdk\" for 'image-format': expected one of: qcow2, raw"
+        );
+        let c = config("[common]\nvcpus = many\n", "[deb]\nos-version = x\n");
+        let err = c.resolve("deb").unwrap_err().to_string();
+        assert!(err.contains("settings.cfg:2: invalid value \"many\" for 'vcpus': expected a whole number from 1 to 512"), "{err}");
+    }
+
+    #[test]
+    fn unknown_template_suggests_nearest() {
+        let c = config("", "[debian-12]\nos-version = x\n");
+        let err = c.resolve("debian-13").unwrap_err().to_string();
+        assert!(err.contains("unknown template 'debian-13' (did you mean 'debian-12'?)"), "{err}");
+    }
+
+    #[test]
+    fn template_without_os_version_is_an_error() {
+        let c = config("", "[deb]\ndesc = x\n");
+        let err = c.resolve("deb").unwrap_err().to_string();
+        assert!(err.contains("t.cfg:1: template [deb] has no 'os-version'"), "{err}");
+    }
+
+    #[test]
+    fn user_file_overrides_system_file_key_by_key() {
+        let mut c = config("", "[deb]\nos-version = debian-12\nmemory = 700\n");
+        c.add_text(
+            Path::new("/home/u/.config/virt-up/templates.d/t.cfg"),
+            "[deb]\nmemory = 900\n",
+            true,
+        )
+        .unwrap();
+        let s = c.resolve("deb").unwrap();
+        assert_eq!(s.text("memory"), "900");
+        assert_eq!(s.text("os-version"), "debian-12");
+        assert_eq!(s.origin("memory").unwrap().line, 2);
+    }
+}

@@ -1,0 +1,121 @@
+//! The keys settings.cfg and templates.d accept: their kinds, defaults and documentation.
+//! One table drives validation, defaults, `--show-templates` and the shipped settings.cfg.
+
+/// What values a key accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Text,
+    /// A whole number in an inclusive range.
+    Int(u64, u64),
+    Choice(&'static [&'static str]),
+    /// Shell-style words (split with POSIX quoting rules, never run through a shell).
+    Args,
+}
+
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    doc: &'static str,
+) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+        doc,
+    }
+}
+
+pub const KEYS: &[Key] = &[
+    key("desc", Kind::Text, None, "A description, shown by --show-templates."),
+    key("os-version", Kind::Text, None, "The virt-builder image name (required for a template); see 'virt-builder --list'."),
+    key("os-variant", Kind::Text, None, "The osinfo name of the guest OS (recorded; see 'osinfo-query os')."),
+    key("os-type", Kind::Text, None, "The OS type (recorded, as virt-install's --os-type)."),
+    key("arch", Kind::Text, Some("x86_64"), "The guest architecture."),
+    key("pool", Kind::Text, Some("default"), "The libvirt storage pool that holds the disk images."),
+    key("network", Kind::Text, Some("default"), "The libvirt network the instances attach to."),
+    key("username", Kind::Text, Some("virt"), "The login user created in templates, with passwordless sudo ('user' is an alias)."),
+    key("password-length", Kind::Int(8, 128), Some("24"), "Length of generated random passwords."),
+    key("image-format", Kind::Choice(&["qcow2", "raw"]), Some("qcow2"), "Disk format: qcow2 instances are linked clones; raw instances are full copies."),
+    key("size", Kind::Text, None, "Template disk size as virt-builder takes it (e.g. 8G); default: the image's size."),
+    key("memory", Kind::Int(64, 16 * 1024 * 1024), Some("512"), "Memory in MiB."),
+    key("vcpus", Kind::Int(1, 512), Some("1"), "Number of virtual CPUs."),
+    key("graphics", Kind::Choice(&["none", "vnc", "spice"]), Some("none"), "Graphics console type."),
+    key("dns-domain", Kind::Text, None, "DNS domain appended to instance host names."),
+    key("address-source", Kind::Choice(&["agent", "lease", "arp", "dns"]), Some("agent"), "How the instance's IP address is found: guest agent, libvirt DHCP lease, the host's neighbour (arp) table, or a DNS lookup of the host name."),
+    key("virt-type", Kind::Choice(&["kvm", "qemu"]), Some("kvm"), "Domain type: kvm (hardware virtualization) or qemu (TCG emulation; libguestfs tools then run with force_tcg)."),
+    key("identity", Kind::Choice(&["firstboot", "sysprep"]), Some("firstboot"), "How an instance gets its identity: 'firstboot' applies it at the guest's first boot from a seed disk (no appliance, fast); 'sysprep' runs virt-sysprep on each new disk."),
+    key("libvirt-uri", Kind::Text, None, "libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system for root and qemu:///session otherwise)."),
+    key("virt-builder-source", Kind::Text, None, "An extra virt-builder repository index URI (e.g. file:///srv/images/index), for hosts without internet."),
+    key("virt-builder-fingerprint", Kind::Text, None, "GPG fingerprint that signs virt-builder-source; without it that source's signature is not checked."),
+    key("virt-builder-args", Kind::Args, None, "Extra virt-builder arguments for the template build."),
+    key("virt-sysprep-args", Kind::Args, None, "Extra virt-sysprep arguments (identity = sysprep)."),
+    key("virt-install-args", Kind::Args, None, "virt-install options for the domain; supported: --cpu, --machine, --os-variant/--osinfo, --os-type, --hvm, --noautoconsole, --noreboot, --rng, --video, --graphics."),
+    key("template-playbook", Kind::Text, None, "Ansible playbook run once on a new template, before instances depend on it."),
+    key("instance-playbook", Kind::Text, None, "Ansible playbook run on each new instance."),
+    key("address-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait for the instance's address."),
+    key("ssh-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait, after the address is known, for the SSH server."),
+    key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates at once."),
+];
+
+/// Older spellings accepted for compatibility.
+pub fn canonical(key: &str) -> &str {
+    match key {
+        "user" => "username",
+        other => other,
+    }
+}
+
+pub fn lookup(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == canonical(name))
+}
+
+/// The known key closest to a misspelled one, for "did you mean" hints.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_suggests_close_keys_only() {
+        let names = KEYS.iter().map(|k| k.name);
+        assert_eq!(nearest("memroy", names.clone()), Some("memory"));
+        assert_eq!(nearest("os_version", names.clone()), Some("os-version"));
+        assert_eq!(nearest("zzzzzzzzzzzzzzzzzz", names), None);
+    }
+
+    #[test]
+    fn user_is_an_alias_of_username() {
+        assert_eq!(lookup("user").unwrap().name, "username");
+    }
+}

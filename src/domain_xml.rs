@@ -1,0 +1,224 @@
+//! Domain XML built in code (no virt-install): a plain builder whose output has unit tests.
+//! Every user-influenced value is escaped, although names are validated before they get here.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// The XML namespace of the metadata element that marks domains as ours.
+pub const METADATA_NS: &str = "https://github.com/virt-up/virt-up/xmlns/1";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub format: String,
+    /// The guest can read but never write it (templates, seeds).
+    pub readonly: bool,
+    /// virtio-blk serial number, visible in the guest as /sys/block/vdX/serial.
+    pub serial: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSpec {
+    pub name: String,
+    /// `kvm` or `qemu` (TCG).
+    pub virt_type: String,
+    pub arch: String,
+    pub machine: Option<String>,
+    /// `<cpu>` mode or model: None means the hypervisor's default.
+    pub cpu: Option<String>,
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    pub disks: Vec<Disk>,
+    pub network: String,
+    pub mac: String,
+    pub graphics: String,
+    pub video: Option<String>,
+    pub rng: bool,
+    pub console_log: PathBuf,
+    /// The template the domain belongs to, recorded in the domain's metadata.
+    pub template: String,
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl DomainSpec {
+    pub fn to_xml(&self) -> String {
+        let e = escape;
+        let mut x = String::new();
+        let _ = writeln!(x, "<domain type='{}'>", e(&self.virt_type));
+        let _ = writeln!(x, "  <name>{}</name>", e(&self.name));
+        let _ = writeln!(
+            x,
+            "  <metadata><virtup:domain xmlns:virtup='{METADATA_NS}' template='{}'/></metadata>",
+            e(&self.template)
+        );
+        let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", self.memory_mib);
+        let _ = writeln!(x, "  <vcpu>{}</vcpu>", self.vcpus);
+        let machine = self
+            .machine
+            .as_ref()
+            .map(|m| format!(" machine='{}'", e(m)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            x,
+            "  <os><type arch='{}'{machine}>hvm</type><boot dev='hd'/></os>",
+            e(&self.arch)
+        );
+        x.push_str("  <features><acpi/><apic/></features>\n");
+        match self.cpu.as_deref() {
+            None => {}
+            Some(mode @ ("host-passthrough" | "host-model")) => {
+                let _ = writeln!(x, "  <cpu mode='{mode}'/>");
+            }
+            Some(model) => {
+                let _ = writeln!(
+                    x,
+                    "  <cpu mode='custom' match='exact'><model fallback='allow'>{}</model></cpu>",
+                    e(model)
+                );
+            }
+        }
+        x.push_str("  <clock offset='utc'/>\n");
+        x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
+        x.push_str("  <devices>\n");
+        for (i, disk) in self.disks.iter().enumerate() {
+            self.write_disk(&mut x, i, disk);
+        }
+        let _ = writeln!(
+            x,
+            "    <interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/></interface>",
+            e(&self.network),
+            e(&self.mac)
+        );
+        let _ = writeln!(
+            x,
+            "    <serial type='pty'><log file='{}' append='off'/><target port='0'/></serial>",
+            e(&self.console_log.display().to_string())
+        );
+        x.push_str("    <console type='pty'><target type='serial' port='0'/></console>\n");
+        x.push_str("    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n");
+        if self.rng {
+            x.push_str("    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
+        }
+        if self.graphics != "none" {
+            let _ = writeln!(
+                x,
+                "    <graphics type='{}' autoport='yes' listen='127.0.0.1'/>",
+                e(&self.graphics)
+            );
+        }
+        if let Some(video) = self.video.as_ref().or((self.graphics != "none").then_some(&"virtio".to_string())) {
+            let _ = writeln!(x, "    <video><model type='{}'/></video>", e(video));
+        }
+        x.push_str("    <memballoon model='virtio'/>\n");
+        x.push_str("  </devices>\n</domain>\n");
+        x
+    }
+
+    fn write_disk(&self, x: &mut String, index: usize, disk: &Disk) {
+        let e = escape;
+        let target = format!("vd{}", (b'a' + index as u8) as char);
+        let _ = write!(
+            x,
+            "    <disk type='file' device='disk'><driver name='qemu' type='{}'/><source file='{}'/><target dev='{target}' bus='virtio'/>",
+            e(&disk.format),
+            e(&disk.path.display().to_string())
+        );
+        if let Some(serial) = &disk.serial {
+            let _ = write!(x, "<serial>{}</serial>", e(serial));
+        }
+        if disk.readonly {
+            x.push_str("<readonly/>");
+        }
+        x.push_str("</disk>\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "web1".into(),
+            virt_type: "qemu".into(),
+            arch: "x86_64".into(),
+            machine: None,
+            cpu: None,
+            memory_mib: 1024,
+            vcpus: 2,
+            disks: vec![
+                Disk {
+                    path: "/pool/web1.qcow2".into(),
+                    format: "qcow2".into(),
+                    readonly: false,
+                    serial: None,
+                },
+                Disk {
+                    path: "/pool/web1-seed.tar".into(),
+                    format: "raw".into(),
+                    readonly: true,
+                    serial: Some("virtup-seed".into()),
+                },
+            ],
+            network: "default".into(),
+            mac: "52:54:00:01:02:03".into(),
+            graphics: "none".into(),
+            video: None,
+            rng: true,
+            console_log: "/data/console/web1.log".into(),
+            template: "deb".into(),
+        }
+    }
+
+    #[test]
+    fn instance_xml_has_type_disks_mac_console_log_and_agent() {
+        let xml = spec().to_xml();
+        assert!(xml.starts_with("<domain type='qemu'>\n  <name>web1</name>\n"), "{xml}");
+        assert!(xml.contains("<memory unit='MiB'>1024</memory>"));
+        assert!(xml.contains("<vcpu>2</vcpu>"));
+        assert!(xml.contains("<source file='/pool/web1.qcow2'/><target dev='vda' bus='virtio'/></disk>"));
+        assert!(xml.contains("<target dev='vdb' bus='virtio'/><serial>virtup-seed</serial><readonly/></disk>"));
+        assert!(xml.contains("<mac address='52:54:00:01:02:03'/>"));
+        assert!(xml.contains("<log file='/data/console/web1.log' append='off'/>"));
+        assert!(xml.contains("name='org.qemu.guest_agent.0'"));
+        assert!(!xml.contains("<graphics"));
+        assert!(!xml.contains("<cpu"));
+    }
+
+    #[test]
+    fn graphics_cpu_and_machine() {
+        let mut s = spec();
+        s.graphics = "vnc".into();
+        s.cpu = Some("host-passthrough".into());
+        s.machine = Some("q35".into());
+        s.virt_type = "kvm".into();
+        let xml = s.to_xml();
+        assert!(xml.contains("<domain type='kvm'>"));
+        assert!(xml.contains("<graphics type='vnc'"));
+        assert!(xml.contains("<video><model type='virtio'/></video>"));
+        assert!(xml.contains("<cpu mode='host-passthrough'/>"));
+        assert!(xml.contains("<type arch='x86_64' machine='q35'>hvm</type>"));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let mut s = spec();
+        s.console_log = "/a'b<c>&.log".into();
+        let xml = s.to_xml();
+        assert!(xml.contains("file='/a&apos;b&lt;c&gt;&amp;.log'"), "{xml}");
+    }
+}

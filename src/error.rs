@@ -1,0 +1,105 @@
+//! The library's error type: every variant says what failed, on which object, and,
+//! where there is one, what the user can do about it.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+
+    #[error("invalid name '{name}': {why}")]
+    InvalidName { name: String, why: String },
+
+    #[error("unknown template '{name}'{hint}; see 'virt-up --show-templates'")]
+    UnknownTemplate { name: String, hint: String },
+
+    #[error("{tool} is not installed (install the Debian package '{package}')")]
+    ToolMissing { tool: String, package: String },
+
+    #[error("{tool} failed with exit code {code}{context}:\n{stderr_tail}")]
+    ToolFailed {
+        tool: String,
+        code: i32,
+        context: String,
+        stderr_tail: String,
+    },
+
+    #[error("libvirt: {what}: {message}{hint}")]
+    Libvirt {
+        what: String,
+        message: String,
+        hint: String,
+    },
+
+    #[error("{name}: timed out after {seconds} s in phase '{phase}'; console log: {console_log}")]
+    Timeout {
+        name: String,
+        phase: String,
+        seconds: u64,
+        console_log: String,
+    },
+
+    #[error("instance '{0}' already exists (use --delete first, or --login to use it)")]
+    InstanceExists(String),
+
+    #[error("instance '{0}' not found (see 'virt-up --list')")]
+    InstanceNotFound(String),
+
+    #[error("template '{template}' is used by instance(s): {}; delete them first", .instances.join(", "))]
+    TemplateInUse {
+        template: String,
+        instances: Vec<String>,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// An I/O error that names the file it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error: distinct codes let scripts tell
+    /// "you asked for something wrong" from "the host is not ready" from "it broke".
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::InvalidName { .. } | Error::UnknownTemplate { .. } => 2,
+            Error::InstanceExists(_)
+            | Error::InstanceNotFound(_)
+            | Error::TemplateInUse { .. } => 3,
+            Error::ToolMissing { .. } | Error::Libvirt { .. } => 4,
+            Error::Timeout { .. } => 5,
+            Error::Interrupted => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// Extension to attach a path to `std::io::Result`s.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

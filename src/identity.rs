@@ -1,0 +1,243 @@
+//! An instance's identity (host name, login keys, password hashes, SSH host key) and the two
+//! ways it reaches the guest:
+//! - `firstboot` (default): a small seed disk (a tar archive) that the agent installed in the
+//!   template applies at the guest's first boot, before the network and sshd start. No
+//!   libguestfs appliance per instance, so an instance costs little more than its boot.
+//! - `sysprep`: virt-sysprep resets and customizes the new disk (slow; for templates whose
+//!   OS cannot run the agent).
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::runner::{argv, Runner};
+use crate::sshkeys::KeyPair;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The guest agent and its unit, installed into every template.
+pub const AGENT_SCRIPT: &str = include_str!("../guest/virt-up-identity");
+pub const AGENT_UNIT: &str = include_str!("../guest/virt-up-identity.service");
+/// Creates the login user in a new template.
+pub const TEMPLATE_SETUP: &str = include_str!("../guest/template-setup");
+/// Forgets a booted template's identity before it becomes a backing file.
+pub const GENERALIZE: &str = include_str!("../guest/generalize");
+
+/// The serial of the seed disk; the agent looks for it in /sys/block/*/serial.
+pub const SEED_SERIAL: &str = "virtup-seed";
+
+/// One account that gets keys (and optionally a password) in the guest.
+pub struct Account {
+    pub username: String,
+    pub authorized_key: String,
+    pub password: Option<String>,
+}
+
+/// Everything that makes one guest distinct from its template and its siblings.
+pub struct Identity {
+    pub instance_id: String,
+    pub hostname: String,
+    pub host_key: KeyPair,
+    pub accounts: Vec<Account>,
+}
+
+/// A random password of `len` characters from an alphabet without look-alikes.
+pub fn random_password(len: usize) -> String {
+    use rand::seq::SliceRandom;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| *ALPHABET.choose(&mut rng).expect("non-empty") as char)
+        .collect()
+}
+
+/// A random identifier (128 bits, hex).
+pub fn random_id() -> String {
+    let b: [u8; 16] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A SHA-512 crypt(3) hash, so no plain password is ever written for the guest.
+pub fn password_hash(password: &str) -> Result<String> {
+    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
+        .map_err(|e| Error::Other(format!("cannot hash password: {e:?}")))
+}
+
+/// Write the seed archive the agent reads at first boot (0600: it holds a private key).
+pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, data)
+            .map_err(|e| Error::Other(format!("building seed archive: {e}")))
+    };
+    add("instance-id", identity.instance_id.as_bytes(), 0o600)?;
+    add("hostname", identity.hostname.as_bytes(), 0o600)?;
+    add(
+        "ssh_host_ed25519_key",
+        identity.host_key.private_openssh.as_bytes(),
+        0o600,
+    )?;
+    add(
+        "ssh_host_ed25519_key.pub",
+        format!("{}\n", identity.host_key.public_openssh).as_bytes(),
+        0o644,
+    )?;
+    for account in &identity.accounts {
+        let dir = format!("users/{}", account.username);
+        add(
+            &format!("{dir}/authorized_keys"),
+            format!("{}\n", account.authorized_key).as_bytes(),
+            0o600,
+        )?;
+        if let Some(password) = &account.password {
+            add(
+                &format!("{dir}/password-hash"),
+                password_hash(password)?.as_bytes(),
+                0o600,
+            )?;
+        }
+    }
+    let bytes = tar
+        .into_inner()
+        .map_err(|e| Error::Other(format!("building seed archive: {e}")))?;
+    write_atomic(path, &bytes, 0o600)
+}
+
+/// Secret files handed to libguestfs tools by path (never on a command line), removed on drop.
+pub struct SecretFiles {
+    dir: tempfile::TempDir,
+}
+
+impl SecretFiles {
+    pub fn new() -> Result<SecretFiles> {
+        Ok(SecretFiles {
+            dir: tempfile::Builder::new()
+                .prefix("virt-up-")
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+        })
+    }
+
+    pub fn write(&self, name: &str, contents: &str, mode: u32) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        write_atomic(&path, contents.as_bytes(), mode)?;
+        Ok(path)
+    }
+}
+
+/// Run virt-sysprep on a new instance disk: reset it and apply the identity.
+pub fn sysprep(
+    runner: &Runner,
+    disk: &Path,
+    identity: &Identity,
+    extra_args: &[String],
+) -> Result<()> {
+    let secrets = SecretFiles::new()?;
+    let mut args: Vec<OsString> = argv([
+        "--quiet",
+        "-a",
+        &disk.display().to_string(),
+        "--operations",
+        "defaults,-ssh-userdir",
+        "--hostname",
+        &identity.hostname,
+    ]);
+    for (i, account) in identity.accounts.iter().enumerate() {
+        let key = secrets.write(&format!("key{i}.pub"), &account.authorized_key, 0o600)?;
+        args.extend(argv([
+            "--ssh-inject".to_string(),
+            format!("{}:file:{}", account.username, key.display()),
+        ]));
+        if let Some(password) = &account.password {
+            let file = secrets.write(&format!("pw{i}"), password, 0o600)?;
+            let (flag, selector) = if account.username == "root" {
+                ("--root-password", format!("file:{}", file.display()))
+            } else {
+                (
+                    "--password",
+                    format!("{}:file:{}", account.username, file.display()),
+                )
+            };
+            args.extend(argv([flag.to_string(), selector]));
+        }
+    }
+    let private = secrets.write("hostkey", &identity.host_key.private_openssh, 0o600)?;
+    let public = secrets.write(
+        "hostkey.pub",
+        &format!("{}\n", identity.host_key.public_openssh),
+        0o644,
+    )?;
+    args.extend(argv([
+        "--upload".to_string(),
+        format!("{}:/etc/ssh/ssh_host_ed25519_key", private.display()),
+        "--chmod".to_string(),
+        "0600:/etc/ssh/ssh_host_ed25519_key".to_string(),
+        "--upload".to_string(),
+        format!("{}:/etc/ssh/ssh_host_ed25519_key.pub", public.display()),
+    ]));
+    args.extend(argv(extra_args));
+    runner
+        .run("virt-sysprep", &args, &format!("identity of {}", disk.display()))
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_archive_holds_the_identity_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.tar");
+        let identity = Identity {
+            instance_id: "abc".into(),
+            hostname: "web1.example.test".into(),
+            host_key: crate::sshkeys::generate("web1").unwrap(),
+            accounts: vec![Account {
+                username: "virt".into(),
+                authorized_key: "ssh-ed25519 AAAA x".into(),
+                password: Some("secret".into()),
+            }],
+        };
+        write_seed(&path, &identity).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            if name == "users/virt/password-hash" {
+                assert!(body.starts_with("$6$"), "{body}");
+                assert!(!body.contains("secret"));
+            }
+            if name == "hostname" {
+                assert_eq!(body, "web1.example.test");
+            }
+            names.push(name);
+        }
+        assert_eq!(
+            names,
+            [
+                "instance-id",
+                "hostname",
+                "ssh_host_ed25519_key",
+                "ssh_host_ed25519_key.pub",
+                "users/virt/authorized_keys",
+                "users/virt/password-hash"
+            ]
+        );
+    }
+
+    #[test]
+    fn random_passwords_have_the_length_asked() {
+        let p = random_password(24);
+        assert_eq!(p.len(), 24);
+        assert_ne!(p, random_password(24));
+    }
+}

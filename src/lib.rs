@@ -1,0 +1,22 @@
+//! virt-up: ready-to-use virtual machines on a libvirt host in seconds.
+//!
+//! Data flows one way through modules with one job each:
+//! config -> template (image build) -> instance (clone + identity + domain)
+//! -> readiness -> records and inventory. The binaries are thin front-ends.
+
+pub mod config;
+pub mod domain_xml;
+pub mod error;
+pub mod fsutil;
+pub mod hypervisor;
+pub mod identity;
+pub mod inventory;
+pub mod lock;
+pub mod names;
+pub mod paths;
+pub mod readiness;
+pub mod records;
+pub mod runner;
+pub mod sshkeys;
+
+pub use error::{Error, Result};

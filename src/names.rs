@@ -1,0 +1,108 @@
+//! Validation of names before they touch a path, a libvirt domain name or XML.
+
+use crate::error::{Error, Result};
+
+/// Longest instance name: a hostname label is at most 63 bytes.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// An instance name becomes a hostname, a file name and a domain name, so it must be a
+/// valid DNS label: letters, digits and '-', not starting or ending with '-'.
+pub fn validate_instance_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            why: why.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(&format!("it is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (use letters, digits and '-')"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return bad("it must not start or end with '-'");
+    }
+    if name.starts_with("TEMPLATE-") {
+        return bad("the prefix 'TEMPLATE-' is reserved for templates");
+    }
+    Ok(())
+}
+
+/// Template names come from config section names and may contain '/' (`generic/centos8`).
+/// They are mapped to a file- and domain-safe stem by [`template_stem`].
+pub fn validate_template_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            why: why.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return bad("a template name must have 1 to 63 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        return bad(&format!("character {c:?} is not allowed in a template name"));
+    }
+    if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return bad("empty, '.' or '..' path components are not allowed");
+    }
+    Ok(())
+}
+
+/// The domain and disk name of a template: `TEMPLATE-<name>` with '/' mapped to '-'.
+pub fn template_stem(name: &str) -> String {
+    format!("TEMPLATE-{}", name.replace('/', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_hostname_labels() {
+        for ok in ["web1", "a", "db-2", &"x".repeat(63)] {
+            validate_instance_name(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_what_could_escape_a_path_or_xml() {
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "a b",
+            "a<b",
+            "-a",
+            "a-",
+            "a.b",
+            "TEMPLATE-x",
+            &"x".repeat(64),
+        ] {
+            let err = validate_instance_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn template_names_may_have_slashes_but_not_dotdot() {
+        validate_template_name("generic/centos8").unwrap();
+        validate_template_name("debian-12").unwrap();
+        assert!(validate_template_name("../x").is_err());
+        assert!(validate_template_name("a//b").is_err());
+        assert!(validate_template_name("a b").is_err());
+        assert_eq!(template_stem("generic/centos8"), "TEMPLATE-generic-centos8");
+    }
+}

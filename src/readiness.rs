@@ -1,0 +1,203 @@
+//! Is the instance ready? Find its address by the configured source, then wait for an SSH
+//! banner on port 22: an address alone proves nothing (an old lease shows up at once).
+//! Polls briefly (no fixed sleeps of seconds) and gives up after per-phase timeouts.
+
+use crate::error::{Error, Result};
+use crate::hypervisor::{Hypervisor, LibvirtAddressSource};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AddressSource {
+    Agent,
+    Lease,
+    Arp,
+    Dns,
+}
+
+impl AddressSource {
+    pub fn parse(s: &str) -> Option<AddressSource> {
+        Some(match s {
+            "agent" => AddressSource::Agent,
+            "lease" => AddressSource::Lease,
+            "arp" => AddressSource::Arp,
+            "dns" => AddressSource::Dns,
+            _ => return None,
+        })
+    }
+}
+
+/// What to wait for, and how long.
+pub struct Target<'a> {
+    pub domain: &'a str,
+    pub mac: &'a str,
+    pub hostname: &'a str,
+    pub source: AddressSource,
+    pub address_timeout: Duration,
+    pub ssh_timeout: Duration,
+    pub console_log: &'a Path,
+    /// The kernel's neighbour table (`/proc/net/arp`; a fixture in tests).
+    pub neighbours: PathBuf,
+}
+
+/// One look for the address; `None` while it is not known yet.
+pub fn probe_address(hv: &dyn Hypervisor, t: &Target) -> Result<Option<String>> {
+    let from_libvirt = |src| -> Result<Option<String>> {
+        let addrs = hv.addresses(t.domain, src).unwrap_or_default();
+        Ok(addrs
+            .into_iter()
+            .filter(|a| a.mac.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(t.mac)))
+            .map(|a| a.ip)
+            .find(|ip| usable_ipv4(ip)))
+    };
+    match t.source {
+        AddressSource::Lease => from_libvirt(LibvirtAddressSource::Lease),
+        AddressSource::Agent => from_libvirt(LibvirtAddressSource::Agent),
+        // libvirt's own ARP source fails on these kernels ("wrong nlmsg len"); the
+        // kernel's table has the entry as soon as the guest talks, so read it directly.
+        AddressSource::Arp => Ok(neighbour_ip(&t.neighbours, t.mac)),
+        AddressSource::Dns => Ok((t.hostname, 22)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.find(|s| s.is_ipv4() && !s.ip().is_loopback()))
+            .map(|s| s.ip().to_string())),
+    }
+}
+
+fn usable_ipv4(ip: &str) -> bool {
+    matches!(ip.parse::<IpAddr>(), Ok(IpAddr::V4(v4)) if !v4.is_loopback() && !v4.is_link_local())
+}
+
+/// The IPv4 address the neighbour table (`/proc/net/arp` format) has for `mac`.
+pub fn neighbour_ip(table: &Path, mac: &str) -> Option<String> {
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // IP address, HW type, Flags, HW address, Mask, Device; flags 0x0 = incomplete.
+        (f.len() >= 4 && f[3].eq_ignore_ascii_case(mac) && f[2] != "0x0" && usable_ipv4(f[0]))
+            .then(|| f[0].to_string())
+    })
+}
+
+/// True when something on `ip:22` answers with an SSH identification string.
+pub fn ssh_banner(ip: &str, timeout: Duration) -> bool {
+    let Ok(addr) = format!("{ip}:22").parse::<SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < 4 {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    buf.starts_with(b"SSH-")
+}
+
+/// Wait for the address, then for SSH; `phase` is told when each phase ends.
+pub fn wait_ready(
+    hv: &dyn Hypervisor,
+    t: &Target,
+    phase: &mut dyn FnMut(&str, Duration),
+) -> Result<String> {
+    let started = Instant::now();
+    let address = poll(hv, t, "address", t.address_timeout, || probe_address(hv, t))?;
+    phase("address", started.elapsed());
+    let started = Instant::now();
+    // Re-probe while waiting: a stale lease can name an address the new guest never takes.
+    let mut current = address;
+    poll(hv, t, "ssh", t.ssh_timeout, || {
+        if ssh_banner(&current, Duration::from_secs(1)) {
+            return Ok(Some(()));
+        }
+        if let Some(fresh) = probe_address(hv, t)? {
+            current = fresh;
+        }
+        Ok(None)
+    })?;
+    phase("ssh", started.elapsed());
+    Ok(current)
+}
+
+/// Call `probe` every POLL until it yields, the domain stops, or the timeout passes.
+fn poll<T>(
+    hv: &dyn Hypervisor,
+    t: &Target,
+    phase: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe()? {
+            return Ok(v);
+        }
+        if !hv.is_running(t.domain)? {
+            return Err(Error::Other(format!(
+                "{}: the guest stopped while waiting for its {phase}; console log: {}",
+                t.domain,
+                t.console_log.display()
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                name: t.domain.to_string(),
+                phase: phase.to_string(),
+                seconds: timeout.as_secs(),
+                console_log: t.console_log.display().to_string(),
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbour_table_lookup_by_mac() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("arp");
+        std::fs::write(
+            &table,
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+             192.168.122.9    0x1         0x0         52:54:00:aa:bb:cc     *        virbr0\n\
+             192.168.122.10   0x1         0x2         52:54:00:aa:bb:cc     *        virbr0\n\
+             192.168.122.11   0x1         0x2         52:54:00:dd:ee:ff     *        virbr0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            neighbour_ip(&table, "52:54:00:AA:BB:CC").as_deref(),
+            Some("192.168.122.10")
+        );
+        assert_eq!(neighbour_ip(&table, "52:54:00:00:00:00"), None);
+        assert_eq!(neighbour_ip(&dir.path().join("missing"), "x"), None);
+    }
+
+    #[test]
+    fn banner_check_needs_an_ssh_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Not port 22, so nothing answers there; a closed port is "not ready".
+        assert!(!ssh_banner("127.0.0.1", Duration::from_millis(200)) || port == 22);
+        assert!(!ssh_banner("not-an-ip", Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn only_routable_ipv4_counts() {
+        assert!(usable_ipv4("192.168.122.5"));
+        assert!(!usable_ipv4("127.0.0.1"));
+        assert!(!usable_ipv4("169.254.1.1"));
+        assert!(!usable_ipv4("fe80::1"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Persistent records under the data dir: one JSON file per instance or template
+//! (`instance/<name>.json`, 0600) and the stable MAC addresses (`macaddrs.json`).
+//! Writes are atomic; callers hold the global lock around read-modify-write sequences.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{private_dir, remove_if_exists, write_atomic};
+use crate::paths::Paths;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A login account of a guest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Login {
+    pub username: String,
+    /// Passwords are never stored: logins use the per-instance key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub ssh_identity: PathBuf,
+}
+
+/// Where an instance is in its life: a record in `Creating` whose process is gone
+/// is a half-made instance that the next run cleans up.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Creating,
+    Ready,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub name: String,
+    pub template: String,
+    pub created: String,
+    pub phase: Phase,
+    /// The process that is creating it (meaningful while `phase` is `Creating`).
+    pub pid: u32,
+    pub os_version: String,
+    #[serde(default)]
+    pub os_variant: Option<String>,
+    pub hostname: String,
+    pub domain: String,
+    pub disk: PathBuf,
+    pub format: String,
+    pub memory: u64,
+    pub vcpus: u64,
+    pub graphics: String,
+    #[serde(default)]
+    pub size: Option<String>,
+    pub root: Login,
+    pub user: Login,
+    #[serde(rename = "address-source")]
+    pub address_source: String,
+    pub ssh_options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    pub mac: String,
+    pub uri: String,
+    pub identity: String,
+    pub console_log: PathBuf,
+    /// Extra files that belong to the instance (the first-boot seed), removed with it.
+    #[serde(default)]
+    pub extra_files: Vec<PathBuf>,
+    pub inventory: bool,
+    /// Present (true) for clones; a template's record has no `cloned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned: Option<bool>,
+    /// The template disk a clone is backed by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+}
+
+impl Record {
+    pub fn is_template(&self) -> bool {
+        self.cloned.is_none()
+    }
+}
+
+/// Read and write records in the data dir.
+#[derive(Debug, Clone)]
+pub struct Store {
+    paths: Paths,
+}
+
+impl Store {
+    pub fn new(paths: &Paths) -> Result<Store> {
+        for dir in [paths.data.clone(), paths.instances(), paths.sshkeys()] {
+            private_dir(&dir)?;
+        }
+        Ok(Store {
+            paths: paths.clone(),
+        })
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The record file's stem: the instance name, or `TEMPLATE-<t>` for a template.
+    pub fn load(&self, stem: &str) -> Result<Option<Record>> {
+        let path = self.paths.instance_record(stem);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Other(format!("{}: corrupt record: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    pub fn save(&self, stem: &str, record: &Record) -> Result<()> {
+        let json = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic(&self.paths.instance_record(stem), &json, 0o600)
+    }
+
+    pub fn remove(&self, stem: &str) -> Result<()> {
+        remove_if_exists(&self.paths.instance_record(stem))
+    }
+
+    /// Every record, sorted by name. A corrupt file is reported, not fatal to listing.
+    pub fn all(&self) -> Result<(Vec<Record>, Vec<String>)> {
+        let dir = self.paths.instances();
+        let mut records = Vec::new();
+        let mut problems = Vec::new();
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            match self.load(stem) {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((records, problems))
+    }
+
+    /// The stable MAC for `name`: the recorded one, else a new unique one (recorded).
+    /// Kept after delete, so a re-created instance gets the same MAC and DHCP address.
+    pub fn mac_for(&self, name: &str) -> Result<String> {
+        let mut macs = self.macs()?;
+        if let Some(mac) = macs.get(name) {
+            return Ok(mac.clone());
+        }
+        let mac = loop {
+            let candidate = random_mac();
+            if !macs.values().any(|m| *m == candidate) {
+                break candidate;
+            }
+        };
+        macs.insert(name.to_string(), mac.clone());
+        let json = serde_json::to_vec_pretty(&macs).expect("map serializes");
+        write_atomic(&self.paths.macaddrs(), &json, 0o600)?;
+        Ok(mac)
+    }
+
+    fn macs(&self) -> Result<BTreeMap<String, String>> {
+        let path = self.paths.macaddrs();
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Other(format!("{}: corrupt: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+}
+
+/// A locally administered MAC in QEMU's 52:54:00 prefix.
+fn random_mac() -> String {
+    let b: [u8; 3] = rand::random();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// Now as an RFC 3339 UTC timestamp, without a date-time dependency.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_rfc3339(secs)
+}
+
+fn format_rfc3339(secs: u64) -> String {
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn macs_are_stable_and_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::from_env(&|k| {
+            (k == "VIRTUP_DATA_HOME").then(|| dir.path().join("d").display().to_string())
+        });
+        let store = Store::new(&paths).unwrap();
+        let a = store.mac_for("a").unwrap();
+        assert!(a.starts_with("52:54:00:"));
+        assert_eq!(store.mac_for("a").unwrap(), a);
+        assert_ne!(store.mac_for("b").unwrap(), a);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(paths.macaddrs()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

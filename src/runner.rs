@@ -1,0 +1,180 @@
+//! The one way external tools are run: an argument vector (never a shell string), the
+//! command logged at debug level, and a failure turned into an error that names the tool,
+//! its exit code and the tail of its stderr.
+
+use crate::error::{Error, Result};
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+/// How many stderr lines an error message keeps.
+const STDERR_TAIL_LINES: usize = 15;
+
+/// The Debian package that provides a tool, for "not installed" messages.
+pub fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "virt-builder" | "virt-sysprep" | "virt-customize" | "virt-index-validate" => {
+            "guestfs-tools"
+        }
+        "guestfish" => "libguestfs-tools",
+        "qemu-img" => "qemu-utils",
+        "ssh" | "sftp" | "ssh-keyscan" | "ssh-keygen" => "openssh-client",
+        "ansible" | "ansible-playbook" => "ansible",
+        "virt-install" => "virtinst",
+        _ => "unknown",
+    }
+}
+
+/// Runs tools with a fixed extra environment (e.g. libguestfs' force_tcg).
+#[derive(Debug, Clone, Default)]
+pub struct Runner {
+    pub env: Vec<(String, String)>,
+    /// Forward the tool's stderr to ours while it runs (progress of long builds).
+    pub show_output: bool,
+    pub debug: bool,
+}
+
+/// The captured result of a successful run.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+}
+
+impl Runner {
+    /// Build a `Command` for `tool` with this runner's environment applied.
+    pub fn command(&self, tool: &str, args: &[OsString]) -> Command {
+        if self.debug {
+            eprintln!("debug: run {}", render(tool, args));
+        }
+        let mut cmd = Command::new(tool);
+        cmd.args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run `tool` to completion; stdout is captured, stderr is kept for the error message
+    /// (and shown live when `show_output`).
+    pub fn run(&self, tool: &str, args: &[OsString], context: &str) -> Result<Output> {
+        let mut child = self
+            .command(tool, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_error(tool, e))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Read stdout on a thread so a chatty tool cannot dead-lock on a full pipe.
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
+            buf
+        });
+        let tail = self.follow_stderr(child.stderr.take().expect("piped stderr"));
+        let status = child.wait().map_err(|e| spawn_error(tool, e))?;
+        let stdout = reader.join().unwrap_or_default();
+        if status.success() {
+            return Ok(Output { stdout });
+        }
+        Err(Error::ToolFailed {
+            tool: tool.to_string(),
+            code: status.code().unwrap_or(-1),
+            context: if context.is_empty() {
+                String::new()
+            } else {
+                format!(" ({context})")
+            },
+            stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+        })
+    }
+
+    fn follow_stderr(&self, stderr: impl std::io::Read) -> VecDeque<String> {
+        let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+        for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if self.show_output {
+                eprintln!("{line}");
+            }
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        tail
+    }
+}
+
+/// A tool that cannot be started is almost always a missing package.
+pub fn spawn_error(tool: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::ToolMissing {
+            tool: tool.to_string(),
+            package: package_of(tool).to_string(),
+        }
+    } else {
+        Error::Other(format!("cannot run {tool}: {e}"))
+    }
+}
+
+/// Render a command for logs, quoting arguments that need it. For display only.
+pub fn render(tool: &str, args: &[OsString]) -> String {
+    let mut s = tool.to_string();
+    for a in args {
+        let a = a.to_string_lossy();
+        s.push(' ');
+        if a.is_empty() || a.chars().any(|c| c.is_whitespace() || "'\"$\\;&|<>()*?".contains(c)) {
+            s.push('\'');
+            s.push_str(&a.replace('\'', "'\\''"));
+            s.push('\'');
+        } else {
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+/// Convenience: turn a list of displayable items into an argument vector.
+pub fn argv<I, S>(items: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    items.into_iter().map(|s| s.as_ref().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tool_names_its_package() {
+        let err = Runner::default()
+            .run("virt-builder-does-not-exist", &[], "")
+            .unwrap_err();
+        assert!(matches!(err, Error::ToolMissing { .. }), "{err}");
+    }
+
+    #[test]
+    fn failure_names_tool_code_and_stderr_tail() {
+        let args = argv(["-c", "echo first >&2; echo last >&2; exit 3"]);
+        let err = Runner::default().run("sh", &args, "building x").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("sh failed with exit code 3 (building x)"), "{msg}");
+        assert!(msg.contains("last"), "{msg}");
+    }
+
+    #[test]
+    fn captures_stdout() {
+        let out = Runner::default()
+            .run("printf", &argv(["%s", "a b"]), "")
+            .unwrap();
+        assert_eq!(out.stdout, b"a b");
+    }
+
+    #[test]
+    fn render_quotes_for_display() {
+        assert_eq!(render("x", &argv(["a b", "c"])), "x 'a b' c");
+    }
+}
