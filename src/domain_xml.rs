@@ -111,7 +111,9 @@ impl DomainSpec {
         x.push_str("    <console type='pty'><target type='serial' port='0'/></console>\n");
         x.push_str("    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n");
         if self.rng {
-            x.push_str("    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
+            x.push_str(
+                "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n",
+            );
         }
         if self.graphics != "none" {
             let _ = writeln!(
@@ -120,7 +122,11 @@ impl DomainSpec {
                 e(&self.graphics)
             );
         }
-        if let Some(video) = self.video.as_ref().or((self.graphics != "none").then_some(&"virtio".to_string())) {
+        if let Some(video) = self
+            .video
+            .as_ref()
+            .or((self.graphics != "none").then_some(&"virtio".to_string()))
+        {
             let _ = writeln!(x, "    <video><model type='{}'/></video>", e(video));
         }
         x.push_str("    <memballoon model='virtio'/>\n");
@@ -187,11 +193,17 @@ mod tests {
     #[test]
     fn instance_xml_has_type_disks_mac_console_log_and_agent() {
         let xml = spec().to_xml();
-        assert!(xml.starts_with("<domain type='qemu'>\n  <name>web1</name>\n"), "{xml}");
+        assert!(
+            xml.starts_with("<domain type='qemu'>\n  <name>web1</name>\n"),
+            "{xml}"
+        );
         assert!(xml.contains("<memory unit='MiB'>1024</memory>"));
         assert!(xml.contains("<vcpu>2</vcpu>"));
-        assert!(xml.contains("<source file='/pool/web1.qcow2'/><target dev='vda' bus='virtio'/></disk>"));
-        assert!(xml.contains("<target dev='vdb' bus='virtio'/><serial>virtup-seed</serial><readonly/></disk>"));
+        assert!(xml
+            .contains("<source file='/pool/web1.qcow2'/><target dev='vda' bus='virtio'/></disk>"));
+        assert!(xml.contains(
+            "<target dev='vdb' bus='virtio'/><serial>virtup-seed</serial><readonly/></disk>"
+        ));
         assert!(xml.contains("<mac address='52:54:00:01:02:03'/>"));
         assert!(xml.contains("<log file='/data/console/web1.log' append='off'/>"));
         assert!(xml.contains("name='org.qemu.guest_agent.0'"));

@@ -82,9 +82,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::InvalidName { .. } | Error::UnknownTemplate { .. } => 2,
-            Error::InstanceExists(_)
-            | Error::InstanceNotFound(_)
-            | Error::TemplateInUse { .. } => 3,
+            Error::InstanceExists(_) | Error::InstanceNotFound(_) | Error::TemplateInUse { .. } => {
+                3
+            }
             Error::ToolMissing { .. } | Error::Libvirt { .. } => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,

@@ -79,7 +79,9 @@ impl Libvirt {
     fn domain(&self, name: &str) -> Result<Option<Domain>> {
         match self.conn.lookup_domain_by_name(name) {
             Ok(d) => Ok(Some(d)),
-            Err(e) if e.code() == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoDomain) => {
+            Err(e)
+                if e.code() == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoDomain) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(libvirt_error(format!("looking up domain '{name}'"), e)),
@@ -101,12 +103,14 @@ impl Hypervisor for Libvirt {
     }
 
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
-        let missing = |message: String| Error::Libvirt {
+        let missing = |message: String| {
+            Error::Libvirt {
             what: format!("storage pool '{pool}'"),
             message,
             hint: format!(
                 "\ndefine and start it, e.g.: virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool}"
             ),
+        }
         };
         let p = self
             .conn
@@ -118,9 +122,9 @@ impl Hypervisor for Libvirt {
         let xml = p
             .xml_desc(0)
             .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))?;
-        xml_text(&xml, "path")
-            .map(PathBuf::from)
-            .ok_or_else(|| missing("the pool has no target path (only 'dir' pools are supported)".into()))
+        xml_text(&xml, "path").map(PathBuf::from).ok_or_else(|| {
+            missing("the pool has no target path (only 'dir' pools are supported)".into())
+        })
     }
 
     fn refresh_pool(&self, pool: &str) {
@@ -257,9 +261,15 @@ mod tests {
     #[test]
     fn test_driver_pool_and_network() {
         let hv = Libvirt::connect("test:///default").unwrap();
-        assert_eq!(hv.pool_path("default-pool").unwrap(), PathBuf::from("/default-pool"));
+        assert_eq!(
+            hv.pool_path("default-pool").unwrap(),
+            PathBuf::from("/default-pool")
+        );
         let err = hv.pool_path("nope").unwrap_err().to_string();
-        assert!(err.contains("storage pool 'nope'") && err.contains("pool-define-as"), "{err}");
+        assert!(
+            err.contains("storage pool 'nope'") && err.contains("pool-define-as"),
+            "{err}"
+        );
         hv.check_network("default").unwrap();
         let err = hv.check_network("nope").unwrap_err().to_string();
         assert!(err.contains("virsh net-start nope"), "{err}");
@@ -277,7 +287,11 @@ mod tests {
     #[test]
     fn xml_text_unescapes() {
         assert_eq!(
-            xml_text("<pool><target><path>/a&amp;b</path></target></pool>", "path").as_deref(),
+            xml_text(
+                "<pool><target><path>/a&amp;b</path></target></pool>",
+                "path"
+            )
+            .as_deref(),
             Some("/a&b")
         );
     }

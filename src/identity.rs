@@ -27,6 +27,8 @@ pub const SEED_SERIAL: &str = "virtup-seed";
 /// One account that gets keys (and optionally a password) in the guest.
 pub struct Account {
     pub username: String,
+    /// Create the account (with passwordless sudo) if the template does not have it.
+    pub create: bool,
     pub authorized_key: String,
     pub password: Option<String>,
 }
@@ -92,6 +94,9 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
             format!("{}\n", account.authorized_key).as_bytes(),
             0o600,
         )?;
+        if account.create {
+            add(&format!("{dir}/create"), b"", 0o600)?;
+        }
         if let Some(password) = &account.password {
             add(
                 &format!("{dir}/password-hash"),
@@ -180,7 +185,11 @@ pub fn sysprep(
     ]));
     args.extend(argv(extra_args));
     runner
-        .run("virt-sysprep", &args, &format!("identity of {}", disk.display()))
+        .run(
+            "virt-sysprep",
+            &args,
+            &format!("identity of {}", disk.display()),
+        )
         .map(|_| ())
 }
 
@@ -198,13 +207,17 @@ mod tests {
             host_key: crate::sshkeys::generate("web1").unwrap(),
             accounts: vec![Account {
                 username: "virt".into(),
+                create: false,
                 authorized_key: "ssh-ed25519 AAAA x".into(),
                 password: Some("secret".into()),
             }],
         };
         write_seed(&path, &identity).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
         let mut names = Vec::new();
         for entry in archive.entries().unwrap() {

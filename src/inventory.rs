@@ -61,7 +61,11 @@ fn host_of(r: &Record) -> Option<Host> {
     let address = r.address.clone()?;
     let common = ssh_option_args(&r.ssh_options)
         .iter()
-        .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_default())
+        .map(|a| {
+            shlex::try_quote(a)
+                .map(|q| q.into_owned())
+                .unwrap_or_default()
+        })
         .collect::<Vec<_>>()
         .join(" ");
     Some(Host {
@@ -201,7 +205,10 @@ mod tests {
         ]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
         let hosts = &v["all"]["children"]["virt_up_managed"]["hosts"];
-        assert_eq!(hosts["web1"]["ansible_host"].as_str(), Some("192.168.122.5"));
+        assert_eq!(
+            hosts["web1"]["ansible_host"].as_str(),
+            Some("192.168.122.5")
+        );
         assert_eq!(hosts["web1"]["ansible_user"].as_str(), Some("virt"));
         assert_eq!(hosts["web1"]["ansible_port"].as_u64(), Some(22));
         assert_eq!(
@@ -215,7 +222,10 @@ mod tests {
     #[test]
     fn ssh_config_names_each_instance() {
         let text = render_ssh_config(&[record("web1", Some("192.168.122.5"))]);
-        assert!(text.contains("Host web1\n  HostName 192.168.122.5\n  User virt\n"), "{text}");
+        assert!(
+            text.contains("Host web1\n  HostName 192.168.122.5\n  User virt\n"),
+            "{text}"
+        );
         assert!(text.contains("  HostKeyAlias \"web1\"\n"), "{text}");
     }
 

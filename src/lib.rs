@@ -20,3 +20,11 @@ pub mod runner;
 pub mod sshkeys;
 
 pub use error::{Error, Result};
+pub mod app;
+pub mod cli;
+pub mod context;
+pub mod instance;
+pub mod playbook;
+pub mod shipped;
+pub mod template;
+pub mod virt_install;

@@ -1,1 +1,31 @@
-fn main(){}
+//! `virt-up`: parse the command line, call the library, map errors to exit codes.
+
+use clap::{CommandFactory, Parser};
+use virt_up::cli::Cli;
+use virt_up::paths::{process_env, Paths};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "virt-up",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
+    if cli.man {
+        let _ = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout());
+        return;
+    }
+    let paths = Paths::from_env(&process_env);
+    let code = match virt_up::app::run(cli, paths, process_env("LIBVIRT_DEFAULT_URI")) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("virt-up: error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

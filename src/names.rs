@@ -53,9 +53,14 @@ pub fn validate_template_name(name: &str) -> Result<()> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
     {
-        return bad(&format!("character {c:?} is not allowed in a template name"));
+        return bad(&format!(
+            "character {c:?} is not allowed in a template name"
+        ));
     }
-    if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if name
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return bad("empty, '.' or '..' path components are not allowed");
     }
     Ok(())

@@ -26,7 +26,9 @@ pub fn process_env(key: &str) -> Option<String> {
 
 impl Paths {
     pub fn from_env(env: Env) -> Paths {
-        let home = env("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+        let home = env("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
         let xdg = |var: &str, fallback: &str| {
             env(var)
                 .map(PathBuf::from)

@@ -50,7 +50,11 @@ pub fn probe_address(hv: &dyn Hypervisor, t: &Target) -> Result<Option<String>> 
         let addrs = hv.addresses(t.domain, src).unwrap_or_default();
         Ok(addrs
             .into_iter()
-            .filter(|a| a.mac.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(t.mac)))
+            .filter(|a| {
+                a.mac
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(t.mac))
+            })
             .map(|a| a.ip)
             .find(|ip| usable_ipv4(ip)))
     };

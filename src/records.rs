@@ -173,7 +173,7 @@ impl Store {
 }
 
 /// A locally administered MAC in QEMU's 52:54:00 prefix.
-fn random_mac() -> String {
+pub fn random_mac() -> String {
     let b: [u8; 3] = rand::random();
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(store.mac_for("a").unwrap(), a);
         assert_ne!(store.mac_for("b").unwrap(), a);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(paths.macaddrs()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(paths.macaddrs())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -124,7 +124,10 @@ pub fn render(tool: &str, args: &[OsString]) -> String {
     for a in args {
         let a = a.to_string_lossy();
         s.push(' ');
-        if a.is_empty() || a.chars().any(|c| c.is_whitespace() || "'\"$\\;&|<>()*?".contains(c)) {
+        if a.is_empty()
+            || a.chars()
+                .any(|c| c.is_whitespace() || "'\"$\\;&|<>()*?".contains(c))
+        {
             s.push('\'');
             s.push_str(&a.replace('\'', "'\\''"));
             s.push('\'');
@@ -159,9 +162,14 @@ mod tests {
     #[test]
     fn failure_names_tool_code_and_stderr_tail() {
         let args = argv(["-c", "echo first >&2; echo last >&2; exit 3"]);
-        let err = Runner::default().run("sh", &args, "building x").unwrap_err();
+        let err = Runner::default()
+            .run("sh", &args, "building x")
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("sh failed with exit code 3 (building x)"), "{msg}");
+        assert!(
+            msg.contains("sh failed with exit code 3 (building x)"),
+            "{msg}"
+        );
         assert!(msg.contains("last"), "{msg}");
     }
 

@@ -232,8 +232,9 @@ fn validate(key: &schema::Key, value: &str, origin: Option<&Origin>) -> Result<(
             Ok(n) if (min..=max).contains(&n) => None,
             _ => Some(format!("a whole number from {min} to {max}")),
         },
-        Kind::Choice(choices) => (!choices.contains(&value.trim()))
-            .then(|| format!("one of: {}", choices.join(", "))),
+        Kind::Choice(choices) => {
+            (!choices.contains(&value.trim())).then(|| format!("one of: {}", choices.join(", ")))
+        }
         Kind::Args => shlex::split(value)
             .is_none()
             .then(|| "shell-style words with balanced quotes".to_string()),
@@ -274,9 +275,7 @@ impl Settings {
 
     /// A shell-style argument list, split without ever running a shell.
     pub fn args(&self, key: &str) -> Vec<String> {
-        self.get(key)
-            .and_then(shlex::split)
-            .unwrap_or_default()
+        self.get(key).and_then(shlex::split).unwrap_or_default()
     }
 
     pub fn origin(&self, key: &str) -> Option<&Origin> {
@@ -331,7 +330,11 @@ mod tests {
             s.args("virt-builder-args"),
             ["--install", "sudo,python3", "--selinux-relabel"]
         );
-        assert!(c.warnings[0].contains("t.cfg:3: unknown key 'pkgs'"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("t.cfg:3: unknown key 'pkgs'"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
@@ -360,14 +363,20 @@ mod tests {
     fn unknown_template_suggests_nearest() {
         let c = config("", "[debian-12]\nos-version = x\n");
         let err = c.resolve("debian-13").unwrap_err().to_string();
-        assert!(err.contains("unknown template 'debian-13' (did you mean 'debian-12'?)"), "{err}");
+        assert!(
+            err.contains("unknown template 'debian-13' (did you mean 'debian-12'?)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn template_without_os_version_is_an_error() {
         let c = config("", "[deb]\ndesc = x\n");
         let err = c.resolve("deb").unwrap_err().to_string();
-        assert!(err.contains("t.cfg:1: template [deb] has no 'os-version'"), "{err}");
+        assert!(
+            err.contains("t.cfg:1: template [deb] has no 'os-version'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! Running ansible playbooks against instances through the generated inventory.
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::runner::argv;
+use std::path::{Path, PathBuf};
+
+/// Find a playbook: the path as given, then `<user config>/playbooks/`, then
+/// `<system config>/playbooks/`; in each, NAME, NAME.yml and NAME.yaml.
+pub fn find(ctx: &Context, playbook: &str) -> Result<PathBuf> {
+    let given = Path::new(playbook);
+    let mut candidates = vec![given.to_path_buf()];
+    if given.components().count() == 1 {
+        for dir in [&ctx.paths.user_config, &ctx.paths.system_config] {
+            for suffix in ["", ".yml", ".yaml"] {
+                candidates.push(dir.join("playbooks").join(format!("{playbook}{suffix}")));
+            }
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "playbook '{playbook}' not found; looked in: {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
+/// `ansible-playbook -i <inventory> --limit <name> <playbook>`; the playbook's own output is
+/// shown; a failure is an error with its exit code.
+pub fn run(ctx: &Context, name: &str, playbook: &str) -> Result<()> {
+    let path = find(ctx, playbook)?;
+    let args = argv([
+        "-i".to_string(),
+        ctx.paths.inventory().display().to_string(),
+        "--limit".to_string(),
+        name.to_string(),
+        path.display().to_string(),
+    ]);
+    let runner = crate::runner::Runner {
+        debug: ctx.ui.debug,
+        ..Default::default()
+    };
+    let status = runner
+        .command("ansible-playbook", &args)
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+        .status()
+        .map_err(|e| crate::runner::spawn_error("ansible-playbook", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::ToolFailed {
+            tool: "ansible-playbook".into(),
+            code: status.code().unwrap_or(-1),
+            context: format!(" (playbook {} on {name})", path.display()),
+            stderr_tail: "see its output above".into(),
+        })
+    }
+}

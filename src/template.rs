@@ -1,0 +1,262 @@
+//! Templates: a read-only base disk built once by virt-builder (plus the first-boot identity
+//! agent and the login user), its record, and a libvirt domain whose disk is read-only, so
+//! nothing can write a disk that clones depend on.
+
+use crate::config::Settings;
+use crate::context::Context;
+use crate::domain_xml::{Disk, DomainSpec};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::remove_if_exists;
+use crate::identity::{self, SecretFiles};
+use crate::lock::Lock;
+use crate::names::template_stem;
+use crate::records::{now_rfc3339, Login, Phase, Record};
+use crate::runner::argv;
+use crate::sshkeys;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The template's record if it is built and its disk is there.
+pub fn built(ctx: &Context, template: &str) -> Result<Option<Record>> {
+    let stem = template_stem(template);
+    Ok(ctx
+        .store
+        .load(&stem)?
+        .filter(|r| r.phase == Phase::Ready && r.disk.exists()))
+}
+
+/// Instances whose disks are backed by this template.
+pub fn dependents(ctx: &Context, template: &str) -> Result<Vec<String>> {
+    let (records, _) = ctx.store.all()?;
+    Ok(records
+        .into_iter()
+        .filter(|r| !r.is_template() && r.template == template)
+        .map(|r| r.name)
+        .collect())
+}
+
+/// Build the template unless it is built (or rebuild it with `force`). Concurrent callers
+/// wait on the template's lock, so it is built once.
+pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -> Result<Record> {
+    let stem = template_stem(template);
+    let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
+    if !force {
+        if let Some(record) = built(ctx, template)? {
+            return Ok(record);
+        }
+    }
+    let users = dependents(ctx, template)?;
+    if !users.is_empty() {
+        return Err(Error::TemplateInUse {
+            template: template.to_string(),
+            instances: users,
+        });
+    }
+    remove(ctx, template)?;
+    build(ctx, template, settings)
+}
+
+/// Undefine the template's domain and remove its disk and record (no dependents checked).
+pub fn remove(ctx: &Context, template: &str) -> Result<()> {
+    let stem = template_stem(template);
+    if let Some(old) = ctx.store.load(&stem)? {
+        ctx.hv.destroy(&old.domain)?;
+        ctx.hv.undefine(&old.domain)?;
+        remove_if_exists(&old.disk)?;
+    }
+    ctx.store.remove(&stem)
+}
+
+fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
+    let stem = template_stem(template);
+    let pool = settings.text("pool");
+    let format = settings.text("image-format").to_string();
+    let pool_dir = ctx.hv.pool_path(pool)?;
+    ctx.hv.check_network(settings.text("network"))?;
+    let disk = pool_dir.join(format!("{stem}.{format}"));
+    // Built under a temporary name and renamed into place only when complete, so a killed
+    // build never leaves a disk that looks like a template.
+    let partial = pool_dir.join(format!(".{stem}.{format}.part"));
+    remove_if_exists(&partial)?;
+
+    let key_pair = sshkeys::generate(&format!("virt-up template {template}"))?;
+    let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
+    let username = settings.text("username").to_string();
+    let started = std::time::Instant::now();
+    ctx.ui.info(format!(
+        "building template {template} from {} (this takes a few minutes, once)",
+        settings.text("os-version")
+    ));
+    let result = run_virt_builder(ctx, settings, &partial, &username, &key_pair.public_openssh)
+        .and_then(|_| std::fs::rename(&partial, &disk).at(&disk));
+    if let Err(e) = result {
+        let _ = remove_if_exists(&partial);
+        return Err(e);
+    }
+    ctx.ui.phase(template, "build", started.elapsed());
+    ctx.hv.refresh_pool(pool);
+
+    let record = template_record(ctx, template, settings, &disk, &key, &username);
+    ctx.hv
+        .define(&template_domain(&record, settings).to_xml())?;
+    ctx.store.save(&stem, &record)?;
+    Ok(record)
+}
+
+fn template_record(
+    ctx: &Context,
+    template: &str,
+    settings: &Settings,
+    disk: &Path,
+    key: &Path,
+    username: &str,
+) -> Record {
+    let stem = template_stem(template);
+    Record {
+        name: stem.clone(),
+        template: template.to_string(),
+        created: now_rfc3339(),
+        phase: Phase::Ready,
+        pid: std::process::id(),
+        os_version: settings.text("os-version").to_string(),
+        os_variant: settings.get("os-variant").map(str::to_string),
+        hostname: stem.to_lowercase(),
+        domain: stem.clone(),
+        disk: disk.to_path_buf(),
+        format: settings.text("image-format").to_string(),
+        memory: settings.int("memory"),
+        vcpus: settings.int("vcpus"),
+        graphics: settings.text("graphics").to_string(),
+        size: settings.get("size").map(str::to_string),
+        root: Login {
+            username: "root".into(),
+            password: None,
+            ssh_identity: key.to_path_buf(),
+        },
+        user: Login {
+            username: username.to_string(),
+            password: None,
+            ssh_identity: key.to_path_buf(),
+        },
+        address_source: settings.text("address-source").to_string(),
+        ssh_options: crate::inventory::ssh_options(&ctx.paths, &stem),
+        address: None,
+        mac: String::new(),
+        uri: ctx.hv.uri(),
+        identity: settings.text("identity").to_string(),
+        console_log: ctx.paths.console_logs().join(format!("{stem}.log")),
+        extra_files: vec![],
+        inventory: false,
+        cloned: None,
+        from: None,
+    }
+}
+
+/// The template's domain: its disk is read-only, so even a start by hand cannot write it.
+fn template_domain(record: &Record, settings: &Settings) -> DomainSpec {
+    DomainSpec {
+        name: record.domain.clone(),
+        virt_type: settings.text("virt-type").to_string(),
+        arch: settings.text("arch").to_string(),
+        machine: None,
+        cpu: None,
+        memory_mib: record.memory,
+        vcpus: record.vcpus,
+        disks: vec![Disk {
+            path: record.disk.clone(),
+            format: record.format.clone(),
+            readonly: true,
+            serial: None,
+        }],
+        network: settings.text("network").to_string(),
+        mac: crate::records::random_mac(),
+        graphics: record.graphics.clone(),
+        video: None,
+        rng: true,
+        console_log: record.console_log.clone(),
+        template: record.template.clone(),
+    }
+}
+
+/// virt-builder with the template's image, the identity agent, the login user and keys.
+/// Secrets go through 0600 files, never on the command line.
+fn run_virt_builder(
+    ctx: &Context,
+    settings: &Settings,
+    output: &Path,
+    username: &str,
+    public_key: &str,
+) -> Result<()> {
+    let files = SecretFiles::new()?;
+    let root_password = files.write(
+        "root-password",
+        &identity::random_password(settings.int("password-length") as usize),
+        0o600,
+    )?;
+    let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
+    let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
+    let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
+    let user_file = files.write("template-user", username, 0o644)?;
+    let pubkey = files.write("key.pub", public_key, 0o644)?;
+    let p = |path: &PathBuf| path.display().to_string();
+
+    let mut args: Vec<OsString> = argv([settings.text("os-version")]);
+    if let Some(source) = settings.get("virt-builder-source") {
+        args.extend(argv(["--source", source]));
+        match settings.get("virt-builder-fingerprint") {
+            Some(fp) => args.extend(argv(["--fingerprint", fp])),
+            None => args.extend(argv(["--no-check-signature"])),
+        }
+    }
+    args.extend(argv([
+        "--output".to_string(),
+        p(&output.to_path_buf()),
+        "--format".to_string(),
+        settings.text("image-format").to_string(),
+        "--arch".to_string(),
+        settings.text("arch").to_string(),
+        "--hostname".to_string(),
+        "localhost".to_string(),
+        "--root-password".to_string(),
+        format!("file:{}", p(&root_password)),
+        "--mkdir".to_string(),
+        "/var/lib/virt-up".to_string(),
+        "--upload".to_string(),
+        format!("{}:/usr/local/sbin/virt-up-identity", p(&agent)),
+        "--chmod".to_string(),
+        "0755:/usr/local/sbin/virt-up-identity".to_string(),
+        "--upload".to_string(),
+        format!("{}:/etc/systemd/system/virt-up-identity.service", p(&unit)),
+        "--link".to_string(),
+        "/etc/systemd/system/virt-up-identity.service:/etc/systemd/system/sysinit.target.wants/virt-up-identity.service".to_string(),
+        "--upload".to_string(),
+        format!("{}:/var/lib/virt-up/template-user", p(&user_file)),
+        "--run".to_string(),
+        p(&setup),
+        "--ssh-inject".to_string(),
+        format!("{username}:file:{}", p(&pubkey)),
+        "--ssh-inject".to_string(),
+        format!("root:file:{}", p(&pubkey)),
+    ]));
+    if let Some(size) = settings.get("size") {
+        args.extend(argv(["--size", size]));
+    }
+    args.extend(argv(settings.args("virt-builder-args")));
+    // Generalize last, whatever the extra arguments did: clones get their own identity.
+    args.extend(argv([
+        "--truncate",
+        "/etc/machine-id",
+        "--delete",
+        "/etc/ssh/ssh_host_*",
+    ]));
+    ctx.runner(settings)
+        .run(
+            "virt-builder",
+            &args,
+            &format!(
+                "building template {}",
+                settings.template.as_deref().unwrap_or("?")
+            ),
+        )
+        .map(|_| ())
+}
