@@ -71,6 +71,7 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
 fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
     let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
     let settings = ctx.config.resolve(&template_name)?;
+    crate::virt_install::validate(&settings.args("virt-install-args"))?;
     if cli.no_clone {
         template::ensure(ctx, &template_name, &settings, cli.force)?;
         ctx.ui.info(format!("template {template_name} is ready"));

@@ -17,7 +17,7 @@ pub struct Disk {
     pub serial: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DomainSpec {
     pub name: String,
     /// `kvm` or `qemu` (TCG).

@@ -14,6 +14,11 @@ const NO_OPS: &[&str] = &[
     "--wait",
 ];
 
+/// Check the options before anything is built, so a bad one costs nothing.
+pub fn validate(args: &[String]) -> Result<()> {
+    apply(&mut DomainSpec::default(), args)
+}
+
 pub fn apply(spec: &mut DomainSpec, args: &[String]) -> Result<()> {
     let mut i = 0;
     while i < args.len() {

@@ -1,0 +1,112 @@
+use crate::harness::TestEnv;
+
+#[test]
+fn invalid_names_are_refused_before_touching_anything() {
+    let env = TestEnv::new();
+    for bad in ["../etc", "a/b", "a b", "x-", "TEMPLATE-x", &"n".repeat(64)] {
+        env.run(&[bad, "--template", "deb"])
+            .fails(2, "invalid name");
+    }
+    assert!(env.ls("pool").is_empty());
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+}
+
+#[test]
+fn unknown_template_suggests_the_nearest() {
+    let env = TestEnv::new();
+    env.run(&["web1", "--template", "deb2"])
+        .fails(2, "unknown template 'deb2' (did you mean 'deb'?)");
+}
+
+#[test]
+fn template_defaults_to_the_name() {
+    let env = TestEnv::new();
+    env.run(&["web1"]).fails(2, "unknown template 'web1'");
+}
+
+#[test]
+fn dead_libvirtd_says_how_to_start_it() {
+    let mut env = TestEnv::new();
+    env.set(
+        "LIBVIRT_DEFAULT_URI",
+        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+    );
+    env.run(&["--list"]).fails(4, "libvirtd -d");
+}
+
+#[test]
+fn missing_tool_names_its_package_and_leaves_nothing() {
+    let mut env = TestEnv::new();
+    env.set("PATH", "/nonexistent");
+    env.run(&["deb", "--no-clone"]).fails(
+        4,
+        "virt-builder is not installed (install the Debian package 'guestfs-tools')",
+    );
+    assert!(env.ls("pool").is_empty());
+    assert!(env.ls("data/instance").is_empty());
+}
+
+#[test]
+fn missing_pool_and_network_are_named() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\npool = nopool\n",
+    );
+    env.run(&["deb", "--no-clone"])
+        .fails(4, "storage pool 'nopool'");
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nnetwork = nonet\n",
+    );
+    env.run(&["deb", "--no-clone"])
+        .fails(4, "virsh net-start nonet");
+}
+
+#[test]
+fn login_and_delete_of_unknown_instance() {
+    let env = TestEnv::new();
+    env.run(&["ghost", "--login"])
+        .fails(3, "instance 'ghost' not found");
+    env.run(&["ghost", "--delete"])
+        .fails(3, "instance 'ghost' not found");
+    env.run(&["ghost", "--playbook", "hello"])
+        .fails(3, "instance 'ghost' not found");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = TestEnv::new();
+    env.run(&["--list", "--delete"])
+        .fails(2, "cannot be used with");
+    env.run(&["web1", "--sftp"]).fails(2, "--login");
+    env.run(&[]).fails(2, "nothing to do");
+    env.run(&["web1", "--template", "deb", "--user", "Bad User"])
+        .fails(2, "invalid name 'Bad User'");
+    env.run(&["web1", "--template", "deb", "--size", "big"])
+        .fails(2, "--size \"big\"");
+}
+
+#[test]
+fn unsupported_virt_install_option_is_named_before_anything_is_built() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nvirt-install-args = --hvm --boot uefi\n",
+    );
+    env.run(&["web1", "--template", "deb"])
+        .fails(2, "option '--boot' is not supported");
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+}
+
+#[test]
+fn man_page_and_completions_come_from_the_cli_definition() {
+    let env = TestEnv::new();
+    let man = env.run(&["--man"]).ok().stdout;
+    assert!(man.contains("\\-\\-show\\-templates"), "{man}");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/virt-up.1")).unwrap();
+    assert_eq!(man, shipped, "man/virt-up.1 is stale: run 'make man'");
+    let bash = env.run(&["--completions", "bash"]).ok().stdout;
+    assert!(bash.contains("--no-inventory"));
+}

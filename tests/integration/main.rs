@@ -1,0 +1,8 @@
+//! The integration tier: the real `virt-up` binary against libvirt's test driver and fake
+//! libguestfs tools. Every CLI path, bad input, exit code and file mode a user would notice.
+
+mod harness;
+
+mod cli_errors;
+mod config_files;
+mod lifecycle;
