@@ -1,0 +1,54 @@
+# virt-up: the two commands are `make demo` and `make test`; everything they need
+# (packages, libvirt daemons, the local base image) is set up by them.
+
+CARGO     ?= cargo
+# These project machines have no usable KVM: guests run under TCG. On a host with
+# working KVM run e.g. `make demo VIRT_TYPE=kvm`.
+VIRT_TYPE ?= qemu
+export VIRT_TYPE
+
+.PHONY: all build host base-image demo test test-unit test-integration test-realvm lint man bench
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+# Packages, libvirtd/virtlogd, the default network and pool (idempotent; needs root).
+host:
+	scripts/host-setup.sh
+
+# A minimal Debian 12 image from Debian's packages, served as a local virt-builder
+# repository under /var/cache/virt-up-base (cached, keyed by the recipe).
+base-image: host
+	scripts/build-base-image.sh >/dev/null
+
+# Create a VM from the shipped local template and run a command in it over SSH.
+demo: host build base-image
+	scripts/demo.sh
+
+# All three tiers: unit, integration (libvirt test driver + fake tools), real VMs.
+test: host base-image lint test-unit test-integration test-realvm
+
+test-unit:
+	$(CARGO) test --locked --lib
+
+test-integration:
+	$(CARGO) test --locked --test integration
+
+test-realvm: host base-image
+	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# Regenerate the man page and completions from the clap definitions.
+man:
+	$(CARGO) build --locked
+	target/debug/virt-up --man > man/virt-up.1
+	mkdir -p completions
+	for s in bash zsh fish; do target/debug/virt-up --completions $$s > completions/virt-up.$$s; done
+
+bench: host build base-image
+	bench/run.sh

@@ -1,0 +1,217 @@
+//! The shared environment of the real-VM tier: private config and data dirs, the real
+//! libvirtd, and a template built once from the local base image.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub struct World {
+    dir: PathBuf,
+    index: String,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+static WORLD: OnceLock<World> = OnceLock::new();
+
+/// The world, set up on first use: preconditions checked, leftovers of earlier runs
+/// removed, the template built.
+pub fn world() -> &'static World {
+    WORLD.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        require_libvirtd();
+        let index = base_image_index(root);
+        let dir = std::env::temp_dir().join(format!("virt-up-realvm-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("config/templates.d")).unwrap();
+        std::fs::create_dir_all(dir.join("config/playbooks")).unwrap();
+        std::fs::copy(
+            root.join("playbooks/hello.yml"),
+            dir.join("config/playbooks/hello.yml"),
+        )
+        .unwrap();
+        let w = World { dir, index };
+        w.set_common("");
+        w.remove_leftovers();
+        eprintln!("realvm: building template vut-deb from {}", w.index);
+        let t = std::time::Instant::now();
+        w.vu(&["vut-deb", "--no-clone"]).ok();
+        eprintln!(
+            "realvm: template built in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        w
+    })
+}
+
+fn require_libvirtd() {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the real-VM tier needs libvirtd on qemu:///system (run 'make host'): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("the real-VM tier needs virsh (run 'make host'): {e}"),
+    }
+}
+
+/// The local virt-builder repository (built once and cached by the script).
+fn base_image_index(root: &Path) -> String {
+    let out = Command::new(root.join("scripts/build-base-image.sh"))
+        .output()
+        .expect("run scripts/build-base-image.sh");
+    assert!(
+        out.status.success(),
+        "the real-VM tier needs the base image; scripts/build-base-image.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("index path")
+        .trim()
+        .to_string()
+}
+
+impl World {
+    pub fn vu_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_virt-up"));
+        cmd.args(args)
+            .env("VIRTUP_CONFIG_HOME", self.dir.join("config"))
+            .env("VIRTUP_DATA_HOME", self.dir.join("data"))
+            .env("VIRTUP_SYSTEM_CONFIG", self.dir.join("no-system-config"))
+            .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+            .env("LIBVIRT_DEFAULT_URI", "qemu:///system");
+        cmd
+    }
+
+    pub fn vu(&self, args: &[&str]) -> Run {
+        eprintln!("realvm: virt-up {}", args.join(" "));
+        Run::from(self.vu_command(args).output().unwrap())
+    }
+
+    pub fn run(&self, tool: &str, args: &[&str]) -> Run {
+        Run::from(
+            Command::new(tool)
+                .args(args)
+                .env("LIBGUESTFS_BACKEND", "direct")
+                .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+                .output()
+                .unwrap_or_else(|e| panic!("{tool}: {e}")),
+        )
+    }
+
+    /// Run a command in an instance through `virt-up --login --command`; its stdout.
+    #[track_caller]
+    pub fn ssh(&self, name: &str, command: &str) -> String {
+        self.vu(&[name, "--login", "--command", command])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    pub fn virsh(&self, args: &[&str]) -> String {
+        let mut full = vec!["-c", "qemu:///system"];
+        full.extend_from_slice(args);
+        let out = self.run("virsh", &full);
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    pub fn data(&self, rel: &str) -> String {
+        self.dir.join("data").join(rel).display().to_string()
+    }
+
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let out = self.vu(&["--list", "--json"]).ok().stdout;
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Rewrite settings.cfg with the base settings plus `extra` lines in [common].
+    pub fn set_common(&self, extra: &str) {
+        let config = self.dir.join("config");
+        std::fs::write(
+            config.join("settings.cfg"),
+            format!(
+                "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            config.join("templates.d/vut.cfg"),
+            format!(
+                "[vut-deb]\nos-version = debian-12-local\nvirt-builder-source = file://{}\n",
+                self.index
+            ),
+        )
+        .unwrap();
+    }
+
+    /// No domain, disk, seed or record is left of `name`.
+    #[track_caller]
+    pub fn assert_gone(&self, name: &str) {
+        assert!(
+            self.virsh(&["dominfo", name])
+                .contains("failed to get domain"),
+            "domain {name} still defined"
+        );
+        for f in [format!("{name}.qcow2"), format!("{name}-seed.tar")] {
+            let p = Path::new("/var/lib/libvirt/images").join(&f);
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+        assert!(!self.dir.join(format!("data/instance/{name}.json")).exists());
+        assert!(!std::fs::read_to_string(self.data("inventory.yaml"))
+            .unwrap_or_default()
+            .contains(name));
+    }
+
+    /// Domains and disks named vut-* are this tier's own; remove those of earlier runs.
+    fn remove_leftovers(&self) {
+        let names = self.virsh(&["list", "--all", "--name"]);
+        for name in names
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with("vut-") || n.starts_with("TEMPLATE-vut-"))
+        {
+            self.virsh(&["destroy", name]);
+            self.virsh(&["undefine", name]);
+        }
+        if let Ok(entries) = std::fs::read_dir("/var/lib/libvirt/images") {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("vut-")
+                    || n.starts_with("TEMPLATE-vut-")
+                    || n.starts_with(".TEMPLATE-vut-")
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
