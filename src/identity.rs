@@ -126,6 +126,13 @@ impl SecretFiles {
         })
     }
 
+    /// An empty private subdirectory.
+    pub fn dir(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        crate::fsutil::private_dir(&path)?;
+        Ok(path)
+    }
+
     pub fn write(&self, name: &str, contents: &str, mode: u32) -> Result<PathBuf> {
         let path = self.dir.path().join(name);
         write_atomic(&path, contents.as_bytes(), mode)?;

@@ -249,7 +249,16 @@ fn run_virt_builder(
         "--delete",
         "/etc/ssh/ssh_host_*",
     ]));
-    ctx.runner(settings)
+    let mut runner = ctx.runner(settings);
+    if settings.get("virt-builder-source").is_some() {
+        // --source adds to the repositories of /etc/virt-builder/repos.d, which a host
+        // without internet cannot reach: an empty VIRT_BUILDER_DIRS leaves only ours.
+        let empty = files.dir("no-system-repos")?;
+        runner
+            .env
+            .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
+    }
+    runner
         .run(
             "virt-builder",
             &args,
