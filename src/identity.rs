@@ -41,16 +41,6 @@ pub struct Identity {
     pub accounts: Vec<Account>,
 }
 
-/// A random password of `len` characters from an alphabet without look-alikes.
-pub fn random_password(len: usize) -> String {
-    use rand::seq::SliceRandom;
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rngs::OsRng;
-    (0..len)
-        .map(|_| *ALPHABET.choose(&mut rng).expect("non-empty") as char)
-        .collect()
-}
-
 /// A random identifier (128 bits, hex).
 pub fn random_id() -> String {
     let b: [u8; 16] = rand::random();
@@ -252,12 +242,5 @@ mod tests {
                 "users/virt/password-hash"
             ]
         );
-    }
-
-    #[test]
-    fn random_passwords_have_the_length_asked() {
-        let p = random_password(24);
-        assert_eq!(p.len(), 24);
-        assert_ne!(p, random_password(24));
     }
 }

@@ -135,7 +135,7 @@ fn build(
     clone_disk(ctx, settings, template, record)?;
     timer.done("clone");
 
-    let identity = new_identity(ctx, record, template, settings, opts)?;
+    let identity = new_identity(ctx, record, template, opts)?;
     apply_identity(ctx, settings, record, &identity)?;
     timer.done("identity");
 
@@ -241,19 +241,13 @@ fn new_identity(
     ctx: &Context,
     record: &Record,
     template: &Record,
-    settings: &Settings,
     opts: &CreateOptions,
 ) -> Result<Identity> {
     let login = sshkeys::generate(&format!("virt-up {}", record.name))?;
     sshkeys::write_login_key(&ctx.paths.sshkeys(), &record.name, &login)?;
-    let length = settings.int("password-length") as usize;
-    let password = |given: &Option<String>| {
-        Some(
-            given
-                .clone()
-                .unwrap_or_else(|| identity::random_password(length)),
-        )
-    };
+    // Passwords are set only when given: a random one that is never shown or stored is no
+    // better than a locked password, and hashing it costs boot time.
+    let password = |given: &Option<String>| given.clone();
     let user = &record.user.username;
     let mut accounts = vec![Account {
         username: "root".into(),

@@ -188,11 +188,6 @@ fn run_virt_builder(
     public_key: &str,
 ) -> Result<()> {
     let files = SecretFiles::new()?;
-    let root_password = files.write(
-        "root-password",
-        &identity::random_password(settings.int("password-length") as usize),
-        0o600,
-    )?;
     let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
     let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
     let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
@@ -217,8 +212,9 @@ fn run_virt_builder(
         settings.text("arch").to_string(),
         "--hostname".to_string(),
         "localhost".to_string(),
+        // Locked: clones log in with their own keys; --root-password sets one per instance.
         "--root-password".to_string(),
-        format!("file:{}", p(&root_password)),
+        "disabled".to_string(),
         "--mkdir".to_string(),
         "/var/lib/virt-up".to_string(),
         "--upload".to_string(),

@@ -43,7 +43,7 @@ pub const KEYS: &[Key] = &[
     key("pool", Kind::Text, Some("default"), "The libvirt storage pool that holds the disk images."),
     key("network", Kind::Text, Some("default"), "The libvirt network the instances attach to."),
     key("username", Kind::Text, Some("virt"), "The login user created in templates, with passwordless sudo ('user' is an alias)."),
-    key("password-length", Kind::Int(8, 128), Some("24"), "Length of generated random passwords."),
+    key("password-length", Kind::Int(8, 128), Some("24"), "Accepted for compatibility: virt-up sets no random passwords (accounts are key-only unless --password/--root-password is given)."),
     key("image-format", Kind::Choice(&["qcow2", "raw"]), Some("qcow2"), "Disk format: qcow2 instances are linked clones; raw instances are full copies."),
     key("size", Kind::Text, None, "Template disk size as virt-builder takes it (e.g. 8G); default: the image's size."),
     key("memory", Kind::Int(64, 16 * 1024 * 1024), Some("512"), "Memory in MiB."),

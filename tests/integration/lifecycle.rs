@@ -26,10 +26,10 @@ fn template_build_passes_secrets_by_file_and_writes_private_records() {
     assert_eq!(lines[0], "debian-12-local");
     assert!(lines.contains(&"--no-check-signature"));
     let root = lines.iter().position(|l| *l == "--root-password").unwrap();
-    assert!(
-        lines[root + 1].starts_with("file:"),
-        "password on the command line: {}",
-        lines[root + 1]
+    assert_eq!(
+        lines[root + 1],
+        "disabled",
+        "root of a template is key-only"
     );
     assert!(lines
         .iter()
