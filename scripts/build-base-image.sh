@@ -55,17 +55,19 @@ WORK=""
 # atomic rename at the very end of a build, so a partial build never matches.
 cached() { [ -f "$OUT_DIR/index" ] && [ -f "$OUT_DIR/$IMAGE_FILE" ]; }
 
-# Unmount anything left mounted under the work dir (debootstrap mounts /proc, /sys
-# and possibly binds /dev into the target) before deleting it, and never let rm cross
-# into another file system: deleting through a bind mount of /dev would hurt the host.
-cleanup() {
-  [ -n "$WORK" ] && [ -d "$WORK" ] || return 0
-  local m
-  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
+# Delete a build directory.  Unmount anything left mounted under it first
+# (debootstrap mounts /proc and /sys in the target and may bind /dev), and never let
+# rm cross into another file system: deleting through a bind of /dev hurts the host.
+remove_tree() {
+  local dir=$1 m
+  [ -d "$dir" ] || return 0
+  for m in $(awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  rm -rf --one-file-system "$WORK"
+  rm -rf --one-file-system "$dir"
 }
+
+cleanup() { [ -z "$WORK" ] || remove_tree "$WORK"; }
 
 # The mirror apt uses on this host: first "deb" line (one-line format) or deb822
 # stanza (debian.sources) that serves $SUITE itself, not -security/-updates.
@@ -320,13 +322,15 @@ main() {
   if cached; then echo "$OUT_DIR/index"; return 0; fi
   [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"
   mkdir -p "$CACHE_ROOT"
-  # Serialise concurrent builds of the same recipe; the loser finds the cache filled.
-  exec 9>"$CACHE_ROOT/.$KEY.lock"
+  # One build at a time (they share the .deb cache, and each wants both cores);
+  # a caller that waited here usually finds its entry built by the other one.
+  exec 9>"$CACHE_ROOT/.lock"
   flock 9
   if cached; then echo "$OUT_DIR/index"; return 0; fi
-  # A directory left by an older, interrupted build without its files is not a cache
-  # entry (it cannot happen with the rename, but do not let it block mv -T).
-  [ ! -e "$OUT_DIR" ] || rm -rf --one-file-system "$OUT_DIR"
+  # Holding the lock, any .build-* left is from a killed build (SIGKILL skips traps).
+  local stale
+  for stale in "$CACHE_ROOT"/.build-*; do remove_tree "$stale"; done
+  remove_tree "$OUT_DIR"    # incomplete without its files (cannot happen with mv -T)
   MIRROR=$(mirror)
   WORK=$(mktemp -d "$CACHE_ROOT/.build-$KEY.XXXXXX")
   trap cleanup EXIT

@@ -65,8 +65,16 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
         tar.append_data(&mut header, name, data)
             .map_err(|e| Error::Other(format!("building seed archive: {e}")))
     };
-    add("instance-id", identity.instance_id.as_bytes(), 0o600)?;
-    add("hostname", identity.hostname.as_bytes(), 0o600)?;
+    add(
+        "instance-id",
+        format!("{}\n", identity.instance_id).as_bytes(),
+        0o600,
+    )?;
+    add(
+        "hostname",
+        format!("{}\n", identity.hostname).as_bytes(),
+        0o600,
+    )?;
     add(
         "ssh_host_ed25519_key",
         identity.host_key.private_openssh.as_bytes(),
@@ -90,7 +98,7 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
         if let Some(password) = &account.password {
             add(
                 &format!("{dir}/password-hash"),
-                password_hash(password)?.as_bytes(),
+                format!("{}\n", password_hash(password)?).as_bytes(),
                 0o600,
             )?;
         }
@@ -227,7 +235,7 @@ mod tests {
                 assert!(!body.contains("secret"));
             }
             if name == "hostname" {
-                assert_eq!(body, "web1.example.test");
+                assert_eq!(body, "web1.example.test\n");
             }
             names.push(name);
         }

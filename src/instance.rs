@@ -168,6 +168,15 @@ fn build(
     let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
         ctx.ui.phase(&name, phase, took)
     })?;
+    timer.restart();
+    readiness::verify_host_key(
+        &ctx.runner(settings),
+        &name,
+        &address,
+        &identity.host_key.public_openssh,
+        &record.console_log,
+    )?;
+    timer.done("hostkey");
     record.address = Some(address);
     record.phase = Phase::Ready;
     save_and_publish(ctx, record)?;
@@ -203,6 +212,9 @@ impl<'a> PhaseTimer<'a> {
             name,
             last: Instant::now(),
         }
+    }
+    fn restart(&mut self) {
+        self.last = Instant::now();
     }
     fn done(&mut self, phase: &str) {
         self.ctx.ui.phase(self.name, phase, self.last.elapsed());

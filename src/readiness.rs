@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{Hypervisor, LibvirtAddressSource};
+use crate::runner::{argv, Runner};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -105,6 +106,40 @@ pub fn ssh_banner(ip: &str, timeout: Duration) -> bool {
         }
     }
     buf.starts_with(b"SSH-")
+}
+
+/// The guest's SSH server must present the host key virt-up generated for it: anything
+/// else means the identity was not applied (or something else answers on that address).
+pub fn verify_host_key(
+    runner: &Runner,
+    name: &str,
+    ip: &str,
+    expected: &str,
+    console_log: &Path,
+) -> Result<()> {
+    let expected_blob = expected.split_whitespace().nth(1).unwrap_or_default();
+    let args = argv(["-T", "10", "-t", "ed25519", ip]);
+    let mut seen = String::new();
+    // sshd may still be starting its listener threads: a few quick tries.
+    for _ in 0..5 {
+        let out = runner.run("ssh-keyscan", &args, &format!("host key of {name}"))?;
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if seen
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(expected_blob))
+        {
+            return Ok(());
+        }
+        if !seen.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Err(Error::Other(format!(
+        "{name}: the SSH server at {ip} does not present the host key virt-up generated for this instance (the first-boot identity was not applied?); got: {}; console log: {}",
+        if seen.trim().is_empty() { "no key" } else { seen.trim() },
+        console_log.display()
+    )))
 }
 
 /// Wait for the address, then for SSH; `phase` is told when each phase ends.
