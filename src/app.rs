@@ -261,11 +261,12 @@ fn list(ctx: &Context, all: bool, json: bool) -> Result<()> {
     for p in problems {
         ctx.ui.warn(p);
     }
+    let domains = ctx.hv.domains()?;
     let rows: Vec<serde_json::Value> = records
         .iter()
         .filter(|r| all || !r.is_template())
         .map(|r| {
-            let state = state_of(ctx, r);
+            let state = state_of(&domains, r);
             serde_json::json!({
                 "name": r.name,
                 "template": r.template,
@@ -302,7 +303,7 @@ fn list(ctx: &Context, all: bool, json: bool) -> Result<()> {
 }
 
 /// running | shut off | creating | missing (the domain was removed outside virt-up).
-fn state_of(ctx: &Context, r: &Record) -> &'static str {
+fn state_of(domains: &crate::hypervisor::DomainNames, r: &Record) -> &'static str {
     if r.phase == Phase::Creating {
         return if instance::process_alive(r.pid) {
             "creating"
@@ -310,11 +311,12 @@ fn state_of(ctx: &Context, r: &Record) -> &'static str {
             "abandoned"
         };
     }
-    match (ctx.hv.is_defined(&r.domain), ctx.hv.is_running(&r.domain)) {
-        (Ok(false), _) => "missing",
-        (Ok(true), Ok(true)) => "running",
-        (Ok(true), Ok(false)) => "shut off",
-        _ => "unknown",
+    if domains.running.contains(&r.domain) {
+        "running"
+    } else if domains.defined.contains(&r.domain) {
+        "shut off"
+    } else {
+        "missing"
     }
 }
 
