@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""virt-up benchmark: side by side, in one run, with the same template image, memory and
+vCPUs:
+
+  F  floor: a hand-made linked clone of the template disk, defined and started, polled for
+     an SSH banner (the guest's own boot time);
+  U  us:    `virt-up NAME --template T` until `virt-up NAME --login --command true` works;
+  P  peer:  the original Python virt-up 2.2.0 (bench/peer.sh), same image;
+  N  N instances in one virt-up command (N = 1, 2, 4);
+  L  `virt-up --list` with 50 instances.
+
+Prints medians and ratios, writes bench/results/bench.json and a PNG chart of the phase
+times per tool. Speed is measured here, never asserted in tests.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+VIRT_UP = ROOT / "target" / "release" / "virt-up"
+POOL = Path("/var/lib/libvirt/images")
+URI = "qemu:///system"
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+MEMORY = int(os.environ.get("BENCH_MEMORY", "1024"))
+VCPUS = int(os.environ.get("BENCH_VCPUS", "2"))
+WITH_PEER = os.environ.get("BENCH_PEER", "1") == "1"
+TEMPLATE = "bench-deb"
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(args, env=None, check=True, capture=True):
+    res = subprocess.run(args, env=env, capture_output=capture, text=True)
+    if check and res.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, args))} failed ({res.returncode}):\n{res.stderr}")
+    return res
+
+
+def virsh(*args, check=False):
+    return run(["virsh", "-c", URI, *args], check=check)
+
+
+class VirtUp:
+    """virt-up with its own config and data dirs, and the local base image template."""
+
+    def __init__(self, work: Path, index: str):
+        self.work = work
+        self.env = dict(os.environ)
+        self.env.update(
+            VIRTUP_CONFIG_HOME=str(work / "config"),
+            VIRTUP_DATA_HOME=str(work / "data"),
+            VIRTUP_SYSTEM_CONFIG=str(work / "no-system"),
+            XDG_RUNTIME_DIR=str(work / "run"),
+            LIBVIRT_DEFAULT_URI=URI,
+        )
+        (work / "config" / "templates.d").mkdir(parents=True, exist_ok=True)
+        (work / "config" / "settings.cfg").write_text(
+            f"[common]\nvirt-type = qemu\nmemory = {MEMORY}\nvcpus = {VCPUS}\n"
+            "address-source = lease\nparallel = 4\n"
+        )
+        (work / "config" / "templates.d" / "bench.cfg").write_text(
+            f"[{TEMPLATE}]\nos-version = debian-12-local\nvirt-builder-source = file://{index}\n"
+        )
+
+    def __call__(self, *args, check=True):
+        return run([str(VIRT_UP), *args], env=self.env, check=check)
+
+    def template_disk(self) -> Path:
+        rec = json.loads((self.work / "data" / "instance" / f"TEMPLATE-{TEMPLATE}.json").read_text())
+        return Path(rec["disk"])
+
+
+def phases_of(stderr: str) -> dict:
+    """Phase durations from `virt-up --debug` ("NAME: phase X took S s")."""
+    out = {}
+    for m in re.finditer(r": phase (\w+) took ([0-9.]+) s", stderr):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def ssh_banner(ip: str) -> bool:
+    try:
+        with socket.create_connection((ip, 22), timeout=1) as s:
+            s.settimeout(1)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def lease_ip(domain: str, mac: str):
+    out = virsh("domifaddr", domain, "--source", "lease").stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[1].lower() == mac and f[2] == "ipv4":
+            return f[3].split("/")[0]
+    return None
+
+
+def floor_once(template_disk: Path, n: int) -> dict:
+    """F: hand-made linked clone + define + start, until an SSH banner answers."""
+    name = f"bench-floor{n}"
+    disk = POOL / f"{name}.qcow2"
+    mac = "52:54:00:be:0f:%02x" % n
+    xml = f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>{MEMORY}</memory>
+<vcpu>{VCPUS}</vcpu><os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
+<features><acpi/><apic/></features><devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+<interface type='network'><source network='default'/><mac address='{mac}'/><model type='virtio'/></interface>
+<serial type='pty'><target port='0'/></serial><console type='pty'><target type='serial' port='0'/></console>
+<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices></domain>"""
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+        f.write(xml)
+    t0 = time.monotonic()
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(template_disk), str(disk)])
+    virsh("define", f.name, check=True)
+    virsh("start", name, check=True)
+    t_start = time.monotonic()
+    ip = None
+    while time.monotonic() - t0 < 600:
+        ip = ip or lease_ip(name, mac)
+        if ip and ssh_banner(ip):
+            break
+        time.sleep(0.1)
+    else:
+        raise SystemExit(f"bench: floor guest {name} never answered")
+    total = time.monotonic() - t0
+    virsh("destroy", name)
+    virsh("undefine", name)
+    disk.unlink(missing_ok=True)
+    os.unlink(f.name)
+    return {"total": total, "phases": {"clone+define+start": t_start - t0, "boot to banner": total - (t_start - t0)}}
+
+
+def us_once(vu: VirtUp, names: list) -> dict:
+    """U: virt-up create (N names in one command) until --command true works in each."""
+    t0 = time.monotonic()
+    res = vu(*names, "--template", TEMPLATE, "--debug")
+    t_created = time.monotonic()
+    for name in names:
+        vu(name, "--login", "--command", "true")
+    total = time.monotonic() - t0
+    phases = phases_of(res.stderr)
+    if len(names) > 1:
+        phases = {k: v / len(names) for k, v in phases.items()}
+    phases["login"] = total - (t_created - t0)
+    for name in names:
+        vu(name, "--delete")
+    return {"total": total, "phases": phases}
+
+
+def peer_once(n: int) -> dict:
+    name = f"peer-bench{n}"
+    t0 = time.monotonic()
+    run([str(ROOT / "bench" / "peer.sh"), "create", name], capture=True)
+    total = time.monotonic() - t0
+    run([str(ROOT / "bench" / "peer.sh"), "delete", name], check=False)
+    return {"total": total, "phases": {}}
+
+
+def list_time(vu: VirtUp, count: int = 50, repeats: int = 20) -> float:
+    """Median wall time of `virt-up --list` with `count` instances (records + defined,
+    shut-off domains)."""
+    data = vu.work / "data" / "instance"
+    template = json.loads((data / f"TEMPLATE-{TEMPLATE}.json").read_text())
+    names = [f"bench-list{i:02d}" for i in range(count)]
+    for name in names:
+        rec = dict(template, name=name, domain=name, cloned=True, phase="ready", inventory=True)
+        (data / f"{name}.json").write_text(json.dumps(rec))
+        xml = f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>"
+        with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+            f.write(xml)
+        virsh("define", f.name, check=True)
+        os.unlink(f.name)
+    times = []
+    try:
+        for _ in range(repeats):
+            t0 = time.monotonic()
+            out = vu("--list").stdout
+            times.append(time.monotonic() - t0)
+        assert out.count("bench-list") == count, out
+    finally:
+        for name in names:
+            virsh("undefine", name)
+            (data / f"{name}.json").unlink(missing_ok=True)
+    return statistics.median(times)
+
+
+def median(results):
+    return statistics.median(r["total"] for r in results)
+
+
+def median_phases(results):
+    keys = {k for r in results for k in r["phases"]}
+    return {k: statistics.median(r["phases"].get(k, 0.0) for r in results) for k in sorted(keys)}
+
+
+def chart(summary, path: Path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart (bench/run.sh installs it)")
+        return
+    tools = [("F (floor)", summary["floor"]), ("U (virt-up)", summary["us"])]
+    if summary.get("peer"):
+        tools.append(("P (virt-up 2.2.0)", summary["peer"]))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for i, (label, case) in enumerate(tools):
+        left = 0.0
+        phases = case["phases"] or {"total": case["median"]}
+        for phase, secs in phases.items():
+            ax.barh(i, secs, left=left)
+            if secs > 1.5:
+                ax.text(left + secs / 2, i, phase, ha="center", va="center", fontsize=7)
+            left += secs
+        ax.text(left + 0.5, i, f"{case['median']:.1f} s", va="center", fontsize=8)
+    ax.set_yticks(range(len(tools)), [t[0] for t in tools])
+    ax.set_xlabel("seconds (median) until a login works")
+    ax.set_title("One instance, TCG guest, same template image")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    if not VIRT_UP.exists():
+        raise SystemExit("bench: build first (make build)")
+    index = run([str(ROOT / "scripts" / "build-base-image.sh")]).stdout.strip().splitlines()[-1]
+    work = Path(os.environ.get("BENCH_WORK", "/var/cache/virt-up-bench/work"))
+    if work.exists():
+        shutil.rmtree(work)
+    vu = VirtUp(work, index)
+    for stale in virsh("list", "--all", "--name").stdout.split():
+        if stale.startswith("bench-"):
+            virsh("destroy", stale)
+            virsh("undefine", stale)
+    log(f"building template {TEMPLATE}")
+    t0 = time.monotonic()
+    vu(TEMPLATE, "--no-clone")
+    template_build = time.monotonic() - t0
+    if WITH_PEER:
+        log("building the peer's template")
+        run([str(ROOT / "bench" / "peer.sh"), "template"])
+
+    floor, us, peer = [], [], []
+    for i in range(RUNS):
+        log(f"round {i + 1}/{RUNS}: F")
+        floor.append(floor_once(vu.template_disk(), i))
+        log(f"round {i + 1}/{RUNS}: U")
+        us.append(us_once(vu, [f"bench-u{i}"]))
+        if WITH_PEER:
+            log(f"round {i + 1}/{RUNS}: P")
+            peer.append(peer_once(i))
+    multi = {}
+    for n in (2, 4):
+        runs = []
+        for i in range(RUNS):
+            log(f"round {i + 1}/{RUNS}: {n} instances in one command")
+            runs.append(us_once(vu, [f"bench-n{n}-{j}" for j in range(n)]))
+        multi[n] = median(runs)
+    log("--list with 50 instances")
+    list_50 = list_time(vu)
+
+    summary = {
+        "runs": RUNS,
+        "memory_mib": MEMORY,
+        "vcpus": VCPUS,
+        "template_build_s": template_build,
+        "floor": {"median": median(floor), "phases": median_phases(floor), "all": [r["total"] for r in floor]},
+        "us": {"median": median(us), "phases": median_phases(us), "all": [r["total"] for r in us]},
+        "peer": {"median": median(peer), "phases": {}, "all": [r["total"] for r in peer]} if peer else None,
+        "instances_in_one_command": {"1": median(us), "2": multi[2], "4": multi[4]},
+        "list_50_s": list_50,
+    }
+    summary["u_over_f"] = summary["us"]["median"] / summary["floor"]["median"]
+    summary["u_over_p"] = summary["us"]["median"] / peer_median if (peer_median := (summary["peer"] or {}).get("median")) else None
+    summary["n4_over_n1"] = multi[4] / summary["us"]["median"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    chart(summary, RESULTS / "bench.png")
+
+    print(f"F  floor (boot to SSH banner)    median {summary['floor']['median']:6.1f} s  {summary['floor']['all']}")
+    print(f"U  virt-up create + login        median {summary['us']['median']:6.1f} s  {summary['us']['all']}")
+    if peer:
+        print(f"P  virt-up 2.2.0 create + login  median {summary['peer']['median']:6.1f} s  {summary['peer']['all']}")
+    print(f"U/F = {summary['u_over_f']:.2f}   (target <= 1.10)")
+    if summary["u_over_p"] is not None:
+        print(f"U/P = {summary['u_over_p']:.2f}   (target <= 0.50)")
+    print(f"N=1,2,4 in one command: {summary['us']['median']:.1f} / {multi[2]:.1f} / {multi[4]:.1f} s;"
+          f" N4/N1 = {summary['n4_over_n1']:.2f} (target <= 2.5)")
+    print(f"--list with 50 instances: {list_50 * 1000:.1f} ms (target < 50 ms)")
+    print(f"phases of U (median): {json.dumps({k: round(v, 2) for k, v in summary['us']['phases'].items()})}")
+    print(f"results: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()

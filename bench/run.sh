@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make bench: the side-by-side benchmark (see bench/bench.py). Needs the host set up, the
+# release build and the base image (the Makefile's bench target does those first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${BENCH_VENV:-/var/cache/virt-up-bench/venv}
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q matplotlib
+fi
+if [ "${BENCH_PEER:-1}" = 1 ]; then
+    bench/peer-setup.sh
+fi
+exec "$venv/bin/python" bench/bench.py "$@"
