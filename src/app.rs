@@ -8,7 +8,8 @@ use crate::instance::{self, CreateOptions};
 use crate::names::{template_stem, validate_instance_name};
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
-use crate::{inventory, playbook, shipped, template};
+use crate::{playbook, shipped, template};
+use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
 
@@ -72,6 +73,9 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
     let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
     let settings = ctx.config.resolve(&template_name)?;
     crate::virt_install::validate(&settings.args("virt-install-args"))?;
+    if let Some(pb) = settings.get("instance-playbook") {
+        playbook::find(ctx, pb)?;
+    }
     if cli.no_clone {
         template::ensure(ctx, &template_name, &settings, cli.force)?;
         ctx.ui.info(format!("template {template_name} is ready"));
@@ -238,15 +242,14 @@ fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result
         .clone()
         .ok_or_else(|| Error::Other(format!("{name} has no known address")))?;
     let tool = if sftp { "sftp" } else { "ssh" };
-    let mut cmd = std::process::Command::new(tool);
-    cmd.arg("-i").arg(&record.user.ssh_identity);
-    cmd.args(inventory::ssh_option_args(&record.ssh_options));
-    if !sftp {
-        // Only when the tool runs in a terminal: a forced tty would mangle piped output.
-        cmd.arg(if command.is_some() { "-T" } else { "-t" });
-    }
-    cmd.arg("-q");
-    cmd.arg(format!("{}@{address}", record.user.username));
+    // A terminal for interactive logins only: a forced tty would mangle piped output.
+    let interactive = command.is_none() && std::io::stdin().is_terminal();
+    let tty: &[&str] = match (sftp, interactive) {
+        (true, _) => &[],
+        (false, true) => &["-t"],
+        (false, false) => &["-T"],
+    };
+    let mut cmd = crate::ssh::command(tool, &record, &record.user, &address, tty);
     if let Some(c) = command {
         // ssh sends the command as one string for the remote login shell to run.
         cmd.arg(c);

@@ -156,6 +156,19 @@ pub fn sysprep(
         &identity.hostname,
     ]);
     for (i, account) in identity.accounts.iter().enumerate() {
+        if account.create {
+            // The same script as a template build: the name goes through a file.
+            let user = secrets.write(&format!("user{i}"), &account.username, 0o644)?;
+            let setup = secrets.write("template-setup", TEMPLATE_SETUP, 0o755)?;
+            args.extend(argv([
+                "--mkdir".to_string(),
+                "/var/lib/virt-up".to_string(),
+                "--upload".to_string(),
+                format!("{}:/var/lib/virt-up/template-user", user.display()),
+                "--run".to_string(),
+                setup.display().to_string(),
+            ]));
+        }
         let key = secrets.write(&format!("key{i}.pub"), &account.authorized_key, 0o600)?;
         args.extend(argv([
             "--ssh-inject".to_string(),

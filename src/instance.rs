@@ -68,6 +68,7 @@ fn reserve(
         return Err(Error::InstanceExists(name.to_string()));
     }
     let pool_dir = ctx.hv.pool_path(settings.text("pool"))?;
+    ctx.hv.check_network(settings.text("network"))?;
     let format = template.format.clone();
     let key = ctx.paths.sshkeys().join(name);
     let username = opts

@@ -17,6 +17,7 @@ pub mod paths;
 pub mod readiness;
 pub mod records;
 pub mod runner;
+pub mod ssh;
 pub mod sshkeys;
 
 pub use error::{Error, Result};
@@ -27,4 +28,5 @@ pub mod instance;
 pub mod playbook;
 pub mod shipped;
 pub mod template;
+pub mod template_playbook;
 pub mod virt_install;

@@ -18,7 +18,9 @@ impl Lock {
     /// Block until the lock on `path` is ours, then write our PID into it (for humans).
     pub fn exclusive(path: &Path) -> Result<Lock> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).at(dir)?;
+            if !dir.exists() {
+                crate::fsutil::private_dir(dir)?;
+            }
         }
         let mut file = OpenOptions::new()
             .read(true)

@@ -36,10 +36,20 @@ pub fn find(ctx: &Context, playbook: &str) -> Result<PathBuf> {
 /// `ansible-playbook -i <inventory> --limit <name> <playbook>`; the playbook's own output is
 /// shown; a failure is an error with its exit code.
 pub fn run(ctx: &Context, name: &str, playbook: &str) -> Result<()> {
+    run_with_inventory(ctx, &ctx.paths.inventory(), name, playbook)
+}
+
+/// As [`run`], with another inventory (a template's, while it is being built).
+pub fn run_with_inventory(
+    ctx: &Context,
+    inventory: &Path,
+    name: &str,
+    playbook: &str,
+) -> Result<()> {
     let path = find(ctx, playbook)?;
     let args = argv([
         "-i".to_string(),
-        ctx.paths.inventory().display().to_string(),
+        inventory.display().to_string(),
         "--limit".to_string(),
         name.to_string(),
         path.display().to_string(),

@@ -52,6 +52,9 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
             instances: users,
         });
     }
+    if let Some(playbook) = settings.get("template-playbook") {
+        crate::playbook::find(ctx, playbook)?;
+    }
     remove(ctx, template)?;
     build(ctx, template, settings)
 }
@@ -97,6 +100,13 @@ fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
     ctx.hv.refresh_pool(pool);
 
     let record = template_record(ctx, template, settings, &disk, &key, &username);
+    if let Some(playbook) = settings.get("template-playbook") {
+        // A failed playbook leaves no template behind: the next run builds it afresh.
+        if let Err(e) = crate::template_playbook::run(ctx, &record, settings, playbook) {
+            let _ = remove_if_exists(&disk);
+            return Err(e);
+        }
+    }
     ctx.hv
         .define(&template_domain(&record, settings).to_xml())?;
     ctx.store.save(&stem, &record)?;
@@ -153,7 +163,7 @@ fn template_record(
 }
 
 /// The template's domain: its disk is read-only, so even a start by hand cannot write it.
-fn template_domain(record: &Record, settings: &Settings) -> DomainSpec {
+pub(crate) fn template_domain(record: &Record, settings: &Settings) -> DomainSpec {
     DomainSpec {
         name: record.domain.clone(),
         virt_type: settings.text("virt-type").to_string(),

@@ -199,3 +199,37 @@ fn sysprep_identity_runs_virt_sysprep_with_secrets_in_files() {
     );
     assert!(log.contains("virt:file:"), "{log}");
 }
+
+#[test]
+fn a_missing_playbook_is_named_before_anything_is_built() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\ntemplate-playbook = nothere\n",
+    );
+    env.run(&["web1", "--template", "deb"])
+        .fails(2, "playbook 'nothere' not found; looked in: nothere, ");
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\ninstance-playbook = nothere.yml\n",
+    );
+    env.run(&["web1", "--template", "deb"])
+        .fails(2, "playbook 'nothere.yml' not found");
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+}
+
+#[test]
+fn a_failed_template_playbook_leaves_no_template() {
+    let env = TestEnv::new();
+    env.write("config/playbooks/setup.yml", "- hosts: all\n  tasks: []\n");
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\ntemplate-playbook = setup\n",
+    );
+    // The test driver's guest never answers: the boot for the playbook times out.
+    env.run(&["deb", "--no-clone"])
+        .fails(5, "TEMPLATE-deb: timed out after 1 s in phase 'address'");
+    assert!(env.ls("pool").is_empty(), "{:?}", env.ls("pool"));
+    assert!(env.ls("data/instance").is_empty());
+    assert!(!env.read("data/known_hosts").contains("TEMPLATE-deb"));
+}

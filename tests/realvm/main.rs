@@ -34,6 +34,22 @@ fn t2_instance_lifecycle() {
     assert_eq!(w.ssh("vut-web1", "id -un"), "virt");
     assert_eq!(w.ssh("vut-web1", "hostname"), "vut-web1");
     assert_eq!(w.ssh("vut-web1", "sudo -n true && echo sudo-ok"), "sudo-ok");
+    // The template playbook ran on the template; its clone inherits the result.
+    assert_eq!(w.ssh("vut-web1", "cat /etc/motd"), "Built by virt-up");
+    // sftp through the same key and host key check.
+    let mut sftp = w.vu_command(&["vut-web1", "--login", "--sftp"]);
+    sftp.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = sftp.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"pwd\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/home/virt"),
+        "{:?}",
+        out
+    );
     // --command returns the remote exit code.
     assert_eq!(
         w.vu(&["vut-web1", "--login", "--command", "exit 7"]).code,

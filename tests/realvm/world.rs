@@ -166,7 +166,7 @@ impl World {
         std::fs::write(
             config.join("templates.d/vut.cfg"),
             format!(
-                "[vut-deb]\nos-version = debian-12-local\nvirt-builder-source = file://{}\n",
+                "[vut-deb]\nos-version = debian-12-local\nvirt-builder-source = file://{}\ntemplate-playbook = template-motd\n",
                 self.index
             ),
         )
