@@ -16,9 +16,16 @@
 # 22), `virt-up destroy NAME...`, `virt-up list [-a]`, `virt-up show ssh-config NAME`.
 # It exits 0 on every error, so each step here checks the outcome itself.
 #
+# Its lock: the original serialises its tool calls with flock on
+# /run/user/<uid>/virt-up.lock if that directory exists, else /tmp/virt-up.lock -- the
+# same file our Rust virt-up (and every other engineer's run on this machine) uses as
+# root here.  So by default the original runs in a private mount namespace whose
+# /run/user is $PEER_HOME/run-user: its lock is then $PEER_HOME/run-user/<uid>/virt-up.lock,
+# shared by all peer.sh runs and by nobody else.  PEER_SHARED_LOCK=1 turns that off.
+#
 # Environment: PEER_HOME (default /var/cache/virt-up-bench/peer-home), written by
 # peer-setup.sh, holds `env` (sourced here); PEER_SSH_TIMEOUT (default 180 s) bounds the
-# wait for a working SSH login after the original returns.
+# wait for a working SSH login after the original returns; PEER_SHARED_LOCK (above).
 set -euo pipefail
 
 PEER_HOME=${PEER_HOME:-/var/cache/virt-up-bench/peer-home}
@@ -31,8 +38,20 @@ usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ -f "$PEER_HOME/env" ] || die "$PEER_HOME/env missing: run bench/peer-setup.sh first"
 # shellcheck source=/dev/null
 . "$PEER_HOME/env"
-VU=$PEER_VENV/bin/virt-up
-[ -x "$VU" ] || die "$VU missing: run bench/peer-setup.sh first"
+[ -x "$PEER_VENV/bin/virt-up" ] || die "$PEER_VENV/bin/virt-up missing: run bench/peer-setup.sh first"
+
+# Run the original (see "Its lock" above).
+VU() {
+  if [ "${PEER_SHARED_LOCK:-0}" = 1 ]; then
+    "$PEER_VENV/bin/virt-up" "$@"
+  else
+    mkdir -p "$PEER_HOME/run-user/$(id -u)"
+    chmod 700 "$PEER_HOME/run-user/$(id -u)"
+    unshare --mount --propagation private -- \
+      sh -c 'mount --bind "$0" /run/user && exec "$@"' \
+      "$PEER_HOME/run-user" "$PEER_VENV/bin/virt-up" "$@"
+  fi
+}
 
 domain_exists() { virsh -q domstate "$1" >/dev/null 2>&1; }
 meta_exists() { [ -f "$VIRTUP_DATA_HOME/instance/$1.json" ]; }
@@ -46,7 +65,7 @@ template_built() { meta_exists "$TEMPLATE_DOMAIN" && domain_exists "$TEMPLATE_DO
 # IdentityFile plus the ssh_options recorded in the instance's metadata.
 ssh_config() {
   local name=$1 cfg=$PEER_HOME/ssh/$1.config
-  "$VU" show ssh-config "$name" >"$cfg.tmp"
+  VU show ssh-config "$name" >"$cfg.tmp"
   grep -q '^    Hostname [0-9]' "$cfg.tmp" || { rm -f "$cfg.tmp"; die "no address recorded for '$name'"; }
   mv -f "$cfg.tmp" "$cfg"
   printf '%s\n' "$cfg"
@@ -64,14 +83,14 @@ cmd_template() {
     echo "template '$TEMPLATE' already built ($TEMPLATE_DOMAIN)"
     return 0
   fi
-  "$VU" create -t "$TEMPLATE"
+  VU create -t "$TEMPLATE"
   template_built || die "the original did not build $TEMPLATE_DOMAIN (see its output above)"
 }
 
 cmd_create() {
   local name=$1 cfg deadline
   check_name "$name"
-  "$VU" create -t "$TEMPLATE" "$name"
+  VU create -t "$TEMPLATE" "$name"
   meta_exists "$name" && domain_exists "$name" || die "the original did not create '$name'"
   cfg=$(ssh_config "$name")
   deadline=$((SECONDS + ${PEER_SSH_TIMEOUT:-180}))
@@ -90,14 +109,14 @@ cmd_delete() {
     echo "instance '$name' not found"
     return 0
   fi
-  "$VU" destroy "$name"
+  VU destroy "$name"
   ! domain_exists "$name" && ! meta_exists "$name" || die "the original did not delete '$name'"
   rm -f "$PEER_HOME/ssh/$name.config"
 }
 
 cmd_delete_template() {
   meta_exists "$TEMPLATE_DOMAIN" || { echo "template '$TEMPLATE' not built"; return 0; }
-  "$VU" destroy "$TEMPLATE_DOMAIN"   # refuses (exit 0!) while clones use it
+  VU destroy "$TEMPLATE_DOMAIN"   # refuses (exit 0!) while clones use it
   ! domain_exists "$TEMPLATE_DOMAIN" && ! meta_exists "$TEMPLATE_DOMAIN" ||
     die "the original did not delete $TEMPLATE_DOMAIN (clones still use it?)"
 }
@@ -109,7 +128,7 @@ case $sub in
   template)        [ $# -eq 0 ] || usage; cmd_template ;;
   create)          [ $# -eq 1 ] || usage; cmd_create "$1" ;;
   delete)          [ $# -eq 1 ] || usage; cmd_delete "$1" ;;
-  list)            [ $# -eq 0 ] || usage; "$VU" list ;;
+  list)            [ $# -eq 0 ] || usage; VU list ;;
   ssh)             [ $# -ge 1 ] || usage; check_name "$1"; ssh_to "$@" ;;
   delete-template) [ $# -eq 0 ] || usage; cmd_delete_template ;;
   *)               usage ;;

@@ -306,21 +306,23 @@ fn seed_path(record: &Record) -> &Path {
 }
 
 fn domain_spec(record: &Record, settings: &Settings) -> Result<DomainSpec> {
-    let mut disks = vec![Disk {
-        path: record.disk.clone(),
-        format: record.format.clone(),
-        readonly: false,
-        serial: None,
-    }];
+    let mut spec = domain_base(record, settings);
     if record.identity == "firstboot" {
-        disks.push(Disk {
+        spec.disks.push(Disk {
             path: seed_path(record).to_path_buf(),
             format: "raw".into(),
             readonly: true,
             serial: Some(identity::SEED_SERIAL.into()),
         });
     }
-    let mut spec = DomainSpec {
+    virt_install::apply(&mut spec, &settings.args("virt-install-args"))?;
+    Ok(spec)
+}
+
+/// The domain of an instance or template record: its disk, memory, vCPUs, network, MAC,
+/// console log; virt-install-args are applied by the caller where they apply.
+pub(crate) fn domain_base(record: &Record, settings: &Settings) -> DomainSpec {
+    DomainSpec {
         name: record.domain.clone(),
         virt_type: settings.text("virt-type").to_string(),
         arch: settings.text("arch").to_string(),
@@ -328,7 +330,12 @@ fn domain_spec(record: &Record, settings: &Settings) -> Result<DomainSpec> {
         cpu: None,
         memory_mib: record.memory,
         vcpus: record.vcpus,
-        disks,
+        disks: vec![Disk {
+            path: record.disk.clone(),
+            format: record.format.clone(),
+            readonly: false,
+            serial: None,
+        }],
         network: settings.text("network").to_string(),
         mac: record.mac.clone(),
         graphics: record.graphics.clone(),
@@ -336,9 +343,7 @@ fn domain_spec(record: &Record, settings: &Settings) -> Result<DomainSpec> {
         rng: true,
         console_log: record.console_log.clone(),
         template: record.template.clone(),
-    };
-    virt_install::apply(&mut spec, &settings.args("virt-install-args"))?;
-    Ok(spec)
+    }
 }
 
 /// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log

@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::context::Context;
-use crate::domain_xml::{Disk, DomainSpec};
+use crate::domain_xml::DomainSpec;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::remove_if_exists;
 use crate::identity::{self, SecretFiles};
@@ -151,7 +151,8 @@ fn template_record(
         address_source: settings.text("address-source").to_string(),
         ssh_options: crate::inventory::ssh_options(&ctx.paths, &stem),
         address: None,
-        mac: String::new(),
+        // Templates boot only for a template-playbook; a fresh MAC each time is fine.
+        mac: crate::records::random_mac(),
         uri: ctx.hv.uri(),
         identity: settings.text("identity").to_string(),
         console_log: ctx.paths.console_logs().join(format!("{stem}.log")),
@@ -164,28 +165,9 @@ fn template_record(
 
 /// The template's domain: its disk is read-only, so even a start by hand cannot write it.
 pub(crate) fn template_domain(record: &Record, settings: &Settings) -> DomainSpec {
-    DomainSpec {
-        name: record.domain.clone(),
-        virt_type: settings.text("virt-type").to_string(),
-        arch: settings.text("arch").to_string(),
-        machine: None,
-        cpu: None,
-        memory_mib: record.memory,
-        vcpus: record.vcpus,
-        disks: vec![Disk {
-            path: record.disk.clone(),
-            format: record.format.clone(),
-            readonly: true,
-            serial: None,
-        }],
-        network: settings.text("network").to_string(),
-        mac: crate::records::random_mac(),
-        graphics: record.graphics.clone(),
-        video: None,
-        rng: true,
-        console_log: record.console_log.clone(),
-        template: record.template.clone(),
-    }
+    let mut spec = crate::instance::domain_base(record, settings);
+    spec.disks[0].readonly = true;
+    spec
 }
 
 /// virt-builder with the template's image, the identity agent, the login user and keys.

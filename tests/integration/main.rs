@@ -1,6 +1,9 @@
 //! The integration tier: the real `virt-up` binary against libvirt's test driver and fake
 //! libguestfs tools. Every CLI path, bad input, exit code and file mode a user would notice.
 
+#[path = "../common/run.rs"]
+mod run;
+
 mod harness;
 
 mod cli_errors;

@@ -4,6 +4,9 @@
 //! Run through `make test` (which sets up the host and the base image) or
 //! `cargo test --release --test realvm -- --test-threads=1`.
 
+#[path = "../common/run.rs"]
+mod run;
+
 mod world;
 
 use world::world;
