@@ -1,0 +1,66 @@
+#compdef virt-up
+
+autoload -U is-at-least
+
+_virt-up() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'*--name=[Instance name (same as the positional <name>)]:name:_default' \
+'--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
+'-t+[Template name (default\: <name>)]:template:_default' \
+'--template=[Template name (default\: <name>)]:template:_default' \
+'--root-password=[Root password (default\: random)]:root-password:_default' \
+'--user=[Username (default\: the template'\''s, '\''virt'\'')]:user:_default' \
+'--password=[Password (default\: random)]:password:_default' \
+'--size=[Instance disk size, e.g. 20G (default\: image size)]:size:_default' \
+'--memory=[Instance memory in MiB (default\: 512)]:memory:_default' \
+'--vcpus=[Instance vcpus (default\: 1)]:vcpus:_default' \
+'--graphics=[Instance graphics type\: none, vnc or spice (default\: none)]:graphics:(none vnc spice)' \
+'--dns-domain=[DNS domain name]:dns-domain:_default' \
+'(--sftp)--command=[With --login\: run this command over ssh and return its exit code]:command:_default' \
+'--completions=[Print a shell completion script]:shell:(bash elvish fish powershell zsh)' \
+'--init[Initialize configuration files in the user'\''s config directory]' \
+'--list[List instances]' \
+'--show-templates[Show template definitions]' \
+'--show-paths[Show configuration and data paths]' \
+'--delete[Delete the instance (with --all and a template name\: the template)]' \
+'--login[Login to a running instance]' \
+'--sftp[With --login\: use sftp]' \
+'--no-clone[Build the template instance only]' \
+'--no-inventory[Exclude the instance from the ansible inventory]' \
+'--all[Include template instances]' \
+'--yes[Answer yes to interactive questions]' \
+'--quiet[Show less output]' \
+'--debug[Show debug tracing (commands run, phase durations)]' \
+'--force[Overwrite files (--init), rebuild the template (--no-clone)]' \
+'--json[Machine-readable output for --list and --show-*]' \
+'--man[Print the man page]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+'*::names -- Instance name(s); several names create several instances at once:_default' \
+&& ret=0
+}
+
+(( $+functions[_virt-up_commands] )) ||
+_virt-up_commands() {
+    local commands; commands=()
+    _describe -t commands 'virt-up commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_virt-up" ]; then
+    _virt-up "$@"
+else
+    compdef _virt-up virt-up
+fi
