@@ -33,7 +33,7 @@ readonly TEMPLATE=peer-deb
 readonly TEMPLATE_DOMAIN=VIRTUP-$TEMPLATE   # the original's fixed prefix, not settable
 
 die() { printf 'peer.sh: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ -f "$PEER_HOME/env" ] || die "$PEER_HOME/env missing: run bench/peer-setup.sh first"
 # shellcheck source=/dev/null
