@@ -238,7 +238,11 @@ make_tarball() {
 }
 
 # One libguestfs appliance for everything: partition, format, unpack, install GRUB.
-# `command` runs chrooted into the guest's root with /dev, /proc and /sys bound in.
+# `command`/`sh` run chrooted into the guest's root with /dev, /proc and /sys bound in.
+# /dev/sda in guestfish's API is always our disk, but the kernel's name for it is not:
+# the appliance's own disk is probed concurrently and sometimes gets sda (grub-install
+# then fails with "ext2 doesn't support embedding ... cross-disk install").  So
+# grub-install gets the kernel's name of the disk holding the mounted root.
 make_disk() {
   local tarball=$1 disk=$2 grubcfg=$3
   guestfish --no-progress-bars <<EOF >&2
@@ -249,7 +253,7 @@ part-set-bootable /dev/sda 1 true
 mkfs ext4 /dev/sda1 label:root
 mount /dev/sda1 /
 tar-in $tarball / xattrs:true
-command "grub-install --target=i386-pc /dev/sda"
+sh "grub-install --target=i386-pc /dev/\$(lsblk -ndo PKNAME \$(findmnt -nvo SOURCE /))"
 command "update-grub"
 download /boot/grub/grub.cfg $grubcfg
 df-h
@@ -257,10 +261,12 @@ umount-all
 EOF
 }
 
-# update-grub ran in the appliance, where the disk is /dev/sda; the guest must find
-# its root by UUID/label (it is /dev/vda there) and log to the serial console.
-check_grub_cfg() {
-  local cfg=$1
+# GRUB must be in our disk's MBR; update-grub ran in the appliance, where the disk
+# is /dev/sd?, so the guest must find its root by UUID/label (it is /dev/vda there),
+# and the kernel must log to the serial console.
+check_boot() {
+  local disk=$1 cfg=$2
+  [[ $(head -c 512 "$disk" | tr -d '\0') == *GRUB* ]] || die "no GRUB boot code in the disk's MBR"
   grep -Eq '^[[:space:]]*linux[[:space:]].*root=(UUID|LABEL)=' "$cfg" ||
     die "grub.cfg does not name the root by UUID or label"
   grep -Eq '^[[:space:]]*linux[[:space:]].*console=ttyS0' "$cfg" ||
@@ -309,7 +315,7 @@ build() {
   rm -rf --one-file-system "$rootfs"
   timed "guestfish: ${DISK_MIB} MiB disk, ext4, GRUB" \
     make_disk "$WORK/rootfs.tar" "$disk" "$WORK/grub.cfg"
-  check_grub_cfg "$WORK/grub.cfg"
+  check_boot "$disk" "$WORK/grub.cfg"
   rm -f "$WORK/rootfs.tar"
   timed "xz" compress_disk "$disk" "$out/$IMAGE_FILE"
   timed "index" write_index "$out" "$out/$IMAGE_FILE" "$(stat -c %s "$disk")"
@@ -318,15 +324,22 @@ build() {
   mv -T "$out" "$OUT_DIR"
 }
 
+# `current` names the entry of this recipe, so configuration can use a stable path
+# (the shipped template debian-12-local does); switched atomically with a rename.
+publish_current() {
+  ln -sfn "$KEY" "$CACHE_ROOT/.current.$$"
+  mv -T "$CACHE_ROOT/.current.$$" "$CACHE_ROOT/current"
+}
+
 main() {
-  if cached; then echo "$OUT_DIR/index"; return 0; fi
+  if cached; then publish_current; echo "$OUT_DIR/index"; return 0; fi
   [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"
   mkdir -p "$CACHE_ROOT"
   # One build at a time (they share the .deb cache, and each wants both cores);
   # a caller that waited here usually finds its entry built by the other one.
   exec 9>"$CACHE_ROOT/.lock"
   flock 9
-  if cached; then echo "$OUT_DIR/index"; return 0; fi
+  if cached; then publish_current; echo "$OUT_DIR/index"; return 0; fi
   # Holding the lock, any .build-* left is from a killed build (SIGKILL skips traps).
   local stale
   for stale in "$CACHE_ROOT"/.build-*; do remove_tree "$stale"; done
@@ -336,6 +349,7 @@ main() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   build
+  publish_current
   echo "$OUT_DIR/index"
 }
 
