@@ -24,11 +24,10 @@ pub fn world() -> &'static World {
         let dir = std::env::temp_dir().join(format!("virt-up-realvm-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("config/templates.d")).unwrap();
         std::fs::create_dir_all(dir.join("config/playbooks")).unwrap();
-        std::fs::copy(
-            root.join("playbooks/hello.yml"),
-            dir.join("config/playbooks/hello.yml"),
-        )
-        .unwrap();
+        for pb in ["hello.yml", "template-motd.yml"] {
+            let to = dir.join("config/playbooks").join(pb);
+            std::fs::copy(root.join("playbooks").join(pb), to).unwrap();
+        }
         let w = World { dir, index };
         w.set_common("");
         w.remove_leftovers();
