@@ -19,6 +19,7 @@ pub mod records;
 pub mod runner;
 pub mod ssh;
 pub mod sshkeys;
+pub mod stepcache;
 
 pub use error::{Error, Result};
 pub mod app;
