@@ -26,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod context;
 pub mod instance;
+pub mod maker;
 pub mod playbook;
 pub mod shipped;
 pub mod template;
