@@ -346,6 +346,52 @@ impl Cache {
             .collect())
     }
 
+    /// Remove `keys` and every layer built on them (for a forced rebuild); a layer in use
+    /// (pinned or held by a build) is an error.
+    pub fn remove_with_descendants(&self, keys: &[String]) -> Result<()> {
+        let layers = self.layers()?;
+        let mut doomed: HashSet<String> = keys.iter().cloned().collect();
+        loop {
+            let before = doomed.len();
+            for m in &layers {
+                if m.parent.as_ref().is_some_and(|p| doomed.contains(p)) {
+                    doomed.insert(m.key.clone());
+                }
+            }
+            if doomed.len() == before {
+                break;
+            }
+        }
+        let keep = self.in_use(&layers)?;
+        if let Some(k) = doomed
+            .iter()
+            .find(|k| keep.contains(*k) && self.lookup(k).ok().flatten().is_some())
+        {
+            return Err(Error::Other(format!(
+                "step cache: layer {k} is in use (a template or a running build depends on it); cannot force a rebuild"
+            )));
+        }
+        // Children before parents.
+        let mut order: Vec<&Manifest> = layers.iter().filter(|m| doomed.contains(&m.key)).collect();
+        let depth = |m: &Manifest| {
+            let mut d = 0;
+            let mut cur = m.parent.clone();
+            while let Some(p) = cur {
+                d += 1;
+                cur = layers
+                    .iter()
+                    .find(|l| l.key == p)
+                    .and_then(|l| l.parent.clone());
+            }
+            d
+        };
+        order.sort_by_key(|m| std::cmp::Reverse(depth(m)));
+        for m in order {
+            self.remove_layer(&m.key)?;
+        }
+        Ok(())
+    }
+
     /// Remove every layer not in use, and leftovers of killed builds.
     pub fn clean(&self, dry_run: bool) -> Result<Vec<Manifest>> {
         let removed = self.gc(
