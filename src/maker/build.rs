@@ -182,10 +182,8 @@ impl Builder<'_> {
                     } else {
                         apply::apply_step(step, &t.dir, tmp, &self.runner)
                     }
-                    .map_err(|e| Error::Template {
-                        file: t.file.clone(),
-                        location: format!("{} ({}): ", step.location, step.runner),
-                        message: e.to_string(),
+                    .map_err(|e| {
+                        step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
                     })
                 },
             )?;
@@ -207,11 +205,7 @@ impl Builder<'_> {
                 None => {
                     self.line("export", &display, &summary);
                     let out = apply::export(step, &t.dir, &layer, &self.runner).map_err(|e| {
-                        Error::Template {
-                            file: t.file.clone(),
-                            location: format!("export ({}): ", step.runner),
-                            message: e.to_string(),
-                        }
+                        step_failed(&t.file, &format!("export ({})", step.runner), e)
                     })?;
                     self.record_export(&out, key)?;
                     ran.push("export".into());
@@ -274,4 +268,9 @@ impl Builder<'_> {
             0o644,
         )
     }
+}
+
+/// A runner that failed while building (exit code 1, unlike an invalid template's 2).
+fn step_failed(file: &Path, location: &str, e: Error) -> Error {
+    Error::Other(format!("{}: {location}: {e}", file.display()))
 }
