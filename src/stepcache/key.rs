@@ -18,7 +18,7 @@ pub struct KeyInput<'a> {
     pub kind: &'a str,
     /// The step's rendered arguments. serde_json's maps are sorted, so this is canonical.
     pub args: &'a serde_json::Value,
-    /// Host files the step reads, by the name the step uses for them.
+    /// Host files the step reads (their contents are hashed, in this order).
     pub files: &'a [PathBuf],
 }
 
@@ -35,8 +35,10 @@ pub fn layer_key(input: &KeyInput) -> Result<String> {
     field(&mut h, input.kind.as_bytes());
     field(&mut h, input.args.to_string().as_bytes());
     field(&mut h, &(input.files.len() as u64).to_le_bytes());
+    // Contents only: the step's arguments already name the files, and where the template
+    // directory happens to be (virt-maker's working directory, virt-up's templates.d)
+    // must not change the key.
     for f in input.files {
-        field(&mut h, f.to_string_lossy().as_bytes());
         field(&mut h, &file_digest(f)?);
     }
     Ok(hex(&h.finalize()))

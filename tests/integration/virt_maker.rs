@@ -255,3 +255,38 @@ fn export_compression_and_raw() {
     let gz = std::fs::read(env.path("t/r.img.gz")).unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
 }
+
+#[test]
+fn virt_up_builds_a_customized_template_through_the_shared_cache() {
+    let env = env3();
+    env.write(
+        "config/templates.d/cust.cfg",
+        "[cust]\ncustomize = ../../t/t.yml\n",
+    );
+    // virt-maker first: virt-up then finds every layer in the cache.
+    build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    let out = env.run(&["cust", "--no-clone"]).ok();
+    assert!(out.stderr.contains("(cached)"), "{}", out.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    // Only virt-up's own customization ran on the copied disk.
+    assert_eq!(env.tool_runs("virt-customize"), 4);
+    let log = env.read("log/virt-customize.log");
+    assert!(
+        log.contains("/etc/systemd/system/virt-up-identity.service"),
+        "{log}"
+    );
+    assert!(
+        env.ls("pool").iter().any(|n| n == "TEMPLATE-cust.qcow2"),
+        "{:?}",
+        env.ls("pool")
+    );
+    // The template pins its layers: clean keeps them while the template exists.
+    env.maker(&["cache", "clean"]).ok();
+    assert_eq!(
+        env.ls("cache/layers").len(),
+        8,
+        "{:?}",
+        env.ls("cache/layers")
+    );
+}
