@@ -290,3 +290,44 @@ fn virt_up_builds_a_customized_template_through_the_shared_cache() {
         env.ls("cache/layers")
     );
 }
+
+#[test]
+fn download_imports_a_compressed_local_image_with_its_checksum() {
+    let env = TestEnv::new();
+    let img = env.path("t/base.qcow2");
+    std::fs::create_dir_all(env.path("t")).unwrap();
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "32M"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = std::process::Command::new("gzip")
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let gz = std::fs::read(env.path("t/base.qcow2.gz")).unwrap();
+    use sha2::Digest;
+    let sum: String = sha2::Sha256::digest(&gz)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let spec = |sum: &str| {
+        format!("spec:\n  import:\n    download:\n      url: base.qcow2.gz\n      checksum: sha256:{sum}\n      resize: 64M\n  steps:\n    - local_run:\n        command: [sh, -c, 'qemu-img check -q \"$IMAGE\"']\n  export:\n    raw: out.img\n")
+    };
+    env.write("t/d.yml", &spec(&"0".repeat(64)));
+    let file = env.path("t/d.yml");
+    env.maker(&["build", "-f", file.to_str().unwrap()])
+        .fails(1, "checksum mismatch");
+    assert!(
+        env.ls("cache/layers").is_empty(),
+        "{:?}",
+        env.ls("cache/layers")
+    );
+    env.write("t/d.yml", &spec(&sum));
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::metadata(env.path("t/out.img")).unwrap().len(),
+        64 << 20
+    );
+}
