@@ -407,8 +407,26 @@ impl Cache {
         Ok(removed)
     }
 
-    /// Temporary layer files whose builder is gone (its build lock is free).
+    /// Temporary layer files whose builder is gone (its build lock is free), and lock
+    /// files of layers that do not exist and that nobody holds.
     fn remove_stale_temporaries(&self) -> Result<()> {
+        let locks = self.dir.join("locks");
+        for entry in std::fs::read_dir(&locks).at(&locks)? {
+            let path = entry.at(&locks)?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if let Some((key, what)) = name.rsplit_once('.') {
+                if !self.layer_path(key).exists() {
+                    let file = open_lock(&path)?;
+                    if file.try_lock().is_ok() && (what == "use" || what == "build") {
+                        remove_if_exists(&path)?;
+                    }
+                }
+            }
+        }
         let dir = self.dir.join("layers");
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
