@@ -477,3 +477,62 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(runner: &str, args: Value) -> Step {
+        Step {
+            runner: runner.into(),
+            args: args.as_object().unwrap().clone(),
+            location: "step 1".into(),
+        }
+    }
+
+    #[test]
+    fn summaries_show_the_value_and_hide_passwords() {
+        assert_eq!(summary(&step("run", json!({"script": "a\nb"}))), "a");
+        assert_eq!(
+            summary(&step("rootpass", json!({"password": "s3cret"}))),
+            "********"
+        );
+        assert_eq!(
+            summary(&step("copy", json!({"dest": "/x", "content": "y"}))),
+            "{'content': 'y', 'dest': '/x'}"
+        );
+    }
+
+    #[test]
+    fn script_and_copied_files_are_key_inputs() {
+        let dir = Path::new("/t");
+        assert_eq!(
+            input_files(&step("run", json!({"file": "s.sh"})), dir),
+            [PathBuf::from("/t/s.sh")]
+        );
+        assert_eq!(
+            input_files(&step("copy", json!({"src": "/abs/f", "dest": "/x"})), dir),
+            [PathBuf::from("/abs/f")]
+        );
+        assert!(input_files(&step("run", json!({"script": "x"})), dir).is_empty());
+    }
+
+    #[test]
+    fn decompressors_by_suffix() {
+        assert_eq!(decompressor("a.raw.xz"), Some("xz"));
+        assert_eq!(decompressor("a.qcow2.gz"), Some("gzip"));
+        assert_eq!(decompressor("a.img.zst"), Some("zstd"));
+        assert_eq!(decompressor("a.qcow2"), None);
+    }
+
+    #[test]
+    fn a_failing_tool_names_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = step("local_run", json!({"command": ["false"]}));
+        let e = apply_step(&s, dir.path(), &dir.path().join("x"), &Runner::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("step 1 local_run"), "{e}");
+    }
+}
