@@ -41,7 +41,7 @@ for i in $(seq "$runs"); do
     parent=$(ls -t "$work"/cache/layers/*.qcow2 | sed -n 2p)
     qemu-img create -q -f qcow2 -F qcow2 -b "$parent" "$work/own.qcow2"
     printf 'x' > "$work/content"
-    t0=$(now); virt-customize -a "$work/own.qcow2" --format qcow2 --upload "$work/content:/etc/motd" >/dev/null; t1=$(now)
+    t0=$(now); virt-customize --format qcow2 -a "$work/own.qcow2" --upload "$work/content:/etc/motd" >/dev/null; t1=$(now)
     own+=("$(echo "$t1 - $t0" | bc -l)")
     rm -f "$work/own.qcow2"
 done

@@ -257,11 +257,12 @@ fn build_customized(
         "copying the customized image",
     )?;
     let files = SecretFiles::new()?;
+    // --format must come before -a.
     let mut args = argv([
-        "-a".as_ref(),
-        output.as_os_str(),
         "--format".as_ref(),
         settings.text("image-format").as_ref(),
+        "-a".as_ref(),
+        output.as_os_str(),
     ]);
     args.extend(virt_up_customizations(&files, username, public_key)?);
     args.extend(argv([

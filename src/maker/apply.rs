@@ -114,8 +114,9 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
     let files = SecretFiles::new()?;
     let ctx = format!("{} {}", step.location, step.runner);
     let resolve = |p: &str| super::render::resolve(dir, p);
-    let mut vc: Vec<OsString> = argv(["-a".as_ref(), image.as_os_str()]);
-    vc.extend(argv(["--format", "qcow2"]));
+    // --format must come before -a.
+    let mut vc: Vec<OsString> = argv(["--format", "qcow2"]);
+    vc.extend(argv(["-a".as_ref(), image.as_os_str()]));
     let script_file = |name: &str| -> Result<PathBuf> {
         match (s(step, "script"), s(step, "file")) {
             (Some(text), _) => files.write(name, text, 0o755),
@@ -194,8 +195,8 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         }
         "virtcustomize" => vc.extend(argv(list(step, "args"))),
         "sysprep" => {
-            let mut a: Vec<OsString> = argv(["-a".as_ref(), image.as_os_str()]);
-            a.extend(argv(["--format", "qcow2"]));
+            let mut a: Vec<OsString> = argv(["--format", "qcow2"]);
+            a.extend(argv(["-a".as_ref(), image.as_os_str()]));
             if let Some(ops) = s(step, "operations") {
                 a.extend(argv(["--operations", ops]));
             }
@@ -312,7 +313,14 @@ pub fn import(
             let mut r = runner.clone();
             let files = SecretFiles::new()?;
             if let Some(src) = s(step, "source") {
-                a.extend(argv(["--source", src, "--no-check-signature"]));
+                // A local repository: virt-builder's own cache adds nothing but the risk
+                // of a stale image under the same name and revision.
+                a.extend(argv([
+                    "--source",
+                    src,
+                    "--no-check-signature",
+                    "--no-cache",
+                ]));
                 let empty = files.dir("no-system-repos")?;
                 r.env
                     .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
