@@ -82,8 +82,10 @@ fn cat_files(image: &Path, files: &[&str]) -> Vec<String> {
         "guestfish: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // guestfish ends each file with a newline unless it has one: drop the empty lines.
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
 }
