@@ -169,5 +169,63 @@ fn m1_virt_maker_caches_steps_on_real_images() {
         ["one", "two", "three-c"]
     );
 
+    // 6. virt-up builds a template from the same spec through the same cache (every
+    //    layer cached: only its own customization runs), and an instance of it boots and
+    //    shows every step's effect.
+    let config = dir.join("config");
+    std::fs::create_dir_all(config.join("templates.d")).unwrap();
+    std::fs::write(
+        config.join("settings.cfg"),
+        "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n",
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("templates.d/mk.cfg"),
+        format!("[vut-mk]\ncustomize = {}\n", dir.join("t.yml").display()),
+    )
+    .unwrap();
+    let vu = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_virt-up"))
+            .args(args)
+            .env("VIRTUP_CONFIG_HOME", &config)
+            .env("VIRTUP_DATA_HOME", dir.join("data"))
+            .env("VIRTUP_SYSTEM_CONFIG", dir.join("no-system-config"))
+            .env("VIRTUP_CACHE_HOME", dir.join("cache"))
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("LIBVIRT_DEFAULT_URI", "qemu:///system")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "virt-up {args:?}:\n{stdout}\n{stderr}"
+        );
+        (stdout, stderr)
+    };
+    let t = std::time::Instant::now();
+    let (_, stderr) = vu(&["vut-mk1", "--template", "vut-mk"]);
+    eprintln!(
+        "realvm: virt-up template from the cache + instance took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(stderr.matches("(cached)").count(), 4, "{stderr}");
+    let (stdout, _) = vu(&[
+        "vut-mk1",
+        "--login",
+        "--command",
+        "cat /etc/vm-step1 /etc/vm-step2 /etc/vm-step3",
+    ]);
+    let lines: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(lines, ["one", "two", "three-c"], "{stdout}");
+    vu(&["vut-mk1", "--delete"]);
+    for name in ["TEMPLATE-vut-mk"] {
+        let _ = Command::new("virsh")
+            .args(["-c", "qemu:///system", "undefine", name])
+            .output();
+    }
+    let _ = std::fs::remove_file("/var/lib/libvirt/images/TEMPLATE-vut-mk.qcow2");
     let _ = std::fs::remove_dir_all(&dir);
 }
