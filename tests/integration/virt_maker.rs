@@ -331,3 +331,51 @@ fn download_imports_a_compressed_local_image_with_its_checksum() {
         64 << 20
     );
 }
+
+#[test]
+fn before_and_after_templates_are_built_in_order_once() {
+    let env = TestEnv::new();
+    env.write(
+        "t/base.yml",
+        "spec:\n  import:\n    virt-builder: base-os\n",
+    );
+    env.write(
+        "t/post.yml",
+        "spec:\n  import:\n    virt-builder: post-os\n",
+    );
+    env.write(
+        "t/main.yml",
+        "before: base.yml\nafter: [post.yml]\nspec:\n  import:\n    virt-builder: main-os\n",
+    );
+    let main = env.path("t/main.yml");
+    let base = env.path("t/base.yml");
+    let out = env
+        .maker(&[
+            "build",
+            "-f",
+            base.to_str().unwrap(),
+            main.to_str().unwrap(),
+        ])
+        .ok();
+    let files: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Starting"))
+        .map(|l| l.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "base.yml: Starting",
+            "main.yml: Starting",
+            "post.yml: Starting"
+        ]
+    );
+    let images: Vec<String> = env
+        .read("log/virt-builder.log")
+        .lines()
+        .filter(|l| l.ends_with("-os"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(images, ["base-os", "main-os", "post-os"]);
+}
