@@ -174,6 +174,7 @@ fn m1_virt_maker_caches_steps_on_real_images() {
     //    shows every step's effect.
     let config = dir.join("config");
     std::fs::create_dir_all(config.join("templates.d")).unwrap();
+    std::fs::create_dir_all(dir.join("run")).unwrap();
     std::fs::write(
         config.join("settings.cfg"),
         "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n",
