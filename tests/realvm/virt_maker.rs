@@ -217,7 +217,8 @@ fn m1_virt_maker_caches_steps_on_real_images() {
         "vut-mk1",
         "--login",
         "--command",
-        "cat /etc/vm-step1 /etc/vm-step2 /etc/vm-step3",
+        // vm-step1 has no final newline.
+        "cat /etc/vm-step1; echo; cat /etc/vm-step2 /etc/vm-step3",
     ]);
     let lines: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(lines, ["one", "two", "three-c"], "{stdout}");
