@@ -7,7 +7,7 @@ CARGO     ?= cargo
 VIRT_TYPE ?= qemu
 export VIRT_TYPE
 
-.PHONY: all build host base-image demo test test-unit test-integration test-realvm lint man bench
+.PHONY: all build host base-image demo test test-unit test-integration test-realvm lint man bench bench-virt-maker
 
 all: build
 
@@ -52,3 +52,7 @@ man:
 
 bench: host build base-image
 	bench/run.sh
+
+# The step cache's own speed (virt-maker): no-change rebuild and last-step overhead.
+bench-virt-maker: build
+	bench/virt_maker.sh

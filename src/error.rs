@@ -61,6 +61,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A virt-maker template that cannot be built: the file, where in it, and what.
+    #[error("{}: {location}{message}", .file.display())]
+    Template {
+        file: PathBuf,
+        location: String,
+        message: String,
+    },
+
     #[error("interrupted")]
     Interrupted,
 
@@ -81,7 +89,10 @@ impl Error {
     /// "you asked for something wrong" from "the host is not ready" from "it broke".
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::InvalidName { .. } | Error::UnknownTemplate { .. } => 2,
+            Error::Config(_)
+            | Error::InvalidName { .. }
+            | Error::UnknownTemplate { .. }
+            | Error::Template { .. } => 2,
             Error::InstanceExists(_) | Error::InstanceNotFound(_) | Error::TemplateInUse { .. } => {
                 3
             }

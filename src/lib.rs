@@ -19,12 +19,14 @@ pub mod records;
 pub mod runner;
 pub mod ssh;
 pub mod sshkeys;
+pub mod stepcache;
 
 pub use error::{Error, Result};
 pub mod app;
 pub mod cli;
 pub mod context;
 pub mod instance;
+pub mod maker;
 pub mod playbook;
 pub mod shipped;
 pub mod template;

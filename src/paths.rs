@@ -14,6 +14,8 @@ pub struct Paths {
     /// The lock file: `$XDG_RUNTIME_DIR/virt-up.lock`, else `/run/user/<uid>/virt-up.lock`
     /// when that directory exists, else `/tmp/virt-up.lock` (the original tool's places).
     pub lock_file: PathBuf,
+    /// Caches (the step cache): `$VIRTUP_CACHE_HOME`, else `$XDG_CACHE_HOME/virt-up`.
+    pub cache: PathBuf,
 }
 
 /// A source of environment variables (the real environment, or a map in tests).
@@ -43,7 +45,11 @@ impl Paths {
         let system_config = env("VIRTUP_SYSTEM_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/etc/virt-up".into());
+        let cache = env("VIRTUP_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("virt-up"));
         Paths {
+            cache,
             system_config,
             user_config,
             data,

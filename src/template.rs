@@ -88,10 +88,28 @@ fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
     let started = std::time::Instant::now();
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
-        settings.text("os-version")
+        settings
+            .get("customize")
+            .unwrap_or(settings.text("os-version"))
     ));
-    let result = run_virt_builder(ctx, settings, &partial, &username, &key_pair.public_openssh)
-        .and_then(|_| std::fs::rename(&partial, &disk).at(&disk));
+    let result = match settings.get("customize") {
+        Some(spec) => build_customized(
+            ctx,
+            settings,
+            spec,
+            &partial,
+            &username,
+            &key_pair.public_openssh,
+        )
+        .and_then(|final_layer| {
+            std::fs::rename(&partial, &disk).at(&disk)?;
+            // The template's layers stay in the cache while the template exists.
+            let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
+            cache.pin(&format!("virt-up template {template}"), &final_layer, &disk)
+        }),
+        None => run_virt_builder(ctx, settings, &partial, &username, &key_pair.public_openssh)
+            .and_then(|_| std::fs::rename(&partial, &disk).at(&disk)),
+    };
     if let Err(e) = result {
         let _ = remove_if_exists(&partial);
         return Err(e);
@@ -170,6 +188,87 @@ pub(crate) fn template_domain(record: &Record, settings: &Settings) -> DomainSpe
     spec
 }
 
+/// The step cache directory: the `cache-dir` setting, else the paths' cache directory.
+fn cache_dir(ctx: &Context, settings: &Settings) -> PathBuf {
+    settings
+        .get("cache-dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ctx.paths.cache.clone())
+}
+
+/// A template whose disk comes from a virt-maker template (`customize`): its import and
+/// steps are built through the step cache (its export is not used), the final layer is
+/// copied to `output` (so the template does not depend on the cache's files), and virt-up's
+/// own customizations are applied to the copy in one virt-customize run. Returns the key
+/// of the final layer.
+fn build_customized(
+    ctx: &Context,
+    settings: &Settings,
+    spec: &str,
+    output: &Path,
+    username: &str,
+    public_key: &str,
+) -> Result<String> {
+    let base = settings
+        .origin("customize")
+        .and_then(|o| o.path.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| ctx.paths.user_config.join("templates.d"));
+    let spec_path = crate::maker::render::resolve(&base, spec);
+    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
+    let mut spec = crate::maker::template::Template::load(&spec_path, &[], cache.dir())?;
+    spec.export = None;
+    let ui = ctx.ui;
+    let out = move |line: &str| ui.info(line);
+    let runner = ctx.runner(settings);
+    let builder = crate::maker::build::Builder {
+        cache,
+        runner: runner.clone(),
+        out: &out,
+    };
+    let built = builder.build(&spec, &Default::default())?;
+    runner.run(
+        "qemu-img",
+        &argv([
+            "convert".as_ref(),
+            "-q".as_ref(),
+            "-O".as_ref(),
+            settings.text("image-format").as_ref(),
+            built.layer.as_os_str(),
+            output.as_os_str(),
+        ]),
+        "copying the customized image",
+    )?;
+    let files = SecretFiles::new()?;
+    // --format must come before -a.
+    let mut args = argv([
+        "--format".as_ref(),
+        settings.text("image-format").as_ref(),
+        "-a".as_ref(),
+        output.as_os_str(),
+    ]);
+    args.extend(virt_up_customizations(&files, username, public_key)?);
+    args.extend(argv([
+        "--truncate",
+        "/etc/machine-id",
+        "--delete",
+        "/etc/ssh/ssh_host_*",
+    ]));
+    if let Some(size) = settings.get("size") {
+        ctx.ui.warn(format!(
+            "'size = {size}' is ignored for a customized template (set it in its import)"
+        ));
+    }
+    runner.run(
+        "virt-customize",
+        &args,
+        &format!(
+            "adding virt-up's agent and login to {}",
+            spec_path.display()
+        ),
+    )?;
+    Ok(built.key)
+}
+
 /// virt-builder with the template's image, the identity agent, the login user and keys.
 /// Secrets go through 0600 files, never on the command line.
 fn run_virt_builder(
@@ -180,16 +279,11 @@ fn run_virt_builder(
     public_key: &str,
 ) -> Result<()> {
     let files = SecretFiles::new()?;
-    let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
-    let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
-    let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
-    let user_file = files.write("template-user", username, 0o644)?;
-    let pubkey = files.write("key.pub", public_key, 0o644)?;
-    let p = |path: &PathBuf| path.display().to_string();
-
     let mut args: Vec<OsString> = argv([settings.text("os-version")]);
     if let Some(source) = settings.get("virt-builder-source") {
-        args.extend(argv(["--source", source]));
+        // A local repository gains nothing from virt-builder's download cache, and a
+        // rebuilt image that kept its name and revision would fail the cached checksum.
+        args.extend(argv(["--source", source, "--no-cache"]));
         match settings.get("virt-builder-fingerprint") {
             Some(fp) => args.extend(argv(["--fingerprint", fp])),
             None => args.extend(argv(["--no-check-signature"])),
@@ -197,38 +291,16 @@ fn run_virt_builder(
     }
     args.extend(argv([
         "--output".to_string(),
-        p(&output.to_path_buf()),
+        output.display().to_string(),
         "--format".to_string(),
         settings.text("image-format").to_string(),
         "--arch".to_string(),
         settings.text("arch").to_string(),
-        "--hostname".to_string(),
-        "localhost".to_string(),
-        // Locked: clones log in with their own keys; --root-password sets one per instance.
-        "--root-password".to_string(),
-        "disabled".to_string(),
-        "--mkdir".to_string(),
-        "/var/lib/virt-up".to_string(),
-        "--upload".to_string(),
-        format!("{}:/usr/local/sbin/virt-up-identity", p(&agent)),
-        "--chmod".to_string(),
-        "0755:/usr/local/sbin/virt-up-identity".to_string(),
-        "--upload".to_string(),
-        format!("{}:/etc/systemd/system/virt-up-identity.service", p(&unit)),
-        "--link".to_string(),
-        "/etc/systemd/system/virt-up-identity.service:/etc/systemd/system/sysinit.target.wants/virt-up-identity.service".to_string(),
-        "--upload".to_string(),
-        format!("{}:/var/lib/virt-up/template-user", p(&user_file)),
-        "--run".to_string(),
-        p(&setup),
-        "--ssh-inject".to_string(),
-        format!("{username}:file:{}", p(&pubkey)),
-        "--ssh-inject".to_string(),
-        format!("root:file:{}", p(&pubkey)),
     ]));
     if let Some(size) = settings.get("size") {
         args.extend(argv(["--size", size]));
     }
+    args.extend(virt_up_customizations(&files, username, public_key)?);
     args.extend(argv(settings.args("virt-builder-args")));
     // Generalize last, whatever the extra arguments did: clones get their own identity.
     args.extend(argv([
@@ -256,4 +328,45 @@ fn run_virt_builder(
             ),
         )
         .map(|_| ())
+}
+
+/// The customization operations virt-up adds to every template (virt-builder and
+/// virt-customize take the same ones): the identity agent, the login user and keys.
+/// For a customized template, generalization is part of them too.
+fn virt_up_customizations(
+    files: &SecretFiles,
+    username: &str,
+    public_key: &str,
+) -> Result<Vec<OsString>> {
+    let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
+    let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
+    let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
+    let user_file = files.write("template-user", username, 0o644)?;
+    let pubkey = files.write("key.pub", public_key, 0o644)?;
+    let p = |path: &PathBuf| path.display().to_string();
+    Ok(argv([
+        "--hostname".to_string(),
+        "localhost".to_string(),
+        // Locked: clones log in with their own keys; --root-password sets one per instance.
+        "--root-password".to_string(),
+        "disabled".to_string(),
+        "--mkdir".to_string(),
+        "/var/lib/virt-up".to_string(),
+        "--upload".to_string(),
+        format!("{}:/usr/local/sbin/virt-up-identity", p(&agent)),
+        "--chmod".to_string(),
+        "0755:/usr/local/sbin/virt-up-identity".to_string(),
+        "--upload".to_string(),
+        format!("{}:/etc/systemd/system/virt-up-identity.service", p(&unit)),
+        "--link".to_string(),
+        "/etc/systemd/system/virt-up-identity.service:/etc/systemd/system/sysinit.target.wants/virt-up-identity.service".to_string(),
+        "--upload".to_string(),
+        format!("{}:/var/lib/virt-up/template-user", p(&user_file)),
+        "--run".to_string(),
+        p(&setup),
+        "--ssh-inject".to_string(),
+        format!("{username}:file:{}", p(&pubkey)),
+        "--ssh-inject".to_string(),
+        format!("root:file:{}", p(&pubkey)),
+    ]))
 }

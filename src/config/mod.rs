@@ -152,9 +152,9 @@ impl Config {
             }
         })?;
         let settings = self.resolve_layers(&[layer, &self.common], Some(template))?;
-        if settings.get("os-version").is_none() {
+        if settings.get("os-version").is_none() && settings.get("customize").is_none() {
             return Err(Error::Config(format!(
-                "{origin}: template [{template}] has no 'os-version' (the virt-builder image name)"
+                "{origin}: template [{template}] has no 'os-version' (the virt-builder image name) or 'customize' (a virt-maker template)"
             )));
         }
         Ok(settings)

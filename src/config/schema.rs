@@ -63,6 +63,8 @@ pub const KEYS: &[Key] = &[
     key("instance-playbook", Kind::Text, None, "Ansible playbook run on each new instance."),
     key("address-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait for the instance's address."),
     key("ssh-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait, after the address is known, for the SSH server."),
+    key("cache-dir", Kind::Text, None, "The step cache directory (default: $VIRTUP_CACHE_HOME, else $XDG_CACHE_HOME/virt-up)."),
+    key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
     key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates at once."),
 ];
 

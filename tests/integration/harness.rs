@@ -58,13 +58,26 @@ impl TestEnv {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_of(env!("CARGO_BIN_EXE_virt-up"), args)
+    }
+
+    /// The `virt-maker` binary in this environment.
+    pub fn maker(&self, args: &[&str]) -> Run {
+        Run::from(
+            self.command_of(env!("CARGO_BIN_EXE_virt-maker"), args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn command_of(&self, program: &str, args: &[&str]) -> Command {
         let fake_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
         let path = format!(
             "{}:{}",
             fake_bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_virt-up"));
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .env("PATH", path)
@@ -72,6 +85,7 @@ impl TestEnv {
             .env("VIRTUP_CONFIG_HOME", self.path("config"))
             .env("VIRTUP_SYSTEM_CONFIG", self.path("system"))
             .env("VIRTUP_DATA_HOME", self.path("data"))
+            .env("VIRTUP_CACHE_HOME", self.path("cache"))
             .env("XDG_RUNTIME_DIR", self.path("run"))
             .env(
                 "LIBVIRT_DEFAULT_URI",

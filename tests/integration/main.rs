@@ -9,3 +9,4 @@ mod harness;
 mod cli_errors;
 mod config_files;
 mod lifecycle;
+mod virt_maker;

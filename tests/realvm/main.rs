@@ -7,6 +7,7 @@
 #[path = "../common/run.rs"]
 mod run;
 
+mod virt_maker;
 mod world;
 
 use world::world;

@@ -57,7 +57,7 @@ fn require_libvirtd() {
 }
 
 /// The local virt-builder repository (built once and cached by the script).
-fn base_image_index(root: &Path) -> String {
+pub fn base_image_index(root: &Path) -> String {
     let out = Command::new(root.join("scripts/build-base-image.sh"))
         .output()
         .expect("run scripts/build-base-image.sh");

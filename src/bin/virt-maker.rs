@@ -1,0 +1,18 @@
+//! `virt-maker`: the compatible front-end for virt-maker users. Parse, call the library,
+//! map errors to exit codes.
+
+use clap::Parser;
+use virt_up::maker::cli::{run, Cli};
+use virt_up::paths::{process_env, Paths};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli, Paths::from_env(&process_env)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("virt-maker: error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,391 @@
+//! The runner table: every importer, step and exporter with its arguments, their types,
+//! which are required, an example and the host commands it needs. One table drives
+//! validation (with "did you mean" hints) and `virt-maker runners -v`.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    Importer,
+    Step,
+    Exporter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ty {
+    Str,
+    Int,
+    Bool,
+    /// A list of strings; a string is split on commas and white space.
+    Words,
+    /// A list of arguments; a string is split with POSIX shell quoting rules.
+    Argv,
+}
+
+impl Ty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Bool => "boolean",
+            Ty::Words => "list of strings",
+            Ty::Argv => "list of arguments",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Arg {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub struct RunnerDef {
+    pub name: &'static str,
+    pub role: Role,
+    /// The argument a scalar value stands for (`hostname: web1`).
+    pub primary: Option<&'static str>,
+    pub args: &'static [Arg],
+    pub doc: &'static str,
+    pub example: &'static str,
+    pub commands: &'static [&'static str],
+    /// Not available in this implementation: validation says so.
+    pub unsupported: Option<&'static str>,
+}
+
+const fn a(name: &'static str, ty: Ty, required: bool, doc: &'static str) -> Arg {
+    Arg {
+        name,
+        ty,
+        required,
+        doc,
+    }
+}
+
+const SCRIPT_ARGS: &[Arg] = &[
+    a(
+        "script",
+        Ty::Str,
+        false,
+        "Shell script text (uploaded as a file, never interpolated).",
+    ),
+    a(
+        "file",
+        Ty::Str,
+        false,
+        "A script file on the host (relative to the template).",
+    ),
+];
+
+const EXPORT_ARGS: &[Arg] = &[
+    a(
+        "path",
+        Ty::Str,
+        true,
+        "Output file (relative to the template); the compression suffix is added if missing.",
+    ),
+    a(
+        "create_dir",
+        Ty::Bool,
+        false,
+        "Create the output directory if missing.",
+    ),
+    a("compress", Ty::Str, false, "xz, gzip, lz4 or zstd."),
+    a("level", Ty::Int, false, "Compression level."),
+    a(
+        "sparsify",
+        Ty::Bool,
+        false,
+        "Convert with virt-sparsify (drops unused blocks).",
+    ),
+    a(
+        "pre_script",
+        Ty::Str,
+        false,
+        "Host shell script run before the export ($IMAGE: the final layer).",
+    ),
+    a(
+        "post_script",
+        Ty::Str,
+        false,
+        "Host shell script run after the export ($IMAGE: the exported file).",
+    ),
+];
+
+pub const RUNNERS: &[RunnerDef] = &[
+    RunnerDef { name: "virt-builder", role: Role::Importer, primary: Some("image"),
+        args: &[a("image", Ty::Str, true, "virt-builder template name (see virt-builder --list)."),
+                a("size", Ty::Str, false, "Disk size, e.g. 6G."),
+                a("source", Ty::Str, false, "A virt-builder index URI (e.g. file:///srv/index) used instead of the configured repositories; its signature is not checked."),
+                a("args", Ty::Argv, false, "Extra virt-builder arguments.")],
+        doc: "Start from a virt-builder image.",
+        example: "import:\n  virt-builder:\n    image: debian-12\n    size: 6G",
+        commands: &["virt-builder", "qemu-img"], unsupported: None },
+    RunnerDef { name: "download", role: Role::Importer, primary: Some("url"),
+        args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.zst are decompressed."),
+                a("checksum", Ty::Str, false, "sha256:<hex> (or a bare hex sha256) of the downloaded file."),
+                a("resize", Ty::Str, false, "New virtual size, e.g. 10G.")],
+        doc: "Start from a qcow2 or raw image file or URL.",
+        example: "import:\n  download:\n    url: https://example.org/debian-12.qcow2\n    checksum: sha256:0123...",
+        commands: &["curl", "qemu-img", "xz", "gzip", "zstd"], unsupported: None },
+    RunnerDef { name: "isoboot", role: Role::Importer, primary: None, args: &[],
+        doc: "Install from an ISO.", example: "", commands: &[],
+        unsupported: Some("the isoboot importer is not supported by virt-up's virt-maker; import with virt-builder or download instead") },
+    RunnerDef { name: "run", role: Role::Step, primary: Some("script"), args: SCRIPT_ARGS,
+        doc: "Run a shell script inside the image (virt-customize --run).",
+        example: "- run: apt-get clean", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "firstboot", role: Role::Step, primary: Some("script"), args: SCRIPT_ARGS,
+        doc: "Run a script at the image's first boot (virt-customize --firstboot).",
+        example: "- firstboot: apt-get update", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "install", role: Role::Step, primary: Some("packages"),
+        args: &[a("packages", Ty::Words, true, "Packages to install.")],
+        doc: "Install packages (virt-customize --install).",
+        example: "- install: [nginx, curl]", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "hostname", role: Role::Step, primary: Some("name"),
+        args: &[a("name", Ty::Str, true, "The host name.")],
+        doc: "Set the host name.", example: "- hostname: web1", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "rootpass", role: Role::Step, primary: Some("password"),
+        args: &[a("password", Ty::Str, true, "The root password (passed through a 0600 file).")],
+        doc: "Set root's password.", example: "- rootpass: '{{ root_password }}'", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "ssh_keygen", role: Role::Step, primary: None, args: &[],
+        doc: "Generate the SSH host keys (ssh-keygen -A in the image).",
+        example: "- ssh_keygen:", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "selinux", role: Role::Step, primary: None, args: &[],
+        doc: "Relabel SELinux file contexts at first boot.", example: "- selinux:", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "grub_append", role: Role::Step, primary: Some("args"),
+        args: &[a("args", Ty::Str, true, "Kernel command line arguments to append.")],
+        doc: "Append to GRUB_CMDLINE_LINUX and regenerate the GRUB configuration.",
+        example: "- grub_append: console=ttyS0", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "copy", role: Role::Step, primary: None,
+        args: &[a("dest", Ty::Str, true, "Path in the image."),
+                a("content", Ty::Str, false, "File content."),
+                a("src", Ty::Str, false, "A host file to copy (relative to the template)."),
+                a("chmod", Ty::Str, false, "Octal mode, e.g. 0644."),
+                a("chown", Ty::Str, false, "owner[:group].")],
+        doc: "Put a file into the image.",
+        example: "- copy:\n    dest: /etc/motd\n    content: hello", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "local_run", role: Role::Step, primary: Some("script"),
+        args: &[a("script", Ty::Str, false, "Shell script run on the host; $IMAGE is the layer being built."),
+                a("file", Ty::Str, false, "A script file on the host."),
+                a("command", Ty::Argv, false, "A command (argument list) run on the host, $IMAGE in its environment.")],
+        doc: "Run something on the host against the image file.",
+        example: "- local_run: qemu-img info \"$IMAGE\"", commands: &["sh"], unsupported: None },
+    RunnerDef { name: "sysprep", role: Role::Step, primary: Some("operations"),
+        args: &[a("operations", Ty::Str, false, "virt-sysprep --operations value.")],
+        doc: "Generalize the image (virt-sysprep).", example: "- sysprep:", commands: &["virt-sysprep"], unsupported: None },
+    RunnerDef { name: "inject_qemu_ga", role: Role::Step, primary: None, args: &[],
+        doc: "Install the QEMU guest agent.", example: "- inject_qemu_ga:", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "inject_virtio_win", role: Role::Step, primary: Some("path"),
+        args: &[a("path", Ty::Str, true, "virtio-win ISO, directory or 'osinfo-db'.")],
+        doc: "Inject virtio-win drivers into a Windows image.",
+        example: "- inject_virtio_win: /usr/share/virtio-win", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "boot", role: Role::Step, primary: None,
+        args: &[a("memory", Ty::Int, false, "MiB (default 1024)."),
+                a("vcpus", Ty::Int, false, "CPUs (default 1).")],
+        doc: "Boot the image until it powers itself off (TCG unless KVM works).",
+        example: "- boot:\n    memory: 2048", commands: &["qemu-system-x86_64"], unsupported: None },
+    RunnerDef { name: "virtcustomize", role: Role::Step, primary: Some("args"),
+        args: &[a("args", Ty::Argv, true, "virt-customize arguments.")],
+        doc: "Any virt-customize operations.",
+        example: "- virtcustomize: --timezone UTC", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "qcow2", role: Role::Exporter, primary: Some("path"), args: EXPORT_ARGS,
+        doc: "Write the image as qcow2.", example: "export:\n  qcow2:\n    path: images/web.qcow2",
+        commands: &["qemu-img", "virt-sparsify", "xz", "gzip", "lz4", "zstd"], unsupported: None },
+    RunnerDef { name: "raw", role: Role::Exporter, primary: Some("path"), args: EXPORT_ARGS,
+        doc: "Write the image as raw.", example: "export:\n  raw:\n    path: images/web.img\n    compress: xz",
+        commands: &["qemu-img", "virt-sparsify", "xz", "gzip", "lz4", "zstd"], unsupported: None },
+];
+
+pub fn find(name: &str) -> Option<&'static RunnerDef> {
+    RUNNERS.iter().find(|r| r.name == name)
+}
+
+pub fn of_role(role: Role) -> impl Iterator<Item = &'static RunnerDef> {
+    RUNNERS.iter().filter(move |r| r.role == role)
+}
+
+/// Normalize a step's arguments to a map of checked values, or say which key is wrong.
+/// The error is (key, message).
+pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (String, String)> {
+    let mut map = match args {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        scalar => match def.primary {
+            Some(p) => Map::from_iter([(p.to_string(), scalar.clone())]),
+            None => {
+                return Err((
+                    String::new(),
+                    format!(
+                        "'{}' takes a mapping of arguments, not a single value",
+                        def.name
+                    ),
+                ))
+            }
+        },
+    };
+    for (k, v) in map.iter_mut() {
+        let Some(arg) = def.args.iter().find(|a| a.name == k) else {
+            let hint = crate::config::schema::nearest(k, def.args.iter().map(|a| a.name))
+                .map(|n| format!(" (did you mean '{n}'?)"))
+                .unwrap_or_default();
+            let valid: Vec<&str> = def.args.iter().map(|a| a.name).collect();
+            return Err((
+                k.clone(),
+                format!(
+                    "unknown argument '{k}' for '{}'{hint}; valid: {}",
+                    def.name,
+                    if valid.is_empty() {
+                        "none".to_string()
+                    } else {
+                        valid.join(", ")
+                    }
+                ),
+            ));
+        };
+        *v = coerce(arg.ty, v).ok_or_else(|| {
+            (
+                k.clone(),
+                format!("'{k}' must be a {}, not {}", arg.ty.name(), short(v)),
+            )
+        })?;
+    }
+    for arg in def.args.iter().filter(|a| a.required) {
+        if !map.contains_key(arg.name) {
+            return Err((
+                arg.name.to_string(),
+                format!(
+                    "'{}' needs the argument '{}' ({})",
+                    def.name, arg.name, arg.doc
+                ),
+            ));
+        }
+    }
+    let one_of = |keys: &[&str]| keys.iter().filter(|k| map.contains_key(**k)).count();
+    match def.name {
+        "run" | "firstboot" if one_of(&["script", "file"]) != 1 => Err((
+            "script".into(),
+            format!("'{}' needs exactly one of 'script' or 'file'", def.name),
+        )),
+        "local_run" if one_of(&["script", "file", "command"]) != 1 => Err((
+            "script".into(),
+            "'local_run' needs exactly one of 'script', 'file' or 'command'".into(),
+        )),
+        "copy" if one_of(&["content", "src"]) != 1 => Err((
+            "content".into(),
+            "'copy' needs exactly one of 'content' or 'src'".into(),
+        )),
+        "qcow2" | "raw" => {
+            if let Some(c) = map.get("compress").and_then(Value::as_str) {
+                if !["xz", "gzip", "lz4", "zstd"].contains(&c) {
+                    return Err((
+                        "compress".into(),
+                        format!("'compress' must be xz, gzip, lz4 or zstd, not '{c}'"),
+                    ));
+                }
+            }
+            Ok(map)
+        }
+        _ => Ok(map),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}...", &s[..40])
+    } else {
+        s
+    }
+}
+
+fn coerce(ty: Ty, v: &Value) -> Option<Value> {
+    match (ty, v) {
+        (Ty::Str, Value::String(_)) => Some(v.clone()),
+        (Ty::Str, Value::Number(n)) => Some(Value::String(n.to_string())),
+        (Ty::Str, Value::Bool(b)) => Some(Value::String(b.to_string())),
+        (Ty::Int, Value::Number(n)) if n.is_i64() => Some(v.clone()),
+        (Ty::Int, Value::String(s)) => s.trim().parse::<i64>().ok().map(Value::from),
+        (Ty::Bool, Value::Bool(_)) => Some(v.clone()),
+        (Ty::Bool, Value::String(s)) => match s.to_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(Value::Bool(true)),
+            "false" | "no" | "off" | "0" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        (Ty::Words, Value::String(s)) => Some(Value::Array(
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|w| !w.is_empty())
+                .map(|w| Value::String(w.into()))
+                .collect(),
+        )),
+        (Ty::Argv, Value::String(s)) => {
+            shlex::split(s).map(|w| Value::Array(w.into_iter().map(Value::String).collect()))
+        }
+        (Ty::Words | Ty::Argv, Value::Array(items)) => items
+            .iter()
+            .map(|i| coerce(Ty::Str, i))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        _ => None,
+    }
+}
+
+/// The tag of a runner's output line: upper case, cut to 6 letters, centred.
+pub fn tag(name: &str) -> String {
+    let t: String = name.to_uppercase().chars().take(6).collect();
+    let left = (6 - t.len()) / 2;
+    format!("{}{t}{}", " ".repeat(left), " ".repeat(6 - t.len() - left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tags_match_the_original() {
+        assert_eq!(tag("run"), " RUN  ");
+        assert_eq!(tag("file"), " FILE ");
+        assert_eq!(tag("firstboot"), "FIRSTB");
+        assert_eq!(tag("hostname"), "HOSTNA");
+        assert_eq!(tag("import"), "IMPORT");
+    }
+
+    #[test]
+    fn scalars_stand_for_the_primary_argument() {
+        let m = normalize(find("hostname").unwrap(), &json!("web1")).unwrap();
+        assert_eq!(m["name"], "web1");
+        let m = normalize(find("install").unwrap(), &json!("a, b c")).unwrap();
+        assert_eq!(m["packages"], json!(["a", "b", "c"]));
+        let m = normalize(
+            find("virtcustomize").unwrap(),
+            &json!("--timezone 'Europe/Paris'"),
+        )
+        .unwrap();
+        assert_eq!(m["args"], json!(["--timezone", "Europe/Paris"]));
+    }
+
+    #[test]
+    fn unknown_missing_and_mistyped_arguments_are_named() {
+        let (k, msg) = normalize(
+            find("copy").unwrap(),
+            &json!({"dset": "/x", "content": "y"}),
+        )
+        .unwrap_err();
+        assert_eq!(k, "dset");
+        assert!(msg.contains("did you mean 'dest'"), "{msg}");
+        let (k, _) = normalize(find("copy").unwrap(), &json!({"content": "y"})).unwrap_err();
+        assert_eq!(k, "dest");
+        let (k, msg) = normalize(find("boot").unwrap(), &json!({"memory": "lots"})).unwrap_err();
+        assert_eq!(k, "memory");
+        assert!(msg.contains("integer"), "{msg}");
+        let (k, _) = normalize(
+            find("qcow2").unwrap(),
+            &json!({"path": "x", "compress": "rar"}),
+        )
+        .unwrap_err();
+        assert_eq!(k, "compress");
+    }
+}

@@ -1,0 +1,381 @@
+//! virt-maker against fake virt-builder/virt-customize and the real qemu-img: the step
+//! cache's behaviour as a user sees it (what runs, what is cached, what is left behind).
+
+use crate::harness::TestEnv;
+
+const T3: &str = "params:\n  name: demo\nspec:\n  import:\n    virt-builder:\n      image: debian-12\n  steps:\n    - run:\n        file: setup.sh\n    - hostname: '{{ name }}'\n    - copy: {dest: /etc/motd, content: 'built by {{ name }}'}\n  export:\n    qcow2:\n      path: out/{{ name }}.qcow2\n      create_dir: true\n";
+
+fn env3() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("t/t.yml", T3);
+    env.write("t/setup.sh", "echo setup-one\n");
+    env
+}
+
+fn build(env: &TestEnv, extra: &[&str]) -> crate::harness::Run {
+    let file = env.path("t/t.yml");
+    let mut args = vec!["build", "-f", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    env.maker(&args)
+}
+
+#[test]
+fn build_then_rebuild_unchanged_runs_nothing() {
+    let env = env3();
+    let first = build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert!(first.stdout.contains("[ FILE ] "), "{}", first.stdout);
+    assert!(first.stdout.contains("[HOSTNA] "), "{}", first.stdout);
+    assert!(env.path("t/out/demo.qcow2").is_file());
+    let again = build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(
+        again.stdout.matches("(cached)").count(),
+        5,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn changing_the_last_step_reruns_only_it() {
+    let env = env3();
+    build(&env, &[]).ok();
+    env.write("t/t.yml", &T3.replace("built by", "made by"));
+    let out = build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-customize"), 4);
+    assert_eq!(out.stdout.matches("(cached)").count(), 3, "{}", out.stdout);
+    assert!(env
+        .read("log/virt-customize.uploads")
+        .ends_with("made by demo"));
+}
+
+#[test]
+fn changing_a_script_file_invalidates_its_step_and_later_ones() {
+    let env = env3();
+    build(&env, &[]).ok();
+    env.write("t/setup.sh", "echo setup-two\n");
+    build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 6);
+    assert!(env.read("log/virt-customize.scripts").contains("setup-two"));
+}
+
+#[test]
+fn params_override_and_shared_prefixes_share_layers() {
+    let env = env3();
+    build(&env, &[]).ok();
+    // -p changes step 2 onwards; the import and step 1 are shared.
+    build(&env, &["-p", "name=other"]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 5);
+    assert!(env.path("t/out/other.qcow2").is_file());
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn force_rebuilds_and_force_export_reexports() {
+    let env = env3();
+    build(&env, &[]).ok();
+    build(&env, &["-X"]).ok();
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    build(&env, &["-F"]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 2);
+    assert_eq!(env.tool_runs("virt-customize"), 6);
+}
+
+#[test]
+fn an_invalid_template_is_an_error_naming_file_step_key_and_builds_nothing() {
+    let env = TestEnv::new();
+    env.write(
+        "t/bad.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: echo\n    - hostnam: x\n",
+    );
+    let file = env.path("t/bad.yml");
+    let out = env.maker(&["build", "-f", file.to_str().unwrap()]);
+    out.fails(2, "bad.yml: step 2: key 'hostnam'")
+        .fails(2, "did you mean 'hostname'");
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    env.write(
+        "t/bad2.yml",
+        "spec:\n  import:\n    virt-builder: {image: d, sise: 3G}\n",
+    );
+    let file = env.path("t/bad2.yml");
+    env.maker(&["build", "-f", file.to_str().unwrap()])
+        .fails(2, "bad2.yml: import (virt-builder): key 'sise'");
+}
+
+#[test]
+fn a_failed_step_leaves_no_layer_and_the_rebuild_resumes_there() {
+    let mut env = env3();
+    env.set("FAKE_VIRT_CUSTOMIZE_FAIL", "no space left");
+    build(&env, &[])
+        .fails(1, "step 1 (run)")
+        .fails(1, "no space left");
+    let env = {
+        let mut e = env;
+        e.set("FAKE_VIRT_CUSTOMIZE_FAIL", "");
+        e
+    };
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1, "{}", usage.stdout);
+    build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 4);
+    let leftovers: Vec<String> = env
+        .ls("cache/layers")
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_build_killed_mid_step_leaves_nothing_complete_and_the_rebuild_is_correct() {
+    let mut env = env3();
+    env.set(
+        "FAKE_VIRT_CUSTOMIZE_WAIT_FOR",
+        env.path("release").to_str().unwrap(),
+    );
+    let file = env.path("t/t.yml");
+    let mut child = env
+        .command_of(
+            env!("CARGO_BIN_EXE_virt-maker"),
+            &["build", "-f", file.to_str().unwrap()],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = env.path("log/virt-customize.started");
+    while !started.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "build ended early");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.write("release", "");
+    env.set("FAKE_VIRT_CUSTOMIZE_WAIT_FOR", "");
+    // Only the import is complete; the half-built step 1 is not a layer.
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1, "{}", usage.stdout);
+    let out = build(&env, &[]).ok();
+    assert!(out.stdout.contains("(cached)"), "{}", out.stdout);
+    assert!(env.path("t/out/demo.qcow2").is_file());
+    env.maker(&["cache", "clean"]).ok();
+    assert!(
+        env.ls("cache/layers").is_empty(),
+        "{:?}",
+        env.ls("cache/layers")
+    );
+}
+
+#[test]
+fn concurrent_builds_of_one_chain_build_each_layer_once() {
+    let env = env3();
+    let file = env.path("t/t.yml");
+    let spawn = || {
+        env.command_of(
+            env!("CARGO_BIN_EXE_virt-maker"),
+            &["build", "-f", file.to_str().unwrap()],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+}
+
+#[test]
+fn cache_usage_gc_and_clean() {
+    let env = env3();
+    build(&env, &[]).ok();
+    let usage = env.maker(&["cache", "usage", "-H"]).ok();
+    assert!(
+        usage.stdout.contains("total (4 layers)"),
+        "{}",
+        usage.stdout
+    );
+    let dry = env
+        .maker(&["cache", "gc", "--max-size", "0", "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout.contains("would remove 4 layers"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(env.ls("cache/layers").len(), 8);
+    env.maker(&["cache", "gc"]).fails(2, "--max-size");
+    env.maker(&["cache", "gc", "--max-age", "30d"]).ok();
+    assert_eq!(env.ls("cache/layers").len(), 8);
+    env.maker(&["cache", "clean"]).ok();
+    assert!(env.ls("cache/layers").is_empty());
+    // The export is a copy: it survives the cache.
+    assert!(env.path("t/out/demo.qcow2").is_file());
+}
+
+#[test]
+fn runners_are_listed_with_schemas() {
+    let env = TestEnv::new();
+    let out = env.maker(&["runners", "steps"]).ok();
+    for name in [
+        "run",
+        "firstboot",
+        "install",
+        "grub_append",
+        "virtcustomize",
+    ] {
+        assert!(out.stdout.contains(name), "{}", out.stdout);
+    }
+    let out = env.maker(&["-v", "runners", "exporters"]).ok();
+    assert!(out.stdout.contains("compress"), "{}", out.stdout);
+    assert!(out.stdout.contains("commands: qemu-img"), "{}", out.stdout);
+    env.maker(&["-V"]).ok();
+}
+
+#[test]
+fn export_compression_and_raw() {
+    let env = TestEnv::new();
+    env.write(
+        "t/r.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  export:\n    raw:\n      path: r.img\n      compress: gzip\n      level: 1\n",
+    );
+    let file = env.path("t/r.yml");
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    let gz = std::fs::read(env.path("t/r.img.gz")).unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+}
+
+#[test]
+fn virt_up_builds_a_customized_template_through_the_shared_cache() {
+    let env = env3();
+    env.write(
+        "config/templates.d/cust.cfg",
+        "[cust]\ncustomize = ../../t/t.yml\n",
+    );
+    // virt-maker first: virt-up then finds every layer in the cache.
+    build(&env, &[]).ok();
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    let out = env.run(&["cust", "--no-clone"]).ok();
+    assert!(out.stderr.contains("(cached)"), "{}", out.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    // Only virt-up's own customization ran on the copied disk.
+    assert_eq!(env.tool_runs("virt-customize"), 4);
+    let log = env.read("log/virt-customize.log");
+    assert!(
+        log.contains("/etc/systemd/system/virt-up-identity.service"),
+        "{log}"
+    );
+    assert!(
+        env.ls("pool").iter().any(|n| n == "TEMPLATE-cust.qcow2"),
+        "{:?}",
+        env.ls("pool")
+    );
+    // The template pins its layers: clean keeps them while the template exists.
+    env.maker(&["cache", "clean"]).ok();
+    assert_eq!(
+        env.ls("cache/layers").len(),
+        8,
+        "{:?}",
+        env.ls("cache/layers")
+    );
+}
+
+#[test]
+fn download_imports_a_compressed_local_image_with_its_checksum() {
+    let env = TestEnv::new();
+    let img = env.path("t/base.qcow2");
+    std::fs::create_dir_all(env.path("t")).unwrap();
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "32M"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = std::process::Command::new("gzip")
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let gz = std::fs::read(env.path("t/base.qcow2.gz")).unwrap();
+    use sha2::Digest;
+    let sum: String = sha2::Sha256::digest(&gz)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let spec = |sum: &str| {
+        format!("spec:\n  import:\n    download:\n      url: base.qcow2.gz\n      checksum: sha256:{sum}\n      resize: 64M\n  steps:\n    - local_run:\n        command: [sh, -c, 'qemu-img check -q \"$IMAGE\"']\n  export:\n    raw: out.img\n")
+    };
+    env.write("t/d.yml", &spec(&"0".repeat(64)));
+    let file = env.path("t/d.yml");
+    env.maker(&["build", "-f", file.to_str().unwrap()])
+        .fails(1, "checksum mismatch");
+    assert!(
+        env.ls("cache/layers").is_empty(),
+        "{:?}",
+        env.ls("cache/layers")
+    );
+    env.write("t/d.yml", &spec(&sum));
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::metadata(env.path("t/out.img")).unwrap().len(),
+        64 << 20
+    );
+}
+
+#[test]
+fn before_and_after_templates_are_built_in_order_once() {
+    let env = TestEnv::new();
+    env.write(
+        "t/base.yml",
+        "spec:\n  import:\n    virt-builder: base-os\n",
+    );
+    env.write(
+        "t/post.yml",
+        "spec:\n  import:\n    virt-builder: post-os\n",
+    );
+    env.write(
+        "t/main.yml",
+        "before: base.yml\nafter: [post.yml]\nspec:\n  import:\n    virt-builder: main-os\n",
+    );
+    let main = env.path("t/main.yml");
+    let base = env.path("t/base.yml");
+    let out = env
+        .maker(&[
+            "build",
+            "-f",
+            base.to_str().unwrap(),
+            main.to_str().unwrap(),
+        ])
+        .ok();
+    let files: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Starting"))
+        .map(|l| l.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "base.yml: Starting",
+            "main.yml: Starting",
+            "post.yml: Starting"
+        ]
+    );
+    let images: Vec<String> = env
+        .read("log/virt-builder.log")
+        .lines()
+        .filter(|l| l.ends_with("-os"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(images, ["base-os", "main-os", "post-os"]);
+}
