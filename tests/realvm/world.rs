@@ -24,6 +24,8 @@ pub fn world() -> &'static World {
         let dir = std::env::temp_dir().join(format!("virt-up-realvm-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("config/templates.d")).unwrap();
         std::fs::create_dir_all(dir.join("config/playbooks")).unwrap();
+        // Like a login session's: libguestfs resolves XDG_RUNTIME_DIR and needs it to exist.
+        std::fs::create_dir_all(dir.join("run")).unwrap();
         for pb in ["hello.yml", "template-motd.yml"] {
             let to = dir.join("config/playbooks").join(pb);
             std::fs::copy(root.join("playbooks").join(pb), to).unwrap();
