@@ -130,20 +130,21 @@ impl World {
         serde_json::from_str(&out).unwrap()
     }
 
-    /// Rewrite settings.cfg with the base settings plus `extra` lines in [common].
+    /// Rewrite the configuration: base settings, and `extra` lines in the template's section
+    /// (they override [common]; read at create time, so the template is not rebuilt).
     pub fn set_common(&self, extra: &str) {
         let config = self.dir.join("config");
         std::fs::write(
             config.join("settings.cfg"),
             format!(
-                "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n{extra}\n"
+                "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n"
             ),
         )
         .unwrap();
         std::fs::write(
             config.join("templates.d/vut.cfg"),
             format!(
-                "[vut-deb]\nos-version = debian-12-local\nvirt-builder-source = file://{}\ntemplate-playbook = template-motd\n",
+                "[vut-deb]\nos-version = debian-12-local\nvirt-builder-source = file://{}\ntemplate-playbook = template-motd\n{extra}\n",
                 self.index
             ),
         )
