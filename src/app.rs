@@ -82,9 +82,13 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         return Ok(());
     }
     let opts = create_options(cli)?;
+    // Refuse existing names before building anything; a half-made instance of a dead run
+    // does not count (creating it again cleans that up).
     for name in names {
-        if ctx.store.load(name)?.is_some() {
-            return Err(Error::InstanceExists(name.clone()));
+        if let Some(r) = ctx.store.load(name)? {
+            if !(r.phase == Phase::Creating && !instance::process_alive(r.pid)) {
+                return Err(Error::InstanceExists(name.clone()));
+            }
         }
     }
     let template = template::ensure(ctx, &template_name, &settings, false)?;

@@ -137,6 +137,12 @@ fn an_interrupted_create_is_cleaned_up_by_the_next_run() {
     assert!(run.stderr.contains("cleaning up ghost"), "{}", run.stderr);
     assert!(!env.path("pool/ghost.qcow2").exists());
     assert!(!env.path("data/instance/ghost.json").exists());
+    // The name of a half-made instance can be created again at once.
+    write_record(&env, "ghost", "creating", 999_999, "pool/ghost.qcow2");
+    let run = env
+        .run(&["ghost", "--template", "deb"])
+        .fails(5, "timed out");
+    assert!(run.stderr.contains("cleaning up ghost"), "{}", run.stderr);
 }
 
 #[test]
