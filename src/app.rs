@@ -86,7 +86,7 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
     // does not count (creating it again cleans that up).
     for name in names {
         if let Some(r) = ctx.store.load(name)? {
-            if !(r.phase == Phase::Creating && !instance::process_alive(r.pid)) {
+            if r.phase != Phase::Creating || instance::process_alive(r.pid) {
                 return Err(Error::InstanceExists(name.clone()));
             }
         }
