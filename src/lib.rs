@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsutil;
 pub mod hypervisor;
 pub mod identity;
+pub mod image;
 pub mod inventory;
 pub mod lock;
 pub mod names;

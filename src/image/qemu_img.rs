@@ -1,0 +1,300 @@
+//! qemu-img, through the [`Runner`] (argument vectors, failures with the tool's stderr).
+//! Formats are always given explicitly (`-f`, `-O`): never probed from a file's contents,
+//! except by [`QemuImg::info`] without a format, whose answer the caller then passes on.
+
+use super::cancel::Cancel;
+use super::{Error, Result};
+use crate::runner::{argv, Runner};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The output formats images are made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// qcow2 with compat 1.1 ("v3"), which current distributions require.
+    Qcow2,
+    Raw,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format> {
+        match s {
+            "qcow2" => Ok(Format::Qcow2),
+            "raw" => Ok(Format::Raw),
+            other => Err(Error::UnsupportedFormat(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Qcow2 => "qcow2",
+            Format::Raw => "raw",
+        }
+    }
+
+    /// Creation options: qcow2 is always made compat 1.1 (v3).
+    fn create_options(self) -> Vec<OsString> {
+        match self {
+            Format::Qcow2 => argv(["-o", "compat=1.1"]),
+            Format::Raw => vec![],
+        }
+    }
+}
+
+/// What `qemu-img info` says about an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Info {
+    pub format: String,
+    pub virtual_size: u64,
+    /// qcow2's compat level ("0.10" or "1.1").
+    pub compat: Option<String>,
+    pub backing_file: Option<String>,
+}
+
+/// What `qemu-img check` found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CheckReport {
+    /// Leaked clusters waste space but do not harm the data.
+    pub leaks: u64,
+}
+
+pub struct QemuImg<'a> {
+    runner: &'a Runner,
+}
+
+fn p(path: &Path) -> OsString {
+    path.as_os_str().to_owned()
+}
+
+impl<'a> QemuImg<'a> {
+    pub fn new(runner: &'a Runner) -> QemuImg<'a> {
+        QemuImg { runner }
+    }
+
+    /// `qemu-img info`; with `format` None the format is probed (qemu-img's own rules).
+    /// `-U`: also works on an image a running guest holds.
+    pub fn info(&self, path: &Path, format: Option<&str>) -> Result<Info> {
+        let mut args = argv(["info", "--output=json", "-U"]);
+        if let Some(f) = format {
+            args.extend(argv(["-f", f]));
+        }
+        args.push(p(path));
+        let inspect = |source| Error::Inspect {
+            path: path.to_path_buf(),
+            source,
+        };
+        let out = self
+            .runner
+            .run("qemu-img", &args, "reading image information")
+            .map_err(inspect)?;
+        parse_info(&out.stdout).map_err(|why| {
+            inspect(crate::error::Error::Other(format!(
+                "unexpected output of qemu-img info: {why}"
+            )))
+        })
+    }
+
+    /// Convert `src` (in `src_format`) to a new `dst` in `format`; stopped when `cancel`
+    /// fires (the error is then `Interrupted`).
+    pub fn convert(
+        &self,
+        src: &Path,
+        src_format: &str,
+        dst: &Path,
+        format: Format,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let mut args = argv(["convert", "-f", src_format, "-O", format.name()]);
+        args.extend(format.create_options());
+        args.extend([p(src), p(dst)]);
+        let context = format!("converting {} to {}", src.display(), format.name());
+        self.runner
+            .run_cancellable("qemu-img", &args, &context, &|| cancel.is_cancelled())
+            .map(|_| ())
+            .map_err(|e| match e {
+                crate::error::Error::Interrupted => Error::Interrupted,
+                source => Error::Create {
+                    path: dst.to_path_buf(),
+                    source,
+                },
+            })
+    }
+
+    /// A new, empty image of `bytes`.
+    pub fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
+        let mut args = argv(["create", "-q", "-f", format.name()]);
+        args.extend(format.create_options());
+        args.extend([p(path), bytes.to_string().into()]);
+        self.runner
+            .run("qemu-img", &args, "creating an empty image")
+            .map(|_| ())
+            .map_err(|source| Error::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    pub fn resize(&self, path: &Path, format: Format, bytes: u64, shrink: bool) -> Result<()> {
+        let mut args = argv(["resize", "-q", "-f", format.name()]);
+        if shrink {
+            args.push("--shrink".into());
+        }
+        args.extend([p(path), bytes.to_string().into()]);
+        self.runner
+            .run("qemu-img", &args, "resizing")
+            .map(|_| ())
+            .map_err(|source| Error::Resize {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Raise a qcow2 image to compat 1.1.
+    pub fn amend_compat(&self, path: &Path) -> Result<()> {
+        let args = argv([
+            OsString::from("amend"),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-o".into(),
+            "compat=1.1".into(),
+            p(path),
+        ]);
+        self.runner
+            .run("qemu-img", &args, "upgrading to qcow2 compat 1.1")
+            .map(|_| ())
+            .map_err(|source| Error::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// `qemu-img check` of a qcow2 image: corruption is an error, leaks are reported.
+    pub fn check(&self, path: &Path) -> Result<CheckReport> {
+        let args = argv([
+            OsString::from("check"),
+            "--output=json".into(),
+            "-f".into(),
+            "qcow2".into(),
+            p(path),
+        ]);
+        match self.runner.run("qemu-img", &args, "checking") {
+            Ok(_) => Ok(CheckReport::default()),
+            // Exit code 3: only leaked clusters (wasted space, data intact).
+            Err(crate::error::Error::ToolFailed { code: 3, .. }) => Ok(CheckReport { leaks: 1 }),
+            Err(e) => Err(Error::Check {
+                path: path.to_path_buf(),
+                details: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn parse_info(json: &[u8]) -> std::result::Result<Info, String> {
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let format = v["format"].as_str().ok_or("no 'format'")?.to_string();
+    let virtual_size = v["virtual-size"].as_u64().ok_or("no 'virtual-size'")?;
+    let compat = v["format-specific"]["data"]["compat"]
+        .as_str()
+        .map(str::to_string);
+    let backing_file = v["backing-filename"].as_str().map(str::to_string);
+    Ok(Info {
+        format,
+        virtual_size,
+        compat,
+        backing_file,
+    })
+}
+
+/// Verify a finished image: the format, the size and (qcow2) compat 1.1 and a clean
+/// `qemu-img check`. Returns what was verified, for the verbose log.
+pub fn verify(qemu: &QemuImg, path: &Path, format: Format, virtual_size: u64) -> Result<String> {
+    let info = qemu
+        .info(path, Some(format.name()))
+        .map_err(|e| Error::Check {
+            path: path.to_path_buf(),
+            details: e.to_string(),
+        })?;
+    let fail = |details: String| Error::Check {
+        path: PathBuf::from(path),
+        details,
+    };
+    if info.virtual_size != virtual_size {
+        return Err(fail(format!(
+            "virtual size is {} bytes, expected {virtual_size}",
+            info.virtual_size
+        )));
+    }
+    match format {
+        Format::Qcow2 => {
+            if info.compat.as_deref() != Some("1.1") {
+                return Err(fail(format!(
+                    "qcow2 compat is {}, expected 1.1",
+                    info.compat.as_deref().unwrap_or("unknown")
+                )));
+            }
+            let report = qemu.check(path)?;
+            Ok(if report.leaks > 0 {
+                "qcow2 compat 1.1; qemu-img check: leaked clusters only (harmless)".into()
+            } else {
+                "qcow2 compat 1.1; qemu-img check: no errors".into()
+            })
+        }
+        Format::Raw => Ok("raw".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_json_is_read() {
+        let json = br#"{"virtual-size": 1073741824, "filename": "x", "format": "qcow2",
+            "actual-size": 200704, "format-specific": {"type": "qcow2", "data": {"compat": "1.1"}},
+            "backing-filename": "base.qcow2", "dirty-flag": false}"#;
+        let info = parse_info(json).unwrap();
+        assert_eq!(info.format, "qcow2");
+        assert_eq!(info.virtual_size, 1 << 30);
+        assert_eq!(info.compat.as_deref(), Some("1.1"));
+        assert_eq!(info.backing_file.as_deref(), Some("base.qcow2"));
+        assert!(parse_info(b"{}").is_err());
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(Format::parse("qcow2").unwrap(), Format::Qcow2);
+        assert_eq!(Format::parse("raw").unwrap(), Format::Raw);
+        let err = Format::parse("vmdk").unwrap_err().to_string();
+        assert!(
+            err.contains("'vmdk'") && err.contains("qcow2, raw"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn real_qemu_img_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::default();
+        let q = QemuImg::new(&runner);
+        let a = dir.path().join("a.qcow2");
+        q.create(&a, Format::Qcow2, 1 << 20).unwrap();
+        let info = q.info(&a, None).unwrap();
+        assert_eq!(
+            (info.format.as_str(), info.virtual_size),
+            ("qcow2", 1 << 20)
+        );
+        q.resize(&a, Format::Qcow2, 2 << 20, false).unwrap();
+        let b = dir.path().join("b.raw");
+        q.convert(&a, "qcow2", &b, Format::Raw, &Cancel::new())
+            .unwrap();
+        assert_eq!(verify(&q, &b, Format::Raw, 2 << 20).unwrap(), "raw");
+        assert!(verify(&q, &a, Format::Qcow2, 2 << 20)
+            .unwrap()
+            .contains("compat 1.1"));
+        let err = verify(&q, &a, Format::Qcow2, 3 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected 3145728"), "{err}");
+    }
+}

@@ -1,0 +1,428 @@
+//! The image pipeline: an input (a path or URL, possibly compressed, with an expected
+//! checksum) becomes a checked qcow2 or raw image of the asked size, built next to its
+//! final name and renamed into place only when complete.
+//!
+//! Every byte of the input is read once where it can be:
+//! - a local image is hashed on one thread while qemu-img converts it on another (wall
+//!   time: the slower of the two; a mismatch stops the conversion);
+//! - a download is hashed as it arrives;
+//! - a compressed file is hashed as it is decompressed.
+
+use super::cancel::Cancel;
+use super::checksum::{self, Expected, Summer};
+use super::compress::{self, Compression};
+use super::download;
+use super::qemu_img::{self, Format, QemuImg};
+use super::size;
+use super::tempfiles::{sibling, NameLock, TempPath};
+use super::{Error, IoAt, Result};
+use crate::runner::Runner;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where an input image comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Path(PathBuf),
+    Url(String),
+}
+
+impl Location {
+    /// `http://` and `https://` are URLs; `file://` and anything else a local path.
+    pub fn parse(s: &str) -> Location {
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            Location::Url(s.to_string())
+        } else if let Some(path) = s.strip_prefix("file://") {
+            Location::Path(PathBuf::from(path))
+        } else {
+            Location::Path(PathBuf::from(s))
+        }
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            Location::Path(p) => p.display().to_string(),
+            Location::Url(u) => u.clone(),
+        }
+    }
+}
+
+/// An input image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub location: Location,
+    /// The image format (qcow2, raw, vmdk, ...); None: found out with qemu-img info.
+    pub format: Option<String>,
+    pub checksum: Option<Expected>,
+}
+
+/// One image to make.
+pub struct Job<'a> {
+    /// None: a new, empty image of `size`.
+    pub input: Option<&'a Input>,
+    pub output: &'a Path,
+    pub format: Format,
+    /// The virtual size in bytes; None keeps the input's (required without an input).
+    pub size: Option<u64>,
+    /// Allow making the image smaller than its input (the data beyond is lost).
+    pub shrink: bool,
+    /// Replace an existing output (atomically); otherwise an existing output is kept.
+    pub overwrite: bool,
+    pub runner: &'a Runner,
+    pub cancel: &'a Cancel,
+    /// Progress bars for downloads (drawn only on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Built {
+        virtual_size: u64,
+        /// The input's checksum, when one was given (it matched).
+        input_digest: Option<String>,
+    },
+    /// The output exists and `overwrite` was not asked for: left as it is.
+    Exists,
+}
+
+/// Make the image. `log` receives a line per step (the verbose messages).
+pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
+    let output = job.output;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    let part_path = sibling(output, ".part");
+    // Two runs making the same image take turns; the second then finds it made.
+    let _lock = NameLock::acquire(&part_path)?;
+    let part = TempPath::adopt(part_path);
+    if output.exists() && !job.overwrite {
+        return Ok(Outcome::Exists);
+    }
+    let qemu = QemuImg::new(job.runner);
+    let started = Instant::now();
+    let (virtual_size, input_digest) = match job.input {
+        None => {
+            let bytes = job.size.ok_or_else(|| {
+                Error::Invalid("a size is needed to create an image without an input".into())
+            })?;
+            qemu.create(part.path(), job.format, bytes)?;
+            let virtual_size = size::rounded(bytes);
+            log(format!(
+                "Created an empty {} image of {}",
+                job.format.name(),
+                size::human(virtual_size)
+            ));
+            (virtual_size, None)
+        }
+        Some(input) => {
+            let (staged, digest) = stage(job, input, log)?;
+            let alongside = convert(job, &qemu, &staged, part.path(), log)?;
+            let digest = digest.or(alongside);
+            let converted = qemu.info(part.path(), Some(job.format.name()))?;
+            let virtual_size = resize(job, &qemu, part.path(), converted.virtual_size, log)?;
+            (virtual_size, digest)
+        }
+    };
+    if job.cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    let checked = qemu_img::verify(&qemu, part.path(), job.format, virtual_size)?;
+    log(format!("Checked {}: {checked}", output.display()));
+    part.persist(output)?;
+    log(format!(
+        "Generated image at: {} ({}, {}) in {:.2} s",
+        absolute(output).display(),
+        job.format.name(),
+        size::human(virtual_size),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Outcome::Built {
+        virtual_size,
+        input_digest,
+    })
+}
+
+/// The input as a local, uncompressed image file.
+struct Staged {
+    path: PathBuf,
+    format: String,
+    /// A temporary copy (download, decompressed data), removed when dropped.
+    _temp: Option<TempPath>,
+    /// A local file whose checksum is still to be computed (alongside the conversion).
+    verify_during_convert: Option<Expected>,
+}
+
+fn stage(
+    job: &Job,
+    input: &Input,
+    log: &mut dyn FnMut(String),
+) -> Result<(Staged, Option<String>)> {
+    let qemu = QemuImg::new(job.runner);
+    let unpacked = sibling(job.output, ".unpacked");
+    let (path, temp, digest, verify_later, downloaded) = match &input.location {
+        Location::Path(path) => {
+            let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(path.clone()),
+                _ => Error::io(path, e),
+            })?;
+            if meta.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "the input {} is a directory, not an image",
+                    path.display()
+                )));
+            }
+            match Compression::of_file(path)? {
+                Compression::None => (path.clone(), None, None, input.checksum.clone(), false),
+                c => {
+                    let t = TempPath::fresh(unpacked)?;
+                    log(format!("Decompressing {} ({})", path.display(), c.name()));
+                    let file = std::fs::File::open(path).at(path)?;
+                    checksum::advise_sequential(&file);
+                    let mut hashing = HashingReader {
+                        inner: file,
+                        summer: input.checksum.as_ref().map(Expected::summer),
+                    };
+                    let decoder = c.decoder(&mut hashing)?;
+                    compress::write_sparse(decoder, t.path(), job.cancel)?;
+                    // The hash covers the compressed file: read what the decoder left.
+                    std::io::copy(&mut hashing, &mut std::io::sink()).at(path)?;
+                    let digest = hashing.summer.map(Summer::finish);
+                    check(input, digest.as_deref(), &path.display().to_string(), log)?;
+                    (t.path().to_path_buf(), Some(t), digest, None, false)
+                }
+            }
+        }
+        Location::Url(url) => {
+            let dest = sibling(job.output, ".download");
+            let fetched = download::fetch(
+                &download::Request {
+                    url,
+                    dest: &dest,
+                    expected: input.checksum.as_ref(),
+                    cancel: job.cancel,
+                    progress: job.progress,
+                },
+                log,
+            )?;
+            let download = TempPath::adopt(dest);
+            log(format!(
+                "Downloaded {} bytes{}",
+                fetched.bytes,
+                if fetched.resumed_from > 0 {
+                    format!(" (resumed at byte {})", fetched.resumed_from)
+                } else {
+                    String::new()
+                }
+            ));
+            check(input, fetched.digest.as_deref(), url, log)?;
+            match Compression::of_file(download.path())? {
+                Compression::None => (
+                    download.path().to_path_buf(),
+                    Some(download),
+                    fetched.digest,
+                    None,
+                    true,
+                ),
+                c => {
+                    let t = TempPath::fresh(unpacked)?;
+                    log(format!("Decompressing the download ({})", c.name()));
+                    let file = std::fs::File::open(download.path()).at(download.path())?;
+                    compress::write_sparse(c.decoder(file)?, t.path(), job.cancel)?;
+                    drop(download);
+                    (t.path().to_path_buf(), Some(t), fetched.digest, None, true)
+                }
+            }
+        }
+    };
+    let format = match &input.format {
+        Some(f) => f.clone(),
+        None => qemu.info(&path, None)?.format,
+    };
+    let info = qemu.info(&path, Some(&format))?;
+    if downloaded && info.backing_file.is_some() {
+        return Err(Error::Invalid(format!(
+            "the downloaded image {} refers to a backing file ({}): refusing to read files of \
+             this host on its behalf",
+            input.location.display(),
+            info.backing_file.as_deref().unwrap_or_default()
+        )));
+    }
+    log(format!(
+        "Input {}: {format}, virtual size {}",
+        input.location.display(),
+        size::human(info.virtual_size)
+    ));
+    if let Some(target) = job.size.map(size::rounded) {
+        if target < info.virtual_size && !job.shrink {
+            return Err(Error::ShrinkRefused {
+                what: input.location.display(),
+                from: info.virtual_size,
+                to: target,
+            });
+        }
+    }
+    Ok((
+        Staged {
+            path,
+            format,
+            _temp: temp,
+            verify_during_convert: verify_later,
+        },
+        digest,
+    ))
+}
+
+/// Verify a digest computed while reading, and log it.
+fn check(
+    input: &Input,
+    digest: Option<&str>,
+    what: &str,
+    log: &mut dyn FnMut(String),
+) -> Result<()> {
+    if let (Some(e), Some(d)) = (&input.checksum, digest) {
+        e.verify(d, what)?;
+        log(format!(
+            "Checksum {} of {what}: {d} (matches)",
+            e.describe()
+        ));
+    }
+    Ok(())
+}
+
+/// qemu-img convert, with the input hashed on another thread when that is still to do;
+/// the value is that checksum.
+fn convert(
+    job: &Job,
+    qemu: &QemuImg,
+    staged: &Staged,
+    dst: &Path,
+    log: &mut dyn FnMut(String),
+) -> Result<Option<String>> {
+    let started = Instant::now();
+    let Some(expected) = &staged.verify_during_convert else {
+        qemu.convert(&staged.path, &staged.format, dst, job.format, job.cancel)?;
+        log(format!(
+            "Converted to {} in {:.2} s",
+            job.format.name(),
+            started.elapsed().as_secs_f64()
+        ));
+        return Ok(None);
+    };
+    let hash_cancel = job.cancel.child();
+    let convert_cancel = job.cancel.child();
+    let (converted, hashed) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| {
+            let r = checksum::hash_file(&staged.path, expected, &hash_cancel);
+            if matches!(&r, Ok(d) if !expected.matches(d)) {
+                convert_cancel.cancel();
+            }
+            r
+        });
+        let converted = qemu.convert(
+            &staged.path,
+            &staged.format,
+            dst,
+            job.format,
+            &convert_cancel,
+        );
+        if converted.is_err() {
+            hash_cancel.cancel();
+        }
+        let hashed = hasher.join().unwrap_or(Err(Error::Interrupted));
+        (converted, hashed)
+    });
+    let what = staged.path.display().to_string();
+    match (converted, hashed) {
+        (_, Ok(digest)) if !expected.matches(&digest) => {
+            expected.verify(&digest, &what).map(|_| None)
+        }
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(digest)) => {
+            log(format!(
+                "Checksum {} of {what}: {digest} (matches)",
+                expected.describe()
+            ));
+            log(format!(
+                "Converted to {} in {:.2} s (hashed alongside)",
+                job.format.name(),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(Some(digest))
+        }
+    }
+}
+
+fn resize(
+    job: &Job,
+    qemu: &QemuImg,
+    path: &Path,
+    current: u64,
+    log: &mut dyn FnMut(String),
+) -> Result<u64> {
+    let Some(target) = job.size.map(size::rounded) else {
+        return Ok(current);
+    };
+    if target == current {
+        return Ok(current);
+    }
+    let shrinking = target < current;
+    if shrinking && !job.shrink {
+        return Err(Error::ShrinkRefused {
+            what: path.display().to_string(),
+            from: current,
+            to: target,
+        });
+    }
+    qemu.resize(path, job.format, target, shrinking)?;
+    log(format!(
+        "Resized from {} to {}",
+        size::human(current),
+        size::human(target)
+    ));
+    Ok(target)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    summer: Option<Summer>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(s) = self.summer.as_mut() {
+            s.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            Location::parse("https://x/a.qcow2"),
+            Location::Url("https://x/a.qcow2".into())
+        );
+        assert_eq!(
+            Location::parse("HTTP://x/a"),
+            Location::Url("HTTP://x/a".into())
+        );
+        assert_eq!(
+            Location::parse("file:///srv/a.qcow2"),
+            Location::Path("/srv/a.qcow2".into())
+        );
+        assert_eq!(Location::parse("a.qcow2"), Location::Path("a.qcow2".into()));
+    }
+}
