@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
+pub mod genvm;
 pub mod hypervisor;
 pub mod identity;
 pub mod image;

@@ -149,6 +149,53 @@ impl<'a> QemuImg<'a> {
             })
     }
 
+    /// A qcow2 overlay on `backing` (absolute path): writes go to the overlay, the backing
+    /// image is only read.
+    pub fn create_overlay(
+        &self,
+        overlay: &Path,
+        backing: &Path,
+        backing_format: &str,
+    ) -> Result<()> {
+        let backing = std::path::absolute(backing).unwrap_or_else(|_| backing.to_path_buf());
+        let args = argv([
+            OsString::from("create"),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-F".into(),
+            backing_format.into(),
+            "-b".into(),
+            backing.into_os_string(),
+            p(overlay),
+        ]);
+        self.runner
+            .run("qemu-img", &args, "creating an overlay")
+            .map(|_| ())
+            .map_err(|source| Error::Create {
+                path: overlay.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Write a qcow2 overlay's changes into its backing image.
+    pub fn commit(&self, overlay: &Path) -> Result<()> {
+        let args = argv([
+            OsString::from("commit"),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            p(overlay),
+        ]);
+        self.runner
+            .run("qemu-img", &args, "writing the changes into the image")
+            .map(|_| ())
+            .map_err(|source| Error::Create {
+                path: overlay.to_path_buf(),
+                source,
+            })
+    }
+
     /// Raise a qcow2 image to compat 1.1.
     pub fn amend_compat(&self, path: &Path) -> Result<()> {
         let args = argv([

@@ -5,4 +5,5 @@ mod harness;
 
 mod cli_errors;
 mod config_files;
+mod gen_vm_image;
 mod lifecycle;
