@@ -114,22 +114,18 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
                 job.format.name(),
                 size::human(virtual_size)
             ));
+            finish(job, &qemu, part.path(), virtual_size, None, job.cancel, log)?;
             (virtual_size, None)
         }
         Some(input) => {
             let (staged, digest) = stage(job, input, log)?;
-            let alongside = convert(job, &qemu, &staged, part.path(), log)?;
-            let digest = digest.or(alongside);
-            let converted = qemu.info(part.path(), Some(job.format.name()))?;
-            let virtual_size = resize(job, &qemu, part.path(), converted.virtual_size, log)?;
-            (virtual_size, digest)
+            let (virtual_size, alongside) = convert(job, &qemu, &staged, part.path(), log)?;
+            (virtual_size, digest.or(alongside))
         }
     };
     if job.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    let checked = qemu_img::verify(&qemu, part.path(), job.format, virtual_size)?;
-    log(format!("Checked {}: {checked}", output.display()));
     part.persist(output)?;
     log(format!(
         "Generated image at: {} ({}, {}) in {:.2} s",
@@ -291,68 +287,87 @@ fn check(
     Ok(())
 }
 
-/// qemu-img convert, with the input hashed on another thread when that is still to do;
-/// the value is that checksum.
+/// qemu-img convert, resize, check and fsync, with the input hashed on another thread
+/// when that is still to do: the hash (the slowest part for a local image) overlaps all of
+/// it. The values are the virtual size and that checksum.
 fn convert(
     job: &Job,
     qemu: &QemuImg,
     staged: &Staged,
     dst: &Path,
     log: &mut dyn FnMut(String),
-) -> Result<Option<String>> {
+) -> Result<(u64, Option<String>)> {
     let started = Instant::now();
-    let Some(expected) = &staged.verify_during_convert else {
-        qemu.convert(&staged.path, &staged.format, dst, job.format, job.cancel)?;
+    let work = |cancel: &Cancel, log: &mut dyn FnMut(String)| -> Result<u64> {
+        qemu.convert(&staged.path, &staged.format, dst, job.format, cancel)?;
         log(format!(
             "Converted to {} in {:.2} s",
             job.format.name(),
             started.elapsed().as_secs_f64()
         ));
-        return Ok(None);
+        let converted = qemu.info(dst, Some(job.format.name()))?;
+        let virtual_size = resize(job, qemu, dst, converted.virtual_size, log)?;
+        let known = (virtual_size == converted.virtual_size).then_some(converted);
+        finish(job, qemu, dst, virtual_size, known, cancel, log)?;
+        Ok(virtual_size)
+    };
+    let Some(expected) = &staged.verify_during_convert else {
+        return work(job.cancel, log).map(|v| (v, None));
     };
     let hash_cancel = job.cancel.child();
-    let convert_cancel = job.cancel.child();
-    let (converted, hashed) = std::thread::scope(|s| {
+    let work_cancel = job.cancel.child();
+    let (worked, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
             let r = checksum::hash_file(&staged.path, expected, &hash_cancel);
             if matches!(&r, Ok(d) if !expected.matches(d)) {
-                convert_cancel.cancel();
+                work_cancel.cancel();
             }
             r
         });
-        let converted = qemu.convert(
-            &staged.path,
-            &staged.format,
-            dst,
-            job.format,
-            &convert_cancel,
-        );
-        if converted.is_err() {
+        let worked = work(&work_cancel, log);
+        if worked.is_err() {
             hash_cancel.cancel();
         }
         let hashed = hasher.join().unwrap_or(Err(Error::Interrupted));
-        (converted, hashed)
+        (worked, hashed)
     });
     let what = staged.path.display().to_string();
-    match (converted, hashed) {
+    match (worked, hashed) {
         (_, Ok(digest)) if !expected.matches(&digest) => {
-            expected.verify(&digest, &what).map(|_| None)
+            expected.verify(&digest, &what).map(|_| (0, None))
         }
         (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(digest)) => {
+        (Ok(_), Err(e)) => Err(e),
+        (Ok(virtual_size), Ok(digest)) => {
             log(format!(
-                "Checksum {} of {what}: {digest} (matches)",
-                expected.describe()
-            ));
-            log(format!(
-                "Converted to {} in {:.2} s (hashed alongside)",
-                job.format.name(),
+                "Checksum {} of {what}: {digest} (matches; {:.2} s, alongside the conversion)",
+                expected.describe(),
                 started.elapsed().as_secs_f64()
             ));
-            Ok(Some(digest))
+            Ok((virtual_size, Some(digest)))
         }
     }
+}
+
+/// Check the image and put it on disk (the rename into place follows).
+fn finish(
+    job: &Job,
+    qemu: &QemuImg,
+    path: &Path,
+    virtual_size: u64,
+    known: Option<qemu_img::Info>,
+    cancel: &Cancel,
+    log: &mut dyn FnMut(String),
+) -> Result<()> {
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    let checked = qemu_img::verify(qemu, path, job.format, virtual_size, known)?;
+    log(format!("Checked {}: {checked}", job.output.display()));
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    super::tempfiles::sync_file(path)
 }
 
 fn resize(
