@@ -192,11 +192,12 @@ pub fn run(
     ));
 
     let sysprep_started = Instant::now();
+    // virt-sysprep wants --format before the -a it applies to.
     let args = argv([
-        OsString::from("-a"),
-        overlay.path().as_os_str().to_owned(),
-        "--format".into(),
+        OsString::from("--format"),
         "qcow2".into(),
+        "-a".into(),
+        overlay.path().as_os_str().to_owned(),
     ]);
     runner
         .run_cancellable(

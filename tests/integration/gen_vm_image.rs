@@ -974,6 +974,10 @@ fn configure_boots_waits_for_cloud_init_powers_off_and_resets() {
     // virt-sysprep reset the guest's disk (the overlay whose changes are then committed).
     let sysprep = c.sysprep_runs();
     assert!(sysprep.contains(".img.qcow2.configure.qcow2"), "{sysprep}");
+    // The real virt-sysprep refuses a --format that follows the -a it applies to.
+    let args: Vec<&str> = sysprep.lines().collect();
+    let pos = |a: &str| args.iter().position(|x| *x == a).unwrap();
+    assert!(pos("--format") < pos("-a"), "{args:?}");
     // The seed: an ISO 9660 volume labelled cidata with the user's user-data and a
     // made-up meta-data.
     let seed = c.g.path("image-config/seed.img");
