@@ -4,6 +4,7 @@
 //! Run through `make test` (which sets up the host and the base image) or
 //! `cargo test --release --test realvm -- --test-threads=1`.
 
+mod gen_vm_image;
 mod world;
 
 use world::world;
