@@ -106,18 +106,27 @@ impl<'a> QemuImg<'a> {
     ) -> Result<()> {
         let mut args = argv(["convert", "-f", src_format, "-O", format.name()]);
         args.extend(format.create_options());
+        // The output bypasses the page cache (O_DIRECT) where the file system allows it:
+        // half the CPU time of a buffered write, which the checksum computed alongside
+        // needs, and the image is on disk when qemu-img returns (it flushes at the end).
+        let direct = supports_direct_io(dst);
+        if direct {
+            args.extend(argv(["-t", "none"]));
+        }
         args.extend([p(src), p(dst)]);
         let context = format!("converting {} to {}", src.display(), format.name());
-        // While qemu-img writes, start writing its output to disk (it leaves everything in
-        // the page cache): the fsync that makes the image durable then has little left.
+        // Buffered: start writing the output to disk while qemu-img writes it, so the
+        // fsync that makes the image durable has little left to do.
         let output = std::sync::Mutex::new(None::<std::fs::File>);
         let poll = || {
-            if let Ok(mut f) = output.lock() {
-                if f.is_none() {
-                    *f = std::fs::File::open(dst).ok();
-                }
-                if let Some(f) = f.as_ref() {
-                    start_writeback(f);
+            if !direct {
+                if let Ok(mut f) = output.lock() {
+                    if f.is_none() {
+                        *f = std::fs::File::open(dst).ok();
+                    }
+                    if let Some(f) = f.as_ref() {
+                        start_writeback(f);
+                    }
                 }
             }
             cancel.is_cancelled()
@@ -251,6 +260,26 @@ impl<'a> QemuImg<'a> {
     }
 }
 
+/// Whether files next to `path` can be opened with O_DIRECT (some file systems refuse).
+fn supports_direct_io(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(probe) = tempfile::Builder::new()
+        .prefix(".direct-io-")
+        .tempfile_in(dir)
+    else {
+        return false;
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(probe.path())
+        .is_ok()
+}
+
 /// Ask the kernel to start writing a file's dirty pages (returns at once).
 fn start_writeback(file: &std::fs::File) {
     use std::os::fd::AsRawFd;
@@ -350,6 +379,15 @@ mod tests {
             err.contains("'vmdk'") && err.contains("qcow2, raw"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn direct_io_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        // Whatever the file system, the probe answers and leaves nothing behind.
+        let _ = supports_direct_io(&dir.path().join("x"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(!supports_direct_io(Path::new("/nonexistent/dir/x")));
     }
 
     #[test]
