@@ -152,6 +152,12 @@ pub fn run(opts: &MultipleOptions, env: &Env, verbose: &mut Verbose) -> Result<S
     let changed = Condvar::new();
     let logs: Mutex<Vec<Vec<String>>> = Mutex::new(vec![vec![]; n]);
     let workers = opts.jobs.clamp(1, n);
+    // Progress bars of concurrent downloads would overwrite each other.
+    let env = &Env {
+        runner: env.runner,
+        cancel: env.cancel,
+        progress: env.progress && workers == 1,
+    };
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
