@@ -118,8 +118,15 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
             (virtual_size, None)
         }
         Some(input) => {
-            let (staged, digest) = stage(job, input, log)?;
-            let (virtual_size, alongside) = convert(job, &qemu, &staged, part.path(), log)?;
+            // A local, uncompressed input is hashed on another thread from the start,
+            // while it is inspected, converted, resized, checked and synced here.
+            let plain = plain_local(input);
+            let ((virtual_size, digest), alongside) =
+                alongside(plain, job.cancel, log, |cancel, log| {
+                    let (staged, digest) = stage(job, input, log)?;
+                    let virtual_size = convert(job, &qemu, &staged, part.path(), cancel, log)?;
+                    Ok((virtual_size, digest))
+                })?;
             (virtual_size, digest.or(alongside))
         }
     };
@@ -146,8 +153,18 @@ struct Staged {
     format: String,
     /// A temporary copy (download, decompressed data), removed when dropped.
     _temp: Option<TempPath>,
-    /// A local file whose checksum is still to be computed (alongside the conversion).
-    verify_during_convert: Option<Expected>,
+}
+
+/// A local, uncompressed input with a checksum to verify: hashed alongside the rest.
+fn plain_local(input: &Input) -> Option<(&Path, &Expected)> {
+    match (&input.location, &input.checksum) {
+        (Location::Path(p), Some(e))
+            if p.is_file() && matches!(Compression::of_file(p), Ok(Compression::None)) =>
+        {
+            Some((p.as_path(), e))
+        }
+        _ => None,
+    }
 }
 
 fn stage(
@@ -157,7 +174,7 @@ fn stage(
 ) -> Result<(Staged, Option<String>)> {
     let qemu = QemuImg::new(job.runner);
     let unpacked = sibling(job.output, ".unpacked");
-    let (path, temp, digest, verify_later, downloaded) = match &input.location {
+    let (path, temp, digest, downloaded) = match &input.location {
         Location::Path(path) => {
             let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::NotFound(path.clone()),
@@ -170,7 +187,8 @@ fn stage(
                 )));
             }
             match Compression::of_file(path)? {
-                Compression::None => (path.clone(), None, None, input.checksum.clone(), false),
+                // Hashed alongside (see plain_local).
+                Compression::None => (path.clone(), None, None, false),
                 c => {
                     let t = TempPath::fresh(unpacked)?;
                     log(format!("Decompressing {} ({})", path.display(), c.name()));
@@ -186,7 +204,7 @@ fn stage(
                     std::io::copy(&mut hashing, &mut std::io::sink()).at(path)?;
                     let digest = hashing.summer.map(Summer::finish);
                     check(input, digest.as_deref(), &path.display().to_string(), log)?;
-                    (t.path().to_path_buf(), Some(t), digest, None, false)
+                    (t.path().to_path_buf(), Some(t), digest, false)
                 }
             }
         }
@@ -218,7 +236,6 @@ fn stage(
                     download.path().to_path_buf(),
                     Some(download),
                     fetched.digest,
-                    None,
                     true,
                 ),
                 c => {
@@ -227,7 +244,7 @@ fn stage(
                     let file = std::fs::File::open(download.path()).at(download.path())?;
                     compress::write_sparse(c.decoder(file)?, t.path(), job.cancel)?;
                     drop(download);
-                    (t.path().to_path_buf(), Some(t), fetched.digest, None, true)
+                    (t.path().to_path_buf(), Some(t), fetched.digest, true)
                 }
             }
         }
@@ -264,7 +281,6 @@ fn stage(
             path,
             format,
             _temp: temp,
-            verify_during_convert: verify_later,
         },
         digest,
     ))
@@ -287,38 +303,47 @@ fn check(
     Ok(())
 }
 
-/// qemu-img convert, resize, check and fsync, with the input hashed on another thread
-/// when that is still to do: the hash (the slowest part for a local image) overlaps all of
-/// it. The values are the virtual size and that checksum.
+/// qemu-img convert, resize, check and fsync; the value is the virtual size.
 fn convert(
     job: &Job,
     qemu: &QemuImg,
     staged: &Staged,
     dst: &Path,
+    cancel: &Cancel,
     log: &mut dyn FnMut(String),
-) -> Result<(u64, Option<String>)> {
+) -> Result<u64> {
     let started = Instant::now();
-    let work = |cancel: &Cancel, log: &mut dyn FnMut(String)| -> Result<u64> {
-        qemu.convert(&staged.path, &staged.format, dst, job.format, cancel)?;
-        log(format!(
-            "Converted to {} in {:.2} s",
-            job.format.name(),
-            started.elapsed().as_secs_f64()
-        ));
-        let converted = qemu.info(dst, Some(job.format.name()))?;
-        let virtual_size = resize(job, qemu, dst, converted.virtual_size, log)?;
-        let known = (virtual_size == converted.virtual_size).then_some(converted);
-        finish(job, qemu, dst, virtual_size, known, cancel, log)?;
-        Ok(virtual_size)
+    qemu.convert(&staged.path, &staged.format, dst, job.format, cancel)?;
+    log(format!(
+        "Converted to {} in {:.2} s",
+        job.format.name(),
+        started.elapsed().as_secs_f64()
+    ));
+    let converted = qemu.info(dst, Some(job.format.name()))?;
+    let virtual_size = resize(job, qemu, dst, converted.virtual_size, log)?;
+    let known = (virtual_size == converted.virtual_size).then_some(converted);
+    finish(job, qemu, dst, virtual_size, known, cancel, log)?;
+    Ok(virtual_size)
+}
+
+/// Run `work` while `hash` (a file and what it must hash to) is hashed on another thread:
+/// the wall time is the slower of the two. A mismatch stops the work (its cancel token
+/// fires) and is the error; otherwise the second value is the checksum.
+fn alongside<T>(
+    hash: Option<(&Path, &Expected)>,
+    cancel: &Cancel,
+    log: &mut dyn FnMut(String),
+    work: impl FnOnce(&Cancel, &mut dyn FnMut(String)) -> Result<T>,
+) -> Result<(T, Option<String>)> {
+    let Some((path, expected)) = hash else {
+        return work(cancel, log).map(|v| (v, None));
     };
-    let Some(expected) = &staged.verify_during_convert else {
-        return work(job.cancel, log).map(|v| (v, None));
-    };
-    let hash_cancel = job.cancel.child();
-    let work_cancel = job.cancel.child();
+    let started = Instant::now();
+    let hash_cancel = cancel.child();
+    let work_cancel = cancel.child();
     let (worked, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
-            let r = checksum::hash_file(&staged.path, expected, &hash_cancel);
+            let r = checksum::hash_file(path, expected, &hash_cancel);
             if matches!(&r, Ok(d) if !expected.matches(d)) {
                 work_cancel.cancel();
             }
@@ -331,20 +356,23 @@ fn convert(
         let hashed = hasher.join().unwrap_or(Err(Error::Interrupted));
         (worked, hashed)
     });
-    let what = staged.path.display().to_string();
+    let what = path.display().to_string();
     match (worked, hashed) {
-        (_, Ok(digest)) if !expected.matches(&digest) => {
-            expected.verify(&digest, &what).map(|_| (0, None))
-        }
+        (_, Ok(digest)) if !expected.matches(&digest) => Err(Error::ChecksumMismatch {
+            what,
+            algorithm: expected.algorithm.name(),
+            expected: expected.value.clone(),
+            actual: digest,
+        }),
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e),
-        (Ok(virtual_size), Ok(digest)) => {
+        (Ok(v), Ok(digest)) => {
             log(format!(
                 "Checksum {} of {what}: {digest} (matches; {:.2} s, alongside the conversion)",
                 expected.describe(),
                 started.elapsed().as_secs_f64()
             ));
-            Ok((virtual_size, Some(digest)))
+            Ok((v, Some(digest)))
         }
     }
 }
