@@ -148,8 +148,6 @@ pub fn run(opts: &MultipleOptions, env: &Env, verbose: &mut Verbose) -> Result<S
         )
     })?;
     let n = plans.len();
-    let states = Mutex::new(vec![State::Waiting; n]);
-    let changed = Condvar::new();
     let logs: Mutex<Vec<Vec<String>>> = Mutex::new(vec![vec![]; n]);
     let workers = opts.jobs.clamp(1, n);
     // Progress bars of concurrent downloads would overwrite each other.
@@ -158,82 +156,39 @@ pub fn run(opts: &MultipleOptions, env: &Env, verbose: &mut Verbose) -> Result<S
         cancel: env.cancel,
         progress: env.progress && workers == 1,
     };
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                // Pick the first image whose inputs are made.
-                let picked = {
-                    let mut st = states.lock().unwrap_or_else(|p| p.into_inner());
-                    loop {
-                        let mut runnable = None;
-                        let mut pending = false;
-                        for i in 0..n {
-                            if st[i] != State::Waiting {
-                                continue;
-                            }
-                            pending = true;
-                            let failed_dep = waits[i]
-                                .iter()
-                                .find(|&&j| matches!(st[j], State::Done(Err(_))));
-                            if let Some(&j) = failed_dep {
-                                st[i] = State::Done(Err(Failure::new(
-                                    ReturnCode::Create,
-                                    format!(
-                                        "not made: its input, image '{}', failed",
-                                        arch.images[j].key
-                                    ),
-                                )));
-                                changed.notify_all();
-                                continue;
-                            }
-                            if waits[i]
-                                .iter()
-                                .all(|&j| matches!(st[j], State::Done(Ok(_))))
-                            {
-                                runnable = Some(i);
-                                break;
-                            }
-                        }
-                        if let Some(i) = runnable {
-                            st[i] = State::Running;
-                            break Some(i);
-                        }
-                        if !pending {
-                            break None;
-                        }
-                        st = changed.wait(st).unwrap_or_else(|p| p.into_inner());
-                    }
-                };
-                let Some(i) = picked else { return };
-                let mut own = Verbose::new(true);
-                let result = if env.cancel.is_cancelled() {
-                    Err(Failure::new(ReturnCode::Interrupted, "interrupted"))
-                } else {
-                    generate::run_plan(&plans[i], env, &mut own)
-                };
-                logs.lock().unwrap_or_else(|p| p.into_inner())[i] = own.messages;
-                let mut st = states.lock().unwrap_or_else(|p| p.into_inner());
-                st[i] = State::Done(result);
-                changed.notify_all();
-            });
-        }
-    });
-
-    let states = states.into_inner().unwrap_or_else(|p| p.into_inner());
+    let results = schedule(
+        &waits,
+        workers,
+        |i| {
+            let mut own = Verbose::new(true);
+            let result = if env.cancel.is_cancelled() {
+                Err(Failure::new(ReturnCode::Interrupted, "interrupted"))
+            } else {
+                generate::run_plan(&plans[i], env, &mut own)
+            };
+            logs.lock().unwrap_or_else(|p| p.into_inner())[i] = own.messages;
+            result
+        },
+        |j| {
+            Failure::new(
+                ReturnCode::Create,
+                format!(
+                    "not made: its input, image '{}', failed",
+                    arch.images[j].key
+                ),
+            )
+        },
+    );
     let logs = logs.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut failures = vec![];
-    for (i, (state, lines)) in states.into_iter().zip(logs).enumerate() {
+    for (i, (result, lines)) in results.into_iter().zip(logs).enumerate() {
         let key = &arch.images[i].key;
         for line in lines {
             verbose.push(format!("{key}: {line}"));
         }
-        match state {
-            State::Done(Ok(response)) => verbose.push(format!("{key}: {response}")),
-            State::Done(Err(f)) => failures.push((key.clone(), f)),
-            _ => failures.push((
-                key.clone(),
-                Failure::new(ReturnCode::Interrupted, "not made"),
-            )),
+        match result {
+            Ok(response) => verbose.push(format!("{key}: {response}")),
+            Err(f) => failures.push((key.clone(), f)),
         }
     }
     if let Some((key, first)) = failures.first() {
@@ -253,6 +208,84 @@ pub fn run(opts: &MultipleOptions, env: &Env, verbose: &mut Verbose) -> Result<S
     ))
 }
 
+/// Run jobs `0..waits.len()` on `workers` threads, in order as far as their inputs allow:
+/// job `i` starts once every job in `waits[i]` succeeded; a job one of whose inputs failed
+/// is not run, its result is `not_run(that input)`.
+pub fn schedule(
+    waits: &[Vec<usize>],
+    workers: usize,
+    run_one: impl Fn(usize) -> Result<String, Failure> + Sync,
+    not_run: impl Fn(usize) -> Failure + Sync,
+) -> Vec<Result<String, Failure>> {
+    let n = waits.len();
+    let states = Mutex::new(vec![State::Waiting; n]);
+    let changed = Condvar::new();
+    let lock = || states.lock().unwrap_or_else(|p| p.into_inner());
+    // The next job to run, or None when nothing is left; waits while inputs are made.
+    let pick = || -> Option<usize> {
+        let mut st = lock();
+        loop {
+            let mut runnable = None;
+            let mut pending = false;
+            let mut settled = false;
+            for i in 0..n {
+                if st[i] != State::Waiting {
+                    continue;
+                }
+                if let Some(&j) = waits[i]
+                    .iter()
+                    .find(|&&j| matches!(st[j], State::Done(Err(_))))
+                {
+                    st[i] = State::Done(Err(not_run(j)));
+                    settled = true;
+                    continue;
+                }
+                pending = true;
+                if waits[i]
+                    .iter()
+                    .all(|&j| matches!(st[j], State::Done(Ok(_))))
+                {
+                    runnable = Some(i);
+                    break;
+                }
+            }
+            if let Some(i) = runnable {
+                st[i] = State::Running;
+                return Some(i);
+            }
+            if settled {
+                // Jobs waiting on those may be settled now too: look again.
+                changed.notify_all();
+                continue;
+            }
+            if !pending {
+                return None;
+            }
+            st = changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, n.max(1)) {
+            s.spawn(|| {
+                while let Some(i) = pick() {
+                    let result = run_one(i);
+                    lock()[i] = State::Done(result);
+                    changed.notify_all();
+                }
+            });
+        }
+    });
+    states
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|s| match s {
+            State::Done(r) => r,
+            _ => Err(Failure::new(ReturnCode::Interrupted, "not made")),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +302,47 @@ mod tests {
         let (plans, waits) = plan(&a, Path::new("out"), false).unwrap();
         assert_eq!(plans.len(), 3);
         assert_eq!(waits, vec![vec![1], vec![], vec![]]);
+    }
+
+    #[test]
+    fn schedule_runs_everything_once_and_skips_what_depends_on_a_failure() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // 0 fails; 1 waits on 0; 2 waits on 1; 3 waits on 4 (later in the list); 4 is fine.
+        let waits = vec![vec![], vec![0], vec![1], vec![4], vec![]];
+        for workers in [1, 2, 8] {
+            let runs = AtomicUsize::new(0);
+            let results = schedule(
+                &waits,
+                workers,
+                |i| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if i == 0 {
+                        Err(Failure::new(ReturnCode::Checksum, "bad"))
+                    } else {
+                        Ok(format!("made {i}"))
+                    }
+                },
+                |j| Failure::new(ReturnCode::Create, format!("input {j} failed")),
+            );
+            assert_eq!(runs.load(Ordering::SeqCst), 3, "workers {workers}");
+            assert_eq!(results[0].as_ref().unwrap_err().code, ReturnCode::Checksum);
+            assert_eq!(results[1].as_ref().unwrap_err().message, "input 0 failed");
+            assert_eq!(results[2].as_ref().unwrap_err().message, "input 1 failed");
+            assert_eq!(results[3].as_deref(), Ok("made 3"));
+            assert_eq!(results[4].as_deref(), Ok("made 4"));
+        }
+        // A dependency is made before what needs it, whatever the order in the list.
+        let order = Mutex::new(vec![]);
+        schedule(
+            &[vec![1], vec![]],
+            1,
+            |i| {
+                order.lock().unwrap().push(i);
+                Ok(String::new())
+            },
+            |_| unreachable!(),
+        );
+        assert_eq!(*order.lock().unwrap(), [1, 0]);
     }
 
     #[test]

@@ -360,6 +360,14 @@ fn missing_input_bad_size_bad_format() {
 }
 
 #[test]
+fn a_directory_is_not_an_input() {
+    let g = Gvi::new();
+    std::fs::create_dir(g.path("dir")).unwrap();
+    g.run(&["single", "x", "8M", "-i", "dir"])
+        .fails(3, "is a directory");
+}
+
+#[test]
 fn shrinking_is_refused_unless_asked_for() {
     let g = Gvi::new();
     let (_, input) = g.make_input("in", 8);
@@ -558,13 +566,21 @@ fn one_failing_image_does_not_stop_the_others() {
     std::fs::write(
         g.path("arch.yml"),
         format!(
-            "owner: me\nimages:\n  good:\n    name: good\n    size: 8M\n  bad:\n    name: bad\n    size: 8M\n    input:\n      path: in.qcow2\n      checksum:\n        type: md5\n        value: {}\n  after:\n    name: after\n    size: 8M\n",
+            "owner: me\nimages:\n  good:\n    name: good\n    size: 8M\n  bad:\n    name: bad\n    size: 8M\n    input:\n      path: in.qcow2\n      checksum:\n        type: md5\n        value: {}\n  after:\n    name: after\n    size: 8M\n  from-bad:\n    name: from-bad\n    size: 8M\n    input: generated-images/bad.qcow2\n",
             "0".repeat(32)
         ),
     )
     .unwrap();
-    g.run(&["multiple", "arch.yml", "-j", "1"])
+    let run = g
+        .run(&["multiple", "arch.yml", "-j", "1"])
         .fails(6, "image 'bad': checksum mismatch");
+    // An image made from a failed one is not attempted, and says why.
+    assert!(
+        run.response()
+            .contains("image 'from-bad' (return code 3): not made: its input, image 'bad', failed"),
+        "{}",
+        run.response()
+    );
     assert_eq!(g.ls("generated-images"), ["after.qcow2", "good.qcow2"]);
 }
 
@@ -830,6 +846,39 @@ fn a_partial_download_of_a_file_that_changed_is_not_spliced() {
 }
 
 #[test]
+fn a_downloaded_image_may_not_name_a_backing_file() {
+    let g = Gvi::new();
+    let (_, base) = g.make_input("base", 1);
+    let overlay = g.path("overlay.qcow2");
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            path_str(&base),
+            path_str(&overlay),
+        ],
+    );
+    let server = Server::start();
+    server.put("o.qcow2", std::fs::read(&overlay).unwrap(), "\"o\"");
+    g.run(&["single", "x", "8M", "-i", &server.url("o.qcow2")])
+        .fails(3, "backing file");
+    assert!(
+        g.ls("generated-images").is_empty(),
+        "{:?}",
+        g.ls("generated-images")
+    );
+    // A local overlay is the user's own: it is flattened.
+    g.run(&["single", "flat", "8M", "-i", "overlay.qcow2"]).ok();
+    same_content(&base, &g.path("generated-images/flat.qcow2"));
+}
+
+#[test]
 fn download_failures_are_code_10_and_bad_downloads_are_not_kept() {
     let g = Gvi::new();
     let (_, input) = g.make_input("in", 1);
@@ -1045,6 +1094,49 @@ fn configure_reports_failed_cloud_init_modules() {
     ));
     c.run(&[]).fails(12, "cloud-init finished with errors");
     assert_eq!(c.image_digest(), before);
+}
+
+#[test]
+fn configure_reports_a_failed_reset_and_leaves_the_image_alone() {
+    let mut c = Configure::new();
+    let before = c.image_digest();
+    c.console(FINISHED);
+    let bin = c.g.path("failing-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("virt-sysprep");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'virt-sysprep: error: no space left' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = c.g.env.iter().find(|(k, _)| k == "PATH").unwrap().1.clone();
+    c.g.env
+        .push(("PATH".into(), format!("{}:{path}", bin.display())));
+    c.run(&[]).fails(13, "no space left");
+    assert_eq!(c.image_digest(), before);
+    assert!(!c.g.path(".img.qcow2.configure.qcow2").exists());
+}
+
+#[test]
+fn configure_refuses_an_existing_domain_and_a_host_cpu_without_kvm() {
+    let c = Configure::new();
+    c.console(FINISHED);
+    // libvirt's test driver always has a domain named "test".
+    c.g.run(&[
+        "configure",
+        "img.qcow2",
+        "--connect",
+        "test:///default",
+        "--console-log",
+        "console.log",
+        "--domain-name",
+        "test",
+    ])
+    .fails(12, "'test' already exists");
+    c.run(&["--cpu-model", "host"]).fails(5, "--virt-type kvm");
+    assert!(c.sysprep_runs().is_empty());
 }
 
 #[test]
