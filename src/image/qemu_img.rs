@@ -382,6 +382,33 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_qcow2_fails_its_check() {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::default();
+        let q = QemuImg::new(&runner);
+        let a = dir.path().join("a.qcow2");
+        q.create(&a, Format::Qcow2, 1 << 20).unwrap();
+        // Zero the first refcount block: every cluster in use then has refcount 0.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&a)
+            .unwrap();
+        let mut be = [0u8; 8];
+        f.seek(SeekFrom::Start(48)).unwrap();
+        f.read_exact(&mut be).unwrap();
+        f.seek(SeekFrom::Start(u64::from_be_bytes(be))).unwrap();
+        f.read_exact(&mut be).unwrap();
+        f.seek(SeekFrom::Start(u64::from_be_bytes(be))).unwrap();
+        f.write_all(&[0u8; 512]).unwrap();
+        drop(f);
+        let err = verify(&q, &a, Format::Qcow2, 1 << 20, None).unwrap_err();
+        assert!(matches!(err, Error::Check { .. }), "{err}");
+        assert!(err.to_string().contains("check of"), "{err}");
+    }
+
+    #[test]
     fn direct_io_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         // Whatever the file system, the probe answers and leaves nothing behind.
