@@ -328,14 +328,14 @@ pub fn hash_file(path: &Path, expected: &Expected, cancel: &Cancel) -> Result<St
 }
 
 /// A read-only memory map of the start of a file.
-struct Mapping {
+pub(crate) struct Mapping {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapping {
     /// None when the file cannot be mapped (then it is read instead) or `len` is 0.
-    fn new(file: &std::fs::File, len: u64) -> Option<Mapping> {
+    pub(crate) fn new(file: &std::fs::File, len: u64) -> Option<Mapping> {
         use std::os::fd::AsRawFd;
         let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
         // SAFETY: a fresh private read-only mapping of an open file; checked for failure.
@@ -361,7 +361,7 @@ impl Mapping {
         Some(Mapping { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
     }

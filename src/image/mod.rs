@@ -15,6 +15,7 @@
 pub mod cancel;
 pub mod checksum;
 pub mod compress;
+pub mod copy;
 pub mod download;
 pub mod qemu_img;
 pub mod size;

@@ -49,6 +49,10 @@ pub struct Info {
     /// qcow2's compat level ("0.10" or "1.1").
     pub compat: Option<String>,
     pub backing_file: Option<String>,
+    /// Anything besides the guest's data that a copy of the file would carry along:
+    /// internal snapshots, persistent bitmaps, an external data file, encryption, a dirty
+    /// or corrupt flag.
+    pub extras: Vec<&'static str>,
 }
 
 /// What `qemu-img check` found.
@@ -239,6 +243,25 @@ impl<'a> QemuImg<'a> {
             })
     }
 
+    /// How many compressed clusters a qcow2 image has (a metadata scan); None when it
+    /// cannot be told (the image does not check clean).
+    pub fn compressed_clusters(&self, path: &Path) -> Option<u64> {
+        let args = argv([
+            OsString::from("check"),
+            "--output=json".into(),
+            "-U".into(),
+            "-f".into(),
+            "qcow2".into(),
+            p(path),
+        ]);
+        let out = self
+            .runner
+            .run("qemu-img", &args, "checking the input")
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["compressed-clusters"].as_u64().unwrap_or(0))
+    }
+
     /// `qemu-img check` of a qcow2 image: corruption is an error, leaks are reported.
     pub fn check(&self, path: &Path) -> Result<CheckReport> {
         let args = argv([
@@ -297,11 +320,29 @@ fn parse_info(json: &[u8]) -> std::result::Result<Info, String> {
         .as_str()
         .map(str::to_string);
     let backing_file = v["backing-filename"].as_str().map(str::to_string);
+    let data = &v["format-specific"]["data"];
+    let mut extras = vec![];
+    if v["snapshots"].as_array().is_some_and(|s| !s.is_empty()) {
+        extras.push("internal snapshots");
+    }
+    if data["bitmaps"].as_array().is_some_and(|b| !b.is_empty()) {
+        extras.push("bitmaps");
+    }
+    if !data["data-file"].is_null() {
+        extras.push("an external data file");
+    }
+    if v["encrypted"].as_bool() == Some(true) || !data["encrypt"].is_null() {
+        extras.push("encryption");
+    }
+    if v["dirty-flag"].as_bool() == Some(true) || data["corrupt"].as_bool() == Some(true) {
+        extras.push("a dirty or corrupt flag");
+    }
     Ok(Info {
         format,
         virtual_size,
         compat,
         backing_file,
+        extras,
     })
 }
 
@@ -367,7 +408,15 @@ mod tests {
         assert_eq!(info.virtual_size, 1 << 30);
         assert_eq!(info.compat.as_deref(), Some("1.1"));
         assert_eq!(info.backing_file.as_deref(), Some("base.qcow2"));
+        assert!(info.extras.is_empty());
         assert!(parse_info(b"{}").is_err());
+        let with_snapshot =
+            br#"{"virtual-size": 1, "format": "qcow2", "snapshots": [{"name": "s1"}],
+            "format-specific": {"type": "qcow2", "data": {"compat": "1.1", "corrupt": false}}}"#;
+        assert_eq!(
+            parse_info(with_snapshot).unwrap().extras,
+            ["internal snapshots"]
+        );
     }
 
     #[test]

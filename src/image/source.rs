@@ -11,6 +11,7 @@
 use super::cancel::Cancel;
 use super::checksum::{self, Expected, Summer};
 use super::compress::{self, Compression};
+use super::copy;
 use super::download;
 use super::qemu_img::{self, Format, QemuImg};
 use super::size;
@@ -102,7 +103,7 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
     }
     let qemu = QemuImg::new(job.runner);
     let started = Instant::now();
-    let (virtual_size, input_digest) = match job.input {
+    let (virtual_size, input_digest, built) = match job.input {
         None => {
             let bytes = job.size.ok_or_else(|| {
                 Error::Invalid("a size is needed to create an image without an input".into())
@@ -115,25 +116,30 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
                 size::human(virtual_size)
             ));
             finish(job, &qemu, part.path(), virtual_size, None, job.cancel, log)?;
-            (virtual_size, None)
+            (virtual_size, None, None)
         }
         Some(input) => {
             // A local, uncompressed input is hashed on another thread from the start,
             // while it is inspected, converted, resized, checked and synced here.
             let plain = plain_local(input);
-            let ((virtual_size, digest), alongside) =
+            let ((virtual_size, digest, built), alongside) =
                 alongside(plain, job.cancel, log, |cancel, log| {
                     let (staged, digest) = stage(job, input, log)?;
-                    let virtual_size = convert(job, &qemu, &staged, part.path(), cancel, log)?;
-                    Ok((virtual_size, digest))
+                    let (virtual_size, built) =
+                        convert(job, &qemu, staged, part.path(), cancel, log)?;
+                    Ok((virtual_size, digest, built))
                 })?;
-            (virtual_size, digest.or(alongside))
+            (virtual_size, digest.or(alongside), built)
         }
     };
     if job.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    part.persist(output)?;
+    // The image is the work file, or a temporary input kept as it was (see convert).
+    match built {
+        Some(temp) => temp.persist(output)?,
+        None => part.persist(output)?,
+    }
     log(format!(
         "Generated image at: {} ({}, {}) in {:.2} s",
         absolute(output).display(),
@@ -150,9 +156,9 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
 /// The input as a local, uncompressed image file.
 struct Staged {
     path: PathBuf,
-    format: String,
+    info: qemu_img::Info,
     /// A temporary copy (download, decompressed data), removed when dropped.
-    _temp: Option<TempPath>,
+    temp: Option<TempPath>,
 }
 
 /// A local, uncompressed input with a checksum to verify: hashed alongside the rest.
@@ -249,11 +255,9 @@ fn stage(
             }
         }
     };
-    let format = match &input.format {
-        Some(f) => f.clone(),
-        None => qemu.info(&path, None)?.format,
-    };
-    let info = qemu.info(&path, Some(&format))?;
+    // Without a format, qemu-img finds it out (and says which it found).
+    let info = qemu.info(&path, input.format.as_deref())?;
+    let format = info.format.clone();
     if downloaded && info.backing_file.is_some() {
         return Err(Error::Invalid(format!(
             "the downloaded image {} refers to a backing file ({}): refusing to read files of \
@@ -276,14 +280,7 @@ fn stage(
             });
         }
     }
-    Ok((
-        Staged {
-            path,
-            format,
-            _temp: temp,
-        },
-        digest,
-    ))
+    Ok((Staged { path, info, temp }, digest))
 }
 
 /// Verify a digest computed while reading, and log it.
@@ -307,23 +304,62 @@ fn check(
 fn convert(
     job: &Job,
     qemu: &QemuImg,
-    staged: &Staged,
+    mut staged: Staged,
     dst: &Path,
     cancel: &Cancel,
     log: &mut dyn FnMut(String),
-) -> Result<u64> {
+) -> Result<(u64, Option<TempPath>)> {
     let started = Instant::now();
-    qemu.convert(&staged.path, &staged.format, dst, job.format, cancel)?;
-    log(format!(
-        "Converted to {} in {:.2} s",
-        job.format.name(),
-        started.elapsed().as_secs_f64()
-    ));
-    let converted = qemu.info(dst, Some(job.format.name()))?;
-    let virtual_size = resize(job, qemu, dst, converted.virtual_size, log)?;
-    let known = (virtual_size == converted.virtual_size).then_some(converted);
-    finish(job, qemu, dst, virtual_size, known, cancel, log)?;
-    Ok(virtual_size)
+    let done = |what: &str, log: &mut dyn FnMut(String)| {
+        log(format!(
+            "{what} in {:.2} s",
+            started.elapsed().as_secs_f64()
+        ))
+    };
+    // An input that already is what the output must be is not rewritten by qemu-img: a
+    // temporary one (a download, decompressed data) becomes the image, a local one is
+    // copied as it is (then resized and checked like any other).
+    let mut current = staged.info.virtual_size;
+    let kept = match as_is(job, qemu, &staged) {
+        None => {
+            qemu.convert(&staged.path, &staged.info.format, dst, job.format, cancel)?;
+            done(&format!("Converted to {}", job.format.name()), log);
+            // (The output format may round the size differently from the input's.)
+            current = qemu.info(dst, Some(job.format.name()))?.virtual_size;
+            None
+        }
+        Some(why) => match staged.temp.take() {
+            Some(temp) if job.format == Format::Qcow2 => {
+                done(&format!("Kept the input as the image ({why})"), log);
+                Some(temp)
+            }
+            _ => {
+                copy::copy_image(&staged.path, dst, job.format == Format::Raw, cancel)?;
+                done(&format!("Copied the input as it is ({why})"), log);
+                None
+            }
+        },
+    };
+    let target = kept.as_ref().map_or(dst, |t| t.path());
+    let virtual_size = resize(job, qemu, target, current, log)?;
+    finish(job, qemu, target, virtual_size, None, cancel, log)?;
+    Ok((virtual_size, kept))
+}
+
+/// Why the input can be the output as it is, if it can: the same format, nothing but the
+/// guest's data in it (no backing file, snapshots, bitmaps, encryption), and for qcow2
+/// compat 1.1 and no compressed clusters (qemu-img convert would expand those).
+fn as_is(job: &Job, qemu: &QemuImg, staged: &Staged) -> Option<&'static str> {
+    let info = &staged.info;
+    if info.format != job.format.name() || info.backing_file.is_some() || !info.extras.is_empty() {
+        return None;
+    }
+    match job.format {
+        Format::Raw => Some("already raw"),
+        Format::Qcow2 => (info.compat.as_deref() == Some("1.1")
+            && qemu.compressed_clusters(&staged.path) == Some(0))
+        .then_some("already qcow2 compat 1.1, self-contained, uncompressed"),
+    }
 }
 
 /// Run `work` while `hash` (a file and what it must hash to) is hashed on another thread:

@@ -360,6 +360,68 @@ fn missing_input_bad_size_bad_format() {
 }
 
 #[test]
+fn an_input_in_the_output_format_is_copied_others_are_converted() {
+    let g = Gvi::new();
+    let (raw, qcow2) = g.make_input("in", 4);
+    // Self-contained qcow2 compat 1.1 -> qcow2: copied as it is, then resized.
+    let run = g
+        .run(&["single", "copy", "8M", "-i", "in.qcow2", "-v"])
+        .ok();
+    assert!(run.doc()["verbose_messages"]
+        .to_string()
+        .contains("Copied the input as it is"));
+    same_content(&qcow2, &g.path("generated-images/copy.qcow2"));
+    // Raw -> raw: copied with holes where the data is zero (here 6 of 8 MiB, written out).
+    let mut half = std::fs::read(&raw).unwrap()[..2 << 20].to_vec();
+    half.resize(8 << 20, 0);
+    std::fs::write(g.path("half.raw"), &half).unwrap();
+    g.run(&["single", "sparse", "8M", "-i", "half.raw", "-of", "raw"])
+        .ok();
+    let out = g.path("generated-images/sparse.raw");
+    same_content(&g.path("half.raw"), &out);
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&out).unwrap().blocks() * 512;
+    assert!(allocated <= 3 << 20, "{allocated} bytes allocated");
+    // Compressed clusters and internal snapshots are not carried into the output.
+    let packed = g.path("packed.qcow2");
+    tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-c",
+            "-O",
+            "qcow2",
+            path_str(&raw),
+            path_str(&packed),
+        ],
+    );
+    tool("qemu-img", &["snapshot", "-c", "snap1", path_str(&qcow2)]);
+    for (input, name) in [("packed.qcow2", "unpacked"), ("in.qcow2", "nosnap")] {
+        let run = g.run(&["single", name, "8M", "-i", input, "-v"]).ok();
+        assert!(
+            run.doc()["verbose_messages"]
+                .to_string()
+                .contains("Converted to qcow2"),
+            "{input}"
+        );
+        let out = g.path(&format!("generated-images/{name}.qcow2"));
+        same_content(&raw, &out);
+        let check: serde_json::Value = serde_json::from_str(&tool(
+            "qemu-img",
+            &["check", "--output=json", path_str(&out)],
+        ))
+        .unwrap();
+        assert_eq!(
+            check["compressed-clusters"].as_u64().unwrap_or(0),
+            0,
+            "{input}"
+        );
+        let listed = tool("qemu-img", &["snapshot", "-l", path_str(&out)]);
+        assert!(!listed.contains("snap1"), "{input}: {listed}");
+    }
+}
+
+#[test]
 fn a_directory_is_not_an_input() {
     let g = Gvi::new();
     std::fs::create_dir(g.path("dir")).unwrap();
