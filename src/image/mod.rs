@@ -6,6 +6,8 @@
 //! - [`download`]: resumable, atomic HTTP(S) downloads, hashed in the same pass;
 //! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
 //! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
+//! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
+//! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
 //! - [`size`]: sizes parsed exactly as qemu-img parses them;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
 //! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind.

@@ -3,9 +3,11 @@
 //! final name and renamed into place only when complete.
 //!
 //! Every byte of the input is read once where it can be:
-//! - a local image is hashed on one thread while qemu-img converts it on another (wall
-//!   time: the slower of the two; a mismatch stops the conversion);
-//! - a download is hashed as it arrives;
+//! - a local image is hashed on one thread while it is copied (when it already is what
+//!   the output must be) or converted by qemu-img on another (wall time: the slower of the
+//!   two; a mismatch stops the other);
+//! - a download is hashed as it arrives (and, already in the output format, becomes the
+//!   image: nothing is read again);
 //! - a compressed file is hashed as it is decompressed.
 
 use super::cancel::Cancel;
