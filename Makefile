@@ -7,7 +7,7 @@ CARGO     ?= cargo
 VIRT_TYPE ?= qemu
 export VIRT_TYPE
 
-.PHONY: all build host base-image demo test test-unit test-integration test-realvm lint man bench bench-virt-maker
+.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm lint man bench bench-virt-maker bench-gen-vm-image
 
 all: build
 
@@ -23,6 +23,11 @@ host:
 base-image: host
 	scripts/build-base-image.sh >/dev/null
 
+# The base image with cloud-init (NoCloud), for gen-vm-image configure's real-VM tests
+# (cached next to the base image, keyed by both recipes).
+cloudinit-image: base-image
+	scripts/build-cloudinit-image.sh >/dev/null
+
 # Create a VM from the shipped local template and run a command in it over SSH.
 demo: host build base-image
 	scripts/demo.sh
@@ -36,7 +41,7 @@ test-unit:
 test-integration:
 	$(CARGO) test --locked --test integration
 
-test-realvm: host base-image
+test-realvm: host base-image cloudinit-image
 	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
 
 lint:
@@ -56,3 +61,7 @@ bench: host build base-image
 # The step cache's own speed (virt-maker): no-change rebuild and last-step overhead.
 bench-virt-maker: build
 	bench/virt_maker.sh
+
+# gen-vm-image single vs qemu-img convert vs the Python gen-vm-image (bench/run.sh calls it).
+bench-gen-vm-image: host
+	bench/gen_vm_image.py

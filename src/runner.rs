@@ -90,6 +90,94 @@ impl Runner {
         })
     }
 
+    /// Like [`Runner::run`], but the tool is stopped (SIGTERM) as soon as `cancel` returns
+    /// true (checked every 50 ms while it runs); the result is then `Error::Interrupted`.
+    /// Its end is noticed at once, not at the next check.
+    pub fn run_cancellable(
+        &self,
+        tool: &str,
+        args: &[OsString],
+        context: &str,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Output> {
+        let mut child = self
+            .command(tool, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_error(tool, e))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (status, stdout, tail, cancelled) = std::thread::scope(|s| {
+            let out = s.spawn(move || {
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
+                buf
+            });
+            let err = s.spawn(move || self.follow_stderr(stderr));
+            // Wait for the exit without reaping it: until we reap, the PID stays ours, so
+            // a kill can never hit another process.
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                loop {
+                    // SAFETY: siginfo_t is plain data; waitid only writes into it.
+                    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                    let rc = unsafe {
+                        libc::waitid(
+                            libc::P_PID,
+                            pid as libc::id_t,
+                            &mut info,
+                            libc::WEXITED | libc::WNOWAIT,
+                        )
+                    };
+                    if rc == 0
+                        || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+                    {
+                        break;
+                    }
+                }
+                let _ = tx.send(());
+            });
+            let mut cancelled = false;
+            let poll = std::time::Duration::from_millis(50);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(poll) {
+                if !cancelled && cancel() {
+                    cancelled = true;
+                    // SAFETY: the child is not reaped yet, so `pid` is still it.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                    }
+                }
+            }
+            let status = child.wait();
+            (
+                status,
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default(),
+                cancelled,
+            )
+        });
+        let status = status.map_err(|e| spawn_error(tool, e))?;
+        if cancelled {
+            return Err(Error::Interrupted);
+        }
+        if status.success() {
+            return Ok(Output { stdout });
+        }
+        Err(Error::ToolFailed {
+            tool: tool.to_string(),
+            code: status.code().unwrap_or(-1),
+            context: if context.is_empty() {
+                String::new()
+            } else {
+                format!(" ({context})")
+            },
+            stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+        })
+    }
+
     fn follow_stderr(&self, stderr: impl std::io::Read) -> VecDeque<String> {
         let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
         for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
@@ -179,6 +267,36 @@ mod tests {
             .run("printf", &argv(["%s", "a b"]), "")
             .unwrap();
         assert_eq!(out.stdout, b"a b");
+    }
+
+    #[test]
+    fn cancellable_run_is_stopped_and_says_so() {
+        let started = std::time::Instant::now();
+        let fire_at = started + std::time::Duration::from_millis(200);
+        let err = Runner::default()
+            .run_cancellable("sleep", &argv(["30"]), "", &|| {
+                std::time::Instant::now() > fire_at
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Interrupted), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn cancellable_run_reports_like_run() {
+        let never = || false;
+        let out = Runner::default()
+            .run_cancellable("printf", &argv(["%s", "ok"]), "", &never)
+            .unwrap();
+        assert_eq!(out.stdout, b"ok");
+        let err = Runner::default()
+            .run_cancellable("sh", &argv(["-c", "echo why >&2; exit 4"]), "ctx", &never)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exit code 4 (ctx)") && err.contains("why"),
+            "{err}"
+        );
     }
 
     #[test]

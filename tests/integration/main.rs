@@ -8,5 +8,6 @@ mod harness;
 
 mod cli_errors;
 mod config_files;
+mod gen_vm_image;
 mod lifecycle;
 mod virt_maker;

@@ -7,6 +7,7 @@
 #[path = "../common/run.rs"]
 mod run;
 
+mod gen_vm_image;
 mod virt_maker;
 mod world;
 

@@ -1,0 +1,125 @@
+//! Image sources and image files, shared by every front-end that makes a disk image from
+//! something else (gen-vm-image, virt-up templates, a future step cache):
+//!
+//! - [`source`]: the pipeline: a path or URL (optionally compressed) and an expected
+//!   checksum in, a checked qcow2 or raw image out, written atomically;
+//! - [`download`]: resumable, atomic HTTP(S) downloads, hashed in the same pass;
+//! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
+//! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
+//! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
+//! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
+//! - [`size`]: sizes parsed exactly as qemu-img parses them;
+//! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
+//! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind.
+//!
+//! [`Runner`]: crate::runner::Runner
+
+pub mod cancel;
+pub mod checksum;
+pub mod compress;
+pub mod copy;
+pub mod download;
+pub mod qemu_img;
+pub mod size;
+pub mod source;
+pub mod tempfiles;
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong while making an image. Every variant names the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("input image not found: {0}")]
+    NotFound(PathBuf),
+
+    #[error(
+        "unknown checksum type '{name}' (supported: {})",
+        checksum::Algorithm::supported()
+    )]
+    UnknownAlgorithm { name: String },
+
+    #[error("invalid checksum value '{value}': {why}")]
+    InvalidChecksum { value: String, why: String },
+
+    #[error("checksum mismatch for {what}: expected {algorithm} {expected}, computed {actual}")]
+    ChecksumMismatch {
+        what: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("invalid size '{text}': {why}")]
+    InvalidSize { text: String, why: String },
+
+    #[error("download of {url} failed: {message}")]
+    Download { url: String, message: String },
+
+    #[error(
+        "refusing to shrink {what} from {from} to {to} bytes: the data beyond {to} bytes would \
+         be lost (ask for it explicitly: --shrink, or 'shrink: true' in an architecture file)"
+    )]
+    ShrinkRefused { what: String, from: u64, to: u64 },
+
+    #[error("unsupported output format '{0}' (supported: qcow2, raw)")]
+    UnsupportedFormat(String),
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("cannot read the input image {path}: {source}")]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: crate::error::Error,
+    },
+
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: crate::error::Error,
+    },
+
+    #[error("cannot resize {path}: {source}")]
+    Resize {
+        path: PathBuf,
+        #[source]
+        source: crate::error::Error,
+    },
+
+    #[error("check of {path} failed: {details}")]
+    Check { path: PathBuf, details: String },
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attach a path to `std::io::Result`s.
+pub(crate) trait IoAt<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoAt<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
