@@ -11,4 +11,9 @@ fi
 if [ "${BENCH_PEER:-1}" = 1 ]; then
     bench/peer-setup.sh
 fi
+# The step cache (virt-maker) and gen-vm-image figures, each in its own JSON file.
+if [ "${BENCH_ALL:-1}" = 1 ]; then
+    bench/virt_maker.sh
+    bench/gen_vm_image.py
+fi
 exec "$venv/bin/python" bench/bench.py "$@"
