@@ -188,8 +188,14 @@ pub fn now_rfc3339() -> String {
 }
 
 fn format_rfc3339(secs: u64) -> String {
+    let [year, month, day, hour, minute, second] = utc_parts(secs);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of a Unix time, without a date-time
+/// dependency (Howard Hinnant's civil_from_days).
+pub fn utc_parts(secs: u64) -> [u64; 6] {
     let (days, rem) = (secs / 86400, secs % 86400);
-    // Howard Hinnant's civil_from_days.
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -199,12 +205,14 @@ fn format_rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+    [
+        year as u64,
+        month as u64,
+        day as u64,
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
-    )
+        rem % 60,
+    ]
 }
 
 #[cfg(test)]

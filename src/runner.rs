@@ -75,19 +75,7 @@ impl Runner {
         let tail = self.follow_stderr(child.stderr.take().expect("piped stderr"));
         let status = child.wait().map_err(|e| spawn_error(tool, e))?;
         let stdout = reader.join().unwrap_or_default();
-        if status.success() {
-            return Ok(Output { stdout });
-        }
-        Err(Error::ToolFailed {
-            tool: tool.to_string(),
-            code: status.code().unwrap_or(-1),
-            context: if context.is_empty() {
-                String::new()
-            } else {
-                format!(" ({context})")
-            },
-            stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
-        })
+        finish(tool, status, context, stdout, tail)
     }
 
     /// Like [`Runner::run`], but the tool is stopped (SIGTERM) as soon as `cancel` returns
@@ -163,19 +151,7 @@ impl Runner {
         if cancelled {
             return Err(Error::Interrupted);
         }
-        if status.success() {
-            return Ok(Output { stdout });
-        }
-        Err(Error::ToolFailed {
-            tool: tool.to_string(),
-            code: status.code().unwrap_or(-1),
-            context: if context.is_empty() {
-                String::new()
-            } else {
-                format!(" ({context})")
-            },
-            stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
-        })
+        finish(tool, status, context, stdout, tail)
     }
 
     fn follow_stderr(&self, stderr: impl std::io::Read) -> VecDeque<String> {
@@ -192,6 +168,29 @@ impl Runner {
         }
         tail
     }
+}
+
+/// The tool's output, or an error naming it, its exit code and the tail of its stderr.
+fn finish(
+    tool: &str,
+    status: std::process::ExitStatus,
+    context: &str,
+    stdout: Vec<u8>,
+    tail: VecDeque<String>,
+) -> Result<Output> {
+    if status.success() {
+        return Ok(Output { stdout });
+    }
+    Err(Error::ToolFailed {
+        tool: tool.to_string(),
+        code: status.code().unwrap_or(-1),
+        context: if context.is_empty() {
+            String::new()
+        } else {
+            format!(" ({context})")
+        },
+        stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+    })
 }
 
 /// A tool that cannot be started is almost always a missing package.

@@ -27,27 +27,7 @@ fn read_proc(path: &str, key: &str) -> u64 {
 
 /// Local time parts (UTC; the original used local time, this host runs in UTC).
 fn time_parts() -> [u64; 6] {
-    let secs = crate::stepcache::now();
-    let days = secs / 86400;
-    let rem = secs % 86400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    [
-        y as u64,
-        m as u64,
-        d as u64,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    ]
+    crate::records::utc_parts(crate::stepcache::now())
 }
 
 const WORDS: &[&str] = &[
