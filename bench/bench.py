@@ -65,6 +65,8 @@ class VirtUp:
             LIBVIRT_DEFAULT_URI=URI,
         )
         (work / "config" / "templates.d").mkdir(parents=True, exist_ok=True)
+        # As in a login session: libguestfs resolves XDG_RUNTIME_DIR and needs it to exist.
+        (work / "run").mkdir(mode=0o700, exist_ok=True)
         (work / "config" / "settings.cfg").write_text(
             f"[common]\nvirt-type = qemu\nmemory = {MEMORY}\nvcpus = {VCPUS}\n"
             "address-source = lease\nparallel = 4\n"
