@@ -134,7 +134,7 @@ memory = 1024
 vcpus = 2
 graphics = none
 address-source = $ADDRESS_SOURCE
-virt-builder-args = --source file://$PEER_BASE_INDEX --no-check-signature
+virt-builder-args = --source file://$PEER_BASE_INDEX --no-check-signature --no-cache
 # TCG: KVM is advertised but does not work on these machines.
 virt-install-args = --virt-type $VIRT_TYPE --network network=default
 EOF
