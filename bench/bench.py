@@ -244,9 +244,11 @@ def main():
         shutil.rmtree(work)
     vu = VirtUp(work, index)
     for stale in virsh("list", "--all", "--name").stdout.split():
-        if stale.startswith("bench-"):
+        if stale.startswith("bench-") or stale.startswith("TEMPLATE-bench-"):
             virsh("destroy", stale)
             virsh("undefine", stale)
+    for stale in POOL.glob("TEMPLATE-bench-*"):
+        stale.unlink()
     log(f"building template {TEMPLATE}")
     t0 = time.monotonic()
     vu(TEMPLATE, "--no-clone")

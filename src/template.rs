@@ -77,6 +77,15 @@ fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
     let pool_dir = ctx.hv.pool_path(pool)?;
     ctx.hv.check_network(settings.text("network"))?;
     let disk = pool_dir.join(format!("{stem}.{format}"));
+    // A domain or disk of this name that our records do not know belongs to someone else
+    // (another data dir): never overwrite it, clones elsewhere may depend on it.
+    if ctx.hv.is_defined(&stem)? || disk.exists() {
+        return Err(Error::Other(format!(
+            "template {template}: domain or disk '{stem}' exists but is not recorded in {}; it may belong to another virt-up data dir. Remove it (virsh undefine {stem}; rm {}) if it is unused",
+            ctx.paths.data.display(),
+            disk.display()
+        )));
+    }
     // Built under a temporary name and renamed into place only when complete, so a killed
     // build never leaves a disk that looks like a template.
     let partial = pool_dir.join(format!(".{stem}.{format}.part"));

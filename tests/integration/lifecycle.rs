@@ -239,3 +239,13 @@ fn a_failed_template_playbook_leaves_no_template() {
     assert!(env.ls("data/instance").is_empty());
     assert!(!env.read("data/known_hosts").contains("TEMPLATE-deb"));
 }
+
+#[test]
+fn a_template_disk_that_is_not_ours_is_never_overwritten() {
+    let env = TestEnv::new();
+    env.write("pool/TEMPLATE-deb.qcow2", "someone else's");
+    env.run(&["deb", "--no-clone"])
+        .fails(1, "exists but is not recorded");
+    assert_eq!(env.read("pool/TEMPLATE-deb.qcow2"), "someone else's");
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+}
