@@ -13,7 +13,7 @@ PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-syst
 missing_packages() {
   local p
   for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || echo "$p"
   done
 }
 
@@ -53,7 +53,10 @@ ensure_network() {
   if ! $v net-info default >/dev/null 2>&1; then
     $v net-define /usr/share/libvirt/networks/default.xml >/dev/null
   fi
-  $v net-info default | grep -q '^Active:.*yes' || $v net-start default >/dev/null
+  # Capture first: with pipefail, grep -q closing the pipe early would fail the test.
+  local info
+  info=$($v net-info default)
+  grep -q '^Active:.*yes' <<<"$info" || $v net-start default >/dev/null
 }
 
 ensure_pool() {
@@ -62,7 +65,9 @@ ensure_pool() {
   if ! $v pool-info default >/dev/null 2>&1; then
     $v pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
   fi
-  $v pool-info default | grep -q '^State:.*running' || $v pool-start default >/dev/null
+  local info
+  info=$($v pool-info default)
+  grep -q '^State:.*running' <<<"$info" || $v pool-start default >/dev/null
 }
 
 install_packages
