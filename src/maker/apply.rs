@@ -394,18 +394,7 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     let ctx = format!("export {}", step.runner);
     let fmt = step.runner.as_str();
     let compress = s(step, "compress");
-    let mut out = dir.join(s(step, "path").unwrap_or(""));
-    if let Some(c) = compress {
-        let ext = match c {
-            "xz" => ".xz",
-            "gzip" => ".gz",
-            "lz4" => ".lz4",
-            _ => ".zst",
-        };
-        if !out.to_string_lossy().ends_with(ext) {
-            out = PathBuf::from(format!("{}{ext}", out.display()));
-        }
-    }
+    let out = export_path(dir, s(step, "path").unwrap_or(""), compress);
     let parent = out.parent().unwrap_or(Path::new(".")).to_path_buf();
     if !parent.is_dir() {
         if step.args.get("create_dir").and_then(Value::as_bool) == Some(true) {
@@ -484,6 +473,24 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
         host_script("post_script", post, &out)?;
     }
     Ok(out)
+}
+
+/// Where an exporter writes: `path` under the template's directory, with the compressor's
+/// extension added when `path` lacks it.
+pub fn export_path(dir: &Path, path: &str, compress: Option<&str>) -> PathBuf {
+    let out = dir.join(path);
+    let Some(c) = compress else { return out };
+    let ext = match c {
+        "xz" => ".xz",
+        "gzip" => ".gz",
+        "lz4" => ".lz4",
+        _ => ".zst",
+    };
+    if out.to_string_lossy().ends_with(ext) {
+        out
+    } else {
+        PathBuf::from(format!("{}{ext}", out.display()))
+    }
 }
 
 #[cfg(test)]

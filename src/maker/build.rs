@@ -234,18 +234,7 @@ impl Builder<'_> {
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
         let compress = step.args.get("compress").and_then(Value::as_str);
-        let mut out = t.dir.join(step.args.get("path")?.as_str()?);
-        if let Some(c) = compress {
-            let ext = match c {
-                "xz" => ".xz",
-                "gzip" => ".gz",
-                "lz4" => ".lz4",
-                _ => ".zst",
-            };
-            if !out.to_string_lossy().ends_with(ext) {
-                out = PathBuf::from(format!("{}{ext}", out.display()));
-            }
-        }
+        let out = super::apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;
