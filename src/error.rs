@@ -104,6 +104,16 @@ impl Error {
     }
 }
 
+/// The image pipeline's errors already name their object; Ctrl-C stays Ctrl-C.
+impl From<crate::image::Error> for Error {
+    fn from(e: crate::image::Error) -> Self {
+        match e {
+            crate::image::Error::Interrupted => Error::Interrupted,
+            other => Error::Other(other.to_string()),
+        }
+    }
+}
+
 /// Extension to attach a path to `std::io::Result`s.
 pub trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;

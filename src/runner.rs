@@ -88,6 +88,19 @@ impl Runner {
         context: &str,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Output> {
+        self.run_watched(tool, args, context, cancel, &|_| {})
+    }
+
+    /// Like [`Runner::run_cancellable`], and `watch` sees the tool's stdout as it comes
+    /// (progress reports: qemu-img -p), not only at the end.
+    pub fn run_watched(
+        &self,
+        tool: &str,
+        args: &[OsString],
+        context: &str,
+        cancel: &(dyn Fn() -> bool + Sync),
+        watch: &(dyn Fn(&[u8]) + Sync),
+    ) -> Result<Output> {
         let mut child = self
             .command(tool, args)
             .stdin(Stdio::null())
@@ -99,11 +112,7 @@ impl Runner {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (status, stdout, tail, cancelled) = std::thread::scope(|s| {
-            let out = s.spawn(move || {
-                let mut buf = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
-                buf
-            });
+            let out = s.spawn(move || read_watched(stdout, watch));
             let err = s.spawn(move || self.follow_stderr(stderr));
             // Wait for the exit without reaping it: until we reap, the PID stays ours, so
             // a kill can never hit another process.
@@ -168,6 +177,24 @@ impl Runner {
         }
         tail
     }
+}
+
+/// Everything `reader` gives, each piece shown to `watch` as it arrives.
+fn read_watched(mut reader: impl std::io::Read, watch: &dyn Fn(&[u8])) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                watch(&buf[..n]);
+                all.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    all
 }
 
 /// The tool's output, or an error naming it, its exit code and the tail of its stderr.

@@ -160,6 +160,7 @@ pub fn run_plan(plan: &Plan, env: &Env, verbose: &mut Verbose) -> Result<String,
         runner: env.runner,
         cancel: env.cancel,
         progress: env.progress,
+        downloads: None,
     };
     let existed = output.exists();
     let mut log = |m: String| verbose.push(m);

@@ -5,6 +5,7 @@
 
 use super::cancel::Cancel;
 use super::checksum::Mapping;
+use super::progress::Progress;
 use super::{Error, IoAt, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -17,8 +18,15 @@ const BLOCK: usize = 64 << 10;
 const ALIGN: usize = 4096;
 
 /// Copy `src` to a new `dst`; with `sparse`, whole zero blocks become holes. The copy is
-/// fsynced. Returns the number of bytes (the logical size).
-pub fn copy_image(src: &Path, dst: &Path, sparse: bool, cancel: &Cancel) -> Result<u64> {
+/// fsynced. Returns the number of bytes (the logical size). With `progress`, a bar on a
+/// terminal.
+pub fn copy_image(
+    src: &Path,
+    dst: &Path,
+    sparse: bool,
+    cancel: &Cancel,
+    progress: bool,
+) -> Result<u64> {
     let input = File::open(src).at(src)?;
     let len = input.metadata().at(src)?.len();
     let buffered = OpenOptions::new()
@@ -40,6 +48,7 @@ pub fn copy_image(src: &Path, dst: &Path, sparse: bool, cancel: &Cancel) -> Resu
         return Ok(len);
     };
     let data = map.bytes();
+    let bar = Progress::bytes(progress, "Copying", Some(len));
     let write = |offset: usize, bytes: &[u8]| -> Result<()> {
         let aligned = offset.is_multiple_of(ALIGN) && bytes.len().is_multiple_of(ALIGN);
         match (&direct, aligned) {
@@ -81,6 +90,7 @@ pub fn copy_image(src: &Path, dst: &Path, sparse: bool, cancel: &Cancel) -> Resu
             start_writeback(&buffered);
         }
         offset = end;
+        bar.set(offset as u64);
     }
     buffered.set_len(len).at(dst)?;
     buffered.sync_all().at(dst)?;
@@ -114,7 +124,7 @@ mod tests {
         for sparse in [false, true] {
             let dst = dir.path().join(format!("dst-{sparse}"));
             assert_eq!(
-                copy_image(&src, &dst, sparse, &Cancel::new()).unwrap(),
+                copy_image(&src, &dst, sparse, &Cancel::new(), false).unwrap(),
                 n as u64
             );
             assert!(std::fs::read(&dst).unwrap() == content, "sparse={sparse}");
@@ -126,7 +136,10 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         let dst = dir.path().join("empty-copy");
-        assert_eq!(copy_image(&empty, &dst, true, &Cancel::new()).unwrap(), 0);
+        assert_eq!(
+            copy_image(&empty, &dst, true, &Cancel::new(), false).unwrap(),
+            0
+        );
         assert_eq!(std::fs::metadata(&dst).unwrap().len(), 0);
     }
 
@@ -137,7 +150,7 @@ mod tests {
         std::fs::write(&src, vec![1u8; 1 << 20]).unwrap();
         let c = Cancel::new();
         c.cancel();
-        let err = copy_image(&src, &dir.path().join("d"), false, &c).unwrap_err();
+        let err = copy_image(&src, &dir.path().join("d"), false, &c, false).unwrap_err();
         assert!(matches!(err, Error::Interrupted));
     }
 }

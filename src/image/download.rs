@@ -9,11 +9,12 @@
 
 use super::cancel::Cancel;
 use super::checksum::{Expected, Summer};
+use super::progress::Progress;
 use super::tempfiles::{remove_if_exists, NameLock, TempPath};
 use super::{Error, IoAt, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -209,7 +210,8 @@ pub fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
 
     let mut bytes = resume_from;
     if status != 416 {
-        let bar = progress_bar(req.progress, total, resume_from);
+        let bar = Progress::bytes(req.progress, "Downloading", total);
+        bar.set(resume_from);
         let mut body = response.into_body().into_reader();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -234,12 +236,7 @@ pub fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
                 s.update(&buf[..n]);
             }
             bytes += n as u64;
-            if let Some(b) = &bar {
-                b.set_position(bytes);
-            }
-        }
-        if let Some(b) = bar {
-            b.finish_and_clear();
+            bar.set(bytes);
         }
     }
     if let Some(t) = total {
@@ -321,23 +318,6 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
         t => Some(t.parse().ok()?),
     };
     Some((start, total))
-}
-
-fn progress_bar(wanted: bool, total: Option<u64>, at: u64) -> Option<indicatif::ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(t) => indicatif::ProgressBar::new(t),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_position(at);
-    Some(bar)
 }
 
 #[cfg(test)]

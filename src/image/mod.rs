@@ -4,11 +4,13 @@
 //! - [`source`]: the pipeline: a path or URL (optionally compressed) and an expected
 //!   checksum in, a checked qcow2 or raw image out, written atomically;
 //! - [`download`]: resumable, atomic HTTP(S) downloads, hashed in the same pass;
+//! - [`download_cache`]: one download per URL in a directory, shared between processes;
 //! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
 //! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
 //! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
 //! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
 //! - [`size`]: sizes parsed exactly as qemu-img parses them;
+//! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
 //! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind.
 //!
@@ -19,6 +21,8 @@ pub mod checksum;
 pub mod compress;
 pub mod copy;
 pub mod download;
+pub mod download_cache;
+pub mod progress;
 pub mod qemu_img;
 pub mod size;
 pub mod source;

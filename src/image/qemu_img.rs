@@ -3,6 +3,7 @@
 //! except by [`QemuImg::info`] without a format, whose answer the caller then passes on.
 
 use super::cancel::Cancel;
+use super::progress::{self, Progress};
 use super::{Error, Result};
 use crate::runner::{argv, Runner};
 use std::ffi::OsString;
@@ -99,7 +100,7 @@ impl<'a> QemuImg<'a> {
     }
 
     /// Convert `src` (in `src_format`) to a new `dst` in `format`; stopped when `cancel`
-    /// fires (the error is then `Interrupted`).
+    /// fires (the error is then `Interrupted`). With `progress`, a bar on a terminal.
     pub fn convert(
         &self,
         src: &Path,
@@ -107,8 +108,14 @@ impl<'a> QemuImg<'a> {
         dst: &Path,
         format: Format,
         cancel: &Cancel,
+        progress: bool,
     ) -> Result<()> {
         let mut args = argv(["convert", "-f", src_format, "-O", format.name()]);
+        let bar = Progress::percent(progress, "Converting");
+        if bar.is_drawn() {
+            // Reports on stdout, `    (12.34/100%)\r`, read as they come (see watch).
+            args.push("-p".into());
+        }
         args.extend(format.create_options());
         // The output bypasses the page cache (O_DIRECT) where the file system allows it:
         // half the CPU time of a buffered write, which the checksum computed alongside
@@ -135,8 +142,21 @@ impl<'a> QemuImg<'a> {
             }
             cancel.is_cancelled()
         };
+        // The reports since the last complete one (a read may end inside one).
+        let pending = std::sync::Mutex::new(String::new());
+        let watch = |bytes: &[u8]| {
+            if let Ok(mut text) = pending.lock() {
+                text.push_str(&String::from_utf8_lossy(bytes));
+                if let Some(percent) = progress::qemu_img_percent(&text) {
+                    bar.set_percent(percent);
+                }
+                if let Some(end) = text.rfind('\r') {
+                    text.drain(..=end);
+                }
+            }
+        };
         self.runner
-            .run_cancellable("qemu-img", &args, &context, &poll)
+            .run_watched("qemu-img", &args, &context, &poll, &watch)
             .map(|_| ())
             .map_err(|e| match e {
                 crate::error::Error::Interrupted => Error::Interrupted,
@@ -480,7 +500,7 @@ mod tests {
         );
         q.resize(&a, Format::Qcow2, 2 << 20, false).unwrap();
         let b = dir.path().join("b.raw");
-        q.convert(&a, "qcow2", &b, Format::Raw, &Cancel::new())
+        q.convert(&a, "qcow2", &b, Format::Raw, &Cancel::new(), false)
             .unwrap();
         assert_eq!(verify(&q, &b, Format::Raw, 2 << 20, None).unwrap(), "raw");
         assert!(verify(&q, &a, Format::Qcow2, 2 << 20, None)

@@ -15,6 +15,8 @@ use super::checksum::{self, Expected, Summer};
 use super::compress::{self, Compression};
 use super::copy;
 use super::download;
+use super::download_cache;
+use super::progress::Progress;
 use super::qemu_img::{self, Format, QemuImg};
 use super::size;
 use super::tempfiles::{sibling, NameLock, TempPath};
@@ -75,8 +77,12 @@ pub struct Job<'a> {
     pub overwrite: bool,
     pub runner: &'a Runner,
     pub cancel: &'a Cancel,
-    /// Progress bars for downloads (drawn only on a terminal).
+    /// Progress bars for downloads, decompression, copies and conversions (drawn only on
+    /// a terminal).
     pub progress: bool,
+    /// Keep downloads in this [`download_cache`] directory (shared, reused); None: a
+    /// temporary file next to the output, removed when done.
+    pub downloads: Option<&'a Path>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,8 +208,9 @@ fn stage(
                     log(format!("Decompressing {} ({})", path.display(), c.name()));
                     let file = std::fs::File::open(path).at(path)?;
                     checksum::advise_sequential(&file);
+                    let bar = compressed_bar(job, &file);
                     let mut hashing = HashingReader {
-                        inner: file,
+                        inner: bar.reader(file),
                         summer: input.checksum.as_ref().map(Expected::summer),
                     };
                     let decoder = c.decoder(&mut hashing)?;
@@ -217,42 +224,18 @@ fn stage(
             }
         }
         Location::Url(url) => {
-            let dest = sibling(job.output, ".download");
-            let fetched = download::fetch(
-                &download::Request {
-                    url,
-                    dest: &dest,
-                    expected: input.checksum.as_ref(),
-                    cancel: job.cancel,
-                    progress: job.progress,
-                },
-                log,
-            )?;
-            let download = TempPath::adopt(dest);
-            log(format!(
-                "Downloaded {} bytes{}",
-                fetched.bytes,
-                if fetched.resumed_from > 0 {
-                    format!(" (resumed at byte {})", fetched.resumed_from)
-                } else {
-                    String::new()
-                }
-            ));
-            check(input, fetched.digest.as_deref(), url, log)?;
-            match Compression::of_file(download.path())? {
-                Compression::None => (
-                    download.path().to_path_buf(),
-                    Some(download),
-                    fetched.digest,
-                    true,
-                ),
+            let (file, download, digest) = fetch(job, url, input, log)?;
+            check(input, digest.as_deref(), url, log)?;
+            match Compression::of_file(&file)? {
+                Compression::None => (file, download, digest, true),
                 c => {
                     let t = TempPath::fresh(unpacked)?;
                     log(format!("Decompressing the download ({})", c.name()));
-                    let file = std::fs::File::open(download.path()).at(download.path())?;
-                    compress::write_sparse(c.decoder(file)?, t.path(), job.cancel)?;
+                    let f = std::fs::File::open(&file).at(&file)?;
+                    let bar = compressed_bar(job, &f);
+                    compress::write_sparse(c.decoder(bar.reader(f))?, t.path(), job.cancel)?;
                     drop(download);
-                    (t.path().to_path_buf(), Some(t), fetched.digest, true)
+                    (t.path().to_path_buf(), Some(t), digest, true)
                 }
             }
         }
@@ -283,6 +266,55 @@ fn stage(
         }
     }
     Ok((Staged { path, info, temp }, digest))
+}
+
+/// Download `url` (hashed as it arrives): into the job's download cache, or to a temporary
+/// file next to the output (removed when dropped). The digest is the input's checksum.
+fn fetch(
+    job: &Job,
+    url: &str,
+    input: &Input,
+    log: &mut dyn FnMut(String),
+) -> Result<(PathBuf, Option<TempPath>, Option<String>)> {
+    if let Some(dir) = job.downloads {
+        let c = download_cache::fetch(
+            dir,
+            url,
+            input.checksum.as_ref(),
+            job.cancel,
+            job.progress,
+            log,
+        )?;
+        return Ok((c.path, None, c.digest));
+    }
+    let dest = sibling(job.output, ".download");
+    let fetched = download::fetch(
+        &download::Request {
+            url,
+            dest: &dest,
+            expected: input.checksum.as_ref(),
+            cancel: job.cancel,
+            progress: job.progress,
+        },
+        log,
+    )?;
+    log(format!(
+        "Downloaded {} bytes{}",
+        fetched.bytes,
+        if fetched.resumed_from > 0 {
+            format!(" (resumed at byte {})", fetched.resumed_from)
+        } else {
+            String::new()
+        }
+    ));
+    Ok((dest.clone(), Some(TempPath::adopt(dest)), fetched.digest))
+}
+
+/// A bar over the compressed file as the decoder reads it (the decompressed size is not
+/// known until the end).
+fn compressed_bar(job: &Job, file: &std::fs::File) -> Progress {
+    let len = file.metadata().map(|m| m.len()).ok();
+    Progress::bytes(job.progress, "Decompressing", len)
 }
 
 /// Verify a digest computed while reading, and log it.
@@ -324,7 +356,14 @@ fn convert(
     let mut current = staged.info.virtual_size;
     let kept = match as_is(job, qemu, &staged) {
         None => {
-            qemu.convert(&staged.path, &staged.info.format, dst, job.format, cancel)?;
+            qemu.convert(
+                &staged.path,
+                &staged.info.format,
+                dst,
+                job.format,
+                cancel,
+                job.progress,
+            )?;
             done(&format!("Converted to {}", job.format.name()), log);
             // (The output format may round the size differently from the input's.)
             current = qemu.info(dst, Some(job.format.name()))?.virtual_size;
@@ -336,7 +375,13 @@ fn convert(
                 Some(temp)
             }
             _ => {
-                copy::copy_image(&staged.path, dst, job.format == Format::Raw, cancel)?;
+                copy::copy_image(
+                    &staged.path,
+                    dst,
+                    job.format == Format::Raw,
+                    cancel,
+                    job.progress,
+                )?;
                 done(&format!("Copied the input as it is ({why})"), log);
                 None
             }

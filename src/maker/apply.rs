@@ -12,6 +12,9 @@
 use super::template::Step;
 use crate::error::{Error, IoContext, Result};
 use crate::identity::SecretFiles;
+use crate::image::cancel::Cancel;
+use crate::image::qemu_img::Format;
+use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
 use serde_json::Value;
 use std::ffi::OsString;
@@ -284,14 +287,6 @@ fn run_to_file(
     })
 }
 
-/// The decompressor for a file name's suffix.
-pub fn decompressor(name: &str) -> Option<&'static str> {
-    [(".xz", "xz"), (".gz", "gzip"), (".zst", "zstd")]
-        .into_iter()
-        .find(|(ext, _)| name.ends_with(ext))
-        .map(|(_, tool)| tool)
-}
-
 /// Build the first layer (`image`, not yet existing) from the importer.
 pub fn import(
     step: &Step,
@@ -331,61 +326,52 @@ pub fn import(
             a.extend(argv(list(step, "args")));
             r.run("virt-builder", &a, &ctx).map(|_| ())
         }
-        "download" => {
-            let url = s(step, "url").unwrap_or("");
-            let local = super::fetch::fetch(url, dir, downloads, runner)?;
-            if let Some(sum) = s(step, "checksum") {
-                super::fetch::verify(&local, sum)?;
-            }
-            let name = local
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let src_tmp = image.with_extension("src");
-            let source = match decompressor(&name) {
-                Some(tool) => {
-                    run_to_file(
-                        runner,
-                        tool,
-                        &argv(["-dc".as_ref(), local.as_os_str()]),
-                        &src_tmp,
-                        &ctx,
-                    )?;
-                    src_tmp.clone()
-                }
-                None => local,
-            };
-            let result = runner.run(
-                "qemu-img",
-                &argv([
-                    "convert".as_ref(),
-                    "-q".as_ref(),
-                    "-O".as_ref(),
-                    "qcow2".as_ref(),
-                    source.as_os_str(),
-                    image.as_os_str(),
-                ]),
-                &ctx,
-            );
-            let _ = crate::fsutil::remove_if_exists(&src_tmp);
-            result?;
-            if let Some(size) = s(step, "resize") {
-                runner.run(
-                    "qemu-img",
-                    &argv([
-                        "resize".as_ref(),
-                        "-q".as_ref(),
-                        image.as_os_str(),
-                        size.as_ref(),
-                    ]),
-                    &ctx,
-                )?;
-            }
-            Ok(())
-        }
+        "download" => download(step, dir, image, runner, downloads),
         other => Err(Error::Other(format!("'{other}' is not an importer"))),
     }
+}
+
+/// The `download` importer: the image pipeline gen-vm-image uses (download into the
+/// shared cache hashed as it arrives, or a local file hashed while it is converted;
+/// decompression by magic number; qemu-img convert to qcow2; resize; check), written to
+/// the layer file.
+fn download(
+    step: &Step,
+    dir: &Path,
+    image: &Path,
+    runner: &Runner,
+    downloads: &Path,
+) -> Result<()> {
+    let input = Input {
+        location: super::fetch::location(s(step, "url").unwrap_or(""), dir),
+        format: None,
+        checksum: s(step, "checksum")
+            .map(super::fetch::checksum)
+            .transpose()?,
+    };
+    let size = s(step, "resize")
+        .map(crate::image::size::parse)
+        .transpose()?;
+    let job = Job {
+        input: Some(&input),
+        output: image,
+        format: Format::Qcow2,
+        size,
+        shrink: false,
+        overwrite: true,
+        runner,
+        cancel: &Cancel::new(),
+        progress: true,
+        downloads: Some(downloads),
+    };
+    // The pipeline's step messages are what -v shows, like the tools' own output.
+    let mut log = |m: String| {
+        if runner.show_output {
+            eprintln!("{m}");
+        }
+    };
+    crate::image::source::make(&job, &mut log)?;
+    Ok(())
 }
 
 /// Write the final layer to the exporter's file: pre_script, convert (or sparsify),
@@ -531,14 +517,6 @@ mod tests {
             [PathBuf::from("/abs/f")]
         );
         assert!(input_files(&step("run", json!({"script": "x"})), dir).is_empty());
-    }
-
-    #[test]
-    fn decompressors_by_suffix() {
-        assert_eq!(decompressor("a.raw.xz"), Some("xz"));
-        assert_eq!(decompressor("a.qcow2.gz"), Some("gzip"));
-        assert_eq!(decompressor("a.img.zst"), Some("zstd"));
-        assert_eq!(decompressor("a.qcow2"), None);
     }
 
     #[test]

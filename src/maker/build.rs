@@ -116,11 +116,16 @@ impl Builder<'_> {
             if step.runner == "download" && !step.args.contains_key("checksum") {
                 // No checksum: the downloaded content itself is the key's input.
                 let url = step.args.get("url").and_then(Value::as_str).unwrap_or("");
-                files.push(super::fetch::fetch(
+                let mut log = |m: String| {
+                    if self.runner.show_output {
+                        eprintln!("{m}");
+                    }
+                };
+                files.push(super::fetch::local_file(
                     url,
                     &t.dir,
                     &self.downloads(),
-                    &self.runner,
+                    &mut log,
                 )?);
             }
             let args = Value::Object(step.args.clone());

@@ -5,6 +5,7 @@
 mod run;
 
 mod harness;
+mod http;
 
 mod cli_errors;
 mod config_files;

@@ -379,3 +379,135 @@ fn before_and_after_templates_are_built_in_order_once() {
         .collect();
     assert_eq!(images, ["base-os", "main-os", "post-os"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// The download importer from a URL (the loopback server of http.rs)
+
+/// A 2 MiB raw image with data in every block, served at `disk.raw`; its sha256.
+fn serve_disk(server: &crate::http::Server) -> (Vec<u8>, String) {
+    let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    use sha2::Digest;
+    let sum = sha2::Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    server.put("disk.raw", data.clone(), "\"v1\"");
+    (data, sum)
+}
+
+fn download_template(env: &TestEnv, name: &str, url: &str, sum: &str, resize: &str) -> String {
+    env.write(
+        &format!("t/{name}.yml"),
+        &format!(
+            "spec:\n  import:\n    download:\n      url: {url}\n      checksum: sha256:{sum}\n      resize: {resize}\n"
+        ),
+    );
+    env.path(&format!("t/{name}.yml")).display().to_string()
+}
+
+/// The downloads directory's complete files (work files and notes aside).
+fn downloaded(env: &TestEnv) -> Vec<String> {
+    env.ls("cache/downloads")
+        .into_iter()
+        .filter(|n| !n.ends_with(".sums"))
+        .collect()
+}
+
+#[test]
+fn a_url_is_downloaded_once_verified_and_reused_by_another_template() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (data, sum) = serve_disk(&server);
+    let url = server.url("disk.raw");
+    let a = download_template(&env, "a", &url, &sum, "4M");
+    env.maker(&["build", "-f", &a]).ok();
+    let files = downloaded(&env);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("-disk.raw"), "{files:?}");
+    assert_eq!(
+        std::fs::read(env.path("cache/downloads").join(&files[0])).unwrap(),
+        data
+    );
+    // Another layer from the same URL (another size): the cached file, no request.
+    let b = download_template(&env, "b", &url, &sum, "8M");
+    env.maker(&["build", "-f", &b]).ok();
+    assert_eq!(server.log().len(), 1, "{:?}", server.log());
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 2, "{}", usage.stdout);
+}
+
+#[test]
+fn a_wrong_checksum_names_url_and_sums_and_leaves_no_file_and_no_layer() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (_, sum) = serve_disk(&server);
+    let url = server.url("disk.raw");
+    let wrong = "0".repeat(64);
+    let t = download_template(&env, "t", &url, &wrong, "4M");
+    env.maker(&["build", "-f", &t])
+        .fails(1, &format!("checksum mismatch for {url}"))
+        .fails(1, &format!("expected sha256 {wrong}"))
+        .fails(1, &format!("computed {sum}"));
+    assert!(
+        env.ls("cache/downloads").is_empty(),
+        "{:?}",
+        env.ls("cache/downloads")
+    );
+    assert!(
+        env.ls("cache/layers").is_empty(),
+        "{:?}",
+        env.ls("cache/layers")
+    );
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (data, sum) = serve_disk(&server);
+    let cut = 700_000;
+    server.state.lock().unwrap().cut_next_after = Some(cut);
+    let t = download_template(&env, "t", &server.url("disk.raw"), &sum, "4M");
+    env.maker(&["build", "-f", &t]).fails(1, "resume");
+    assert!(downloaded(&env).iter().any(|f| f.ends_with(".part")));
+    assert!(env.ls("cache/layers").is_empty());
+    env.maker(&["build", "-f", &t]).ok();
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range.as_deref(), Some(&*format!("bytes={cut}-")));
+    assert_eq!(log[1].status, 206);
+    // Each byte crossed the network once.
+    assert_eq!(log[0].body_bytes + log[1].body_bytes, data.len());
+    assert_eq!(downloaded(&env).len(), 1, "{:?}", downloaded(&env));
+}
+
+#[test]
+fn concurrent_builds_needing_one_url_download_it_once() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (_, sum) = serve_disk(&server);
+    // Slowly, so the second build asks while the first is downloading.
+    server.state.lock().unwrap().trickle = true;
+    let url = server.url("disk.raw");
+    // Two sizes: two layers, so the step cache's own lock does not serialise them.
+    let files = [
+        download_template(&env, "a", &url, &sum, "4M"),
+        download_template(&env, "b", &url, &sum, "8M"),
+    ];
+    let mut children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            env.command_of(env!("CARGO_BIN_EXE_virt-maker"), &["build", "-f", f])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    let log = server.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(downloaded(&env).len(), 1, "{:?}", downloaded(&env));
+}
