@@ -203,6 +203,22 @@ fn one_runner(file: &Path, location: &str, v: &Value, role: Role) -> Result<Step
     })
 }
 
+/// The download importer's values that would otherwise fail only after the download.
+fn check_download(file: &Path, step: &Step) -> Result<()> {
+    if step.runner != "download" {
+        return Ok(());
+    }
+    let at = |key: &str| format!("import (download): key '{key}'");
+    let arg = |key: &str| step.args.get(key).and_then(Value::as_str);
+    if let Some(c) = arg("checksum") {
+        super::fetch::checksum(c).map_err(|e| err(file, at("checksum"), e.to_string()))?;
+    }
+    if let Some(r) = arg("resize") {
+        crate::image::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
+    }
+    Ok(())
+}
+
 impl Template {
     /// Load, merge, render and validate a template file.
     pub fn load(file: &Path, overrides: &[(String, Value)], cache_dir: &Path) -> Result<Template> {
@@ -267,6 +283,7 @@ impl Template {
             .get("import")
             .ok_or_else(|| err(file, "spec", "'import' is required (exactly one importer)"))?;
         let import = one_runner(file, "import", &render("import", import)?, Role::Importer)?;
+        check_download(file, &import)?;
         let mut raw_steps = vec![];
         if let Some(s) = spec.get("steps") {
             flatten(s, &mut raw_steps);

@@ -511,3 +511,41 @@ fn concurrent_builds_needing_one_url_download_it_once() {
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(downloaded(&env).len(), 1, "{:?}", downloaded(&env));
 }
+
+#[test]
+fn a_malformed_checksum_or_size_is_a_template_error_before_any_download() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (_, sum) = serve_disk(&server);
+    let url = server.url("disk.raw");
+    let t = download_template(&env, "t", &url, "00", "4M");
+    env.maker(&["build", "-f", &t])
+        .fails(2, "import (download): key 'checksum'")
+        .fails(2, "64 hex digits");
+    let t = download_template(&env, "t", &url, &sum, "4 GB");
+    env.maker(&["build", "-f", &t])
+        .fails(2, "import (download): key 'resize'");
+    assert!(server.log().is_empty(), "{:?}", server.log());
+}
+
+#[test]
+fn a_url_without_a_checksum_is_downloaded_once_for_its_key_and_its_import() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (data, _) = serve_disk(&server);
+    env.write(
+        "t/t.yml",
+        &format!(
+            "spec:\n  import:\n    download: {}\n",
+            server.url("disk.raw")
+        ),
+    );
+    let t = env.path("t/t.yml").display().to_string();
+    env.maker(&["build", "-f", &t]).ok();
+    let log = server.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].body_bytes, data.len());
+    let again = env.maker(&["build", "-f", &t]).ok();
+    assert!(again.stdout.contains("(cached)"), "{}", again.stdout);
+    assert_eq!(server.log().len(), 1);
+}
