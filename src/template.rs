@@ -235,17 +235,15 @@ fn build_customized(
         out: &out,
     };
     let built = builder.build(&spec, &Default::default())?;
-    runner.run(
-        "qemu-img",
-        &argv([
-            "convert".as_ref(),
-            "-q".as_ref(),
-            "-O".as_ref(),
-            settings.text("image-format").as_ref(),
-            built.layer.as_os_str(),
-            output.as_os_str(),
-        ]),
-        "copying the customized image",
+    let format = crate::image::qemu_img::Format::parse(settings.text("image-format"))?;
+    // Layers are qcow2; a bar on a terminal for this long copy.
+    crate::image::qemu_img::QemuImg::new(&runner).convert(
+        &built.layer,
+        "qcow2",
+        output,
+        format,
+        &crate::image::cancel::Cancel::new(),
+        true,
     )?;
     let files = SecretFiles::new()?;
     // --format must come before -a.

@@ -13,7 +13,7 @@ use super::template::Step;
 use crate::error::{Error, IoContext, Result};
 use crate::identity::SecretFiles;
 use crate::image::cancel::Cancel;
-use crate::image::qemu_img::Format;
+use crate::image::qemu_img::{Format, QemuImg};
 use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
 use serde_json::Value;
@@ -424,17 +424,14 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
                 &ctx,
             )?;
         } else {
-            runner.run(
-                "qemu-img",
-                &argv([
-                    "convert".as_ref(),
-                    "-q".as_ref(),
-                    "-O".as_ref(),
-                    fmt.as_ref(),
-                    layer.as_os_str(),
-                    target.as_os_str(),
-                ]),
-                &ctx,
+            // Layers are qcow2; a bar on a terminal for this long copy.
+            QemuImg::new(runner).convert(
+                layer,
+                "qcow2",
+                target,
+                Format::parse(fmt)?,
+                &Cancel::new(),
+                true,
             )?;
         }
         if let Some(c) = compress {
