@@ -309,6 +309,27 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_run_shows_stdout_as_it_comes_and_still_returns_it() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        // The first report is seen while the tool still runs: it waits (10 s at most) for
+        // a file only the watcher creates, and says "done" only if it came.
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let script = format!(
+            "printf ' (1.00/100%%)\\r'; i=0; while [ ! -e '{0}' ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; [ -e '{0}' ] && printf done",
+            go.display()
+        );
+        let out = Runner::default()
+            .run_watched("sh", &argv(["-c", &script]), "", &|| false, &|b| {
+                seen.lock().unwrap().extend_from_slice(b);
+                let _ = std::fs::write(&go, b"");
+            })
+            .unwrap();
+        assert_eq!(out.stdout, b" (1.00/100%)\rdone");
+        assert_eq!(*seen.lock().unwrap(), out.stdout);
+    }
+
+    #[test]
     fn cancellable_run_reports_like_run() {
         let never = || false;
         let out = Runner::default()

@@ -75,11 +75,8 @@ fn agent() -> ureq::Agent {
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .timeout_per_read(Some(Duration::from_secs(60)))
-        .user_agent(concat!(
-            "gen-vm-image/",
-            env!("CARGO_PKG_VERSION"),
-            " (virt-up)"
-        ))
+        // One downloader for gen-vm-image, virt-maker and virt-up: the package's name.
+        .user_agent(concat!("virt-up/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
 }
