@@ -7,7 +7,7 @@
 //!   the output must be) or converted by qemu-img on another (wall time: the slower of the
 //!   two; a mismatch stops the other);
 //! - a download is hashed as it arrives (and, already in the output format, becomes the
-//!   image: nothing is read again);
+//!   image: nothing is read again; one kept in a download cache is copied instead);
 //! - a compressed file is hashed as it is decompressed.
 
 use super::cancel::Cancel;
