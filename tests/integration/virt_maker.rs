@@ -549,3 +549,32 @@ fn a_url_without_a_checksum_is_downloaded_once_for_its_key_and_its_import() {
     assert!(again.stdout.contains("(cached)"), "{}", again.stdout);
     assert_eq!(server.log().len(), 1);
 }
+
+#[test]
+fn a_cached_download_that_does_not_match_a_new_checksum_is_downloaded_again() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let (_, sum) = serve_disk(&server);
+    let url = server.url("disk.raw");
+    let t = download_template(&env, "t", &url, &sum, "4M");
+    env.maker(&["build", "-f", &t]).ok();
+    // A new version on the server, and the template updated to its checksum.
+    let new: Vec<u8> = vec![7u8; 1 << 20];
+    use sha2::Digest;
+    let new_sum: String = sha2::Sha256::digest(&new)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    server.put("disk.raw", new.clone(), "\"v2\"");
+    let t = download_template(&env, "t", &url, &new_sum, "4M");
+    env.maker(&["build", "-f", &t]).ok();
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!((log[1].status, log[1].body_bytes), (200, new.len()));
+    let files = downloaded(&env);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        std::fs::read(env.path("cache/downloads").join(&files[0])).unwrap(),
+        new
+    );
+}
