@@ -58,24 +58,7 @@ impl Runner {
     /// Run `tool` to completion; stdout is captured, stderr is kept for the error message
     /// (and shown live when `show_output`).
     pub fn run(&self, tool: &str, args: &[OsString], context: &str) -> Result<Output> {
-        let mut child = self
-            .command(tool, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| spawn_error(tool, e))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        // Read stdout on a thread so a chatty tool cannot dead-lock on a full pipe.
-        let reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
-            buf
-        });
-        let tail = self.follow_stderr(child.stderr.take().expect("piped stderr"));
-        let status = child.wait().map_err(|e| spawn_error(tool, e))?;
-        let stdout = reader.join().unwrap_or_default();
-        finish(tool, status, context, stdout, tail)
+        self.run_watched(tool, args, context, &|| false, &|_| {})
     }
 
     /// Like [`Runner::run`], but the tool is stopped (SIGTERM) as soon as `cancel` returns

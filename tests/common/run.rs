@@ -41,4 +41,21 @@ impl Run {
         );
         self
     }
+
+    /// gen-vm-image's JSON document: on stdout on success, on stderr on failure (as the
+    /// original tool).
+    #[track_caller]
+    pub fn doc(&self) -> serde_json::Value {
+        let text = if self.code == 0 {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        serde_json::from_str(text).unwrap_or_else(|e| {
+            panic!(
+                "no JSON document ({e}); code {}\nstdout:\n{}\nstderr:\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
 }

@@ -16,28 +16,17 @@ struct Gvi {
     env: Vec<(String, String)>,
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// gen-vm-image's result: its JSON document must agree with its exit code.
+struct Run(crate::run::Run);
+
+impl std::ops::Deref for Run {
+    type Target = crate::run::Run;
+    fn deref(&self) -> &crate::run::Run {
+        &self.0
+    }
 }
 
 impl Run {
-    /// The JSON document: on stdout on success, on stderr on failure (as the original).
-    fn doc(&self) -> serde_json::Value {
-        let text = if self.code == 0 {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
-        serde_json::from_str(text).unwrap_or_else(|e| {
-            panic!(
-                "no JSON document ({e}); code {}\nstdout:\n{}\nstderr:\n{}",
-                self.code, self.stdout, self.stderr
-            )
-        })
-    }
-
     #[track_caller]
     fn ok(self) -> Run {
         assert_eq!(
@@ -103,12 +92,7 @@ impl Gvi {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run(crate::run::Run::from(self.command(args).output().unwrap()))
     }
 
     /// Every file in a directory, hidden ones too, sorted.

@@ -3,30 +3,13 @@
 //! result boots and has the file the user-data wrote; an image without cloud-init fails
 //! with a clear error instead of hanging. Domains are named vut-gvi-* and removed.
 
+use crate::run::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use virt_up::domain_xml::{Disk, DomainSpec};
 
 const URI: &str = "qemu:///system";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn doc(&self) -> serde_json::Value {
-        let text = if self.code == 0 {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
-        serde_json::from_str(text)
-            .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
-    }
-}
 
 fn gvi(args: &[&str]) -> Run {
     eprintln!("realvm: gen-vm-image {}", args.join(" "));
@@ -36,11 +19,7 @@ fn gvi(args: &[&str]) -> Run {
         .env_remove("LIBVIRT_DEFAULT_URI")
         .output()
         .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     eprintln!(
         "realvm: ... return code {} after {:.1} s",
         run.code,
