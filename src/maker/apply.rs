@@ -149,16 +149,8 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         "ssh_keygen" => vc.extend(argv(["--run-command", "ssh-keygen -A"])),
         "selinux" => vc.extend(argv(["--selinux-relabel"])),
         "grub_append" => {
-            let a = files.write("grub-append", s(step, "args").unwrap_or(""), 0o644)?;
-            let script = files.write("grub-append.sh", GRUB_APPEND, 0o755)?;
-            vc.extend(argv([
-                "--mkdir".to_string(),
-                "/var/lib/virt-maker".to_string(),
-                "--upload".to_string(),
-                format!("{}:/var/lib/virt-maker/grub-append", a.display()),
-                "--run".to_string(),
-                script.display().to_string(),
-            ]));
+            let args = s(step, "args").unwrap_or("");
+            vc.extend(upload_and_run(&files, "grub-append", args, GRUB_APPEND)?);
         }
         "copy" => {
             let dest = s(step, "dest").unwrap_or("");
@@ -181,16 +173,8 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                 vc.extend(argv(["--chmod".to_string(), format!("{mode}:{dest}")]));
             }
             if let Some(owner) = s(step, "chown") {
-                let f = files.write("chown", &format!("{owner}\n{dest}\n"), 0o644)?;
-                let script = files.write("chown.sh", CHOWN, 0o755)?;
-                vc.extend(argv([
-                    "--mkdir".to_string(),
-                    "/var/lib/virt-maker".to_string(),
-                    "--upload".to_string(),
-                    format!("{}:/var/lib/virt-maker/chown", f.display()),
-                    "--run".to_string(),
-                    script.display().to_string(),
-                ]));
+                let data = format!("{owner}\n{dest}\n");
+                vc.extend(upload_and_run(&files, "chown", &data, CHOWN)?);
             }
         }
         "inject_virtio_win" => {
@@ -474,6 +458,26 @@ pub fn export_path(dir: &Path, path: &str, compress: Option<&str>) -> PathBuf {
     } else {
         PathBuf::from(format!("{}{ext}", out.display()))
     }
+}
+
+/// virt-customize operations that hand `data` to `script` through a file in the guest
+/// (/var/lib/virt-maker/<name>): user values reach the script as data, never as shell text.
+fn upload_and_run(
+    files: &SecretFiles,
+    name: &str,
+    data: &str,
+    script: &str,
+) -> Result<Vec<OsString>> {
+    let data_file = files.write(name, data, 0o644)?;
+    let script_file = files.write(&format!("{name}.sh"), script, 0o755)?;
+    Ok(argv([
+        "--mkdir".to_string(),
+        "/var/lib/virt-maker".to_string(),
+        "--upload".to_string(),
+        format!("{}:/var/lib/virt-maker/{name}", data_file.display()),
+        "--run".to_string(),
+        script_file.display().to_string(),
+    ]))
 }
 
 #[cfg(test)]

@@ -239,10 +239,8 @@ impl Cache {
 
     /// Every complete layer's manifest, sorted by key.
     pub fn layers(&self) -> Result<Vec<Manifest>> {
-        let dir = self.dir.join("layers");
         let mut out = vec![];
-        for entry in std::fs::read_dir(&dir).at(&dir)? {
-            let name = entry.at(&dir)?.file_name().to_string_lossy().into_owned();
+        for (_, name) in named_entries(&self.dir.join("layers"))? {
             if let Some(key) = name.strip_suffix(".qcow2") {
                 if !name.starts_with('.') {
                     if let Some(m) = self.lookup(key)? {
@@ -410,14 +408,7 @@ impl Cache {
     /// Temporary layer files whose builder is gone (its build lock is free), and lock
     /// files of layers that do not exist and that nobody holds.
     fn remove_stale_temporaries(&self) -> Result<()> {
-        let locks = self.dir.join("locks");
-        for entry in std::fs::read_dir(&locks).at(&locks)? {
-            let path = entry.at(&locks)?.path();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+        for (path, name) in named_entries(&self.dir.join("locks"))? {
             if let Some((key, what)) = name.rsplit_once('.') {
                 if !self.layer_path(key).exists() {
                     let file = open_lock(&path)?;
@@ -427,14 +418,7 @@ impl Cache {
                 }
             }
         }
-        let dir = self.dir.join("layers");
-        for entry in std::fs::read_dir(&dir).at(&dir)? {
-            let path = entry.at(&dir)?.path();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+        for (path, name) in named_entries(&self.dir.join("layers"))? {
             if let Some(rest) = name.strip_prefix('.').filter(|_| name.ends_with(".tmp")) {
                 let key = rest.split('.').next().unwrap_or("");
                 if !self.is_locked(key, "build")? {
@@ -444,6 +428,17 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// The entries of `dir` with their file names (lossy: ours are ASCII).
+fn named_entries(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        out.push((entry.path(), name));
+    }
+    Ok(out)
 }
 
 /// The pure part of garbage collection: which layers go, in order.
