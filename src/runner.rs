@@ -22,6 +22,9 @@ pub fn package_of(tool: &str) -> &'static str {
         "ssh" | "sftp" | "ssh-keyscan" | "ssh-keygen" => "openssh-client",
         "ansible" | "ansible-playbook" => "ansible",
         "virt-install" => "virtinst",
+        "debootstrap" => "debootstrap",
+        "tar" => "tar",
+        "chroot" => "coreutils",
         _ => "unknown",
     }
 }
@@ -88,17 +91,42 @@ impl Runner {
         context: &str,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Output> {
+        self.run_cancellable_with_input(tool, args, None, context, cancel)
+    }
+
+    /// Like [`Runner::run_cancellable`], with `input` written to the tool's stdin (a
+    /// script for guestfish: user values never pass through a shell).
+    pub fn run_cancellable_with_input(
+        &self,
+        tool: &str,
+        args: &[OsString],
+        input: Option<&[u8]>,
+        context: &str,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Output> {
         let mut child = self
             .command(tool, args)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(tool, e))?;
         let pid = child.id();
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (status, stdout, tail, cancelled) = std::thread::scope(|s| {
+            if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
+                // On a thread: a tool that writes before it reads all its input must not
+                // dead-lock against us. Dropping the pipe is the tool's end of input.
+                s.spawn(move || {
+                    let _ = std::io::Write::write_all(&mut pipe, bytes);
+                });
+            }
             let out = s.spawn(move || {
                 let mut buf = Vec::new();
                 let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
@@ -296,6 +324,15 @@ mod tests {
             err.contains("exit code 4 (ctx)") && err.contains("why"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn input_reaches_the_tools_stdin() {
+        let never = || false;
+        let out = Runner::default()
+            .run_cancellable_with_input("cat", &[], Some(b"script\n"), "", &never)
+            .unwrap();
+        assert_eq!(out.stdout, b"script\n");
     }
 
     #[test]

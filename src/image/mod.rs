@@ -10,7 +10,8 @@
 //! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
 //! - [`size`]: sizes parsed exactly as qemu-img parses them;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
-//! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind.
+//! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind;
+//! - [`debootstrap`]: a bootable Debian disk from Debian packages (no prebuilt image).
 //!
 //! [`Runner`]: crate::runner::Runner
 
@@ -18,6 +19,7 @@ pub mod cancel;
 pub mod checksum;
 pub mod compress;
 pub mod copy;
+pub mod debootstrap;
 pub mod download;
 pub mod qemu_img;
 pub mod size;

@@ -12,6 +12,7 @@
 use super::template::Step;
 use crate::error::{Error, IoContext, Result};
 use crate::identity::SecretFiles;
+use crate::image::debootstrap;
 use crate::runner::{argv, Runner};
 use serde_json::Value;
 use std::ffi::OsString;
@@ -292,16 +293,50 @@ pub fn decompressor(name: &str) -> Option<&'static str> {
         .map(|(_, tool)| tool)
 }
 
-/// Build the first layer (`image`, not yet existing) from the importer.
+/// The debootstrap importer's recipe: its arguments with their defaults, the mirror
+/// resolved from the host's apt sources when not given. Layers are qcow2.
+pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
+    debootstrap::Recipe::new(
+        s(step, "suite").unwrap_or(debootstrap::DEFAULT_SUITE),
+        s(step, "mirror"),
+        &list(step, "packages"),
+        s(step, "size").unwrap_or(debootstrap::DEFAULT_SIZE),
+        debootstrap::Format::Qcow2,
+        Path::new(debootstrap::HOST_APT_DIR),
+    )
+}
+
+/// What a step's layer key covers besides its parent and host files: its arguments, and
+/// for a debootstrap import also the recipe's version and the resolved mirror (the same
+/// arguments on a host with another mirror make another disk).
+pub fn key_args(step: &Step) -> Result<Value> {
+    let args = Value::Object(step.args.clone());
+    if step.runner != "debootstrap" {
+        return Ok(args);
+    }
+    let recipe = debootstrap_recipe(step)?;
+    Ok(serde_json::json!({"args": args, "recipe": recipe.key()}))
+}
+
+/// Build the first layer (`image`, not yet existing) from the importer. `cache` is the
+/// step cache's directory (downloads and .debs are kept there); `progress` gets a line
+/// per phase of a long import.
 pub fn import(
     step: &Step,
     dir: &Path,
     image: &Path,
     runner: &Runner,
-    downloads: &Path,
+    cache: &Path,
+    progress: &dyn Fn(&str),
 ) -> Result<()> {
     let ctx = format!("import {}", step.runner);
+    let downloads = cache.join("downloads");
     match step.runner.as_str() {
+        "debootstrap" => {
+            let recipe = debootstrap_recipe(step)?;
+            let dirs = debootstrap::Dirs::under(cache);
+            debootstrap::build(&recipe, image, &dirs, runner, progress)
+        }
         "virt-builder" => {
             let mut a: Vec<OsString> = argv([s(step, "image").unwrap_or("")]);
             a.extend(argv([
@@ -333,7 +368,7 @@ pub fn import(
         }
         "download" => {
             let url = s(step, "url").unwrap_or("");
-            let local = super::fetch::fetch(url, dir, downloads, runner)?;
+            let local = super::fetch::fetch(url, dir, &downloads, runner)?;
             if let Some(sum) = s(step, "checksum") {
                 super::fetch::verify(&local, sum)?;
             }
