@@ -306,16 +306,15 @@ pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
     )
 }
 
-/// What a step's layer key covers besides its parent and host files: its arguments, and
-/// for a debootstrap import also the recipe's version and the resolved mirror (the same
-/// arguments on a host with another mirror make another disk).
+/// What a step's layer key covers besides its parent and host files: its arguments; for
+/// a debootstrap import, its resolved recipe instead: every argument with its default
+/// filled in and normalized, the resolved mirror (the same template on a host with
+/// another mirror makes another disk) and the recipe's version.
 pub fn key_args(step: &Step) -> Result<Value> {
-    let args = Value::Object(step.args.clone());
-    if step.runner != "debootstrap" {
-        return Ok(args);
+    if step.runner == "debootstrap" {
+        return Ok(debootstrap_recipe(step)?.key());
     }
-    let recipe = debootstrap_recipe(step)?;
-    Ok(serde_json::json!({"args": args, "recipe": recipe.key()}))
+    Ok(Value::Object(step.args.clone()))
 }
 
 /// Build the first layer (`image`, not yet existing) from the importer. `cache` is the

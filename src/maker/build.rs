@@ -261,7 +261,11 @@ impl Builder<'_> {
     }
 }
 
-/// A runner that failed while building (exit code 1, unlike an invalid template's 2).
+/// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
+/// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
+    if matches!(e, Error::Interrupted) {
+        return e;
+    }
     Error::Other(format!("{}: {location}: {e}", file.display()))
 }

@@ -8,6 +8,7 @@ mod harness;
 
 mod cli_errors;
 mod config_files;
+mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
 mod virt_maker;
