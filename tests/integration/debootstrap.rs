@@ -181,3 +181,35 @@ fn the_importer_is_listed_with_its_schema_and_commands() {
         assert!(section.contains(needle), "{needle:?} in\n{section}");
     }
 }
+
+#[test]
+fn the_shipped_local_template_builds_from_its_yml_installed_or_copied_by_init() {
+    // The shipped template uses the host's apt mirror: nothing to test without one.
+    let apt = std::path::Path::new(virt_up::image::debootstrap::HOST_APT_DIR);
+    if virt_up::image::debootstrap::host_mirror(apt, "bookworm").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    // The shipped files as installed in /etc/virt-up.
+    let init = env
+        .command(&["--init"])
+        .env("VIRTUP_CONFIG_HOME", env.path("system"))
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    assert!(env.path("system/templates.d/debian-12-local.yml").is_file());
+    let out = env.run(&["debian-12-local", "--no-clone"]).ok();
+    assert!(out.stderr.contains("debian-12-local.yml"), "{}", out.stderr);
+    assert_eq!(env.tool_runs("debootstrap"), 1);
+    assert!(env
+        .ls("pool")
+        .contains(&"TEMPLATE-debian-12-local.qcow2".to_string()));
+
+    // A user's --init copy is resolved next to the user's local.cfg; the import is the
+    // same, so it comes from the cache.
+    std::fs::remove_file(env.path("system/templates.d/debian-12-local.yml")).unwrap();
+    env.run(&["--init", "--force"]).ok();
+    let again = env.run(&["debian-12-local", "--no-clone", "--force"]).ok();
+    assert!(again.stderr.contains("(cached)"), "{}", again.stderr);
+    assert_eq!(env.tool_runs("debootstrap"), 1);
+}
