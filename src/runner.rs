@@ -38,6 +38,17 @@ pub struct Runner {
     pub debug: bool,
 }
 
+/// How a cancellable run treats the tool's input and standard output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Io<'a> {
+    /// Written to the tool's stdin (a script for guestfish: user values never pass
+    /// through a shell).
+    pub input: Option<&'a [u8]>,
+    /// The tool's stdout is its log (debootstrap writes progress and errors there): it is
+    /// shown and kept for the error message like stderr, not captured.
+    pub stdout_is_log: bool,
+}
+
 /// The captured result of a successful run.
 #[derive(Debug)]
 pub struct Output {
@@ -91,19 +102,23 @@ impl Runner {
         context: &str,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Output> {
-        self.run_cancellable_with_input(tool, args, None, context, cancel)
+        self.run_cancellable_io(tool, args, Io::default(), context, cancel)
     }
 
-    /// Like [`Runner::run_cancellable`], with `input` written to the tool's stdin (a
-    /// script for guestfish: user values never pass through a shell).
-    pub fn run_cancellable_with_input(
+    /// Like [`Runner::run_cancellable`], with the tool's input and standard output as
+    /// `io` says.
+    pub fn run_cancellable_io(
         &self,
         tool: &str,
         args: &[OsString],
-        input: Option<&[u8]>,
+        io: Io,
         context: &str,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Output> {
+        let Io {
+            input,
+            stdout_is_log,
+        } = io;
         let mut child = self
             .command(tool, args)
             .stdin(if input.is_some() {
@@ -129,8 +144,11 @@ impl Runner {
             }
             let out = s.spawn(move || {
                 let mut buf = Vec::new();
+                if stdout_is_log {
+                    return (buf, self.follow_stderr(stdout));
+                }
                 let _ = std::io::Read::read_to_end(&mut BufReader::new(stdout), &mut buf);
-                buf
+                (buf, VecDeque::new())
             });
             let err = s.spawn(move || self.follow_stderr(stderr));
             // Wait for the exit without reaping it: until we reap, the PID stays ours, so
@@ -168,12 +186,12 @@ impl Runner {
                 }
             }
             let status = child.wait();
-            (
-                status,
-                out.join().unwrap_or_default(),
-                err.join().unwrap_or_default(),
-                cancelled,
-            )
+            let (stdout, mut tail) = out.join().unwrap_or_default();
+            tail.extend(err.join().unwrap_or_default());
+            while tail.len() > STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            (status, stdout, tail, cancelled)
         });
         let status = status.map_err(|e| spawn_error(tool, e))?;
         if cancelled {
@@ -330,9 +348,36 @@ mod tests {
     fn input_reaches_the_tools_stdin() {
         let never = || false;
         let out = Runner::default()
-            .run_cancellable_with_input("cat", &[], Some(b"script\n"), "", &never)
+            .run_cancellable_io(
+                "cat",
+                &[],
+                Io {
+                    input: Some(b"script\n"),
+                    ..Io::default()
+                },
+                "",
+                &never,
+            )
             .unwrap();
         assert_eq!(out.stdout, b"script\n");
+    }
+
+    #[test]
+    fn a_tool_logging_to_stdout_has_its_errors_in_the_message() {
+        let never = || false;
+        let io = Io {
+            stdout_is_log: true,
+            ..Io::default()
+        };
+        let args = argv(["-c", "echo 'E: no such package' ; echo warn >&2; exit 1"]);
+        let err = Runner::default()
+            .run_cancellable_io("sh", &args, io, "", &never)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("E: no such package") && err.contains("warn"),
+            "{err}"
+        );
     }
 
     #[test]

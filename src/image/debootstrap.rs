@@ -22,7 +22,7 @@ pub use apt_sources::host_mirror;
 
 use crate::error::{Error, Result};
 use crate::image::cancel::{interrupted, InterruptScope};
-use crate::runner::{argv, Runner};
+use crate::runner::{argv, Io, Runner};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -337,10 +337,16 @@ fn run_debootstrap(recipe: &Recipe, root: &Path, debs: &Path, runner: &Runner) -
     ]);
     args.push(root.as_os_str().to_owned());
     args.push(recipe.mirror.clone().into());
+    // debootstrap writes its progress and its errors ("E: ...") to stdout.
+    let io = Io {
+        input: None,
+        stdout_is_log: true,
+    };
     runner
-        .run_cancellable(
+        .run_cancellable_io(
             "debootstrap",
             &args,
+            io,
             &format!("debootstrap {} from {}", recipe.suite, recipe.mirror),
             &interrupted,
         )

@@ -110,6 +110,14 @@ fn an_import_is_built_once_then_cached_and_its_key_covers_the_arguments() {
 fn a_failed_import_leaves_no_layer_and_no_work_tree() {
     let mut env = TestEnv::new();
     env.write("t/d.yml", &spec(&format!("      mirror: {MIRROR}\n")));
+    env.set(
+        "FAKE_DEBOOTSTRAP_FAIL",
+        "Couldn't find these debs: nosuchpkg",
+    );
+    build(&env, "t/d.yml")
+        .fails(1, "debootstrap failed")
+        .fails(1, "E: Couldn't find these debs: nosuchpkg");
+    env.set("FAKE_DEBOOTSTRAP_FAIL", "");
     env.set("FAKE_GUESTFISH_FAIL", "no space left on device");
     build(&env, "t/d.yml")
         .fails(1, "import (debootstrap)")

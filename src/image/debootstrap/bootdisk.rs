@@ -4,7 +4,7 @@
 use super::Format;
 use crate::error::{Error, IoContext, Result};
 use crate::image::cancel::interrupted;
-use crate::runner::{argv, Runner};
+use crate::runner::{argv, Io, Runner};
 use std::path::Path;
 
 pub struct Disk<'a> {
@@ -20,10 +20,14 @@ pub fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) -> Result
     let grub_cfg = work.join("grub.cfg");
     let mbr = work.join("mbr");
     let script = script(disk, tarball, &grub_cfg, &mbr)?;
-    runner.run_cancellable_with_input(
+    let io = Io {
+        input: Some(script.as_bytes()),
+        stdout_is_log: false,
+    };
+    runner.run_cancellable_io(
         "guestfish",
         &argv(["--no-progress-bars"]),
-        Some(script.as_bytes()),
+        io,
         &format!("making the disk {}", disk.path.display()),
         &interrupted,
     )?;
