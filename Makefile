@@ -18,9 +18,10 @@ build:
 host:
 	scripts/host-setup.sh
 
-# A minimal Debian 12 image from Debian's packages, served as a local virt-builder
-# repository under /var/cache/virt-up-base (cached, keyed by the recipe).
-base-image: host
+# A minimal Debian 12 image from Debian's packages (virt-maker's debootstrap importer),
+# served as a local virt-builder repository under /var/cache/virt-up-base (cached, keyed
+# by the recipe), for the real-VM tests and the benchmark.
+base-image: host build
 	scripts/build-base-image.sh >/dev/null
 
 # The base image with cloud-init (NoCloud), for gen-vm-image configure's real-VM tests
@@ -28,8 +29,9 @@ base-image: host
 cloudinit-image: base-image
 	scripts/build-cloudinit-image.sh >/dev/null
 
-# Create a VM from the shipped local template and run a command in it over SSH.
-demo: host build base-image
+# Create a VM from the shipped local template and run a command in it over SSH. The
+# template's disk is made from Debian's packages by debootstrap (no prebuilt image).
+demo: host build
 	scripts/demo.sh
 
 # All three tiers: unit, integration (libvirt test driver + fake tools), real VMs.

@@ -22,6 +22,9 @@ pub fn package_of(tool: &str) -> &'static str {
         "ssh" | "sftp" | "ssh-keyscan" | "ssh-keygen" => "openssh-client",
         "ansible" | "ansible-playbook" => "ansible",
         "virt-install" => "virtinst",
+        "debootstrap" => "debootstrap",
+        "tar" => "tar",
+        "chroot" => "coreutils",
         _ => "unknown",
     }
 }
@@ -33,6 +36,17 @@ pub struct Runner {
     /// Forward the tool's stderr to ours while it runs (progress of long builds).
     pub show_output: bool,
     pub debug: bool,
+}
+
+/// How a cancellable run treats the tool's input and standard output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Io<'a> {
+    /// Written to the tool's stdin (a script for guestfish: user values never pass
+    /// through a shell).
+    pub input: Option<&'a [u8]>,
+    /// The tool's stdout is its log (debootstrap writes progress and errors there): it is
+    /// shown and kept for the error message like stderr, not captured.
+    pub stdout_is_log: bool,
 }
 
 /// The captured result of a successful run.
@@ -71,7 +85,20 @@ impl Runner {
         context: &str,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Output> {
-        self.run_watched(tool, args, context, cancel, &|_| {})
+        self.run_cancellable_io(tool, args, Io::default(), context, cancel)
+    }
+
+    /// Like [`Runner::run_cancellable`], with the tool's input and standard output as
+    /// `io` says.
+    pub fn run_cancellable_io(
+        &self,
+        tool: &str,
+        args: &[OsString],
+        io: Io,
+        context: &str,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Output> {
+        self.run_full(tool, args, io, context, cancel, &|_| {})
     }
 
     /// Like [`Runner::run_cancellable`], and `watch` sees the tool's stdout as it comes
@@ -84,18 +111,53 @@ impl Runner {
         cancel: &(dyn Fn() -> bool + Sync),
         watch: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<Output> {
+        self.run_full(tool, args, Io::default(), context, cancel, watch)
+    }
+
+    /// The one loop every run goes through: spawn, feed `io.input`, follow stdout and
+    /// stderr, stop the tool when `cancel` says so, turn a failure into an error.
+    fn run_full(
+        &self,
+        tool: &str,
+        args: &[OsString],
+        io: Io,
+        context: &str,
+        cancel: &(dyn Fn() -> bool + Sync),
+        watch: &(dyn Fn(&[u8]) + Sync),
+    ) -> Result<Output> {
+        let Io {
+            input,
+            stdout_is_log,
+        } = io;
         let mut child = self
             .command(tool, args)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(tool, e))?;
         let pid = child.id();
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (status, stdout, tail, cancelled) = std::thread::scope(|s| {
-            let out = s.spawn(move || read_watched(stdout, watch));
+            if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
+                // On a thread: a tool that writes before it reads all its input must not
+                // dead-lock against us. Dropping the pipe is the tool's end of input.
+                s.spawn(move || {
+                    let _ = std::io::Write::write_all(&mut pipe, bytes);
+                });
+            }
+            let out = s.spawn(move || {
+                if stdout_is_log {
+                    return (Vec::new(), self.follow_stderr(stdout));
+                }
+                (read_watched(stdout, watch), VecDeque::new())
+            });
             let err = s.spawn(move || self.follow_stderr(stderr));
             // Wait for the exit without reaping it: until we reap, the PID stays ours, so
             // a kill can never hit another process.
@@ -132,12 +194,12 @@ impl Runner {
                 }
             }
             let status = child.wait();
-            (
-                status,
-                out.join().unwrap_or_default(),
-                err.join().unwrap_or_default(),
-                cancelled,
-            )
+            let (stdout, mut tail) = out.join().unwrap_or_default();
+            tail.extend(err.join().unwrap_or_default());
+            while tail.len() > STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            (status, stdout, tail, cancelled)
         });
         let status = status.map_err(|e| spawn_error(tool, e))?;
         if cancelled {
@@ -325,6 +387,42 @@ mod tests {
             .to_string();
         assert!(
             err.contains("exit code 4 (ctx)") && err.contains("why"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn input_reaches_the_tools_stdin() {
+        let never = || false;
+        let out = Runner::default()
+            .run_cancellable_io(
+                "cat",
+                &[],
+                Io {
+                    input: Some(b"script\n"),
+                    ..Io::default()
+                },
+                "",
+                &never,
+            )
+            .unwrap();
+        assert_eq!(out.stdout, b"script\n");
+    }
+
+    #[test]
+    fn a_tool_logging_to_stdout_has_its_errors_in_the_message() {
+        let never = || false;
+        let io = Io {
+            stdout_is_log: true,
+            ..Io::default()
+        };
+        let args = argv(["-c", "echo 'E: no such package' ; echo warn >&2; exit 1"]);
+        let err = Runner::default()
+            .run_cancellable_io("sh", &args, io, "", &never)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("E: no such package") && err.contains("warn"),
             "{err}"
         );
     }

@@ -11,6 +11,11 @@ pub const FILES: &[(&str, &str)] = &[
         "templates.d/local.cfg",
         include_str!("../etc/virt-up/templates.d/local.cfg"),
     ),
+    // local.cfg's `customize`, resolved next to it (in /etc/virt-up or an --init copy).
+    (
+        "templates.d/debian-12-local.yml",
+        include_str!("../etc/virt-up/templates.d/debian-12-local.yml"),
+    ),
     (
         "playbooks/hello.yml",
         include_str!("../playbooks/hello.yml"),
@@ -60,5 +65,24 @@ mod tests {
         ] {
             c.resolve(name).unwrap();
         }
+    }
+
+    #[test]
+    fn the_local_template_is_a_debootstrap_import_next_to_its_cfg() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in FILES {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let mut c = Config::default();
+        let cfg = dir.path().join("templates.d/local.cfg");
+        c.add_text(&cfg, FILES[2].1, true).unwrap();
+        let s = c.resolve("debian-12-local").unwrap();
+        let spec = s.get("customize").unwrap();
+        let file = crate::maker::render::resolve(cfg.parent().unwrap(), spec);
+        let t = crate::maker::template::Template::load(&file, &[], dir.path()).unwrap();
+        assert_eq!(t.import.runner, "debootstrap");
+        assert_eq!(t.import.args["suite"], "bookworm");
     }
 }

@@ -35,6 +35,38 @@ pub fn install_interrupt_handler() {
     }
 }
 
+/// The interrupt handler for as long as this guard lives, then the dispositions from
+/// before it. For library code that must clean up after a Ctrl-C (unmount, remove a work
+/// tree) in a front-end that otherwise lets the signal kill it at once.
+pub struct InterruptScope {
+    old: [(libc::c_int, libc::sigaction); 2],
+}
+
+impl InterruptScope {
+    pub fn enter() -> InterruptScope {
+        // SAFETY: sigaction only reads and writes these plain structs.
+        let save = |sig| unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old);
+            (sig, old)
+        };
+        let old = [save(libc::SIGINT), save(libc::SIGTERM)];
+        install_interrupt_handler();
+        InterruptScope { old }
+    }
+}
+
+impl Drop for InterruptScope {
+    fn drop(&mut self) {
+        for (sig, old) in &self.old {
+            // SAFETY: restores a disposition sigaction returned.
+            unsafe {
+                libc::sigaction(*sig, old, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// True once SIGINT or SIGTERM arrived (with the handler installed).
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)

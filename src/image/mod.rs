@@ -12,7 +12,8 @@
 //! - [`size`]: sizes parsed exactly as qemu-img parses them;
 //! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
-//! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind.
+//! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind;
+//! - [`debootstrap`]: a bootable Debian disk from Debian packages (no prebuilt image).
 //!
 //! [`Runner`]: crate::runner::Runner
 
@@ -20,6 +21,7 @@ pub mod cancel;
 pub mod checksum;
 pub mod compress;
 pub mod copy;
+pub mod debootstrap;
 pub mod download;
 pub mod download_cache;
 pub mod progress;

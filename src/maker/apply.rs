@@ -13,6 +13,7 @@ use super::template::Step;
 use crate::error::{Error, IoContext, Result};
 use crate::identity::SecretFiles;
 use crate::image::cancel::Cancel;
+use crate::image::debootstrap;
 use crate::image::qemu_img::{Format, QemuImg};
 use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
@@ -271,16 +272,49 @@ fn run_to_file(
     })
 }
 
-/// Build the first layer (`image`, not yet existing) from the importer.
+/// The debootstrap importer's recipe: its arguments with their defaults, the mirror
+/// resolved from the host's apt sources when not given. Layers are qcow2.
+pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
+    debootstrap::Recipe::new(
+        s(step, "suite").unwrap_or(debootstrap::DEFAULT_SUITE),
+        s(step, "mirror"),
+        &list(step, "packages"),
+        s(step, "size").unwrap_or(debootstrap::DEFAULT_SIZE),
+        debootstrap::Format::Qcow2,
+        Path::new(debootstrap::HOST_APT_DIR),
+    )
+}
+
+/// What a step's layer key covers besides its parent and host files: its arguments; for
+/// a debootstrap import, its resolved recipe instead: every argument with its default
+/// filled in and normalized, the resolved mirror (the same template on a host with
+/// another mirror makes another disk) and the recipe's version.
+pub fn key_args(step: &Step) -> Result<Value> {
+    if step.runner == "debootstrap" {
+        return Ok(debootstrap_recipe(step)?.key());
+    }
+    Ok(Value::Object(step.args.clone()))
+}
+
+/// Build the first layer (`image`, not yet existing) from the importer. `cache` is the
+/// step cache's directory (downloads and .debs are kept there); `progress` gets a line
+/// per phase of a long import.
 pub fn import(
     step: &Step,
     dir: &Path,
     image: &Path,
     runner: &Runner,
-    downloads: &Path,
+    cache: &Path,
+    progress: &dyn Fn(&str),
 ) -> Result<()> {
     let ctx = format!("import {}", step.runner);
+    let downloads = cache.join("downloads");
     match step.runner.as_str() {
+        "debootstrap" => {
+            let recipe = debootstrap_recipe(step)?;
+            let dirs = debootstrap::Dirs::under(cache);
+            debootstrap::build(&recipe, image, &dirs, runner, progress)
+        }
         "virt-builder" => {
             let mut a: Vec<OsString> = argv([s(step, "image").unwrap_or("")]);
             a.extend(argv([
@@ -310,7 +344,7 @@ pub fn import(
             a.extend(argv(list(step, "args")));
             r.run("virt-builder", &a, &ctx).map(|_| ())
         }
-        "download" => download(step, dir, image, runner, downloads),
+        "download" => download(step, dir, image, runner, &downloads),
         other => Err(Error::Other(format!("'{other}' is not an importer"))),
     }
 }

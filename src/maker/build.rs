@@ -128,18 +128,19 @@ impl Builder<'_> {
                     &mut log,
                 )?);
             }
-            let args = Value::Object(step.args.clone());
+            let template_error = |e: Error| Error::Template {
+                file: t.file.clone(),
+                location: format!("{}: ", step.location),
+                message: e.to_string(),
+            };
+            let args = apply::key_args(step).map_err(template_error)?;
             let key = layer_key(&KeyInput {
                 parent: parent.as_deref(),
                 kind: &step.runner,
                 args: &args,
                 files: &files,
             })
-            .map_err(|e| Error::Template {
-                file: t.file.clone(),
-                location: format!("{}: ", step.location),
-                message: e.to_string(),
-            })?;
+            .map_err(template_error)?;
             out.push((step, key.clone(), parent.replace(key)));
         }
         Ok(out)
@@ -183,7 +184,8 @@ impl Builder<'_> {
                 &self.runner,
                 |tmp| {
                     if step.location == "import" {
-                        apply::import(step, &t.dir, tmp, &self.runner, &self.downloads())
+                        let progress = |msg: &str| self.line(tag, &display, msg);
+                        apply::import(step, &t.dir, tmp, &self.runner, self.cache.dir(), &progress)
                     } else {
                         apply::apply_step(step, &t.dir, tmp, &self.runner)
                     }
@@ -264,7 +266,11 @@ impl Builder<'_> {
     }
 }
 
-/// A runner that failed while building (exit code 1, unlike an invalid template's 2).
+/// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
+/// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
+    if matches!(e, Error::Interrupted) {
+        return e;
+    }
     Error::Other(format!("{}: {location}: {e}", file.display()))
 }

@@ -131,6 +131,14 @@ pub const RUNNERS: &[RunnerDef] = &[
         doc: "Start from a qcow2 or raw image file or URL.",
         example: "import:\n  download:\n    url: https://example.org/debian-12.qcow2\n    checksum: sha256:0123...",
         commands: &["qemu-img"], unsupported: None },
+    RunnerDef { name: "debootstrap", role: Role::Importer, primary: Some("suite"),
+        args: &[a("suite", Ty::Str, false, "Debian suite (default bookworm)."),
+                a("mirror", Ty::Str, false, "http(s):// or file:/// Debian mirror (default: the one the host's apt uses for the suite)."),
+                a("packages", Ty::Words, false, "Packages installed besides the base set (kernel, GRUB, systemd, SSH, guest agent, sudo, python3)."),
+                a("size", Ty::Str, false, "Disk size (default 2G, at least 1G).")],
+        doc: "Make a bootable Debian disk from Debian packages (debootstrap; no prebuilt image; needs root).",
+        example: "import:\n  debootstrap:\n    suite: bookworm\n    mirror: http://deb.debian.org/debian\n    packages: [vim, curl]\n    size: 4G",
+        commands: &["debootstrap", "chroot", "tar", "guestfish"], unsupported: None },
     RunnerDef { name: "isoboot", role: Role::Importer, primary: None, args: &[],
         doc: "Install from an ISO.", example: "", commands: &[],
         unsupported: Some("the isoboot importer is not supported by virt-up's virt-maker; import with virt-builder or download instead") },
@@ -277,6 +285,7 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
             "content".into(),
             "'copy' needs exactly one of 'content' or 'src'".into(),
         )),
+        "debootstrap" => check_debootstrap(&map).map(|_| map),
         "qcow2" | "raw" => {
             if let Some(c) = map.get("compress").and_then(Value::as_str) {
                 if !["xz", "gzip", "lz4", "zstd"].contains(&c) {
@@ -290,6 +299,31 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
         }
         _ => Ok(map),
     }
+}
+
+/// The debootstrap importer's values are checked before anything runs: they reach
+/// debootstrap's command line and the image's sources.list.
+fn check_debootstrap(map: &Map<String, Value>) -> Result<(), (String, String)> {
+    use crate::image::debootstrap as d;
+    let str_of = |k: &str| map.get(k).and_then(Value::as_str);
+    fn at(k: &'static str) -> impl Fn(String) -> (String, String) {
+        move |msg| (k.to_string(), msg)
+    }
+    if let Some(s) = str_of("suite") {
+        d::check_suite(s).map_err(at("suite"))?;
+    }
+    if let Some(m) = str_of("mirror") {
+        d::check_mirror(m).map_err(at("mirror"))?;
+    }
+    let packages = map.get("packages").and_then(Value::as_array);
+    for (i, p) in packages.into_iter().flatten().enumerate() {
+        let p = p.as_str().unwrap_or("");
+        d::check_package(p).map_err(|e| (format!("packages[{i}]"), e))?;
+    }
+    if let Some(s) = str_of("size") {
+        d::check_size(s).map_err(at("size"))?;
+    }
+    Ok(())
 }
 
 fn short(v: &Value) -> String {

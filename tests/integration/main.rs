@@ -9,6 +9,7 @@ mod http;
 
 mod cli_errors;
 mod config_files;
+mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
 mod virt_maker;
