@@ -192,11 +192,14 @@ fn the_importer_is_listed_with_its_schema_and_commands() {
 
 #[test]
 fn the_shipped_local_template_builds_from_its_yml_installed_or_copied_by_init() {
-    // The shipped template uses the host's apt mirror: nothing to test without one.
+    // The shipped template uses the host's apt mirror: without one this test cannot run,
+    // and says so rather than passing.
     let apt = std::path::Path::new(virt_up::image::debootstrap::HOST_APT_DIR);
-    if virt_up::image::debootstrap::host_mirror(apt, "bookworm").is_none() {
-        return;
-    }
+    assert!(
+        virt_up::image::debootstrap::host_mirror(apt, "bookworm").is_some(),
+        "this test needs a bookworm mirror in the host's apt sources ({})",
+        apt.display()
+    );
     let env = TestEnv::new();
     // The shipped files as installed in /etc/virt-up.
     let init = env
