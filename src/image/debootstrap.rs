@@ -29,7 +29,7 @@ use std::time::Instant;
 /// Part of every cache key of a debootstrap import. Bump it whenever the recipe changes
 /// (packages, files written, guestfish script): old layers then miss instead of standing
 /// in for a disk this code would no longer make.
-pub const RECIPE_VERSION: &str = "virt-up-debootstrap-v1";
+pub const RECIPE_VERSION: &str = "virt-up-debootstrap-v2";
 
 pub const DEFAULT_SUITE: &str = "bookworm";
 pub const DEFAULT_SIZE: &str = "2G";

@@ -230,7 +230,10 @@ mod tests {
 
     #[test]
     fn a_tree_is_removed_with_its_mounts() {
-        assert!(is_root(), "this test mounts a tmpfs: run the unit tests as root");
+        assert!(
+            is_root(),
+            "this test mounts a tmpfs: run the unit tests as root"
+        );
         let root = tempfile::tempdir().unwrap();
         let work = WorkDir::create(root.path()).unwrap();
         let proc_dir = work.path().join("rootfs/proc");
@@ -246,7 +249,10 @@ mod tests {
 
     #[test]
     fn removal_never_crosses_into_another_file_system() {
-        assert!(is_root(), "this test mounts a tmpfs: run the unit tests as root");
+        assert!(
+            is_root(),
+            "this test mounts a tmpfs: run the unit tests as root"
+        );
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("t");
         let other = dir.join("bound");
