@@ -14,7 +14,10 @@ mkdir -p "$VIRTUP_CONFIG_HOME"
 printf '[common]\nvirt-type = %s\nmemory = 1024\nvcpus = 2\n' "${VIRT_TYPE:-kvm}" \
     > "$VIRTUP_CONFIG_HOME/settings.cfg"
 
-if ! "$bin" --list --json | grep -q "\"name\": \"$name\""; then
+# Listed first, searched after: `grep -q` at the end of a pipe can stop early and, under
+# pipefail, fail the whole pipe when the lister then gets SIGPIPE.
+listed=$("$bin" --list --json)
+if ! grep -q "\"name\": \"$name\"" <<<"$listed"; then
     "$bin" "$name" --template debian-12-local
 fi
 echo "--- $name says:"
