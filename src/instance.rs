@@ -119,6 +119,7 @@ fn reserve(
         inventory: !opts.no_inventory,
         cloned: Some(true),
         from: Some(template.disk.clone()),
+        definition: None,
     };
     ctx.store.save(name, &record)?;
     Ok(record)

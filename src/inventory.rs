@@ -191,6 +191,7 @@ mod tests {
             inventory: true,
             cloned: Some(true),
             from: None,
+            definition: None,
         }
     }
 

@@ -69,6 +69,10 @@ pub struct Record {
     /// The template disk a clone is backed by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<PathBuf>,
+    /// Templates: the fingerprint of the settings their disk was built from (see
+    /// `template::definition`), so a changed definition is noticed when it is reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 impl Record {

@@ -42,6 +42,7 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
     let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
     if !force {
         if let Some(record) = built(ctx, template)? {
+            warn_if_redefined(ctx, template, settings, &record);
             return Ok(record);
         }
     }
@@ -57,6 +58,50 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
     }
     remove(ctx, template)?;
     build(ctx, template, settings)
+}
+
+/// The settings that decide what a template's disk holds (instance settings such as
+/// memory or network do not), with the content of its `customize` file.
+const DEFINING_KEYS: &[&str] = &[
+    "os-version",
+    "virt-builder-source",
+    "virt-builder-fingerprint",
+    "virt-builder-args",
+    "size",
+    "image-format",
+    "arch",
+    "username",
+    "customize",
+    "template-playbook",
+];
+
+/// A fingerprint of what the template is built from: its defining settings and the
+/// content of its customize file (files that file names are the step cache's business).
+pub fn definition(settings: &Settings) -> String {
+    let mut text = String::new();
+    for key in DEFINING_KEYS {
+        text.push_str(&format!("{key}={}\n", settings.get(key).unwrap_or("")));
+    }
+    if let Some(path) = customize_path(settings) {
+        text.push_str(&String::from_utf8_lossy(
+            &std::fs::read(path).unwrap_or_default(),
+        ));
+    }
+    crate::stepcache::key::sha256_hex(&text)
+}
+
+/// A built template is reused as it is (clones may depend on it); say so when its
+/// definition has changed since, and how to rebuild it.
+fn warn_if_redefined(ctx: &Context, template: &str, settings: &Settings, record: &Record) {
+    if record
+        .definition
+        .as_deref()
+        .is_some_and(|built_from| built_from != definition(settings))
+    {
+        ctx.ui.warn(format!(
+            "template {template} was built from a different definition than its current one in templates.d; using the built one. To rebuild it: delete its instances, then 'virt-up {template} --no-clone --force'"
+        ));
+    }
 }
 
 /// Undefine the template's domain and remove its disk and record (no dependents checked).
@@ -187,6 +232,7 @@ fn template_record(
         inventory: false,
         cloned: None,
         from: None,
+        definition: Some(definition(settings)),
     }
 }
 
@@ -195,6 +241,13 @@ pub(crate) fn template_domain(record: &Record, settings: &Settings) -> DomainSpe
     let mut spec = crate::instance::domain_base(record, settings);
     spec.disks[0].readonly = true;
     spec
+}
+
+/// The template's `customize` file, relative to the templates.d file that names it.
+fn customize_path(settings: &Settings) -> Option<PathBuf> {
+    let spec = settings.get("customize")?;
+    let base = settings.origin("customize")?.path.parent()?.to_path_buf();
+    Some(crate::maker::render::resolve(&base, spec))
 }
 
 /// The step cache directory: the `cache-dir` setting, else the paths' cache directory.
@@ -218,11 +271,9 @@ fn build_customized(
     username: &str,
     public_key: &str,
 ) -> Result<String> {
-    let base = settings
-        .origin("customize")
-        .and_then(|o| o.path.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| ctx.paths.user_config.join("templates.d"));
-    let spec_path = crate::maker::render::resolve(&base, spec);
+    let spec_path = customize_path(settings).unwrap_or_else(|| {
+        crate::maker::render::resolve(&ctx.paths.user_config.join("templates.d"), spec)
+    });
     let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
     let mut spec = crate::maker::template::Template::load(&spec_path, &[], cache.dir())?;
     spec.export = None;

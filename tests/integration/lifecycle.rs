@@ -249,3 +249,36 @@ fn a_template_disk_that_is_not_ours_is_never_overwritten() {
     assert_eq!(env.read("pool/TEMPLATE-deb.qcow2"), "someone else's");
     assert_eq!(env.tool_runs("virt-builder"), 0);
 }
+
+#[test]
+fn a_template_whose_definition_changed_is_reused_with_a_warning_saying_how_to_rebuild() {
+    let env = TestEnv::new();
+    env.run(&["deb", "--no-clone"]).ok();
+    // Unchanged, or changed only in what instances get (memory): no warning.
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = debian-12-local\nvirt-builder-source = file:///nonexistent/index\nmemory = 2048\n",
+    );
+    let same = env.run(&["deb", "--no-clone"]).ok();
+    assert!(
+        !same.stderr.contains("different definition"),
+        "{}",
+        same.stderr
+    );
+    // What the disk holds changed: the built template is kept (clones may use it), and the
+    // user is told so, with the way to rebuild.
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = debian-12-local\nvirt-builder-source = file:///nonexistent/index\nvirt-builder-args = --install vim\n",
+    );
+    let changed = env.run(&["deb", "--no-clone"]).ok();
+    assert!(
+        changed
+            .stderr
+            .contains("template deb was built from a different definition")
+            && changed.stderr.contains("virt-up deb --no-clone --force"),
+        "{}",
+        changed.stderr
+    );
+    assert_eq!(env.tool_runs("virt-builder"), 1, "nothing rebuilt");
+}
