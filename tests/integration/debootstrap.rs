@@ -137,21 +137,7 @@ fn ctrl_c_stops_the_import_and_removes_its_work_tree() {
     env.write("t/d.yml", &spec(&format!("      mirror: {MIRROR}\n")));
     let release = env.path("release");
     env.set("FAKE_DEBOOTSTRAP_WAIT_FOR", release.to_str().unwrap());
-    let file = env.path("t/d.yml");
-    let mut child = env
-        .command_of(
-            env!("CARGO_BIN_EXE_virt-maker"),
-            &["build", "-f", file.to_str().unwrap()],
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = env.path("log/debootstrap.started");
-    while !started.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "build ended early");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut child = env.spawn_build_until_started(&env.path("t/d.yml"), "debootstrap");
     assert_eq!(env.ls("cache/debootstrap-work").len(), 1);
     // SIGINT to virt-maker alone (as a terminal would send it to the whole group, the
     // tool too; here the importer itself must stop it).

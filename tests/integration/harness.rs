@@ -70,6 +70,26 @@ impl TestEnv {
         )
     }
 
+    /// `virt-maker build -f <file>` in the background, returned once the fake `tool` it
+    /// runs has started (its `log/<tool>.started` marker exists): a build caught mid-step.
+    pub fn spawn_build_until_started(&self, file: &Path, tool: &str) -> std::process::Child {
+        let mut child = self
+            .command_of(
+                env!("CARGO_BIN_EXE_virt-maker"),
+                &["build", "-f", file.to_str().unwrap()],
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = self.path(&format!("log/{tool}.started"));
+        while !started.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "build ended early");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child
+    }
+
     pub fn command_of(&self, program: &str, args: &[&str]) -> Command {
         let fake_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
         let path = format!(

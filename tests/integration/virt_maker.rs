@@ -142,21 +142,7 @@ fn a_build_killed_mid_step_leaves_nothing_complete_and_the_rebuild_is_correct() 
         "FAKE_VIRT_CUSTOMIZE_WAIT_FOR",
         env.path("release").to_str().unwrap(),
     );
-    let file = env.path("t/t.yml");
-    let mut child = env
-        .command_of(
-            env!("CARGO_BIN_EXE_virt-maker"),
-            &["build", "-f", file.to_str().unwrap()],
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = env.path("log/virt-customize.started");
-    while !started.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "build ended early");
-        std::thread::yield_now();
-    }
+    let mut child = env.spawn_build_until_started(&env.path("t/t.yml"), "virt-customize");
     child.kill().unwrap();
     child.wait().unwrap();
     env.write("release", "");
