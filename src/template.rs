@@ -56,6 +56,8 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
     if let Some(playbook) = settings.get("template-playbook") {
         crate::playbook::find(ctx, playbook)?;
     }
+    // An invalid customization is an error before the old template is removed.
+    customization(ctx, settings, &cache_dir(ctx, settings))?;
     remove(ctx, template)?;
     build(ctx, template, settings)
 }
@@ -72,6 +74,7 @@ const DEFINING_KEYS: &[&str] = &[
     "arch",
     "username",
     "customize",
+    "steps",
     "template-playbook",
 ];
 
@@ -140,17 +143,20 @@ fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
     let username = settings.text("username").to_string();
     let started = std::time::Instant::now();
+    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
+    let spec = customization(ctx, settings, cache.dir())?;
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
-        settings
-            .get("customize")
-            .unwrap_or(settings.text("os-version"))
+        spec.as_ref()
+            .map(|s| s.file.display().to_string())
+            .unwrap_or_else(|| settings.text("os-version").to_string())
     ));
-    let result = match settings.get("customize") {
+    let result = match spec {
         Some(spec) => build_customized(
             ctx,
             settings,
             spec,
+            cache,
             &partial,
             &username,
             &key_pair.public_openssh,
@@ -258,25 +264,89 @@ fn cache_dir(ctx: &Context, settings: &Settings) -> PathBuf {
         .unwrap_or_else(|| ctx.paths.cache.clone())
 }
 
-/// A template whose disk comes from a virt-maker template (`customize`): its import and
-/// steps are built through the step cache (its export is not used), the final layer is
+/// The template's virt-maker spec: its `customize` file, or its `steps` applied to its
+/// os-version image; None for a plain virt-builder template. Loaded (and so validated)
+/// before anything is built.
+fn customization(
+    ctx: &Context,
+    settings: &Settings,
+    cache_dir: &Path,
+) -> Result<Option<crate::maker::template::Template>> {
+    use crate::maker::template::Template;
+    if let Some(spec) = settings.get("customize") {
+        let path = customize_path(settings).unwrap_or_else(|| {
+            crate::maker::render::resolve(&ctx.paths.user_config.join("templates.d"), spec)
+        });
+        return Template::load(&path, &[], cache_dir).map(Some);
+    }
+    let Some(text) = settings.get("steps") else {
+        return Ok(None);
+    };
+    let file = settings
+        .origin("steps")
+        .map(|o| o.path.clone())
+        .unwrap_or_else(|| ctx.paths.user_config.join("templates.d"));
+    let doc = steps_document(settings, text, &file)?;
+    Template::from_doc(&file, doc, &[], cache_dir).map(Some)
+}
+
+/// A virt-maker template document for `steps = ...`: the os-version image imported with
+/// virt-builder (its source, size and arguments), then one step per non-empty line, each
+/// line a YAML single-key mapping as in a template's `steps` list.
+fn steps_document(
+    settings: &Settings,
+    text: &str,
+    file: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::{json, Value};
+    let mut steps = vec![];
+    for (i, line) in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let step: Value = serde_yaml_ng::from_str(line).map_err(|e| Error::Template {
+            file: file.to_path_buf(),
+            location: format!("steps, step {}: ", i + 1),
+            message: format!("'{line}' is not a YAML mapping like 'install: [nginx]': {e}"),
+        })?;
+        steps.push(step);
+    }
+    let mut import = json!({ "image": settings.text("os-version") });
+    if let Some(source) = settings.get("virt-builder-source") {
+        import["source"] = json!(source);
+    }
+    if let Some(size) = settings.get("size") {
+        import["size"] = json!(size);
+    }
+    let args = settings.args("virt-builder-args");
+    if !args.is_empty() {
+        import["args"] = json!(args);
+    }
+    let doc = json!({ "spec": { "import": { "virt-builder": import }, "steps": steps } });
+    match doc {
+        Value::Object(map) => Ok(map),
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// A template whose disk comes from a virt-maker spec (`customize` or `steps`): its import
+/// and steps are built through the step cache (its export is not used), the final layer is
 /// copied to `output` (so the template does not depend on the cache's files), and virt-up's
 /// own customizations are applied to the copy in one virt-customize run. Returns the key
 /// of the final layer.
 fn build_customized(
     ctx: &Context,
     settings: &Settings,
-    spec: &str,
+    mut spec: crate::maker::template::Template,
+    cache: crate::stepcache::Cache,
     output: &Path,
     username: &str,
     public_key: &str,
 ) -> Result<String> {
-    let spec_path = customize_path(settings).unwrap_or_else(|| {
-        crate::maker::render::resolve(&ctx.paths.user_config.join("templates.d"), spec)
-    });
-    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
-    let mut spec = crate::maker::template::Template::load(&spec_path, &[], cache.dir())?;
     spec.export = None;
+    let spec_path = spec.file.clone();
     let ui = ctx.ui;
     let out = move |line: &str| ui.info(line);
     let runner = ctx.runner(settings);
@@ -311,7 +381,7 @@ fn build_customized(
         "--delete",
         "/etc/ssh/ssh_host_*",
     ]));
-    if let Some(size) = settings.get("size") {
+    if let (Some(size), Some(_)) = (settings.get("size"), settings.get("customize")) {
         ctx.ui.warn(format!(
             "'size = {size}' is ignored for a customized template (set it in its import)"
         ));

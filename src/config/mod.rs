@@ -157,6 +157,11 @@ impl Config {
                 "{origin}: template [{template}] has no 'os-version' (the virt-builder image name) or 'customize' (a virt-maker template)"
             )));
         }
+        if settings.get("customize").is_some() && settings.get("steps").is_some() {
+            return Err(Error::Config(format!(
+                "{origin}: template [{template}] has both 'customize' (a virt-maker template) and 'steps' (steps for its os-version image): use one"
+            )));
+        }
         Ok(settings)
     }
 

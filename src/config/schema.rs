@@ -64,6 +64,7 @@ pub const KEYS: &[Key] = &[
     key("address-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait for the instance's address."),
     key("ssh-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait, after the address is known, for the SSH server."),
     key("cache-dir", Kind::Text, None, "The step cache directory (default: $VIRTUP_CACHE_HOME, else $XDG_CACHE_HOME/virt-up)."),
+    key("steps", Kind::Text, None, "virt-maker steps, one per line as in YAML ('install: [nginx]', 'run: setup.sh'), applied through the step cache to the os-version image (virt-builder); paths relative to the templates.d file's directory. Not with 'customize'."),
     key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
     key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates at once."),
 ];

@@ -222,7 +222,18 @@ fn check_download(file: &Path, step: &Step) -> Result<()> {
 impl Template {
     /// Load, merge, render and validate a template file.
     pub fn load(file: &Path, overrides: &[(String, Value)], cache_dir: &Path) -> Result<Template> {
-        let doc = load_merged(file, 0)?;
+        Template::from_doc(file, load_merged(file, 0)?, overrides, cache_dir)
+    }
+
+    /// Render and validate a template document that came from `file` (a YAML template,
+    /// or a templates.d file whose `steps` make one): messages name `file`, and relative
+    /// paths resolve against its directory.
+    pub fn from_doc(
+        file: &Path,
+        doc: Map<String, Value>,
+        overrides: &[(String, Value)],
+        cache_dir: &Path,
+    ) -> Result<Template> {
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         for key in doc.keys() {
             if !["params", "spec", "before", "after"].contains(&key.as_str()) {

@@ -564,3 +564,79 @@ fn a_cached_download_that_does_not_match_a_new_checksum_is_downloaded_again() {
         new
     );
 }
+
+#[test]
+fn templates_d_steps_build_through_the_cache_and_share_layers_with_the_same_yaml() {
+    let env = TestEnv::new();
+    env.write("config/templates.d/setup.sh", "echo set up\n");
+    env.write(
+        "config/templates.d/web.cfg",
+        "[web]\nos-version = debian-12\nsteps = run: setup.sh\n        copy: {dest: /etc/motd, content: hello}\n",
+    );
+    let first = env.run(&["web", "--no-clone"]).ok();
+    assert!(first.stderr.contains("[ RUN  ] "), "{}", first.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    // Two steps, then virt-up's own customization of the copy.
+    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert!(env.ls("pool").iter().any(|n| n == "TEMPLATE-web.qcow2"));
+    // The same import and steps written as a virt-maker template: every layer is cached.
+    env.write(
+        "config/templates.d/web.yml",
+        "spec:\n  import:\n    virt-builder: {image: debian-12}\n  steps:\n    - run: setup.sh\n    - copy: {dest: /etc/motd, content: hello}\n",
+    );
+    let file = env.path("config/templates.d/web.yml");
+    let maker = env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    assert_eq!(
+        maker.stdout.matches("(cached)").count(),
+        3,
+        "{}",
+        maker.stdout
+    );
+    assert_eq!(env.tool_runs("virt-customize"), 3, "nothing ran again");
+}
+
+#[test]
+fn templates_d_steps_errors_name_the_file_and_step_and_keep_the_old_template() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/web.cfg",
+        "[web]\nos-version = debian-12\nsteps = run: setup.sh\n",
+    );
+    env.write("config/templates.d/setup.sh", "echo set up\n");
+    env.run(&["web", "--no-clone"]).ok();
+    // An unknown runner in step 2: named with the file and the nearest valid name, and the
+    // built template is still there after a forced rebuild was refused.
+    env.write(
+        "config/templates.d/web.cfg",
+        "[web]\nos-version = debian-12\nsteps = run: setup.sh\n        instal: [nginx]\n",
+    );
+    let bad = env.run(&["web", "--no-clone", "--force"]);
+    assert_ne!(bad.code, 0);
+    for needle in ["web.cfg", "step 2", "instal", "install"] {
+        assert!(bad.stderr.contains(needle), "{needle}: {}", bad.stderr);
+    }
+    assert!(env.ls("pool").iter().any(|n| n == "TEMPLATE-web.qcow2"));
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+    // A line that is not a mapping.
+    env.write(
+        "config/templates.d/web.cfg",
+        "[web]\nos-version = debian-12\nsteps = just words\n",
+    );
+    let bad = env.run(&["web", "--no-clone", "--force"]);
+    assert!(
+        bad.code != 0 && bad.stderr.contains("web.cfg") && bad.stderr.contains("step 1"),
+        "{}",
+        bad.stderr
+    );
+    // customize and steps together.
+    env.write(
+        "config/templates.d/web.cfg",
+        "[web]\nos-version = debian-12\nsteps = run: setup.sh\ncustomize = web.yml\n",
+    );
+    let both = env.run(&["web", "--no-clone"]);
+    assert!(
+        both.code != 0 && both.stderr.contains("both 'customize'"),
+        "{}",
+        both.stderr
+    );
+}
