@@ -27,24 +27,11 @@ set -euo pipefail
 readonly IMAGE_NAME=debian-12-local
 readonly IMAGE_FILE=$IMAGE_NAME.raw.xz
 
-# This machine has no usable KVM; libguestfs must use TCG.  (Honour a caller's choice.)
-export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
-export LIBGUESTFS_BACKEND_SETTINGS=${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}
-export LC_ALL=C.UTF-8
-
-log() { printf 'build-base-image: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Time a step and report it, so slow steps are visible in the build log.
-timed() {
-  local what=$1 start=$SECONDS
-  shift
-  log "$what..."
-  "$@"
-  log "$what: done in $((SECONDS - start)) s"
-}
-
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+SCRIPT_NAME=build-base-image
+# shellcheck source=scripts/image-build-lib.sh
+. "$(dirname "$SCRIPT_PATH")/image-build-lib.sh"
+
 TOP=$(dirname "$(dirname "$SCRIPT_PATH")")
 VIRT_MAKER=$TOP/target/release/virt-maker
 SPEC=$TOP/scripts/base-image.yml
@@ -61,18 +48,6 @@ WORK=""
 # A cache entry is complete only if both files exist: the directory appears by an
 # atomic rename at the very end of a build, so a partial build never matches.
 cached() { [ -f "$OUT_DIR/index" ] && [ -f "$OUT_DIR/$IMAGE_FILE" ]; }
-
-# Delete a build directory.  Unmount anything left mounted under it first
-# (debootstrap mounts /proc and /sys in the target and may bind /dev), and never let
-# rm cross into another file system: deleting through a bind of /dev hurts the host.
-remove_tree() {
-  local dir=$1 m
-  [ -d "$dir" ] || return 0
-  for m in $(awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
-    umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$dir"
-}
 
 cleanup() { [ -z "$WORK" ] || remove_tree "$WORK"; }
 

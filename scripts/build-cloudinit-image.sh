@@ -19,34 +19,15 @@ set -euo pipefail
 
 readonly IMAGE_NAME=debian-12-cloudinit.qcow2
 
-export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
-export LIBGUESTFS_BACKEND_SETTINGS=${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-
-log() { printf 'build-cloudinit-image: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-timed() {
-  local what=$1 start=$SECONDS
-  shift
-  log "$what..."
-  "$@"
-  log "$what: done in $((SECONDS - start)) s"
-}
-
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+SCRIPT_NAME=build-cloudinit-image
+# shellcheck source=scripts/image-build-lib.sh
+. "$(dirname "$SCRIPT_PATH")/image-build-lib.sh"
 SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
 CACHE_ROOT=${VIRTUP_BASE_CACHE:-/var/cache/virt-up-base}
 WORK=""
 
-cleanup() {
-  [ -n "$WORK" ] && [ -d "$WORK" ] || return 0
-  local m
-  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
-    umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$WORK"
-}
+cleanup() { remove_tree "$WORK"; }
 
 # The base image: its index, and the compressed raw disk the index names.
 BASE_INDEX=$("$SCRIPT_DIR/build-base-image.sh")
