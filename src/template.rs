@@ -57,9 +57,10 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
         crate::playbook::find(ctx, playbook)?;
     }
     // An invalid customization is an error before the old template is removed.
-    customization(ctx, settings, &cache_dir(ctx, settings))?;
+    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
+    let spec = customization(ctx, settings, cache.dir())?;
     remove(ctx, template)?;
-    build(ctx, template, settings)
+    build(ctx, template, settings, spec.map(|spec| (spec, cache)))
 }
 
 /// The settings that decide what a template's disk holds (instance settings such as
@@ -118,7 +119,14 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
     ctx.store.remove(&stem)
 }
 
-fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
+/// Build the template's disk: through the step cache when it has a virt-maker `spec`
+/// (loaded and validated by the caller), else with virt-builder.
+fn build(
+    ctx: &Context,
+    template: &str,
+    settings: &Settings,
+    spec: Option<(crate::maker::template::Template, crate::stepcache::Cache)>,
+) -> Result<Record> {
     let stem = template_stem(template);
     let pool = settings.text("pool");
     let format = settings.text("image-format").to_string();
@@ -143,16 +151,14 @@ fn build(ctx: &Context, template: &str, settings: &Settings) -> Result<Record> {
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
     let username = settings.text("username").to_string();
     let started = std::time::Instant::now();
-    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
-    let spec = customization(ctx, settings, cache.dir())?;
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
         spec.as_ref()
-            .map(|s| s.file.display().to_string())
+            .map(|(s, _)| s.file.display().to_string())
             .unwrap_or_else(|| settings.text("os-version").to_string())
     ));
     let result = match spec {
-        Some(spec) => build_customized(
+        Some((spec, cache)) => build_customized(
             ctx,
             settings,
             spec,
