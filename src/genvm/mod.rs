@@ -10,6 +10,7 @@ pub mod architecture;
 pub mod cli;
 pub mod configure;
 pub mod generate;
+pub mod legacy;
 pub mod multiple;
 
 use serde::Serialize;
