@@ -88,13 +88,9 @@ pub enum RunnerKind {
     Exporters,
 }
 
-/// The cache directory: the `cache-dir` setting, else the paths' cache directory.
-pub fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
-    let common = config.common()?;
-    Ok(common
-        .get("cache-dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths.cache.clone()))
+/// The cache directory, decided as for virt-up's templates.
+fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
+    Ok(crate::config::plan::cache_dir(&config.common()?, paths))
 }
 
 /// The runner for libguestfs tools under the settings' virt-type.

@@ -1,11 +1,29 @@
-//! The hypervisor boundary: the few operations virt-up needs, behind a trait, with the
-//! libvirt implementation on the `virt` crate. Tests of this code use libvirt's test driver
-//! (`test:///default`); the real daemon is exercised by the real-VM tier.
+//! The hypervisor boundary: the few operations virt-up needs, domains and storage, behind
+//! a trait, with the libvirt implementation on the `virt` crate. Disks are made through
+//! libvirt's storage API (so a regular user's session daemon and a remote host work the
+//! same way), except on libvirt's test driver, which keeps no volumes between processes
+//! and cannot upload: there [`local_dir`] stands in with files in the pool's directory.
+//! Tests of this code use the test driver; the real daemon is exercised by the real-VM tier.
 
+mod local_dir;
+
+use crate::config::plan::ImageFormat;
 use crate::error::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use virt::connect::Connect;
 use virt::domain::Domain;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+/// qemu:///system for root, qemu:///session for everyone else (as virsh does).
+pub fn default_uri_for_user() -> String {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "qemu:///system".into()
+    } else {
+        "qemu:///session".into()
+    }
+}
 
 /// Where libvirt should look for a guest's addresses.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,6 +37,52 @@ pub enum LibvirtAddressSource {
 pub struct GuestAddress {
     pub mac: Option<String>,
     pub ip: String,
+}
+
+/// A volume (a disk image in a storage pool) as the hypervisor knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub path: PathBuf,
+    /// The size the guest sees, in bytes.
+    pub capacity: u64,
+    pub format: Option<String>,
+    /// The volume this one is an overlay of.
+    pub backing: Option<PathBuf>,
+}
+
+/// Where a new volume's content comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum VolumeSource<'a> {
+    /// Empty, of this many bytes.
+    Empty { capacity: u64 },
+    /// A qcow2 overlay over `backing` (which it never writes): a linked clone. Its size is
+    /// the backing volume's, or `capacity` when that is given.
+    Overlay {
+        backing: &'a Volume,
+        capacity: Option<u64>,
+    },
+    /// A full copy of `from`, grown to `capacity` when that is given.
+    Copy {
+        from: &'a Volume,
+        capacity: Option<u64>,
+    },
+}
+
+/// A volume to create.
+#[derive(Debug, Clone, Copy)]
+pub struct NewVolume<'a> {
+    pub pool: &'a str,
+    pub name: &'a str,
+    pub format: ImageFormat,
+    pub source: VolumeSource<'a>,
+}
+
+/// A pool's size and use, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolCapacity {
+    pub capacity: u64,
+    pub allocation: u64,
+    pub available: u64,
 }
 
 pub trait Hypervisor: Send + Sync {
@@ -43,6 +107,16 @@ pub trait Hypervisor: Send + Sync {
     fn addresses(&self, name: &str, source: LibvirtAddressSource) -> Result<Vec<GuestAddress>>;
     /// All domains and which of them run, in two calls (for fast listings).
     fn domains(&self) -> Result<DomainNames>;
+
+    /// Create a volume in `new.pool`; an existing one of that name is an error.
+    fn create_volume(&self, new: &NewVolume) -> Result<Volume>;
+    /// Write a local file's bytes into the volume at `volume` (from its start).
+    fn upload_volume(&self, volume: &Path, from: &Path) -> Result<()>;
+    /// Delete the volume at `path`; no error if there is none.
+    fn delete_volume(&self, path: &Path) -> Result<()>;
+    /// The volume at `path`, if the hypervisor has one there.
+    fn volume(&self, path: &Path) -> Result<Option<Volume>>;
+    fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity>;
 }
 
 /// Names of the defined domains and of the running ones.
@@ -55,6 +129,16 @@ pub struct DomainNames {
 /// libvirt through the `virt` crate.
 pub struct Libvirt {
     conn: Connect,
+    storage: Storage,
+}
+
+/// How volumes are made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Storage {
+    /// libvirt's storage API (every real driver).
+    Api,
+    /// Files in the pool's directory: the test driver's stand-in (see [`local_dir`]).
+    LocalDir,
 }
 
 fn libvirt_error(what: impl Into<String>, e: virt::error::Error) -> Error {
@@ -66,7 +150,19 @@ fn libvirt_error(what: impl Into<String>, e: virt::error::Error) -> Error {
 }
 
 impl Libvirt {
+    /// Connect to `uri`. On the test driver (`test://...`) volumes are files in the
+    /// pool's directory, so that several processes share them as they share a real pool.
     pub fn connect(uri: &str) -> Result<Libvirt> {
+        let mut hv = Libvirt::connect_storage_api(uri)?;
+        if uri.starts_with("test:") {
+            hv.storage = Storage::LocalDir;
+        }
+        Ok(hv)
+    }
+
+    /// Connect to `uri` with volumes always made through libvirt's storage API (on the
+    /// test driver too: its volumes then live in this process's memory).
+    pub fn connect_storage_api(uri: &str) -> Result<Libvirt> {
         // libvirt prints every error to stderr unless told not to; we report them ourselves.
         virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(|e| {
@@ -82,7 +178,10 @@ impl Libvirt {
                 hint,
             }
         })?;
-        Ok(Libvirt { conn })
+        Ok(Libvirt {
+            conn,
+            storage: Storage::Api,
+        })
     }
 
     fn domain(&self, name: &str) -> Result<Option<Domain>> {
@@ -236,6 +335,194 @@ impl Hypervisor for Libvirt {
             defined: self.names(0)?,
             running: self.names(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)?,
         })
+    }
+
+    fn create_volume(&self, new: &NewVolume) -> Result<Volume> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::create(&self.pool_path(new.pool)?, new);
+        }
+        let pool = self.active_pool(new.pool)?;
+        let what = || format!("creating volume '{}' in pool '{}'", new.name, new.pool);
+        let vol = match new.source {
+            VolumeSource::Copy { from, capacity } => {
+                let original = self
+                    .lookup_volume(&from.path)?
+                    .ok_or_else(|| Error::Libvirt {
+                        what: what(),
+                        message: format!("no volume {}", from.path.display()),
+                        hint: String::new(),
+                    })?;
+                let xml = volume_xml(new, capacity.unwrap_or(from.capacity).max(from.capacity));
+                StorageVol::create_xml_from(&pool, &xml, &original, 0)
+            }
+            VolumeSource::Overlay { backing, capacity } => StorageVol::create_xml(
+                &pool,
+                &volume_xml(new, capacity.unwrap_or(backing.capacity)),
+                0,
+            ),
+            VolumeSource::Empty { capacity } => {
+                StorageVol::create_xml(&pool, &volume_xml(new, capacity), 0)
+            }
+        }
+        .map_err(|e| libvirt_error(what(), e))?;
+        describe(&vol).map_err(|e| libvirt_error(what(), e))
+    }
+
+    fn upload_volume(&self, volume: &Path, from: &Path) -> Result<()> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::upload(volume, from);
+        }
+        let what = || {
+            format!(
+                "uploading {} to volume {}",
+                from.display(),
+                volume.display()
+            )
+        };
+        let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+        let vol = self.lookup_volume(volume)?.ok_or_else(|| Error::Libvirt {
+            what: what(),
+            message: "no such volume".into(),
+            hint: String::new(),
+        })?;
+        let stream =
+            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        vol.upload(&stream, 0, data.len() as u64, 0)
+            .map_err(|e| libvirt_error(what(), e))?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            match stream.send(rest) {
+                Ok(n) if n > 0 => rest = &rest[n as usize..],
+                Ok(_) => break,
+                Err(e) => {
+                    let _ = stream.abort();
+                    return Err(libvirt_error(what(), e));
+                }
+            }
+        }
+        stream.finish().map_err(|e| libvirt_error(what(), e))
+    }
+
+    fn delete_volume(&self, path: &Path) -> Result<()> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::delete(path);
+        }
+        match self.lookup_volume(path)? {
+            Some(vol) => vol
+                .delete(0)
+                .map_err(|e| libvirt_error(format!("deleting volume {}", path.display()), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn volume(&self, path: &Path) -> Result<Option<Volume>> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::volume(path);
+        }
+        match self.lookup_volume(path)? {
+            Some(vol) => describe(&vol)
+                .map(Some)
+                .map_err(|e| libvirt_error(format!("volume {}", path.display()), e)),
+            None => Ok(None),
+        }
+    }
+
+    fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity> {
+        let info = self
+            .active_pool(pool)?
+            .info()
+            .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))?;
+        Ok(PoolCapacity {
+            capacity: info.capacity,
+            allocation: info.allocation,
+            available: info.available,
+        })
+    }
+}
+
+/// The XML of a new volume. Allocation 0: nothing is preallocated (an overlay or a seed
+/// needs no more than it holds).
+fn volume_xml(new: &NewVolume, capacity: u64) -> String {
+    let backing = match new.source {
+        VolumeSource::Overlay { backing, .. } => format!(
+            "<backingStore><path>{}</path><format type='{}'/></backingStore>",
+            xml_escape(&backing.path.display().to_string()),
+            backing.format.as_deref().unwrap_or("qcow2")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "<volume><name>{}</name><capacity unit='bytes'>{capacity}</capacity><allocation unit='bytes'>0</allocation><target><format type='{}'/></target>{backing}</volume>",
+        xml_escape(new.name),
+        new.format
+    )
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+}
+
+/// A volume's path, capacity, format and backing volume, as libvirt describes it.
+fn describe(vol: &StorageVol) -> std::result::Result<Volume, virt::error::Error> {
+    let xml = vol.xml_desc(0)?;
+    let backing = xml
+        .find("<backingStore>")
+        .and_then(|at| xml_text(&xml[at..], "path"))
+        .map(PathBuf::from);
+    // The target's format comes first: a backing store's follows it.
+    let format = xml
+        .find("<format type='")
+        .map(|at| &xml[at + 14..])
+        .and_then(|rest| rest.split('\'').next())
+        .map(str::to_string);
+    Ok(Volume {
+        path: PathBuf::from(vol.path()?),
+        capacity: vol.info()?.capacity,
+        format,
+        backing,
+    })
+}
+
+impl Libvirt {
+    fn active_pool(&self, pool: &str) -> Result<StoragePool> {
+        self.pool_path(pool)?;
+        self.conn
+            .lookup_storage_pool_by_name(pool)
+            .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))
+    }
+
+    /// The volume at `path`. A file a tool wrote into a pool's directory (virt-builder's
+    /// template) is known to libvirt only after a refresh of that pool: one is tried
+    /// before the answer is "none".
+    fn lookup_volume(&self, path: &Path) -> Result<Option<StorageVol>> {
+        let text = path.display().to_string();
+        let lookup = || match self.conn.lookup_storage_vol_by_path(&text) {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if e.code()
+                    == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoStorageVolume) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(libvirt_error(format!("looking up volume {text}"), e)),
+        };
+        if let Some(v) = lookup()? {
+            return Ok(Some(v));
+        }
+        let dir = path
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        match self.conn.lookup_storage_pool_by_target_path(&dir) {
+            Ok(pool) => {
+                let _ = pool.refresh(0);
+            }
+            Err(_) => return Ok(None),
+        }
+        lookup()
     }
 }
 
