@@ -589,6 +589,45 @@ mod tests {
     }
 
     #[test]
+    fn test_driver_volumes_through_the_storage_api() {
+        let hv = Libvirt::connect_storage_api("test:///default").unwrap();
+        let new = |name, source| NewVolume {
+            pool: "default-pool",
+            name,
+            format: ImageFormat::Qcow2,
+            source,
+        };
+        let base = hv
+            .create_volume(&new(
+                "vu-base.qcow2",
+                VolumeSource::Empty { capacity: 1 << 20 },
+            ))
+            .unwrap();
+        assert_eq!(base.path, PathBuf::from("/default-pool/vu-base.qcow2"));
+        let overlay = VolumeSource::Overlay {
+            backing: &base,
+            capacity: None,
+        };
+        let clone = hv.create_volume(&new("vu-clone.qcow2", overlay)).unwrap();
+        assert_eq!(clone.backing.as_deref(), Some(base.path.as_path()));
+        assert_eq!(
+            (clone.capacity, clone.format.as_deref()),
+            (1 << 20, Some("qcow2"))
+        );
+        assert_eq!(hv.volume(&clone.path).unwrap(), Some(clone.clone()));
+        assert!(hv.pool_capacity("default-pool").unwrap().capacity > 0);
+        hv.delete_volume(&clone.path).unwrap();
+        assert_eq!(hv.volume(&clone.path).unwrap(), None);
+        // Deleting what is not there is no error.
+        hv.delete_volume(&clone.path).unwrap();
+        let err = hv
+            .upload_volume(&base.path, Path::new("/etc/hostname"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
     fn dead_daemon_says_how_to_start_it() {
         let err = Libvirt::connect("qemu+unix:///system?socket=/nonexistent/sock")
             .err()

@@ -13,4 +13,5 @@ mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
 mod plan_errors;
+mod storage;
 mod virt_maker;
