@@ -23,6 +23,7 @@ pub mod runner;
 pub mod ssh;
 pub mod sshkeys;
 pub mod stepcache;
+pub mod steps;
 
 pub use error::{Error, Result};
 pub mod app;

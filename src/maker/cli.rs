@@ -1,14 +1,14 @@
 //! The `virt-maker` command line (the original tool's commands and flags) and what each
 //! command does. The binary only parses and maps errors to exit codes.
 
-use super::build::{Builder, Options};
-use super::runners::{self, Role};
-use super::template::parse_param;
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::runner::Runner;
 use crate::stepcache::{human, parse_age, parse_size, Cache, GcPolicy, Manifest};
+use crate::steps::build::{Builder, Options};
+use crate::steps::runners::{self, Role};
+use crate::steps::template::parse_param;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

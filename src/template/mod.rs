@@ -106,7 +106,7 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
 fn build(
     ctx: &Context,
     plan: &TemplatePlan,
-    spec: Option<(crate::maker::template::Template, crate::stepcache::Cache)>,
+    spec: Option<(crate::steps::template::Template, crate::stepcache::Cache)>,
 ) -> Result<Record> {
     let template = plan.name.as_str();
     let stem = template_stem(template);
@@ -260,8 +260,8 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
 fn customization(
     plan: &TemplatePlan,
     cache_dir: &Path,
-) -> Result<Option<crate::maker::template::Template>> {
-    use crate::maker::template::Template;
+) -> Result<Option<crate::steps::template::Template>> {
+    use crate::steps::template::Template;
     match &plan.source {
         TemplateSource::VirtBuilder(_) => Ok(None),
         TemplateSource::Customize { file } => Template::load(file, &[], cache_dir).map(Some),
@@ -321,7 +321,7 @@ fn steps_document(
 fn build_customized(
     ctx: &Context,
     plan: &TemplatePlan,
-    mut spec: crate::maker::template::Template,
+    mut spec: crate::steps::template::Template,
     cache: crate::stepcache::Cache,
     output: &Path,
     public_key: &str,
@@ -331,7 +331,7 @@ fn build_customized(
     let ui = ctx.ui;
     let out = move |line: &str| ui.info(line);
     let runner = ctx.runner(plan.host.virt_type);
-    let builder = crate::maker::build::Builder {
+    let builder = crate::steps::build::Builder {
         cache,
         runner: runner.clone(),
         out: &out,
