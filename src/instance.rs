@@ -197,16 +197,19 @@ fn clone_disk(
     template: &Record,
     record: &Record,
 ) -> Result<()> {
-    let base = ctx.hv.volume(&template.disk)?.ok_or_else(|| {
-        Error::Config(format!(
-            "template {}: its disk {} is gone; rebuild it with 'virt-up {} --no-clone --force'",
-            template.template,
-            template.disk.display(),
-            template.template
-        ))
-    })?;
+    let base = ctx
+        .hv
+        .volume(&template.disk)?
+        .ok_or_else(|| Error::Libvirt {
+            what: format!("template {}", template.template),
+            message: format!("its disk {} is not in the pool", template.disk.display()),
+            hint: format!(
+                "\nrebuild it: delete its instances, then 'virt-up {} --no-clone --force'",
+                template.template
+            ),
+        })?;
     let capacity = plan.size.as_ref().map(|s| s.bytes);
-    if let (Some(size), true) = (&plan.size, capacity < Some(base.capacity)) {
+    if let Some(size) = plan.size.as_ref().filter(|s| s.bytes < base.capacity) {
         return Err(Error::Config(format!(
             "--size {:?}: expected at least the template's disk size, {} bytes (a disk cannot shrink)",
             size.text, base.capacity

@@ -451,8 +451,13 @@ fn volume_xml(new: &NewVolume, capacity: u64) -> String {
         ),
         _ => String::new(),
     };
+    // libvirt would make qcow2 version 2 (compat 0.10), for QEMUs older than any we run on.
+    let compat = match new.format {
+        ImageFormat::Qcow2 => "<compat>1.1</compat>",
+        ImageFormat::Raw => "",
+    };
     format!(
-        "<volume><name>{}</name><capacity unit='bytes'>{capacity}</capacity><allocation unit='bytes'>0</allocation><target><format type='{}'/></target>{backing}</volume>",
+        "<volume><name>{}</name><capacity unit='bytes'>{capacity}</capacity><allocation unit='bytes'>0</allocation><target><format type='{}'/>{compat}</target>{backing}</volume>",
         xml_escape(new.name),
         new.format
     )
