@@ -300,11 +300,6 @@ impl Settings {
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.values.iter().map(|(k, (v, _))| (*k, v.as_str()))
     }
-
-    /// Override a value from the command line (already validated by the caller).
-    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
-        self.values.insert(key, (value.into(), None));
-    }
 }
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> 
     Ok(TemplatePlan {
         name: name.to_string(),
         source: source(s, paths),
-        format: choice(s, "image-format", ImageFormat::parse),
+        format: choice(s, "image-format", ImageFormat::parse)?,
         size: s.get("size").map(|text| Size {
             bytes: parse_size(text).unwrap_or_default(),
             text: text.to_string(),
@@ -199,14 +199,14 @@ fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> 
         host: Host {
             pool: s.text("pool").to_string(),
             network: s.text("network").to_string(),
-            virt_type: choice(s, "virt-type", VirtType::parse),
+            virt_type: choice(s, "virt-type", VirtType::parse)?,
             arch: s.text("arch").to_string(),
         },
         memory_mib: s.int("memory"),
         vcpus: s.int("vcpus"),
-        graphics: choice(s, "graphics", Graphics::parse),
-        address_source: choice(s, "address-source", AddressSource::parse),
-        identity: choice(s, "identity", Identity::parse),
+        graphics: choice(s, "graphics", Graphics::parse)?,
+        address_source: choice(s, "address-source", AddressSource::parse)?,
+        identity: choice(s, "identity", Identity::parse)?,
         timeouts: Timeouts {
             address: Duration::from_secs(s.int("address-timeout")),
             ssh: Duration::from_secs(s.int("ssh-timeout")),
@@ -280,12 +280,13 @@ pub fn instance(
     })
 }
 
-/// A validated choice setting (resolve checked it against the same spellings).
-fn choice<T>(s: &Settings, key: &str, parse: fn(&str) -> Option<T>) -> T {
-    match parse(s.text(key)) {
-        Some(v) => v,
-        None => unreachable!("'{key}' is validated against its choices when resolved"),
-    }
+/// A choice setting as its enum. The schema lists the same spellings, so resolve has
+/// already refused any other; should the two lists ever differ, this says which key.
+fn choice<T>(s: &Settings, key: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(s.text(key)).ok_or_else(|| {
+        let at = s.origin(key).map(|o| format!("{o}: ")).unwrap_or_default();
+        Error::Config(format!("{at}invalid value {:?} for '{key}'", s.text(key)))
+    })
 }
 
 fn source(s: &Settings, paths: &Paths) -> TemplateSource {
@@ -456,6 +457,25 @@ mod tests {
         .unwrap();
         assert_eq!(ok.size.unwrap().bytes, 3 << 29);
         assert_eq!(ok.vcpus, 4);
+    }
+
+    #[test]
+    fn the_schema_and_the_enums_spell_the_same_choices() {
+        let parses = |key: &str, text: &str| match key {
+            "image-format" => ImageFormat::parse(text).map(|v| v.as_str()),
+            "virt-type" => VirtType::parse(text).map(|v| v.as_str()),
+            "graphics" => Graphics::parse(text).map(|v| v.as_str()),
+            "address-source" => AddressSource::parse(text).map(|v| v.as_str()),
+            "identity" => Identity::parse(text).map(|v| v.as_str()),
+            other => panic!("choice key '{other}' has no enum in the plan"),
+        };
+        for key in schema::KEYS {
+            if let schema::Kind::Choice(choices) = key.kind {
+                for text in choices {
+                    assert_eq!(parses(key.name, text), Some(*text), "{}", key.name);
+                }
+            }
+        }
     }
 
     #[test]

@@ -143,20 +143,21 @@ fn build(
             .map(|(s, _)| s.file.display().to_string())
             .unwrap_or_else(|| plan.os_version.clone())
     ));
-    let public_key = key_pair.public_openssh.as_str();
+    let output = Output {
+        disk: &partial,
+        public_key: &key_pair.public_openssh,
+    };
     let result = match (spec, &plan.source) {
         (Some((spec, cache)), _) => {
-            build_customized(ctx, plan, spec, cache, &partial, public_key).and_then(|final_layer| {
+            build_customized(ctx, plan, (spec, cache), &output).and_then(|final_layer| {
                 std::fs::rename(&partial, &disk).at(&disk)?;
                 // The template's layers stay in the cache while the template exists.
                 let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
                 cache.pin(&format!("virt-up template {template}"), &final_layer, &disk)
             })
         }
-        (None, TemplateSource::VirtBuilder(image)) => {
-            run_virt_builder(ctx, plan, image, &partial, public_key)
-                .and_then(|_| std::fs::rename(&partial, &disk).at(&disk))
-        }
+        (None, TemplateSource::VirtBuilder(image)) => run_virt_builder(ctx, plan, image, &output)
+            .and_then(|_| std::fs::rename(&partial, &disk).at(&disk)),
         (None, _) => unreachable!("a customized template is built from its spec"),
     };
     if let Err(e) = result {
@@ -254,6 +255,13 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
     }
 }
 
+/// Where a build writes the template's disk, and the login key it puts in.
+#[derive(Clone, Copy)]
+struct Output<'a> {
+    disk: &'a Path,
+    public_key: &'a str,
+}
+
 /// The template's virt-maker spec: its `customize` file, or its `steps` applied to its
 /// os-version image; None for a plain virt-builder template. Loaded (and so validated)
 /// before anything is built.
@@ -321,11 +329,13 @@ fn steps_document(
 fn build_customized(
     ctx: &Context,
     plan: &TemplatePlan,
-    mut spec: crate::steps::template::Template,
-    cache: crate::stepcache::Cache,
-    output: &Path,
-    public_key: &str,
+    (mut spec, cache): (crate::steps::template::Template, crate::stepcache::Cache),
+    output: &Output,
 ) -> Result<String> {
+    let Output {
+        disk: output,
+        public_key,
+    } = *output;
     spec.export = None;
     let spec_path = spec.file.clone();
     let ui = ctx.ui;
@@ -385,9 +395,12 @@ fn run_virt_builder(
     ctx: &Context,
     plan: &TemplatePlan,
     image: &VirtBuilder,
-    output: &Path,
-    public_key: &str,
+    output: &Output,
 ) -> Result<()> {
+    let Output {
+        disk: output,
+        public_key,
+    } = *output;
     let files = SecretFiles::new()?;
     let mut args: Vec<OsString> = argv([&image.os_version]);
     if let Some(source) = &image.repository {
