@@ -499,13 +499,16 @@ impl Libvirt {
             .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))
     }
 
-    /// The volume at `path`. A file a tool wrote into a pool's directory (virt-builder's
-    /// template) is known to libvirt only after a refresh of that pool: one is tried
-    /// before the answer is "none".
+    /// The volume at `path`. libvirt's list of a pool's volumes changes only when it makes
+    /// or deletes one, or refreshes the pool: a file a tool wrote into the pool's directory
+    /// (virt-builder's template) is missing from it, and one removed by hand is still in
+    /// it. So a volume not found, or found but without a file (its info fails), is looked
+    /// up again after one refresh of that pool.
     fn lookup_volume(&self, path: &Path) -> Result<Option<StorageVol>> {
         let text = path.display().to_string();
         let lookup = || match self.conn.lookup_storage_vol_by_path(&text) {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) if v.info().is_ok() => Ok(Some(v)),
+            Ok(_) => Ok(None),
             Err(e)
                 if e.code()
                     == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoStorageVolume) =>
@@ -529,9 +532,7 @@ impl Libvirt {
         }
         lookup()
     }
-}
 
-impl Libvirt {
     fn names(&self, flags: u32) -> Result<std::collections::HashSet<String>> {
         let domains = self
             .conn
