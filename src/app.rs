@@ -106,9 +106,6 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
 
 /// The plan for the instances, every value checked before anything is built.
 fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
-    if let Some(user) = &cli.user {
-        validate_username(user)?;
-    }
     let given = Overrides {
         root_password: cli.root_password.clone(),
         user: cli.user.clone(),
@@ -155,24 +152,6 @@ fn create_all(
         }
     });
     failures.into_inner().expect("failures")
-}
-
-/// Login names as useradd accepts them by default.
-fn validate_username(user: &str) -> Result<()> {
-    let mut chars = user.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if first_ok && rest_ok && user.len() <= 32 {
-        Ok(())
-    } else {
-        Err(Error::InvalidName {
-            name: user.to_string(),
-            why: "a user name is a lower-case letter or '_' followed by lower-case letters, digits, '_' or '-' (at most 32)".into(),
-        })
-    }
 }
 
 fn existing(ctx: &Context, name: &str) -> Result<Record> {

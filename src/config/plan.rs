@@ -236,6 +236,9 @@ pub fn instance(
         }
     };
     let kind = |key: &str| schema::lookup(key).expect("a schema key").kind;
+    if let Some(user) = &given.user {
+        validate_username(user)?;
+    }
     if let Some(m) = given.memory {
         flag("memory", &m, kind("memory"))?;
     }
@@ -278,6 +281,24 @@ pub fn instance(
         parallel: settings.int("parallel") as usize,
         template: plan,
     })
+}
+
+/// Login names as useradd accepts them by default.
+fn validate_username(user: &str) -> Result<()> {
+    let mut chars = user.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if first_ok && rest_ok && user.len() <= 32 {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: user.to_string(),
+            why: "a user name is a lower-case letter or '_' followed by lower-case letters, digits, '_' or '-' (at most 32)".into(),
+        })
+    }
 }
 
 /// A choice setting as its enum. The schema lists the same spellings, so resolve has
