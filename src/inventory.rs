@@ -215,7 +215,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::from_env(&|k| {
             (k == "VIRTUP_DATA_HOME").then(|| dir.path().display().to_string())
-        });
+        })
+        .unwrap();
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA1 c")).unwrap();
         set_known_host(&paths, "ab", Some("ssh-ed25519 AAAA2 c")).unwrap();
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA3 c")).unwrap();

@@ -280,7 +280,7 @@ pub fn run(cli: Cli, env: EnvVars) -> Document {
             let uri = a
                 .connect
                 .or_else(|| env("LIBVIRT_DEFAULT_URI"))
-                .unwrap_or_else(crate::context::default_uri_for_user);
+                .unwrap_or_else(crate::hypervisor::default_uri_for_user);
             let opts = ConfigureOptions {
                 image: a
                     .image

@@ -12,4 +12,6 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
+mod plan_errors;
+mod storage;
 mod virt_maker;
