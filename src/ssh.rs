@@ -68,7 +68,8 @@ mod tests {
     /// pinned host key: never ssh's defaults (ask, or accept a new key).
     #[test]
     fn logins_check_the_pinned_host_key_strictly() {
-        let paths = Paths::from_env(&|k| (k == "VIRTUP_DATA_HOME").then(|| "/d".to_string()));
+        let paths =
+            Paths::from_env(&|k| (k == "VIRTUP_DATA_HOME").then(|| "/d".to_string())).unwrap();
         let r = record(&paths);
         let cmd = command("ssh", &r, &r.user, "10.0.0.2", &["-T"]);
         let args: Vec<String> = cmd
