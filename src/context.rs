@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::paths::Paths;
 use crate::records::Store;
-use crate::runner::Runner;
+use crate::runner::{Runner, VirtType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ impl Ui {
     }
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.debug {
-            eprintln!("debug: {}", msg.as_ref());
+            crate::log::debug(msg.as_ref());
         }
     }
     pub fn warn(&self, msg: impl AsRef<str>) {
@@ -79,20 +79,9 @@ impl Context {
 
     /// The runner for libguestfs and other tools under `settings` (force_tcg for qemu).
     pub fn runner(&self, settings: &Settings) -> Runner {
-        let mut env = vec![];
-        if settings.text("virt-type") == "qemu" {
-            // KVM is unusable or absent: libguestfs must not try it.
-            env.push(("LIBGUESTFS_BACKEND".to_string(), "direct".to_string()));
-            env.push((
-                "LIBGUESTFS_BACKEND_SETTINGS".to_string(),
-                "force_tcg".to_string(),
-            ));
-        }
-        Runner {
-            env,
-            show_output: self.ui.debug,
-            debug: self.ui.debug,
-        }
+        Runner::new(VirtType::from_setting(settings.text("virt-type")))
+            .show_output(self.ui.debug)
+            .debug(self.ui.debug)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The library's error type: every variant says what failed, on which object, and,
 //! where there is one, what the user can do about it.
 
+use crate::runner::ToolError;
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -16,16 +17,13 @@ pub enum Error {
     #[error("unknown template '{name}'{hint}; see 'virt-up --show-templates'")]
     UnknownTemplate { name: String, hint: String },
 
-    #[error("{tool} is not installed (install the Debian package '{package}')")]
-    ToolMissing { tool: String, package: String },
+    /// Making an image (a source, a conversion, a debootstrap build) failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
 
-    #[error("{tool} failed with exit code {code}{context}:\n{stderr_tail}")]
-    ToolFailed {
-        tool: String,
-        code: i32,
-        context: String,
-        stderr_tail: String,
-    },
+    /// An external tool missing, failed or stopped.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
 
     #[error("libvirt: {what}: {message}{hint}")]
     Libvirt {
@@ -85,6 +83,11 @@ impl Error {
         }
     }
 
+    /// Whether this is Ctrl-C (or a cancellation) climbing up, whichever layer saw it.
+    pub fn is_interrupted(&self) -> bool {
+        self.exit_code() == 130
+    }
+
     /// The process exit code for this error: distinct codes let scripts tell
     /// "you asked for something wrong" from "the host is not ready" from "it broke".
     pub fn exit_code(&self) -> i32 {
@@ -96,20 +99,21 @@ impl Error {
             Error::InstanceExists(_) | Error::InstanceNotFound(_) | Error::TemplateInUse { .. } => {
                 3
             }
-            Error::ToolMissing { .. } | Error::Libvirt { .. } => 4,
+            Error::Libvirt { .. } => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,
+            Error::Tool(e) => e.exit_code(),
+            Error::Image(e) => e.exit_code(),
             _ => 1,
         }
     }
 }
 
-/// The image pipeline's errors already name their object; Ctrl-C stays Ctrl-C.
-impl From<crate::image::Error> for Error {
-    fn from(e: crate::image::Error) -> Self {
-        match e {
-            crate::image::Error::Interrupted => Error::Interrupted,
-            other => Error::Other(other.to_string()),
+impl From<crate::fsutil::IoError> for Error {
+    fn from(e: crate::fsutil::IoError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }

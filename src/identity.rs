@@ -106,7 +106,7 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
     let bytes = tar
         .into_inner()
         .map_err(|e| Error::Other(format!("building seed archive: {e}")))?;
-    write_atomic(path, &bytes, 0o600)
+    Ok(write_atomic(path, &bytes, 0o600)?)
 }
 
 /// Secret files handed to libguestfs tools by path (never on a command line), removed on drop.
@@ -203,12 +203,11 @@ pub fn sysprep(
     ]));
     args.extend(argv(extra_args));
     runner
-        .run(
-            "virt-sysprep",
-            &args,
-            &format!("identity of {}", disk.display()),
-        )
-        .map(|_| ())
+        .tool("virt-sysprep")
+        .args(&args)
+        .context(format!("identity of {}", disk.display()))
+        .run()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -242,10 +242,18 @@ fn clone_disk(
     } else {
         argv(["convert", "-q", "-f", "raw", "-O", "raw", &base, &disk])
     };
-    runner.run("qemu-img", &args, &format!("cloning {}", record.name))?;
+    runner
+        .tool("qemu-img")
+        .args(&args)
+        .context(format!("cloning {}", record.name))
+        .run()?;
     if let Some(size) = &record.size {
         let args = argv(["resize", "-q", "-f", &record.format, &disk, size]);
-        runner.run("qemu-img", &args, &format!("resizing {}", record.name))?;
+        runner
+            .tool("qemu-img")
+            .args(&args)
+            .context(format!("resizing {}", record.name))
+            .run()?;
     }
     ctx.hv.refresh_pool(settings.text("pool"));
     Ok(())

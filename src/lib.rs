@@ -5,6 +5,7 @@
 //! -> readiness -> records and inventory. The binaries are thin front-ends.
 
 pub mod config;
+pub mod digest;
 pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod image;
 pub mod inventory;
 pub mod lock;
+pub(crate) mod log;
 pub mod names;
 pub mod paths;
 pub mod readiness;

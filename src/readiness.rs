@@ -122,7 +122,11 @@ pub fn verify_host_key(
     let mut seen = String::new();
     // sshd may still be starting its listener threads: a few quick tries.
     for _ in 0..5 {
-        let out = runner.run("ssh-keyscan", &args, &format!("host key of {name}"))?;
+        let out = runner
+            .tool("ssh-keyscan")
+            .args(&args)
+            .context(format!("host key of {name}"))
+            .run()?;
         seen = String::from_utf8_lossy(&out.stdout).into_owned();
         if seen
             .lines()

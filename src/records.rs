@@ -115,11 +115,15 @@ impl Store {
 
     pub fn save(&self, stem: &str, record: &Record) -> Result<()> {
         let json = serde_json::to_vec_pretty(record).expect("records serialize");
-        write_atomic(&self.paths.instance_record(stem), &json, 0o600)
+        Ok(write_atomic(
+            &self.paths.instance_record(stem),
+            &json,
+            0o600,
+        )?)
     }
 
     pub fn remove(&self, stem: &str) -> Result<()> {
-        remove_if_exists(&self.paths.instance_record(stem))
+        Ok(remove_if_exists(&self.paths.instance_record(stem))?)
     }
 
     /// Every record, sorted by name. A corrupt file is reported, not fatal to listing.

@@ -91,7 +91,7 @@ pub fn definition(settings: &Settings) -> String {
             &std::fs::read(path).unwrap_or_default(),
         ));
     }
-    crate::stepcache::key::sha256_hex(&text)
+    crate::digest::sha256_hex(&text)
 }
 
 /// A built template is reused as it is (clones may depend on it); say so when its
@@ -392,14 +392,14 @@ fn build_customized(
             "'size = {size}' is ignored for a customized template (set it in its import)"
         ));
     }
-    runner.run(
-        "virt-customize",
-        &args,
-        &format!(
+    runner
+        .tool("virt-customize")
+        .args(&args)
+        .context(format!(
             "adding virt-up's agent and login to {}",
             spec_path.display()
-        ),
-    )?;
+        ))
+        .run()?;
     Ok(built.key)
 }
 
@@ -448,20 +448,17 @@ fn run_virt_builder(
         // --source adds to the repositories of /etc/virt-builder/repos.d, which a host
         // without internet cannot reach: an empty VIRT_BUILDER_DIRS leaves only ours.
         let empty = files.dir("no-system-repos")?;
-        runner
-            .env
-            .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
+        runner = runner.with_env("VIRT_BUILDER_DIRS", empty.display().to_string());
     }
     runner
-        .run(
-            "virt-builder",
-            &args,
-            &format!(
-                "building template {}",
-                settings.template.as_deref().unwrap_or("?")
-            ),
-        )
-        .map(|_| ())
+        .tool("virt-builder")
+        .args(&args)
+        .context(format!(
+            "building template {}",
+            settings.template.as_deref().unwrap_or("?")
+        ))
+        .run()?;
+    Ok(())
 }
 
 /// The customization operations virt-up adds to every template (virt-builder and

@@ -8,6 +8,7 @@
 
 use super::cancel::Cancel;
 use super::{Error, IoAt, Result};
+use crate::digest::hex;
 use digest::Digest;
 use std::io::Read;
 use std::path::Path;
@@ -168,16 +169,6 @@ impl Hasher {
     pub fn finish(self) -> String {
         each!(self.0, h => hex(&h.finalize()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 /// What the input must hash to.

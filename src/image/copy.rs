@@ -44,7 +44,7 @@ pub fn copy_image(
         // Not mappable (empty, or a special file): a plain copy.
         drop(buffered);
         std::fs::copy(src, dst).at(dst)?;
-        super::tempfiles::sync_file(dst)?;
+        crate::fsutil::sync_file(dst)?;
         return Ok(len);
     };
     let data = map.bytes();

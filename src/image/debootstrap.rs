@@ -20,9 +20,9 @@ mod workdir;
 
 pub use apt_sources::host_mirror;
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 use crate::image::cancel::{interrupted, InterruptScope};
-use crate::runner::{argv, Io, Runner};
+use crate::runner::{argv, Runner};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -97,21 +97,21 @@ impl Recipe {
         format: Format,
         apt_dir: &Path,
     ) -> Result<Recipe> {
-        check_suite(suite).map_err(Error::Config)?;
+        check_suite(suite).map_err(Error::Recipe)?;
         for p in packages {
-            check_package(p).map_err(Error::Config)?;
+            check_package(p).map_err(Error::Recipe)?;
         }
-        let size = check_size(size).map_err(Error::Config)?;
+        let size = check_size(size).map_err(Error::Recipe)?;
         let mirror = match mirror {
             Some(m) => m.to_string(),
             None => host_mirror(apt_dir, suite).ok_or_else(|| {
-                Error::Config(format!(
+                Error::Recipe(format!(
                     "no Debian mirror for '{suite}' in {} (sources.list, sources.list.d); set 'mirror'",
                     apt_dir.display()
                 ))
             })?,
         };
-        check_mirror(&mirror).map_err(Error::Config)?;
+        check_mirror(&mirror).map_err(Error::Recipe)?;
         Ok(Recipe {
             suite: suite.to_string(),
             mirror: mirror.trim_end_matches('/').to_string(),
@@ -226,7 +226,7 @@ impl Dirs {
 fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::Config(
+        return Err(Error::Recipe(
             "the debootstrap image source needs root (debootstrap and chroot): run as root".into(),
         ));
     }
@@ -317,11 +317,10 @@ fn timed<T>(progress: &dyn Fn(&str), what: &str, f: impl FnOnce() -> Result<T>) 
 
 /// Package tools must never ask questions, and need a locale that exists in a minbase.
 fn apt_runner(runner: &Runner) -> Runner {
-    let mut r = runner.clone();
-    r.env
-        .push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
-    r.env.push(("LC_ALL".into(), "C.UTF-8".into()));
-    r
+    runner
+        .clone()
+        .with_env("DEBIAN_FRONTEND", "noninteractive")
+        .with_env("LC_ALL", "C.UTF-8")
 }
 
 fn run_debootstrap(recipe: &Recipe, root: &Path, debs: &Path, runner: &Runner) -> Result<()> {
@@ -338,19 +337,17 @@ fn run_debootstrap(recipe: &Recipe, root: &Path, debs: &Path, runner: &Runner) -
     args.push(root.as_os_str().to_owned());
     args.push(recipe.mirror.clone().into());
     // debootstrap writes its progress and its errors ("E: ...") to stdout.
-    let io = Io {
-        input: None,
-        stdout_is_log: true,
-    };
     runner
-        .run_cancellable_io(
-            "debootstrap",
-            &args,
-            io,
-            &format!("debootstrap {} from {}", recipe.suite, recipe.mirror),
-            &interrupted,
-        )
-        .map(|_| ())
+        .tool("debootstrap")
+        .args(&args)
+        .stdout_is_log()
+        .context(format!(
+            "debootstrap {} from {}",
+            recipe.suite, recipe.mirror
+        ))
+        .cancel(&interrupted)
+        .run()?;
+    Ok(())
 }
 
 /// Numeric owners and xattrs (file capabilities) survive the trip into the disk.
@@ -361,8 +358,12 @@ fn make_tarball(root: &Path, tarball: &Path, runner: &Runner) -> Result<()> {
     args.push(tarball.as_os_str().to_owned());
     args.push(".".into());
     runner
-        .run_cancellable("tar", &args, "packing the rootfs", &interrupted)
-        .map(|_| ())
+        .tool("tar")
+        .args(&args)
+        .context("packing the rootfs")
+        .cancel(&interrupted)
+        .run()?;
+    Ok(())
 }
 
 #[cfg(test)]

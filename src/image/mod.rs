@@ -30,6 +30,7 @@ pub mod size;
 pub mod source;
 pub mod tempfiles;
 
+use crate::runner::ToolError;
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,25 +83,34 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A value of a recipe (a debootstrap suite, package, mirror, size) or a requirement
+    /// of it that the user must change.
+    #[error("{0}")]
+    Recipe(String),
+
+    /// A tool of the pipeline (debootstrap, guestfish, tar, chroot) missing or failed.
+    #[error(transparent)]
+    Tool(ToolError),
+
     #[error("cannot read the input image {path}: {source}")]
     Inspect {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("cannot create {path}: {source}")]
     Create {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("cannot resize {path}: {source}")]
     Resize {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("check of {path} failed: {details}")]
@@ -115,6 +125,48 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Bad input (a checksum that does not match, a size or format not accepted, a
+    /// refused shrink) is 2; a missing tool 4; Ctrl-C 130; anything else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NotFound(_)
+            | Error::UnknownAlgorithm { .. }
+            | Error::InvalidChecksum { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::InvalidSize { .. }
+            | Error::ShrinkRefused { .. }
+            | Error::UnsupportedFormat(_)
+            | Error::Recipe(_) => 2,
+            Error::Tool(e)
+            | Error::Inspect { source: e, .. }
+            | Error::Create { source: e, .. }
+            | Error::Resize { source: e, .. } => e.exit_code(),
+            Error::Interrupted => 130,
+            Error::Io { .. } | Error::Download { .. } | Error::Invalid(_) | Error::Check { .. } => {
+                1
+            }
+        }
+    }
+}
+
+/// Ctrl-C stays Ctrl-C, whichever tool it stopped.
+impl From<ToolError> for Error {
+    fn from(e: ToolError) -> Self {
+        match e {
+            ToolError::Interrupted => Error::Interrupted,
+            e => Error::Tool(e),
+        }
+    }
+}
+
+impl From<crate::fsutil::IoError> for Error {
+    fn from(e: crate::fsutil::IoError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }

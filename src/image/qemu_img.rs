@@ -5,7 +5,7 @@
 use super::cancel::Cancel;
 use super::progress::{self, Progress};
 use super::{Error, Result};
-use crate::runner::{argv, Runner};
+use crate::runner::{argv, Output, Runner, ToolError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -71,9 +71,36 @@ fn p(path: &Path) -> OsString {
     path.as_os_str().to_owned()
 }
 
+/// A failed write of `path`: Ctrl-C stays Ctrl-C.
+fn create_error(path: &Path, e: ToolError) -> Error {
+    match e {
+        ToolError::Interrupted => Error::Interrupted,
+        source => Error::Create {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn resize_error(path: &Path, source: ToolError) -> Error {
+    Error::Resize {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl<'a> QemuImg<'a> {
     pub fn new(runner: &'a Runner) -> QemuImg<'a> {
         QemuImg { runner }
+    }
+
+    /// The one way qemu-img runs here: `args`, and what the run is for.
+    fn run(&self, args: Vec<OsString>, context: &str) -> Result<Output, ToolError> {
+        self.runner
+            .tool("qemu-img")
+            .args(args)
+            .context(context)
+            .run()
     }
 
     /// `qemu-img info`; with `format` None the format is probed (qemu-img's own rules).
@@ -89,13 +116,13 @@ impl<'a> QemuImg<'a> {
             source,
         };
         let out = self
-            .runner
-            .run("qemu-img", &args, "reading image information")
+            .run(args, "reading image information")
             .map_err(inspect)?;
         parse_info(&out.stdout).map_err(|why| {
-            inspect(crate::error::Error::Other(format!(
-                "unexpected output of qemu-img info: {why}"
-            )))
+            Error::Invalid(format!(
+                "cannot read the input image {}: unexpected output of qemu-img info: {why}",
+                path.display()
+            ))
         })
     }
 
@@ -156,15 +183,14 @@ impl<'a> QemuImg<'a> {
             }
         };
         self.runner
-            .run_watched("qemu-img", &args, &context, &poll, &watch)
+            .tool("qemu-img")
+            .args(&args)
+            .context(context)
+            .cancel(&poll)
+            .watch(&watch)
+            .run()
             .map(|_| ())
-            .map_err(|e| match e {
-                crate::error::Error::Interrupted => Error::Interrupted,
-                source => Error::Create {
-                    path: dst.to_path_buf(),
-                    source,
-                },
-            })
+            .map_err(|e| create_error(dst, e))
     }
 
     /// A new, empty image of `bytes`.
@@ -172,13 +198,9 @@ impl<'a> QemuImg<'a> {
         let mut args = argv(["create", "-q", "-f", format.name()]);
         args.extend(format.create_options());
         args.extend([p(path), bytes.to_string().into()]);
-        self.runner
-            .run("qemu-img", &args, "creating an empty image")
+        self.run(args, "creating an empty image")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(path, e))
     }
 
     pub fn resize(&self, path: &Path, format: Format, bytes: u64, shrink: bool) -> Result<()> {
@@ -187,13 +209,9 @@ impl<'a> QemuImg<'a> {
             args.push("--shrink".into());
         }
         args.extend([p(path), bytes.to_string().into()]);
-        self.runner
-            .run("qemu-img", &args, "resizing")
+        self.run(args, "resizing")
             .map(|_| ())
-            .map_err(|source| Error::Resize {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| resize_error(path, e))
     }
 
     /// A qcow2 overlay on `backing` (absolute path): writes go to the overlay, the backing
@@ -216,13 +234,9 @@ impl<'a> QemuImg<'a> {
             backing.into_os_string(),
             p(overlay),
         ]);
-        self.runner
-            .run("qemu-img", &args, "creating an overlay")
+        self.run(args, "creating an overlay")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: overlay.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(overlay, e))
     }
 
     /// Write a qcow2 overlay's changes into its backing image.
@@ -234,33 +248,9 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(overlay),
         ]);
-        self.runner
-            .run("qemu-img", &args, "writing the changes into the image")
+        self.run(args, "writing the changes into the image")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: overlay.to_path_buf(),
-                source,
-            })
-    }
-
-    /// Raise a qcow2 image to compat 1.1.
-    pub fn amend_compat(&self, path: &Path) -> Result<()> {
-        let args = argv([
-            OsString::from("amend"),
-            "-q".into(),
-            "-f".into(),
-            "qcow2".into(),
-            "-o".into(),
-            "compat=1.1".into(),
-            p(path),
-        ]);
-        self.runner
-            .run("qemu-img", &args, "upgrading to qcow2 compat 1.1")
-            .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(overlay, e))
     }
 
     /// How many compressed clusters a qcow2 image has (a metadata scan); None when it
@@ -274,10 +264,7 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(path),
         ]);
-        let out = self
-            .runner
-            .run("qemu-img", &args, "checking the input")
-            .ok()?;
+        let out = self.run(args, "checking the input").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         Some(v["compressed-clusters"].as_u64().unwrap_or(0))
     }
@@ -291,10 +278,10 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(path),
         ]);
-        match self.runner.run("qemu-img", &args, "checking") {
+        match self.run(args, "checking") {
             Ok(_) => Ok(CheckReport::default()),
             // Exit code 3: only leaked clusters (wasted space, data intact).
-            Err(crate::error::Error::ToolFailed { code: 3, .. }) => Ok(CheckReport { leaks: 1 }),
+            Err(e) if e.code() == Some(3) => Ok(CheckReport { leaks: 1 }),
             Err(e) => Err(Error::Check {
                 path: path.to_path_buf(),
                 details: e.to_string(),

@@ -19,8 +19,10 @@ use super::download_cache;
 use super::progress::Progress;
 use super::qemu_img::{self, Format, QemuImg};
 use super::size;
-use super::tempfiles::{sibling, NameLock, TempPath};
+use super::tempfiles::TempPath;
 use super::{Error, IoAt, Result};
+use crate::fsutil::{absolute, hidden_sibling};
+use crate::lock::Lock;
 use crate::runner::Runner;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -102,9 +104,9 @@ pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    let part_path = sibling(output, ".part");
+    let part_path = hidden_sibling(output, ".part");
     // Two runs making the same image take turns; the second then finds it made.
-    let _lock = NameLock::acquire(&part_path)?;
+    let _lock = Lock::on_name(&part_path)?;
     let part = TempPath::adopt(part_path);
     if output.exists() && !job.overwrite {
         return Ok(Outcome::Exists);
@@ -187,7 +189,7 @@ fn stage(
     log: &mut dyn FnMut(String),
 ) -> Result<(Staged, Option<String>)> {
     let qemu = QemuImg::new(job.runner);
-    let unpacked = sibling(job.output, ".unpacked");
+    let unpacked = hidden_sibling(job.output, ".unpacked");
     let (path, temp, digest, downloaded) = match &input.location {
         Location::Path(path) => {
             let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
@@ -287,7 +289,7 @@ fn fetch(
         )?;
         return Ok((c.path, None, c.digest));
     }
-    let dest = sibling(job.output, ".download");
+    let dest = hidden_sibling(job.output, ".download");
     let fetched = download::fetch(
         &download::Request {
             url,
@@ -478,7 +480,7 @@ fn finish(
     if cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    super::tempfiles::sync_file(path)
+    Ok(crate::fsutil::sync_file(path)?)
 }
 
 fn resize(
@@ -509,10 +511,6 @@ fn resize(
         size::human(target)
     ));
     Ok(target)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// A reader that hashes what passes through it.

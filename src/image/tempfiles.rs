@@ -1,9 +1,10 @@
 //! Work files next to their final place: removed when dropped (an error, a Ctrl-C), and
 //! renamed into place only when complete and on disk, so no reader ever sees half a file.
+//! Their names come from [`crate::fsutil::hidden_sibling`]; two runs making one output
+//! take turns through [`crate::lock::Lock::on_name`].
 
 use super::{IoAt, Result};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::MetadataExt;
+use crate::fsutil::{remove_if_exists, sync_dir, sync_file};
 use std::path::{Path, PathBuf};
 
 /// A file that is removed when dropped, unless [`TempPath::keep`] was called.
@@ -54,76 +55,9 @@ impl Drop for TempPath {
     }
 }
 
-/// An exclusive lock on a work file's name, held until dropped: two runs making the same
-/// output take turns. The lock file is the work file itself, so nothing else is left
-/// behind; a waiter that finds the name renamed or removed meanwhile locks the new file.
-#[derive(Debug)]
-pub struct NameLock {
-    _file: File,
-}
-
-impl NameLock {
-    pub fn acquire(path: &Path) -> Result<NameLock> {
-        loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .at(path)?;
-            file.lock().at(path)?;
-            let held = file.metadata().at(path)?;
-            match std::fs::metadata(path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    return Ok(NameLock { _file: file })
-                }
-                // Renamed into place or removed by the previous holder: lock the new one.
-                _ => continue,
-            }
-        }
-    }
-}
-
-pub fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(super::Error::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-pub fn sync_file(path: &Path) -> Result<()> {
-    File::open(path).and_then(|f| f.sync_all()).at(path)
-}
-
-/// fsync the directory holding `path` (best effort: some file systems refuse).
-pub fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-}
-
-/// `dir/.<name of final><suffix>`: hidden work files next to the final file.
-pub fn sibling(final_path: &Path, suffix: &str) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}{suffix}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
     #[test]
     fn temp_is_removed_on_drop_and_persisted_atomically() {
@@ -140,37 +74,5 @@ mod tests {
         t.persist(&dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
         assert!(!p.exists());
-    }
-
-    #[test]
-    fn sibling_names_are_hidden() {
-        assert_eq!(
-            sibling(Path::new("/d/img.qcow2"), ".part"),
-            Path::new("/d/.img.qcow2.part")
-        );
-    }
-
-    #[test]
-    fn name_lock_excludes_even_when_the_name_is_renamed_away() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(".out.part");
-        let inside = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..4)
-            .map(|i| {
-                let (p, inside, dir) = (p.clone(), inside.clone(), dir.path().to_path_buf());
-                std::thread::spawn(move || {
-                    for j in 0..10 {
-                        let _l = NameLock::acquire(&p).unwrap();
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                        // Like a finished build: the locked file moves to its final name.
-                        std::fs::rename(&p, dir.join(format!("done-{i}-{j}"))).unwrap();
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
     }
 }

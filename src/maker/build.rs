@@ -4,10 +4,12 @@
 
 use super::apply;
 use super::template::{Step, Template};
+use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::lock::Lock;
 use crate::runner::Runner;
-use crate::stepcache::{key::sha256_hex, layer_key, Cache, KeyInput, LayerLock};
+use crate::stepcache::{layer_key, Cache, KeyInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -117,7 +119,7 @@ impl Builder<'_> {
                 // No checksum: the downloaded content itself is the key's input.
                 let url = step.args.get("url").and_then(Value::as_str).unwrap_or("");
                 let mut log = |m: String| {
-                    if self.runner.show_output {
+                    if self.runner.shows_output() {
                         eprintln!("{m}");
                     }
                 };
@@ -159,7 +161,7 @@ impl Builder<'_> {
             self.cache.remove_with_descendants(&keys)?;
         }
         let mut ran = vec![];
-        let mut held: Vec<LayerLock> = vec![];
+        let mut held: Vec<Lock> = vec![];
         for (step, key, parent) in &chain {
             let tag = if step.location == "import" {
                 "import"
@@ -258,18 +260,18 @@ impl Builder<'_> {
         };
         let path = self.export_record_path(out);
         crate::fsutil::private_dir(path.parent().expect("exports dir"))?;
-        write_atomic(
+        Ok(write_atomic(
             &path,
             &serde_json::to_vec_pretty(&rec).map_err(|e| Error::Other(e.to_string()))?,
             0o644,
-        )
+        )?)
     }
 }
 
 /// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
 /// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
-    if matches!(e, Error::Interrupted) {
+    if e.is_interrupted() {
         return e;
     }
     Error::Other(format!("{}: {location}: {e}", file.display()))

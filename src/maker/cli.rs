@@ -7,7 +7,7 @@ use super::template::parse_param;
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::runner::Runner;
+use crate::runner::{Runner, VirtType};
 use crate::stepcache::{human, parse_age, parse_size, Cache, GcPolicy, Manifest};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -100,19 +100,11 @@ pub fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
 /// The runner for libguestfs tools under the settings' virt-type.
 pub fn tool_runner(config: &Config, verbose: u8) -> Result<Runner> {
     let common = config.common()?;
-    let mut env = vec![];
-    if common.text("virt-type") == "qemu" {
-        env.push(("LIBGUESTFS_BACKEND".to_string(), "direct".to_string()));
-        env.push((
-            "LIBGUESTFS_BACKEND_SETTINGS".to_string(),
-            "force_tcg".to_string(),
-        ));
-    }
-    Ok(Runner {
-        env,
-        show_output: verbose > 0,
-        debug: verbose > 1,
-    })
+    Ok(
+        Runner::new(VirtType::from_setting(common.text("virt-type")))
+            .show_output(verbose > 0)
+            .debug(verbose > 1),
+    )
 }
 
 pub fn run(cli: Cli, paths: Paths) -> Result<i32> {

@@ -20,10 +20,10 @@ pub mod key;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{remove_if_exists, write_atomic};
-use crate::runner::{argv, Runner};
+use crate::lock::Lock;
+use crate::runner::Runner;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -75,22 +75,6 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A lock on one lock file, released when dropped (or when the process dies).
-#[derive(Debug)]
-pub struct LayerLock {
-    _file: File,
-}
-
-fn open_lock(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)
 }
 
 impl Cache {
@@ -146,15 +130,12 @@ impl Cache {
 
     fn write_manifest(&self, m: &Manifest) -> Result<()> {
         let text = serde_json::to_vec_pretty(m).map_err(|e| Error::Other(e.to_string()))?;
-        write_atomic(&self.manifest_path(&m.key), &text, 0o644)
+        Ok(write_atomic(&self.manifest_path(&m.key), &text, 0o644)?)
     }
 
     /// Hold the layer against removal while a build stands on it (shared).
-    pub fn use_lock(&self, key: &str) -> Result<LayerLock> {
-        let path = self.lock_path(key, "use");
-        let file = open_lock(&path)?;
-        file.lock_shared().at(&path)?;
-        Ok(LayerLock { _file: file })
+    pub fn use_lock(&self, key: &str) -> Result<Lock> {
+        Ok(Lock::shared(&self.lock_path(key, "use"))?)
     }
 
     /// The layer `key` on top of `parent` (None: a first layer, an import): returned from
@@ -174,8 +155,7 @@ impl Cache {
             return Ok((m, false));
         }
         let lock_path = self.lock_path(key, "build");
-        let lock = open_lock(&lock_path)?;
-        lock.lock().at(&lock_path)?;
+        let lock = Lock::exclusive(&lock_path)?;
         // Someone else may have built it while we waited.
         if let Some(m) = self.lookup(key)? {
             return Ok((m, false));
@@ -193,21 +173,12 @@ impl Cache {
                         "step cache: parent layer {parent} of {key} is missing"
                     )));
                 }
-                runner.run(
-                    "qemu-img",
-                    &argv([
-                        "create".as_ref(),
-                        "-q".as_ref(),
-                        "-f".as_ref(),
-                        "qcow2".as_ref(),
-                        "-F".as_ref(),
-                        "qcow2".as_ref(),
-                        "-b".as_ref(),
-                        backing.as_os_str(),
-                        tmp.as_os_str(),
-                    ]),
-                    "creating a cache layer",
-                )?;
+                runner
+                    .tool("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                    .args([backing.as_os_str(), tmp.as_os_str()])
+                    .context("creating a cache layer")
+                    .run()?;
             }
             build(&tmp)?;
             if !tmp.exists() {
@@ -268,8 +239,8 @@ impl Cache {
         let file = self
             .dir
             .join("pins")
-            .join(format!("{}.json", key::sha256_hex(name)));
-        write_atomic(&file, &text, 0o644)
+            .join(format!("{}.json", crate::digest::sha256_hex(name)));
+        Ok(write_atomic(&file, &text, 0o644)?)
     }
 
     /// Layers that must stay: pinned layers whose dependent still exists, layers a build
@@ -314,17 +285,15 @@ impl Cache {
         if !path.exists() {
             return Ok(false);
         }
-        let file = open_lock(&path)?;
-        Ok(file.try_lock().is_err())
+        Ok(Lock::try_exclusive(&path)?.is_none())
     }
 
     /// Remove one layer, unless a build holds it. Returns whether it was removed.
     fn remove_layer(&self, key: &str) -> Result<bool> {
         let path = self.lock_path(key, "use");
-        let file = open_lock(&path)?;
-        if file.try_lock().is_err() {
+        let Some(_held) = Lock::try_exclusive(&path)? else {
             return Ok(false);
-        }
+        };
         // The layer file first: without it the manifest no longer describes a layer.
         remove_if_exists(&self.layer_path(key))?;
         remove_if_exists(&self.manifest_path(key))?;
@@ -411,8 +380,8 @@ impl Cache {
         for (path, name) in named_entries(&self.dir.join("locks"))? {
             if let Some((key, what)) = name.rsplit_once('.') {
                 if !self.layer_path(key).exists() {
-                    let file = open_lock(&path)?;
-                    if file.try_lock().is_ok() && (what == "use" || what == "build") {
+                    let free = Lock::try_exclusive(&path)?.is_some();
+                    if free && (what == "use" || what == "build") {
                         remove_if_exists(&path)?;
                     }
                 }
@@ -672,19 +641,11 @@ mod tests {
         let r = Runner::default();
         cache
             .get_or_build("base", None, "import", "", &r, |tmp| {
-                r.run(
-                    "qemu-img",
-                    &argv([
-                        "create".as_ref(),
-                        "-q".as_ref(),
-                        "-f".as_ref(),
-                        "qcow2".as_ref(),
-                        tmp.as_os_str(),
-                        "16M".as_ref(),
-                    ]),
-                    "",
-                )
-                .map(|_| ())
+                r.tool("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .args([tmp.as_os_str(), "16M".as_ref()])
+                    .run()?;
+                Ok(())
             })
             .unwrap();
         let (m, _) = cache
@@ -692,15 +653,10 @@ mod tests {
             .unwrap();
         assert_eq!(m.parent.as_deref(), Some("base"));
         let info = r
-            .run(
-                "qemu-img",
-                &argv([
-                    "info".as_ref(),
-                    "--output=json".as_ref(),
-                    cache.layer_path("top").as_os_str(),
-                ]),
-                "",
-            )
+            .tool("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(cache.layer_path("top"))
+            .run()
             .unwrap();
         let info = String::from_utf8_lossy(&info.stdout);
         assert!(info.contains("base.qcow2"), "{info}");

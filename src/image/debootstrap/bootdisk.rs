@@ -2,9 +2,9 @@
 //! TCG): create, partition, format, unpack, install GRUB; then the checks that it boots.
 
 use super::Format;
-use crate::error::{Error, IoContext, Result};
 use crate::image::cancel::interrupted;
-use crate::runner::{argv, Io, Runner};
+use crate::image::{Error, IoAt, Result};
+use crate::runner::Runner;
 use std::path::Path;
 
 pub struct Disk<'a> {
@@ -20,20 +20,16 @@ pub fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) -> Result
     let grub_cfg = work.join("grub.cfg");
     let mbr = work.join("mbr");
     let script = script(disk, tarball, &grub_cfg, &mbr)?;
-    let io = Io {
-        input: Some(script.as_bytes()),
-        stdout_is_log: false,
-    };
-    runner.run_cancellable_io(
-        "guestfish",
-        &argv(["--no-progress-bars"]),
-        io,
-        &format!("making the disk {}", disk.path.display()),
-        &interrupted,
-    )?;
+    runner
+        .tool("guestfish")
+        .arg("--no-progress-bars")
+        .input(script.as_bytes())
+        .context(format!("making the disk {}", disk.path.display()))
+        .cancel(&interrupted)
+        .run()?;
     let mbr = std::fs::read(&mbr).at(&mbr)?;
     let cfg = std::fs::read_to_string(&grub_cfg).at(&grub_cfg)?;
-    check_boot(&mbr, &cfg).map_err(|why| Error::Other(format!("{}: {why}", disk.path.display())))
+    check_boot(&mbr, &cfg).map_err(|why| Error::Invalid(format!("{}: {why}", disk.path.display())))
 }
 
 /// The guestfish script. Paths are quoted (they are the only values in it that come from
@@ -76,7 +72,7 @@ fn quote(path: &Path) -> Result<String> {
         .to_str()
         .filter(|s| !s.chars().any(char::is_control))
         .ok_or_else(|| {
-            Error::Config(format!(
+            Error::Recipe(format!(
                 "{}: a path with control characters or not in UTF-8 cannot be given to guestfish",
                 path.display()
             ))

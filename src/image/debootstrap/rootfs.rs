@@ -3,7 +3,7 @@
 //! keys) so every clone makes its own, units enabled offline, and caches removed.
 
 use super::Recipe;
-use crate::error::{IoContext, Result};
+use crate::image::{IoAt, Result};
 use crate::runner::{argv, Runner};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -126,7 +126,7 @@ fn put(root: &Path, rel: &str, text: &str) -> Result<()> {
 }
 
 fn remove(root: &Path, rel: &str) -> Result<()> {
-    crate::fsutil::remove_if_exists(&root.join(rel))
+    Ok(crate::fsutil::remove_if_exists(&root.join(rel))?)
 }
 
 fn configure_network(root: &Path, recipe: &Recipe) -> Result<()> {
@@ -235,12 +235,11 @@ fn chroot(root: &Path, runner: &Runner, command: &[&str], args: &[&str]) -> Resu
     let mut a = vec![root.as_os_str().to_owned()];
     a.extend(argv(command.iter().chain(args)));
     runner
-        .run(
-            "chroot",
-            &a,
-            &format!("{} in the rootfs", command.join(" ")),
-        )
-        .map(|_| ())
+        .tool("chroot")
+        .args(&a)
+        .context(format!("{} in the rootfs", command.join(" ")))
+        .run()?;
+    Ok(())
 }
 
 /// What an image does not need: apt's downloaded .debs and lists, logs, temporary files.

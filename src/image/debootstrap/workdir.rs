@@ -4,7 +4,7 @@
 //! deleting through a bind of /dev would hurt the host. A tree left by a killed build
 //! (SIGKILL skips every clean-up) is removed by the next build once its process is gone.
 
-use crate::error::{Error, IoContext, Result};
+use crate::image::{Error, IoAt, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -108,11 +108,11 @@ fn unmount_under(dir: &Path) -> Result<()> {
     points.sort_by(|a, b| b.cmp(a));
     for p in points {
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Other(format!("{}: NUL in a mount point", p.display())))?;
+            .map_err(|_| Error::Invalid(format!("{}: NUL in a mount point", p.display())))?;
         // SAFETY: a valid C string; umount2 has no other preconditions.
         if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
             let e = std::io::Error::last_os_error();
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "cannot unmount {} (left by debootstrap): {e}",
                 p.display()
             )));
