@@ -21,15 +21,9 @@ pub fn find(ctx: &Context, playbook: &str) -> Result<PathBuf> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "playbook '{playbook}' not found; looked in: {}",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+        .ok_or_else(|| Error::PlaybookNotFound {
+            name: playbook.to_string(),
+            looked_in: candidates.clone(),
         })
 }
 

@@ -139,11 +139,14 @@ pub fn verify_host_key(
         }
         std::thread::sleep(POLL);
     }
-    Err(Error::Other(format!(
-        "{name}: the SSH server at {ip} does not present the host key virt-up generated for this instance (the first-boot identity was not applied?); got: {}; console log: {}",
+    Err(Error::Guest {
+        name: name.to_string(),
+        message: format!(
+        "the SSH server at {ip} does not present the host key virt-up generated for this instance (the first-boot identity was not applied?); got: {}; console log: {}",
         if seen.trim().is_empty() { "no key" } else { seen.trim() },
         console_log.display()
-    )))
+    ),
+    })
 }
 
 /// Wait for the address, then for SSH; `phase` is told when each phase ends.
@@ -185,11 +188,13 @@ fn poll<T>(
             return Ok(v);
         }
         if !hv.is_running(t.domain)? {
-            return Err(Error::Other(format!(
-                "{}: the guest stopped while waiting for its {phase}; console log: {}",
-                t.domain,
-                t.console_log.display()
-            )));
+            return Err(Error::Guest {
+                name: t.domain.to_string(),
+                message: format!(
+                    "the guest stopped while waiting for its {phase}; console log: {}",
+                    t.console_log.display()
+                ),
+            });
         }
         if Instant::now() >= deadline {
             return Err(Error::Timeout {

@@ -107,7 +107,11 @@ impl Store {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Other(format!("{}: corrupt record: {e}", path.display()))),
+                .map_err(|e| Error::Corrupt {
+                    path: path.clone(),
+                    what: "corrupt record",
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -172,8 +176,11 @@ impl Store {
     fn macs(&self) -> Result<BTreeMap<String, String>> {
         let path = self.paths.macaddrs();
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| Error::Other(format!("{}: corrupt: {e}", path.display()))),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                what: "corrupt",
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(Error::io(path, e)),
         }

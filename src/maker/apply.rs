@@ -125,7 +125,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         match (s(step, "script"), s(step, "file")) {
             (Some(text), _) => files.write(name, text, 0o755),
             (None, Some(f)) => Ok(resolve(f)),
-            _ => Err(Error::Other(format!("{ctx}: no script"))),
+            _ => Err(step_error(&ctx, "no script")),
         }
     };
     match step.runner.as_str() {
@@ -158,13 +158,10 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             let src = match (s(step, "content"), s(step, "src")) {
                 (Some(c), _) => files.write("content", c, 0o644)?,
                 (None, Some(p)) => resolve(p),
-                _ => return Err(Error::Other(format!("{ctx}: nothing to copy"))),
+                _ => return Err(step_error(&ctx, "nothing to copy")),
             };
             if !src.is_file() {
-                return Err(Error::Other(format!(
-                    "{ctx}: no such file {}",
-                    src.display()
-                )));
+                return Err(step_error(&ctx, format!("no such file {}", src.display())));
             }
             vc.extend(argv([
                 "--upload".to_string(),
@@ -198,7 +195,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                     let cmd = list(step, "command");
                     let (first, rest) = cmd
                         .split_first()
-                        .ok_or_else(|| Error::Other(format!("{ctx}: empty command")))?;
+                        .ok_or_else(|| step_error(&ctx, "empty command"))?;
                     (first.clone(), argv(rest))
                 }
             };
@@ -243,7 +240,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                 .run()?;
             return Ok(());
         }
-        other => return Err(Error::Other(format!("{ctx}: '{other}' is not a step"))),
+        other => return Err(step_error(&ctx, format!("'{other}' is not a step"))),
     }
     runner
         .tool("virt-customize")
@@ -251,6 +248,14 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         .context(&ctx)
         .run()?;
     Ok(())
+}
+
+/// A step that cannot run as written, named by `ctx`.
+fn step_error(ctx: &str, message: impl Into<String>) -> Error {
+    Error::Step {
+        context: ctx.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Run `tool` with stdout written to `out`.
@@ -344,7 +349,7 @@ pub fn import(
             Ok(())
         }
         "download" => download(step, dir, image, runner, &downloads),
-        other => Err(Error::Other(format!("'{other}' is not an importer"))),
+        other => Err(step_error(&format!("'{other}'"), "is not an importer")),
     }
 }
 
@@ -403,10 +408,13 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
         if step.args.get("create_dir").and_then(Value::as_bool) == Some(true) {
             std::fs::create_dir_all(&parent).at(&parent)?;
         } else {
-            return Err(Error::Other(format!(
-                "{ctx}: directory {} does not exist (set create_dir: true)",
-                parent.display()
-            )));
+            return Err(step_error(
+                &ctx,
+                format!(
+                    "directory {} does not exist (set create_dir: true)",
+                    parent.display()
+                ),
+            ));
         }
     }
     let files = SecretFiles::new()?;

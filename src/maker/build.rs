@@ -262,7 +262,7 @@ impl Builder<'_> {
         crate::fsutil::private_dir(path.parent().expect("exports dir"))?;
         Ok(write_atomic(
             &path,
-            &serde_json::to_vec_pretty(&rec).map_err(|e| Error::Other(e.to_string()))?,
+            &serde_json::to_vec_pretty(&rec)?,
             0o644,
         )?)
     }
@@ -274,5 +274,9 @@ fn step_failed(file: &Path, location: &str, e: Error) -> Error {
     if e.is_interrupted() {
         return e;
     }
-    Error::Other(format!("{}: {location}: {e}", file.display()))
+    Error::StepFailed {
+        file: file.to_path_buf(),
+        location: location.to_string(),
+        source: Box::new(e),
+    }
 }

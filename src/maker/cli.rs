@@ -173,7 +173,7 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
                         CacheAction::Clean => cache.clean(dry_run)?,
                         _ => {
                             if max_size.is_none() && max_age.is_none() {
-                                return Err(crate::Error::Config(
+                                return Err(crate::Error::Usage(
                                     "cache gc needs --max-size and/or --max-age".into(),
                                 ));
                             }

@@ -129,7 +129,7 @@ impl Cache {
     }
 
     fn write_manifest(&self, m: &Manifest) -> Result<()> {
-        let text = serde_json::to_vec_pretty(m).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(m)?;
         Ok(write_atomic(&self.manifest_path(&m.key), &text, 0o644)?)
     }
 
@@ -169,7 +169,7 @@ impl Cache {
             if let Some(parent) = parent {
                 let backing = self.layer_path(parent);
                 if !backing.exists() {
-                    return Err(Error::Other(format!(
+                    return Err(Error::StepCache(format!(
                         "step cache: parent layer {parent} of {key} is missing"
                     )));
                 }
@@ -182,7 +182,7 @@ impl Cache {
             }
             build(&tmp)?;
             if !tmp.exists() {
-                return Err(Error::Other(format!("step {step} produced no image")));
+                return Err(Error::StepCache(format!("step {step} produced no image")));
             }
             let size = disk_usage(&tmp);
             let t = now();
@@ -235,7 +235,7 @@ impl Cache {
             key: key.to_string(),
             path: path.to_path_buf(),
         };
-        let text = serde_json::to_vec_pretty(&pin).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&pin)?;
         let file = self
             .dir
             .join("pins")
@@ -334,9 +334,7 @@ impl Cache {
             .iter()
             .find(|k| keep.contains(*k) && self.lookup(k).ok().flatten().is_some())
         {
-            return Err(Error::Other(format!(
-                "step cache: layer {k} is in use (a template or a running build depends on it); cannot force a rebuild"
-            )));
+            return Err(Error::LayerInUse { key: k.clone() });
         }
         // Children before parents.
         let mut order: Vec<&Manifest> = layers.iter().filter(|m| doomed.contains(&m.key)).collect();
@@ -611,7 +609,7 @@ mod tests {
         let err = cache
             .get_or_build("k1", None, "import", "", &Runner::default(), |tmp| {
                 std::fs::write(tmp, b"half").unwrap();
-                Err(Error::Other("step failed".into()))
+                Err(Error::StepCache("step failed".into()))
             })
             .unwrap_err();
         assert!(err.to_string().contains("step failed"));
