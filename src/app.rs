@@ -143,11 +143,7 @@ fn create_options(cli: &Cli) -> Result<CreateOptions> {
         validate_username(user)?;
     }
     if let Some(size) = &cli.size {
-        let ok = size
-            .trim_end_matches(['K', 'M', 'G', 'T', 'k'])
-            .parse::<u64>()
-            .is_ok();
-        if !ok {
+        if crate::size::parse(size).is_err() {
             return Err(Error::Config(format!(
                 "--size {size:?}: expected a size like 20G, 512M or a number of bytes"
             )));

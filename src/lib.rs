@@ -21,6 +21,7 @@ pub mod paths;
 pub mod readiness;
 pub mod records;
 pub mod runner;
+pub mod size;
 pub mod ssh;
 pub mod sshkeys;
 pub mod stepcache;

@@ -243,6 +243,9 @@ fn validate(key: &schema::Key, value: &str, origin: Option<&Origin>) -> Result<(
         Kind::Args => shlex::split(value)
             .is_none()
             .then(|| "shell-style words with balanced quotes".to_string()),
+        Kind::Size => crate::size::parse(value.trim())
+            .is_err()
+            .then(|| "a size like 8G, 1.5G or a number of bytes".to_string()),
     };
     match problem {
         None => Ok(()),

@@ -10,6 +10,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// Shell-style words (split with POSIX quoting rules, never run through a shell).
     Args,
+    /// A size in qemu-img's grammar ([`crate::size`]).
+    Size,
 }
 
 #[derive(Debug)]
@@ -45,7 +47,7 @@ pub const KEYS: &[Key] = &[
     key("username", Kind::Text, Some("virt"), "The login user created in templates, with passwordless sudo ('user' is an alias)."),
     key("password-length", Kind::Int(8, 128), Some("24"), "Accepted for compatibility: virt-up sets no random passwords (accounts are key-only unless --password/--root-password is given)."),
     key("image-format", Kind::Choice(&["qcow2", "raw"]), Some("qcow2"), "Disk format: qcow2 instances are linked clones; raw instances are full copies."),
-    key("size", Kind::Text, None, "Template disk size as virt-builder takes it (e.g. 8G); default: the image's size."),
+    key("size", Kind::Size, None, "Template disk size as virt-builder takes it (e.g. 8G); default: the image's size."),
     key("memory", Kind::Int(64, 16 * 1024 * 1024), Some("512"), "Memory in MiB."),
     key("vcpus", Kind::Int(1, 512), Some("1"), "Number of virtual CPUs."),
     key("graphics", Kind::Choice(&["none", "vnc", "spice"]), Some("none"), "Graphics console type."),

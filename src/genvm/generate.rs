@@ -78,7 +78,7 @@ impl ImageRequest {
             }
         }
         let format = Format::parse(&self.format)?;
-        let size = crate::image::size::parse(&self.size)?;
+        let size = crate::size::parse(&self.size).map_err(crate::image::Error::from)?;
         let missing = |m: &str| Failure::new(ReturnCode::MissingAttribute, m);
         let checksum = match (&self.checksum_type, &self.checksum) {
             (None, None) => None,

@@ -195,7 +195,7 @@ pub fn check_mirror(m: &str) -> std::result::Result<(), String> {
 
 /// A disk size (qemu-img's syntax) big enough for the rootfs; bytes.
 pub fn check_size(s: &str) -> std::result::Result<u64, String> {
-    let size = crate::image::size::parse(s).map_err(|e| e.to_string())?;
+    let size = crate::size::parse(s).map_err(|e| e.to_string())?;
     if size < MIN_SIZE {
         return Err(format!(
             "size '{s}' is too small: the root file system alone takes about 0.6 GiB (at least 1G)"

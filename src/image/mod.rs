@@ -9,7 +9,6 @@
 //! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
 //! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
 //! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
-//! - [`size`]: sizes parsed exactly as qemu-img parses them;
 //! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
 //! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind;
@@ -26,7 +25,6 @@ pub mod download;
 pub mod download_cache;
 pub mod progress;
 pub mod qemu_img;
-pub mod size;
 pub mod source;
 pub mod tempfiles;
 
@@ -158,6 +156,15 @@ impl From<ToolError> for Error {
         match e {
             ToolError::Interrupted => Error::Interrupted,
             e => Error::Tool(e),
+        }
+    }
+}
+
+impl From<crate::size::InvalidSize> for Error {
+    fn from(e: crate::size::InvalidSize) -> Self {
+        Error::InvalidSize {
+            text: e.text,
+            why: e.why,
         }
     }
 }

@@ -372,8 +372,9 @@ fn download(
             .transpose()?,
     };
     let size = s(step, "resize")
-        .map(crate::image::size::parse)
-        .transpose()?;
+        .map(crate::size::parse)
+        .transpose()
+        .map_err(crate::image::Error::from)?;
     let job = Job {
         input: Some(&input),
         output: image,

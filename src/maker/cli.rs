@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::runner::{Runner, VirtType};
-use crate::stepcache::{human, parse_age, parse_size, Cache, GcPolicy, Manifest};
+use crate::stepcache::{human, parse_age, Cache, GcPolicy, Manifest};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -67,7 +67,7 @@ pub enum Command {
 }
 
 fn size_arg(s: &str) -> std::result::Result<u64, String> {
-    parse_size(s).ok_or_else(|| format!("'{s}' is not a size (e.g. 512M, 20G)"))
+    crate::size::parse(s).map_err(|_| format!("'{s}' is not a size (e.g. 512M, 20G, 1.5T)"))
 }
 
 fn age_arg(s: &str) -> std::result::Result<u64, String> {

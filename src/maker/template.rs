@@ -214,7 +214,7 @@ fn check_download(file: &Path, step: &Step) -> Result<()> {
         super::fetch::checksum(c).map_err(|e| err(file, at("checksum"), e.to_string()))?;
     }
     if let Some(r) = arg("resize") {
-        crate::image::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
+        crate::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
     }
     Ok(())
 }

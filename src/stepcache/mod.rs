@@ -468,22 +468,6 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Parse "10G", "512M", "1024" (bytes).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|n| (n * mult as f64) as u64)
-}
-
 /// Parse "30d", "12h", "45m", "90s" (seconds; a bare number is days).
 pub fn parse_age(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -570,8 +554,6 @@ mod tests {
 
     #[test]
     fn sizes_and_ages_parse() {
-        assert_eq!(parse_size("10G"), Some(10 << 30));
-        assert_eq!(parse_size("1.5K"), Some(1536));
         assert_eq!(parse_age("2d"), Some(172800));
         assert_eq!(parse_age("3h"), Some(10800));
         assert_eq!(human(1536), "1.5K");

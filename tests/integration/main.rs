@@ -12,4 +12,5 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
+mod sizes;
 mod virt_maker;
