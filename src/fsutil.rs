@@ -1,7 +1,9 @@
 //! File helpers, at the bottom of the crate (they depend on nothing in it): private
-//! directories, removals that tolerate a missing file, names next to a file, and atomic
-//! writes (a unique temp file, fsync, rename, fsync of the directory) so a crash never
-//! leaves a half-written record, key or inventory.
+//! directories, removals that tolerate a missing file, names next to a file, work files
+//! ([`TempPath`]: removed when dropped, renamed into place only when complete and on
+//! disk) and atomic writes built on them (a unique temp file, fsync, rename, fsync of
+//! the directory), so a crash never leaves a half-written record, key, image or
+//! inventory. Two runs making one output take turns through [`crate::lock::Lock::on_name`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -54,28 +56,68 @@ fn unique_temp(path: &Path) -> PathBuf {
 /// Write `contents` to `path` atomically with the given mode: readers see the old file
 /// or the new one, whole, and after a crash the new one is on disk or not there at all.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = unique_temp(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(at(&tmp))?;
-        // The umask may have narrowed the mode: it is what the caller asked, before the
-        // file has its name.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(at(&tmp))?;
-        f.write_all(contents).map_err(at(&tmp))?;
-        f.sync_all().map_err(at(&tmp))?;
-        fs::rename(&tmp, path).map_err(at(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
+    let tmp = TempPath::adopt(unique_temp(path));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp.path())
+        .map_err(at(tmp.path()))?;
+    // The umask may have narrowed the mode: it is what the caller asked, before the file
+    // has its name.
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(at(tmp.path()))?;
+    f.write_all(contents).map_err(at(tmp.path()))?;
+    drop(f);
+    tmp.persist(path)
+}
+
+/// A file that is removed when dropped, unless [`TempPath::keep`] was called.
+#[derive(Debug)]
+pub struct TempPath {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempPath {
+    /// Take charge of `path`, removing whatever a dead run left there.
+    pub fn fresh(path: PathBuf) -> Result<TempPath> {
+        remove_if_exists(&path)?;
+        Ok(TempPath { path, keep: false })
     }
-    sync_dir(path);
-    Ok(())
+
+    /// Take charge of `path` as it is (e.g. a partial download to resume).
+    pub fn adopt(path: PathBuf) -> TempPath {
+        TempPath { path, keep: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leave the file where it is.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.path.clone()
+    }
+
+    /// fsync the file, rename it to `dest` and fsync the directory: the new name appears
+    /// only with complete, durable contents.
+    pub fn persist(mut self, dest: &Path) -> Result<()> {
+        sync_file(&self.path)?;
+        std::fs::rename(&self.path, dest).map_err(at(dest))?;
+        self.keep = true;
+        sync_dir(dest);
+        Ok(())
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// fsync the file at `path`.
@@ -132,6 +174,23 @@ pub fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_is_removed_on_drop_and_persisted_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.part");
+        {
+            let t = TempPath::fresh(p.clone()).unwrap();
+            std::fs::write(t.path(), b"half").unwrap();
+        }
+        assert!(!p.exists());
+        let t = TempPath::fresh(p.clone()).unwrap();
+        std::fs::write(t.path(), b"whole").unwrap();
+        let dest = dir.path().join("x");
+        t.persist(&dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        assert!(!p.exists());
+    }
 
     #[test]
     fn atomic_write_sets_mode_and_leaves_no_temp_file() {

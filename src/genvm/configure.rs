@@ -16,10 +16,10 @@
 use super::{Failure, ReturnCode, Verbose};
 use crate::domain_xml::{Disk, DomainSpec};
 use crate::fsutil::hidden_sibling;
+use crate::fsutil::TempPath;
 use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::image::cancel::Cancel;
 use crate::image::qemu_img::QemuImg;
-use crate::image::tempfiles::TempPath;
 use crate::runner::{argv, Runner, ToolError, VirtType};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};

@@ -10,8 +10,8 @@
 use super::cancel::Cancel;
 use super::checksum::{Expected, Summer};
 use super::progress::Progress;
-use super::tempfiles::TempPath;
 use super::{Error, IoAt, Result};
+use crate::fsutil::TempPath;
 use crate::fsutil::{remove_if_exists, with_suffix};
 use crate::lock::Lock;
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,6 @@
 //! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
 //! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
 //! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
-//! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
 //! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
 //! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind;
@@ -26,7 +25,6 @@ pub mod download_cache;
 pub mod progress;
 pub mod qemu_img;
 pub mod source;
-pub mod tempfiles;
 
 use crate::runner::ToolError;
 use std::path::PathBuf;
