@@ -105,7 +105,7 @@ impl TempPath {
     /// only with complete, durable contents.
     pub fn persist(mut self, dest: &Path) -> Result<()> {
         sync_file(&self.path)?;
-        std::fs::rename(&self.path, dest).map_err(at(dest))?;
+        fs::rename(&self.path, dest).map_err(at(dest))?;
         self.keep = true;
         sync_dir(dest);
         Ok(())
@@ -115,7 +115,7 @@ impl TempPath {
 impl Drop for TempPath {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -181,14 +181,14 @@ mod tests {
         let p = dir.path().join("x.part");
         {
             let t = TempPath::fresh(p.clone()).unwrap();
-            std::fs::write(t.path(), b"half").unwrap();
+            fs::write(t.path(), b"half").unwrap();
         }
         assert!(!p.exists());
         let t = TempPath::fresh(p.clone()).unwrap();
-        std::fs::write(t.path(), b"whole").unwrap();
+        fs::write(t.path(), b"whole").unwrap();
         let dest = dir.path().join("x");
         t.persist(&dest).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        assert_eq!(fs::read(&dest).unwrap(), b"whole");
         assert!(!p.exists());
     }
 

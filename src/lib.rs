@@ -17,6 +17,8 @@ pub mod inventory;
 pub mod lock;
 pub(crate) mod log;
 pub mod names;
+// unsafe: getuid, for the runtime directory.
+#[allow(unsafe_code)]
 pub mod paths;
 pub mod readiness;
 pub mod records;
@@ -29,6 +31,8 @@ pub mod stepcache;
 pub use error::{Error, Result};
 pub mod app;
 pub mod cli;
+// unsafe: geteuid, for the default libvirt URI.
+#[allow(unsafe_code)]
 pub mod context;
 pub mod instance;
 pub mod maker;

@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn macs_are_stable_and_unique() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::paths::Paths::from_env(&|k| {
+        let paths = Paths::from_env(&|k| {
             (k == "VIRTUP_DATA_HOME").then(|| dir.path().join("d").display().to_string())
         });
         let store = Store::new(&paths).unwrap();

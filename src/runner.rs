@@ -6,6 +6,9 @@
 //! runner.tool("qemu-img").args(&args).context("cloning web1").cancel(&c).run()?;
 //! ```
 
+// unsafe: waitid without reaping, so the SIGTERM of a cancelled tool can only reach it; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};

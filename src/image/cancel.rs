@@ -3,6 +3,9 @@
 //! alongside). Work in progress is then removed, so an interrupted run leaves no
 //! half-written output.
 
+// unsafe: signal handlers for Ctrl-C and SIGTERM (libc::sigaction); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -6,6 +6,9 @@
 //!
 //! The implementations are RustCrypto's: sha1/sha2 detect SHA-NI at run time.
 
+// unsafe: a read-only memory map of the input (libc::mmap/munmap/madvise); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::cancel::Cancel;
 use super::{Error, IoAt, Result};
 use crate::digest::hex;

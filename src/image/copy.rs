@@ -3,6 +3,9 @@
 //! O_DIRECT where the file system allows it, so the copy costs little CPU next to the
 //! checksum computed alongside, and is on disk when it returns.
 
+// unsafe: early write-back of the output (libc::sync_file_range); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::cancel::Cancel;
 use super::checksum::Mapping;
 use super::progress::Progress;

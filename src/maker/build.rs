@@ -233,7 +233,7 @@ impl Builder<'_> {
     }
 
     fn export_record_path(&self, out: &Path) -> PathBuf {
-        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let abs = crate::fsutil::absolute(out);
         self.cache
             .dir()
             .join("exports")
@@ -243,7 +243,7 @@ impl Builder<'_> {
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
         let compress = step.args.get("compress").and_then(Value::as_str);
-        let out = super::apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
+        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;

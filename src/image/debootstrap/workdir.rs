@@ -4,6 +4,9 @@
 //! deleting through a bind of /dev would hurt the host. A tree left by a killed build
 //! (SIGKILL skips every clean-up) is removed by the next build once its process is gone.
 
+// unsafe: unmounting what debootstrap left mounted and probing PIDs (libc::umount2, libc::kill); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use crate::image::{Error, IoAt, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
