@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// Bytes as lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -18,12 +18,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// sha256 of a string, hex (for names derived from URLs and paths).
-pub fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
 }
 
 /// sha256 of a file's content, streamed (sha2 uses SHA-NI where the CPU has it).
-pub fn file_sha256(path: &Path) -> Result<[u8; 32], IoError> {
+pub(crate) fn file_sha256(path: &Path) -> Result<[u8; 32], IoError> {
     let at = |e| IoError::new(path, e);
     let mut f = std::fs::File::open(path).map_err(at)?;
     let mut h = Sha256::new();

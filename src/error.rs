@@ -194,7 +194,7 @@ impl From<crate::fsutil::IoError> for Error {
 }
 
 /// Extension to attach a path to `std::io::Result`s.
-pub trait IoContext<T> {
+pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 

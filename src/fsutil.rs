@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// An I/O error on a named file. Every layer's error has a variant it converts into.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}", .path.display())]
-pub struct IoError {
+pub(crate) struct IoError {
     pub path: PathBuf,
     #[source]
     pub source: std::io::Error,
 }
 
 impl IoError {
-    pub fn new(path: impl Into<PathBuf>, source: std::io::Error) -> IoError {
+    pub(crate) fn new(path: impl Into<PathBuf>, source: std::io::Error) -> IoError {
         IoError {
             path: path.into(),
             source,
@@ -29,14 +29,14 @@ impl IoError {
     }
 }
 
-pub type Result<T, E = IoError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = IoError> = std::result::Result<T, E>;
 
 fn at(path: &Path) -> impl Fn(std::io::Error) -> IoError + '_ {
     move |e| IoError::new(path, e)
 }
 
 /// Create `dir` (and parents) with mode 0700, and tighten it to 0700 if it exists.
-pub fn private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -55,7 +55,7 @@ fn unique_temp(path: &Path) -> PathBuf {
 
 /// Write `contents` to `path` atomically with the given mode: readers see the old file
 /// or the new one, whole, and after a crash the new one is on disk or not there at all.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = TempPath::adopt(unique_temp(path));
     let mut f = OpenOptions::new()
         .write(true)
@@ -72,38 +72,32 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     tmp.persist(path)
 }
 
-/// A file that is removed when dropped, unless [`TempPath::keep`] was called.
+/// A file that is removed when dropped, unless it was persisted.
 #[derive(Debug)]
-pub struct TempPath {
+pub(crate) struct TempPath {
     path: PathBuf,
     keep: bool,
 }
 
 impl TempPath {
     /// Take charge of `path`, removing whatever a dead run left there.
-    pub fn fresh(path: PathBuf) -> Result<TempPath> {
+    pub(crate) fn fresh(path: PathBuf) -> Result<TempPath> {
         remove_if_exists(&path)?;
         Ok(TempPath { path, keep: false })
     }
 
     /// Take charge of `path` as it is (e.g. a partial download to resume).
-    pub fn adopt(path: PathBuf) -> TempPath {
+    pub(crate) fn adopt(path: PathBuf) -> TempPath {
         TempPath { path, keep: false }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Leave the file where it is.
-    pub fn keep(mut self) -> PathBuf {
-        self.keep = true;
-        self.path.clone()
     }
 
     /// fsync the file, rename it to `dest` and fsync the directory: the new name appears
     /// only with complete, durable contents.
-    pub fn persist(mut self, dest: &Path) -> Result<()> {
+    pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
         sync_file(&self.path)?;
         fs::rename(&self.path, dest).map_err(at(dest))?;
         self.keep = true;
@@ -121,7 +115,7 @@ impl Drop for TempPath {
 }
 
 /// fsync the file at `path`.
-pub fn sync_file(path: &Path) -> Result<()> {
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(at(path))
@@ -129,7 +123,7 @@ pub fn sync_file(path: &Path) -> Result<()> {
 
 /// fsync the directory holding `path`, so a rename into it is durable (best effort:
 /// some file systems refuse).
-pub fn sync_dir(path: &Path) {
+pub(crate) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -143,7 +137,7 @@ pub fn sync_dir(path: &Path) {
 }
 
 /// Remove a file; a file that is already gone is not an error.
-pub fn remove_if_exists(path: &Path) -> Result<()> {
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(IoError::new(path, e)),
         _ => Ok(()),
@@ -152,19 +146,19 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 
 /// `path` made absolute against the working directory (not resolving links); as it is
 /// when that cannot be done.
-pub fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `path` with `suffix` appended to its name (`img` + `.part` = `img.part`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
 
 /// `dir/.<name><suffix>`: a hidden work file next to the file `path`.
-pub fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
     let name = path.file_name().unwrap_or_default();
     let mut hidden = std::ffi::OsString::from(".");
     hidden.push(name);

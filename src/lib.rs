@@ -5,7 +5,7 @@
 //! -> readiness -> records and inventory. The binaries are thin front-ends.
 
 pub mod config;
-pub mod digest;
+pub(crate) mod digest;
 pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
@@ -23,7 +23,7 @@ pub mod paths;
 pub mod readiness;
 pub mod records;
 pub mod runner;
-pub mod size;
+pub(crate) mod size;
 pub mod ssh;
 pub mod sshkeys;
 pub mod stepcache;

@@ -35,7 +35,7 @@ fn open(path: &Path) -> Result<File> {
 
 impl Lock {
     /// Block until the lock on `path` is ours, then write our PID into it (for humans).
-    pub fn exclusive(path: &Path) -> Result<Lock> {
+    pub(crate) fn exclusive(path: &Path) -> Result<Lock> {
         if let Some(dir) = path.parent() {
             if !dir.exists() {
                 crate::fsutil::private_dir(dir)?;
@@ -51,14 +51,14 @@ impl Lock {
 
     /// Block until `path` is locked shared: other shared holders may hold it too, an
     /// exclusive one waits (or its `try_exclusive` fails).
-    pub fn shared(path: &Path) -> Result<Lock> {
+    pub(crate) fn shared(path: &Path) -> Result<Lock> {
         let file = open(path)?;
         file.lock_shared().map_err(|e| IoError::new(path, e))?;
         Ok(Lock { _file: file })
     }
 
     /// The exclusive lock on `path` if nobody holds it now; None if someone does.
-    pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+    pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
         let file = open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lock { _file: file })),
@@ -71,7 +71,7 @@ impl Lock {
     /// turns. The lock file is the work file itself (its content is left alone), so
     /// nothing else is left behind; a waiter that finds the name renamed or removed
     /// meanwhile locks the new file.
-    pub fn on_name(path: &Path) -> Result<Lock> {
+    pub(crate) fn on_name(path: &Path) -> Result<Lock> {
         let at = |e| IoError::new(path, e);
         loop {
             let file = open_with(path, 0o666)?;

@@ -2,6 +2,6 @@
 //! the same and go to the same stream.
 
 /// Write one debug line to stderr. Callers decide whether debug output is on.
-pub fn debug(msg: impl std::fmt::Display) {
+pub(crate) fn debug(msg: impl std::fmt::Display) {
     eprintln!("debug: {msg}");
 }

@@ -54,7 +54,7 @@ fn in_context(context: &str) -> String {
 
 impl ToolError {
     /// A missing tool is a host that is not ready (4); Ctrl-C is 130; a failure is 1.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             ToolError::Missing { .. } => 4,
             ToolError::Interrupted => 130,
@@ -63,7 +63,7 @@ impl ToolError {
     }
 
     /// The tool's exit code, when it ran and failed.
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         match self {
             ToolError::Failed { code, .. } => Some(*code),
             _ => None,
@@ -72,7 +72,7 @@ impl ToolError {
 }
 
 /// The Debian package that provides a tool, for "not installed" messages.
-pub fn package_of(tool: &str) -> &'static str {
+pub(crate) fn package_of(tool: &str) -> &'static str {
     match tool {
         "virt-builder" | "virt-sysprep" | "virt-customize" | "virt-index-validate" => {
             "guestfs-tools"
@@ -101,7 +101,7 @@ pub enum VirtType {
 
 impl VirtType {
     /// The `virt-type` setting's value: `qemu` is TCG, anything else KVM.
-    pub fn from_setting(value: &str) -> VirtType {
+    pub(crate) fn from_setting(value: &str) -> VirtType {
         if value == "qemu" {
             VirtType::Qemu
         } else {
@@ -129,7 +129,7 @@ pub struct Output {
 impl Runner {
     /// The runner for guests of `virt_type`: under TCG, libguestfs runs its appliance
     /// directly and without KVM (`LIBGUESTFS_BACKEND=direct`, `force_tcg`).
-    pub fn new(virt_type: VirtType) -> Runner {
+    pub(crate) fn new(virt_type: VirtType) -> Runner {
         let tcg = virt_type == VirtType::Qemu;
         let mut runner = Runner {
             tcg,
@@ -144,36 +144,36 @@ impl Runner {
     }
 
     /// Show the tools' stderr while they run.
-    pub fn show_output(mut self, on: bool) -> Runner {
+    pub(crate) fn show_output(mut self, on: bool) -> Runner {
         self.show_output = on;
         self
     }
 
     /// Log each command before it runs (`debug: run ...`).
-    pub fn debug(mut self, on: bool) -> Runner {
+    pub(crate) fn debug(mut self, on: bool) -> Runner {
         self.debug = on;
         self
     }
 
     /// This runner with one more variable in every tool's environment.
-    pub fn with_env(mut self, key: &str, value: impl Into<String>) -> Runner {
+    pub(crate) fn with_env(mut self, key: &str, value: impl Into<String>) -> Runner {
         self.env.push((key.to_string(), value.into()));
         self
     }
 
     /// Whether the tools' stderr is shown while they run (their callers' step messages
     /// follow the same choice).
-    pub fn shows_output(&self) -> bool {
+    pub(crate) fn shows_output(&self) -> bool {
         self.show_output
     }
 
     /// Whether guests (and tools' appliances) run under TCG, without KVM.
-    pub fn is_tcg(&self) -> bool {
+    pub(crate) fn is_tcg(&self) -> bool {
         self.tcg
     }
 
     /// Start describing a run of `tool`; nothing runs until [`Invocation::run`].
-    pub fn tool(&self, tool: impl Into<String>) -> Invocation<'_> {
+    pub(crate) fn tool(&self, tool: impl Into<String>) -> Invocation<'_> {
         Invocation {
             runner: self,
             tool: tool.into(),
@@ -227,12 +227,12 @@ impl std::fmt::Debug for Invocation<'_> {
 }
 
 impl<'a> Invocation<'a> {
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -243,52 +243,52 @@ impl<'a> Invocation<'a> {
     }
 
     /// One more variable in this run's environment.
-    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_string(), value.into()));
         self
     }
 
     /// What the run is for, named in its error ("cloning web1").
-    pub fn context(mut self, context: impl Into<String>) -> Self {
+    pub(crate) fn context(mut self, context: impl Into<String>) -> Self {
         self.context = context.into();
         self
     }
 
     /// Stop the tool (SIGTERM) as soon as `cancel` returns true (checked every 50 ms);
     /// the result is then [`ToolError::Interrupted`].
-    pub fn cancel(mut self, cancel: Cancel<'a>) -> Self {
+    pub(crate) fn cancel(mut self, cancel: Cancel<'a>) -> Self {
         self.cancel = Some(cancel);
         self
     }
 
     /// `watch` sees the tool's stdout as it comes (progress reports: qemu-img -p).
-    pub fn watch(mut self, watch: Watch<'a>) -> Self {
+    pub(crate) fn watch(mut self, watch: Watch<'a>) -> Self {
         self.watch = Some(watch);
         self
     }
 
     /// Written to the tool's stdin (a script for guestfish: user values never pass
     /// through a shell).
-    pub fn input(mut self, bytes: &'a [u8]) -> Self {
+    pub(crate) fn input(mut self, bytes: &'a [u8]) -> Self {
         self.input = Some(bytes);
         self
     }
 
     /// The tool's stdout is its log: shown and kept for the error message, not captured.
-    pub fn stdout_is_log(mut self) -> Self {
+    pub(crate) fn stdout_is_log(mut self) -> Self {
         self.stdout = Stdout::Log;
         self
     }
 
     /// The tool's stdout is written to `file`.
-    pub fn stdout_to(mut self, file: std::fs::File) -> Self {
+    pub(crate) fn stdout_to(mut self, file: std::fs::File) -> Self {
         self.stdout = Stdout::File(file);
         self
     }
 
     /// The tool talks to the user's terminal directly (its failure then says "see its
     /// output above").
-    pub fn on_terminal(mut self) -> Self {
+    pub(crate) fn on_terminal(mut self) -> Self {
         self.stdout = Stdout::Terminal;
         self
     }
@@ -307,7 +307,7 @@ impl<'a> Invocation<'a> {
 
     /// Run the tool to completion: its output, or an error naming it, its exit code and
     /// the tail of its stderr (shown live when the runner shows output).
-    pub fn run(self) -> Result<Output, ToolError> {
+    pub(crate) fn run(self) -> Result<Output, ToolError> {
         let mut cmd = self.command();
         let terminal = matches!(self.stdout, Stdout::Terminal);
         cmd.stdin(if self.input.is_some() {
@@ -484,7 +484,7 @@ fn read_watched(mut reader: impl std::io::Read, watch: &dyn Fn(&[u8])) -> Vec<u8
 }
 
 /// A tool that cannot be started is almost always a missing package.
-pub fn spawn_error(tool: &str, e: std::io::Error) -> ToolError {
+pub(crate) fn spawn_error(tool: &str, e: std::io::Error) -> ToolError {
     if e.kind() == std::io::ErrorKind::NotFound {
         ToolError::Missing {
             tool: tool.to_string(),
@@ -499,7 +499,7 @@ pub fn spawn_error(tool: &str, e: std::io::Error) -> ToolError {
 }
 
 /// Render a command for logs, quoting arguments that need it. For display only.
-pub fn render(tool: &str, args: &[OsString]) -> String {
+pub(crate) fn render(tool: &str, args: &[OsString]) -> String {
     let mut s = tool.to_string();
     for a in args {
         let a = a.to_string_lossy();
@@ -519,7 +519,7 @@ pub fn render(tool: &str, args: &[OsString]) -> String {
 }
 
 /// Convenience: turn a list of displayable items into an argument vector.
-pub fn argv<I, S>(items: I) -> Vec<OsString>
+pub(crate) fn argv<I, S>(items: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,

@@ -12,19 +12,19 @@
 /// A size that is not one: the text and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid size '{text}': {why}")]
-pub struct InvalidSize {
+pub(crate) struct InvalidSize {
     pub text: String,
     pub why: String,
 }
 
 /// The largest size qemu accepts.
-pub const MAX: u64 = i64::MAX as u64;
+pub(crate) const MAX: u64 = i64::MAX as u64;
 
 /// qemu-img rounds every image size up to whole 512-byte sectors.
-pub const SECTOR: u64 = 512;
+pub(crate) const SECTOR: u64 = 512;
 
 /// Parse a size; the value is in bytes.
-pub fn parse(text: &str) -> Result<u64, InvalidSize> {
+pub(crate) fn parse(text: &str) -> Result<u64, InvalidSize> {
     let bad = |why: &str| InvalidSize {
         text: text.to_string(),
         why: why.to_string(),
@@ -110,12 +110,12 @@ pub fn parse(text: &str) -> Result<u64, InvalidSize> {
 }
 
 /// The virtual size qemu-img gives an image asked to be `bytes` large.
-pub fn rounded(bytes: u64) -> u64 {
+pub(crate) fn rounded(bytes: u64) -> u64 {
     bytes.div_ceil(SECTOR).saturating_mul(SECTOR)
 }
 
 /// A size for people: `10 GiB`, `1.5 GiB`, `512 bytes`.
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} bytes");

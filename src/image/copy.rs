@@ -23,7 +23,7 @@ const ALIGN: usize = 4096;
 /// Copy `src` to a new `dst`; with `sparse`, whole zero blocks become holes. The copy is
 /// fsynced. Returns the number of bytes (the logical size). With `progress`, a bar on a
 /// terminal.
-pub fn copy_image(
+pub(crate) fn copy_image(
     src: &Path,
     dst: &Path,
     sparse: bool,

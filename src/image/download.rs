@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// What to fetch, and where.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub url: &'a str,
     /// The complete file appears here (atomically).
     pub dest: &'a Path,
@@ -32,7 +32,7 @@ pub struct Request<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     /// The checksum of the data (of its first `read_bytes`), when one was expected.
     pub digest: Option<String>,
     pub bytes: u64,
@@ -72,7 +72,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// Download `req.url` to `req.dest`, resuming an earlier partial download of the same URL.
-pub fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
+pub(crate) fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
     let part = with_suffix(req.dest, ".part");
     let meta_file = with_suffix(req.dest, ".part.json");
     let _lock = Lock::on_name(&part)?;

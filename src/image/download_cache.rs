@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// A URL's file in the cache.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Cached {
+pub(crate) struct Cached {
     pub path: PathBuf,
     /// The checksum it matched, when one was expected.
     pub digest: Option<String>,
@@ -26,7 +26,7 @@ pub struct Cached {
 
 /// Where `url` is kept in `dir`: a hash of the URL (distinct URLs never share a file)
 /// followed by its last segment (a name a user can recognise).
-pub fn path_for(dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn path_for(dir: &Path, url: &str) -> PathBuf {
     let name = url
         .split(['?', '#'])
         .next()
@@ -40,7 +40,7 @@ pub fn path_for(dir: &Path, url: &str) -> PathBuf {
 
 /// `url` as a complete local file in `dir`, downloaded unless it is there already (and,
 /// with `expected`, matches it).
-pub fn fetch(
+pub(crate) fn fetch(
     dir: &Path,
     url: &str,
     expected: Option<&Expected>,

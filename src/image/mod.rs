@@ -17,19 +17,19 @@
 
 pub mod cancel;
 pub mod checksum;
-pub mod compress;
-pub mod copy;
+pub(crate) mod compress;
+pub(crate) mod copy;
 pub mod debootstrap;
-pub mod download;
-pub mod download_cache;
-pub mod progress;
+pub(crate) mod download;
+pub(crate) mod download_cache;
+pub(crate) mod progress;
 pub mod qemu_img;
 pub mod source;
 
 use crate::runner::ToolError;
 use std::path::PathBuf;
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong while making an image. Every variant names the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
@@ -126,7 +126,7 @@ impl Error {
 
     /// Bad input (a checksum that does not match, a size or format not accepted, a
     /// refused shrink) is 2; a missing tool 4; Ctrl-C 130; anything else 1.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Error::NotFound(_)
             | Error::UnknownAlgorithm { .. }

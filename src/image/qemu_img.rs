@@ -21,7 +21,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(s: &str) -> Result<Format> {
+    pub(crate) fn parse(s: &str) -> Result<Format> {
         match s {
             "qcow2" => Ok(Format::Qcow2),
             "raw" => Ok(Format::Raw),
@@ -29,7 +29,7 @@ impl Format {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Qcow2 => "qcow2",
             Format::Raw => "raw",
@@ -47,7 +47,7 @@ impl Format {
 
 /// What `qemu-img info` says about an image.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Info {
+pub(crate) struct Info {
     pub format: String,
     pub virtual_size: u64,
     /// qcow2's compat level ("0.10" or "1.1").
@@ -61,12 +61,12 @@ pub struct Info {
 
 /// What `qemu-img check` found.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     /// Leaked clusters waste space but do not harm the data.
     pub leaks: u64,
 }
 
-pub struct QemuImg<'a> {
+pub(crate) struct QemuImg<'a> {
     runner: &'a Runner,
 }
 
@@ -93,7 +93,7 @@ fn resize_error(path: &Path, source: ToolError) -> Error {
 }
 
 impl<'a> QemuImg<'a> {
-    pub fn new(runner: &'a Runner) -> QemuImg<'a> {
+    pub(crate) fn new(runner: &'a Runner) -> QemuImg<'a> {
         QemuImg { runner }
     }
 
@@ -108,7 +108,7 @@ impl<'a> QemuImg<'a> {
 
     /// `qemu-img info`; with `format` None the format is probed (qemu-img's own rules).
     /// `-U`: also works on an image a running guest holds.
-    pub fn info(&self, path: &Path, format: Option<&str>) -> Result<Info> {
+    pub(crate) fn info(&self, path: &Path, format: Option<&str>) -> Result<Info> {
         let mut args = argv(["info", "--output=json", "-U"]);
         if let Some(f) = format {
             args.extend(argv(["-f", f]));
@@ -131,7 +131,7 @@ impl<'a> QemuImg<'a> {
 
     /// Convert `src` (in `src_format`) to a new `dst` in `format`; stopped when `cancel`
     /// fires (the error is then `Interrupted`). With `progress`, a bar on a terminal.
-    pub fn convert(
+    pub(crate) fn convert(
         &self,
         src: &Path,
         src_format: &str,
@@ -197,7 +197,7 @@ impl<'a> QemuImg<'a> {
     }
 
     /// A new, empty image of `bytes`.
-    pub fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
+    pub(crate) fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
         let mut args = argv(["create", "-q", "-f", format.name()]);
         args.extend(format.create_options());
         args.extend([p(path), bytes.to_string().into()]);
@@ -206,7 +206,13 @@ impl<'a> QemuImg<'a> {
             .map_err(|e| create_error(path, e))
     }
 
-    pub fn resize(&self, path: &Path, format: Format, bytes: u64, shrink: bool) -> Result<()> {
+    pub(crate) fn resize(
+        &self,
+        path: &Path,
+        format: Format,
+        bytes: u64,
+        shrink: bool,
+    ) -> Result<()> {
         let mut args = argv(["resize", "-q", "-f", format.name()]);
         if shrink {
             args.push("--shrink".into());
@@ -219,7 +225,7 @@ impl<'a> QemuImg<'a> {
 
     /// A qcow2 overlay on `backing` (absolute path): writes go to the overlay, the backing
     /// image is only read.
-    pub fn create_overlay(
+    pub(crate) fn create_overlay(
         &self,
         overlay: &Path,
         backing: &Path,
@@ -243,7 +249,7 @@ impl<'a> QemuImg<'a> {
     }
 
     /// Write a qcow2 overlay's changes into its backing image.
-    pub fn commit(&self, overlay: &Path) -> Result<()> {
+    pub(crate) fn commit(&self, overlay: &Path) -> Result<()> {
         let args = argv([
             OsString::from("commit"),
             "-q".into(),
@@ -258,7 +264,7 @@ impl<'a> QemuImg<'a> {
 
     /// How many compressed clusters a qcow2 image has (a metadata scan); None when it
     /// cannot be told (the image does not check clean).
-    pub fn compressed_clusters(&self, path: &Path) -> Option<u64> {
+    pub(crate) fn compressed_clusters(&self, path: &Path) -> Option<u64> {
         let args = argv([
             OsString::from("check"),
             "--output=json".into(),
@@ -273,7 +279,7 @@ impl<'a> QemuImg<'a> {
     }
 
     /// `qemu-img check` of a qcow2 image: corruption is an error, leaks are reported.
-    pub fn check(&self, path: &Path) -> Result<CheckReport> {
+    pub(crate) fn check(&self, path: &Path) -> Result<CheckReport> {
         let args = argv([
             OsString::from("check"),
             "--output=json".into(),
@@ -359,7 +365,7 @@ fn parse_info(json: &[u8]) -> std::result::Result<Info, String> {
 /// Verify a finished image: the format, the size and (qcow2) compat 1.1 and a clean
 /// `qemu-img check`. Returns what was verified, for the verbose log. `known`: what
 /// `qemu-img info` said about the image after its last change, if that was asked already.
-pub fn verify(
+pub(crate) fn verify(
     qemu: &QemuImg,
     path: &Path,
     format: Format,

@@ -37,7 +37,7 @@ pub enum Location {
 
 impl Location {
     /// `http://` and `https://` are URLs; `file://` and anything else a local path.
-    pub fn parse(s: &str) -> Location {
+    pub(crate) fn parse(s: &str) -> Location {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             Location::Url(s.to_string())
@@ -48,7 +48,7 @@ impl Location {
         }
     }
 
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Location::Path(p) => p.display().to_string(),
             Location::Url(u) => u.clone(),
@@ -66,7 +66,7 @@ pub struct Input {
 }
 
 /// One image to make.
-pub struct Job<'a> {
+pub(crate) struct Job<'a> {
     /// None: a new, empty image of `size`.
     pub input: Option<&'a Input>,
     pub output: &'a Path,
@@ -88,7 +88,7 @@ pub struct Job<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Built {
         virtual_size: u64,
         /// The input's checksum, when one was given (it matched).
@@ -99,7 +99,7 @@ pub enum Outcome {
 }
 
 /// Make the image. `log` receives a line per step (the verbose messages).
-pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
+pub(crate) fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
     let output = job.output;
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).at(dir)?;

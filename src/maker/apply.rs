@@ -284,7 +284,7 @@ pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
         s(step, "mirror"),
         &list(step, "packages"),
         s(step, "size").unwrap_or(debootstrap::DEFAULT_SIZE),
-        debootstrap::Format::Qcow2,
+        Format::Qcow2,
         Path::new(debootstrap::HOST_APT_DIR),
     )?)
 }

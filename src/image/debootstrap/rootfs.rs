@@ -108,7 +108,7 @@ const MASK: &[&str] = &[
 /// TCG) to test a configuration this image ships and virt-up does not change.
 const SSH_NO_CONFIG_TEST: &str = "[Service]\nExecStartPre=\n";
 
-pub fn configure(root: &Path, recipe: &Recipe, runner: &Runner) -> Result<()> {
+pub(crate) fn configure(root: &Path, recipe: &Recipe, runner: &Runner) -> Result<()> {
     configure_network(root, recipe)?;
     configure_boot(root)?;
     configure_identity(root)?;
@@ -141,7 +141,7 @@ fn configure_network(root: &Path, recipe: &Recipe) -> Result<()> {
 }
 
 /// The image's apt sources: the build's mirror, and Debian's security archive.
-pub fn apt_sources(recipe: &Recipe) -> String {
+pub(crate) fn apt_sources(recipe: &Recipe) -> String {
     let (m, s) = (&recipe.mirror, &recipe.suite);
     format!(
         "deb {m} {s} main\ndeb {m} {s}-updates main\ndeb http://deb.debian.org/debian-security {s}-security main\n"
