@@ -139,9 +139,11 @@ mod tests {
                     for j in 0..10 {
                         let _l = Lock::on_name(&p).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                        // Like a finished build: the locked file moves to its final name.
-                        std::fs::rename(&p, dir.join(format!("done-{i}-{j}"))).unwrap();
                         inside.fetch_sub(1, Ordering::SeqCst);
+                        // Like a finished build: the locked file moves to its final name,
+                        // which frees the name for the next one at once (so this is
+                        // after leaving the counted section).
+                        std::fs::rename(&p, dir.join(format!("done-{i}-{j}"))).unwrap();
                     }
                 })
             })

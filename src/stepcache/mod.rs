@@ -378,8 +378,9 @@ impl Cache {
         for (path, name) in named_entries(&self.dir.join("locks"))? {
             if let Some((key, what)) = name.rsplit_once('.') {
                 if !self.layer_path(key).exists() {
-                    let free = Lock::try_exclusive(&path)?.is_some();
-                    if free && (what == "use" || what == "build") {
+                    // Held while the file is removed: nobody takes it meanwhile.
+                    let held = Lock::try_exclusive(&path)?;
+                    if held.is_some() && (what == "use" || what == "build") {
                         remove_if_exists(&path)?;
                     }
                 }
