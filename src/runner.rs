@@ -649,6 +649,20 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_on_the_terminal_points_at_its_output() {
+        let err = sh("exit 5")
+            .on_terminal()
+            .context("playbook p on web1")
+            .run()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "sh failed with exit code 5 (playbook p on web1):\nsee its output above"
+        );
+    }
+
+    #[test]
     fn qemu_virt_type_runs_libguestfs_under_tcg() {
         let tcg = Runner::new(VirtType::Qemu);
         assert!(tcg.is_tcg());
