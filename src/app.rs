@@ -1,10 +1,11 @@
 //! The `virt-up` commands: each a short function over the library's stages.
 
 use crate::cli::Cli;
-use crate::config::{Config, Settings};
+use crate::config::plan::{self, InstancePlan, Overrides};
+use crate::config::Config;
 use crate::context::{Context, Ui};
 use crate::error::{Error, Result};
-use crate::instance::{self, CreateOptions};
+use crate::instance;
 use crate::names::{template_stem, validate_instance_name};
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
@@ -71,17 +72,12 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
 
 fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
     let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
-    let settings = ctx.config.resolve(&template_name)?;
-    crate::virt_install::validate(&settings.args("virt-install-args"))?;
-    if let Some(pb) = settings.get("instance-playbook") {
-        playbook::find(ctx, pb)?;
-    }
+    let plan = instance_plan(ctx, cli, &template_name)?;
     if cli.no_clone {
-        template::ensure(ctx, &template_name, &settings, cli.force)?;
+        template::ensure(ctx, &plan.template, cli.force)?;
         ctx.ui.info(format!("template {template_name} is ready"));
         return Ok(());
     }
-    let opts = create_options(cli)?;
     // Refuse existing names before building anything; a half-made instance of a dead run
     // does not count (creating it again cleans that up).
     for name in names {
@@ -91,8 +87,8 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
             }
         }
     }
-    let template = template::ensure(ctx, &template_name, &settings, false)?;
-    let failures = create_all(ctx, names, &template, &settings, &opts);
+    let template = template::ensure(ctx, &plan.template, false)?;
+    let failures = create_all(ctx, &plan, names, &template);
     match failures.len() {
         0 => Ok(()),
         1 if names.len() == 1 => Err(failures.into_iter().next().expect("one").1),
@@ -108,24 +104,44 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
     }
 }
 
+/// The plan for the instances, every value checked before anything is built.
+fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
+    let given = Overrides {
+        root_password: cli.root_password.clone(),
+        user: cli.user.clone(),
+        password: cli.password.clone(),
+        size: cli.size.clone(),
+        memory: cli.memory,
+        vcpus: cli.vcpus,
+        graphics: cli.graphics.clone(),
+        dns_domain: cli.dns_domain.clone(),
+        no_inventory: cli.no_inventory,
+    };
+    let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
+    crate::virt_install::validate(&plan.virt_install_args)?;
+    if let Some(pb) = &plan.playbook {
+        playbook::find(ctx, pb)?;
+    }
+    Ok(plan)
+}
+
 /// Create the instances concurrently, at most `parallel` at a time.
 fn create_all(
     ctx: &Context,
+    plan: &InstancePlan,
     names: &[String],
     template: &Record,
-    settings: &Settings,
-    opts: &CreateOptions,
 ) -> Vec<(String, Error)> {
     let queue = Mutex::new(names.iter());
     let failures = Mutex::new(Vec::new());
-    let workers = (settings.int("parallel") as usize).clamp(1, names.len());
+    let workers = plan.parallel.clamp(1, names.len());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let Some(name) = queue.lock().expect("queue").next() else {
                     break;
                 };
-                match instance::create(ctx, name, template, settings, opts) {
+                match instance::create(ctx, plan, name, template) {
                     Ok(r) => ctx.ui.info(format!(
                         "{name} is ready at {} (login: virt-up {name} --login)",
                         r.address.as_deref().unwrap_or("?")
@@ -136,48 +152,6 @@ fn create_all(
         }
     });
     failures.into_inner().expect("failures")
-}
-
-fn create_options(cli: &Cli) -> Result<CreateOptions> {
-    if let Some(user) = &cli.user {
-        validate_username(user)?;
-    }
-    if let Some(size) = &cli.size {
-        if crate::size::parse(size).is_err() {
-            return Err(Error::Config(format!(
-                "--size {size:?}: expected a size like 20G, 512M or a number of bytes"
-            )));
-        }
-    }
-    Ok(CreateOptions {
-        root_password: cli.root_password.clone(),
-        user: cli.user.clone(),
-        password: cli.password.clone(),
-        size: cli.size.clone(),
-        memory: cli.memory,
-        vcpus: cli.vcpus,
-        graphics: cli.graphics.clone(),
-        dns_domain: cli.dns_domain.clone(),
-        no_inventory: cli.no_inventory,
-    })
-}
-
-/// Login names as useradd accepts them by default.
-fn validate_username(user: &str) -> Result<()> {
-    let mut chars = user.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if first_ok && rest_ok && user.len() <= 32 {
-        Ok(())
-    } else {
-        Err(Error::InvalidName {
-            name: user.to_string(),
-            why: "a user name is a lower-case letter or '_' followed by lower-case letters, digits, '_' or '-' (at most 32)".into(),
-        })
-    }
 }
 
 fn existing(ctx: &Context, name: &str) -> Result<Record> {

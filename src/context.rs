@@ -1,11 +1,12 @@
 //! What every operation needs, set up once by the front-end and passed down.
 
-use crate::config::{Config, Settings};
+use crate::config::plan::VirtType;
+use crate::config::Config;
 use crate::error::Result;
-use crate::hypervisor::{Hypervisor, Libvirt};
+use crate::hypervisor::{default_uri_for_user, Hypervisor, Libvirt};
 use crate::paths::Paths;
 use crate::records::Store;
-use crate::runner::{Runner, VirtType};
+use crate::runner::Runner;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,14 +59,22 @@ impl Context {
         default_uri: Option<String>,
         ui: Ui,
     ) -> Result<Context> {
-        let common = config.common()?;
-        let uri = common
-            .get("libvirt-uri")
-            .map(str::to_string)
+        let uri = config
+            .libvirt_uri()?
             .or(default_uri)
             .unwrap_or_else(default_uri_for_user);
         ui.debug(format!("connecting to {uri}"));
         let hv: Arc<dyn Hypervisor> = Arc::new(Libvirt::connect(&uri)?);
+        Context::with_hypervisor(paths, config, hv, ui)
+    }
+
+    /// A context on a given hypervisor (a test's, or one connected by the caller).
+    pub fn with_hypervisor(
+        paths: Paths,
+        config: Config,
+        hv: Arc<dyn Hypervisor>,
+        ui: Ui,
+    ) -> Result<Context> {
         let store = Store::new(&paths)?;
         Ok(Context {
             paths,
@@ -77,20 +86,11 @@ impl Context {
         })
     }
 
-    /// The runner for libguestfs and other tools under `settings` (force_tcg for qemu).
-    pub fn runner(&self, settings: &Settings) -> Runner {
-        Runner::new(VirtType::from_setting(settings.text("virt-type")))
+    /// The runner for libguestfs and other tools for guests of `virt_type` (force_tcg for
+    /// qemu).
+    pub fn runner(&self, virt_type: VirtType) -> Runner {
+        Runner::new(virt_type.into())
             .show_output(self.ui.debug)
             .debug(self.ui.debug)
-    }
-}
-
-/// qemu:///system for root, qemu:///session for everyone else (as virsh does).
-pub fn default_uri_for_user() -> String {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        "qemu:///system".into()
-    } else {
-        "qemu:///session".into()
     }
 }

@@ -6,8 +6,10 @@
 //! - `sysprep`: virt-sysprep resets and customizes the new disk (slow; for templates whose
 //!   OS cannot run the agent).
 
+use crate::config::plan::ImageFormat;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::hypervisor::{Hypervisor, NewVolume, VolumeSource};
 use crate::runner::{argv, Runner};
 use crate::sshkeys::KeyPair;
 use std::ffi::OsString;
@@ -115,6 +117,39 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
     }
     let bytes = tar.into_inner().map_err(seed_error)?;
     Ok(write_atomic(path, &bytes, 0o600)?)
+}
+
+/// The seed as the raw volume `name` in `pool` (archived into a private temporary file,
+/// then created and uploaded through the hypervisor); a stale one is replaced. Returns
+/// the volume's path.
+pub fn upload_seed(
+    hv: &dyn Hypervisor,
+    volume: (&str, &Path),
+    identity: &Identity,
+) -> Result<PathBuf> {
+    let (pool, path) = volume;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let files = SecretFiles::new()?;
+    let local = files.dir.path().join("seed.tar");
+    write_seed(&local, identity)?;
+    let capacity = std::fs::metadata(&local)
+        .map_err(|e| Error::io(&local, e))?
+        .len();
+    hv.delete_volume(path)?;
+    let vol = hv.create_volume(&NewVolume {
+        pool,
+        name,
+        format: ImageFormat::Raw,
+        source: VolumeSource::Empty { capacity },
+    })?;
+    if let Err(e) = hv.upload_volume(&vol.path, &local) {
+        let _ = hv.delete_volume(&vol.path);
+        return Err(e);
+    }
+    Ok(vol.path)
 }
 
 /// Secret files handed to libguestfs tools by path (never on a command line), removed on drop.

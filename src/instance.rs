@@ -2,46 +2,26 @@
 //! the wait until SSH answers. Records are written while the guest boots; a record stays in
 //! phase `creating` until the instance is ready, so a killed run is cleaned up by the next.
 
-use crate::config::Settings;
+use crate::config::plan::{self, ImageFormat, InstancePlan};
 use crate::context::Context;
 use crate::domain_xml::{Disk, DomainSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::remove_if_exists;
+use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::inventory;
 use crate::lock::Lock;
-use crate::readiness::{self, AddressSource, Target};
+use crate::readiness::{self, Target};
 use crate::records::{now_rfc3339, Login, Phase, Record};
-use crate::runner::argv;
 use crate::sshkeys;
 use crate::virt_install;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Per-instance choices from the command line (None: the template's setting).
-#[derive(Debug, Clone, Default)]
-pub struct CreateOptions {
-    pub root_password: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub size: Option<String>,
-    pub memory: Option<u64>,
-    pub vcpus: Option<u64>,
-    pub graphics: Option<String>,
-    pub dns_domain: Option<String>,
-    pub no_inventory: bool,
-}
-
-/// Create one instance from an already built template.
-pub fn create(
-    ctx: &Context,
-    name: &str,
-    template: &Record,
-    settings: &Settings,
-    opts: &CreateOptions,
-) -> Result<Record> {
-    let mut record = reserve(ctx, name, template, settings, opts)?;
-    match build(ctx, &mut record, template, settings, opts) {
+/// Create the instance `name` of `plan` from its already built template.
+pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
+    let mut record = reserve(ctx, plan, name, template)?;
+    match build(ctx, plan, &mut record, template) {
         Ok(()) => Ok(record),
         Err(e) => {
             ctx.ui.debug(format!("{name}: cleaning up after: {e}"));
@@ -55,27 +35,22 @@ pub fn create(
 
 /// Under the global lock: clean up half-made instances of dead runs, refuse an existing
 /// name, and write the `creating` record that claims the name.
-fn reserve(
-    ctx: &Context,
-    name: &str,
-    template: &Record,
-    settings: &Settings,
-    opts: &CreateOptions,
-) -> Result<Record> {
+fn reserve(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
     let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
     clean_abandoned(ctx)?;
     if ctx.store.load(name)?.is_some() || ctx.hv.is_defined(name)? {
         return Err(Error::InstanceExists(name.to_string()));
     }
-    let pool_dir = ctx.hv.pool_path(settings.text("pool"))?;
-    ctx.hv.check_network(settings.text("network"))?;
+    let host = &plan.template.host;
+    let pool_dir = ctx.hv.pool_path(&host.pool)?;
+    ctx.hv.check_network(&host.network)?;
     let format = template.format.clone();
     let key = ctx.paths.sshkeys().join(name);
-    let username = opts
+    let username = plan
         .user
         .clone()
         .unwrap_or_else(|| template.user.username.clone());
-    let hostname = match opts.dns_domain.as_deref().or(settings.get("dns-domain")) {
+    let hostname = match plan.dns_domain.as_deref() {
         Some(domain) => format!("{name}.{domain}"),
         None => name.to_string(),
     };
@@ -91,13 +66,10 @@ fn reserve(
         domain: name.to_string(),
         disk: pool_dir.join(format!("{name}.{format}")),
         format,
-        memory: opts.memory.unwrap_or(settings.int("memory")),
-        vcpus: opts.vcpus.unwrap_or(settings.int("vcpus")),
-        graphics: opts
-            .graphics
-            .clone()
-            .unwrap_or_else(|| settings.text("graphics").to_string()),
-        size: opts.size.clone(),
+        memory: plan.memory_mib,
+        vcpus: plan.vcpus,
+        graphics: plan.graphics.to_string(),
+        size: plan.size.as_ref().map(|s| s.text.clone()),
         root: Login {
             username: "root".into(),
             password: None,
@@ -108,15 +80,15 @@ fn reserve(
             password: None,
             ssh_identity: key,
         },
-        address_source: settings.text("address-source").to_string(),
+        address_source: plan.template.address_source.to_string(),
         ssh_options: inventory::ssh_options(&ctx.paths, name),
         address: None,
         mac: ctx.store.mac_for(name)?,
         uri: ctx.hv.uri(),
-        identity: settings.text("identity").to_string(),
+        identity: plan.template.identity.to_string(),
         console_log: ctx.paths.console_logs().join(format!("{name}.log")),
         extra_files: vec![pool_dir.join(format!("{name}-seed.tar"))],
-        inventory: !opts.no_inventory,
+        inventory: plan.inventory,
         cloned: Some(true),
         from: Some(template.disk.clone()),
         definition: None,
@@ -125,24 +97,18 @@ fn reserve(
     Ok(record)
 }
 
-fn build(
-    ctx: &Context,
-    record: &mut Record,
-    template: &Record,
-    settings: &Settings,
-    opts: &CreateOptions,
-) -> Result<()> {
+fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Record) -> Result<()> {
     let name = record.name.clone();
     let mut timer = PhaseTimer::new(ctx, &name);
-    clone_disk(ctx, settings, template, record)?;
+    clone_disk(ctx, plan, template, record)?;
     timer.done("clone");
 
-    let identity = new_identity(ctx, record, template, opts)?;
-    apply_identity(ctx, settings, record, &identity)?;
+    let identity = new_identity(ctx, plan, record, template)?;
+    apply_identity(ctx, plan, record, &identity)?;
     timer.done("identity");
 
     crate::fsutil::private_dir(&ctx.paths.console_logs())?;
-    let spec = domain_spec(record, settings)?;
+    let spec = domain_spec(plan, record)?;
     ctx.hv.define(&spec.to_xml())?;
     ctx.hv.set_autostart(&name, true)?;
     timer.done("define");
@@ -156,14 +122,13 @@ fn build(
         ctx.store.save(&name, record)?;
     }
 
-    let source = AddressSource::parse(&record.address_source).expect("validated setting");
     let target = Target {
         domain: &name,
         mac: &record.mac,
         hostname: &record.hostname,
-        source,
-        address_timeout: Duration::from_secs(settings.int("address-timeout")),
-        ssh_timeout: Duration::from_secs(settings.int("ssh-timeout")),
+        source: plan.template.address_source,
+        address_timeout: plan.template.timeouts.address,
+        ssh_timeout: plan.template.timeouts.ssh,
         console_log: &record.console_log,
         neighbours: ctx.neighbours.clone(),
     };
@@ -172,7 +137,7 @@ fn build(
     })?;
     timer.restart();
     readiness::verify_host_key(
-        &ctx.runner(settings),
+        &ctx.runner(plan.template.host.virt_type),
         &name,
         &address,
         &identity.host_key.public_openssh,
@@ -182,7 +147,7 @@ fn build(
     record.address = Some(address);
     record.phase = Phase::Ready;
     save_and_publish(ctx, record)?;
-    if let Some(playbook) = settings.get("instance-playbook") {
+    if let Some(playbook) = &plan.playbook {
         crate::playbook::run(ctx, &name, playbook)?;
     }
     Ok(())
@@ -224,46 +189,63 @@ impl<'a> PhaseTimer<'a> {
     }
 }
 
-/// qcow2: a linked clone backed by the template (instant); raw: a full sparse copy.
+/// qcow2: a linked clone backed by the template (instant); raw: a full sparse copy. Both
+/// are volumes made by the hypervisor in the instance's pool.
 fn clone_disk(
     ctx: &Context,
-    settings: &Settings,
+    plan: &InstancePlan,
     template: &Record,
     record: &Record,
 ) -> Result<()> {
-    remove_if_exists(&record.disk)?;
-    let runner = ctx.runner(settings);
-    let disk = record.disk.display().to_string();
-    let base = template.disk.display().to_string();
-    let args = if record.format == "qcow2" {
-        argv([
-            "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &base, &disk,
-        ])
-    } else {
-        argv(["convert", "-q", "-f", "raw", "-O", "raw", &base, &disk])
-    };
-    runner
-        .tool("qemu-img")
-        .args(&args)
-        .context(format!("cloning {}", record.name))
-        .run()?;
-    if let Some(size) = &record.size {
-        let args = argv(["resize", "-q", "-f", &record.format, &disk, size]);
-        runner
-            .tool("qemu-img")
-            .args(&args)
-            .context(format!("resizing {}", record.name))
-            .run()?;
+    let base = ctx
+        .hv
+        .volume(&template.disk)?
+        .ok_or_else(|| Error::Libvirt {
+            what: format!("template {}", template.template),
+            message: format!("its disk {} is not in the pool", template.disk.display()),
+            hint: format!(
+                "\nrebuild it: delete its instances, then 'virt-up {} --no-clone --force'",
+                template.template
+            ),
+        })?;
+    let capacity = plan.size.as_ref().map(|s| s.bytes);
+    if let Some(size) = plan.size.as_ref().filter(|s| s.bytes < base.capacity) {
+        return Err(Error::Config(format!(
+            "--size {:?}: expected at least the template's disk size, {} bytes (a disk cannot shrink)",
+            size.text, base.capacity
+        )));
     }
-    ctx.hv.refresh_pool(settings.text("pool"));
+    ctx.hv.delete_volume(&record.disk)?;
+    let name = record
+        .disk
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let format = ImageFormat::parse(&record.format).unwrap_or(ImageFormat::Qcow2);
+    let source = match format {
+        ImageFormat::Qcow2 => VolumeSource::Overlay {
+            backing: &base,
+            capacity,
+        },
+        ImageFormat::Raw => VolumeSource::Copy {
+            from: &base,
+            capacity,
+        },
+    };
+    ctx.hv.create_volume(&NewVolume {
+        pool: &plan.template.host.pool,
+        name,
+        format,
+        source,
+    })?;
     Ok(())
 }
 
 fn new_identity(
     ctx: &Context,
+    plan: &InstancePlan,
     record: &Record,
     template: &Record,
-    opts: &CreateOptions,
 ) -> Result<Identity> {
     let login = sshkeys::generate(&format!("virt-up {}", record.name))?;
     sshkeys::write_login_key(&ctx.paths.sshkeys(), &record.name, &login)?;
@@ -275,14 +257,14 @@ fn new_identity(
         username: "root".into(),
         create: false,
         authorized_key: login.public_openssh.clone(),
-        password: password(&opts.root_password),
+        password: password(&plan.root_password),
     }];
     if user != "root" {
         accounts.push(Account {
             username: user.clone(),
             create: *user != template.user.username,
             authorized_key: login.public_openssh.clone(),
-            password: password(&opts.password),
+            password: password(&plan.password),
         });
     }
     Ok(Identity {
@@ -295,18 +277,21 @@ fn new_identity(
 
 fn apply_identity(
     ctx: &Context,
-    settings: &Settings,
+    plan: &InstancePlan,
     record: &Record,
     identity: &Identity,
 ) -> Result<()> {
-    match record.identity.as_str() {
-        "sysprep" => identity::sysprep(
-            &ctx.runner(settings),
+    match plan.template.identity {
+        plan::Identity::Sysprep => identity::sysprep(
+            &ctx.runner(plan.template.host.virt_type),
             &record.disk,
             identity,
-            &settings.args("virt-sysprep-args"),
+            &plan.virt_sysprep_args,
         ),
-        _ => identity::write_seed(seed_path(record), identity),
+        plan::Identity::Firstboot => {
+            let volume = (plan.template.host.pool.as_str(), seed_path(record));
+            identity::upload_seed(ctx.hv.as_ref(), volume, identity).map(|_| ())
+        }
     }
 }
 
@@ -314,9 +299,9 @@ fn seed_path(record: &Record) -> &Path {
     &record.extra_files[0]
 }
 
-fn domain_spec(record: &Record, settings: &Settings) -> Result<DomainSpec> {
-    let mut spec = domain_base(record, settings);
-    if record.identity == "firstboot" {
+fn domain_spec(plan: &InstancePlan, record: &Record) -> Result<DomainSpec> {
+    let mut spec = crate::template::domain_base(record, &plan.template.host);
+    if plan.template.identity == plan::Identity::Firstboot {
         spec.disks.push(Disk {
             path: seed_path(record).to_path_buf(),
             format: "raw".into(),
@@ -324,35 +309,8 @@ fn domain_spec(record: &Record, settings: &Settings) -> Result<DomainSpec> {
             serial: Some(identity::SEED_SERIAL.into()),
         });
     }
-    virt_install::apply(&mut spec, &settings.args("virt-install-args"))?;
+    virt_install::apply(&mut spec, &plan.virt_install_args)?;
     Ok(spec)
-}
-
-/// The domain of an instance or template record: its disk, memory, vCPUs, network, MAC,
-/// console log; virt-install-args are applied by the caller where they apply.
-pub(crate) fn domain_base(record: &Record, settings: &Settings) -> DomainSpec {
-    DomainSpec {
-        name: record.domain.clone(),
-        virt_type: settings.text("virt-type").to_string(),
-        arch: settings.text("arch").to_string(),
-        machine: None,
-        cpu: None,
-        memory_mib: record.memory,
-        vcpus: record.vcpus,
-        disks: vec![Disk {
-            path: record.disk.clone(),
-            format: record.format.clone(),
-            readonly: false,
-            serial: None,
-        }],
-        network: settings.text("network").to_string(),
-        mac: record.mac.clone(),
-        graphics: record.graphics.clone(),
-        video: None,
-        rng: true,
-        console_log: record.console_log.clone(),
-        template: record.template.clone(),
-    }
 }
 
 /// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log
@@ -366,14 +324,15 @@ pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
 fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
     ctx.hv.destroy(&record.domain)?;
     ctx.hv.undefine(&record.domain)?;
+    for volume in std::iter::once(&record.disk).chain(&record.extra_files) {
+        ctx.hv.delete_volume(volume)?;
+    }
     let keys = ctx.paths.sshkeys();
-    let mut files: Vec<PathBuf> = vec![
-        record.disk.clone(),
+    let files: [PathBuf; 3] = [
         record.console_log.clone(),
         keys.join(&record.name),
         keys.join(format!("{}.pub", record.name)),
     ];
-    files.extend(record.extra_files.iter().cloned());
     for f in &files {
         remove_if_exists(f)?;
     }

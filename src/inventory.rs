@@ -6,6 +6,9 @@ use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::paths::Paths;
 use crate::records::Record;
+use crate::ssh::ssh_option_args;
+// Where records are made today; the options belong to ssh.
+pub use crate::ssh::ssh_options;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -32,29 +35,6 @@ struct Host {
     ansible_private_key_file: String,
     ansible_connection: &'static str,
     ansible_ssh_common_args: String,
-}
-
-/// The `-o` options every ssh to an instance uses: the instance's own known_hosts entry,
-/// checked strictly.
-pub fn ssh_options(paths: &Paths, name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("HostKeyAlias".to_string(), name.to_string()),
-        (
-            "UserKnownHostsFile".to_string(),
-            paths.known_hosts().display().to_string(),
-        ),
-        ("StrictHostKeyChecking".to_string(), "yes".to_string()),
-        ("IdentitiesOnly".to_string(), "yes".to_string()),
-        ("ConnectTimeout".to_string(), "10".to_string()),
-    ])
-}
-
-/// `-o Key=Value` arguments from an options map.
-pub fn ssh_option_args(options: &BTreeMap<String, String>) -> Vec<String> {
-    options
-        .iter()
-        .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
-        .collect()
 }
 
 fn host_of(r: &Record) -> Option<Host> {
@@ -235,7 +215,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::from_env(&|k| {
             (k == "VIRTUP_DATA_HOME").then(|| dir.path().display().to_string())
-        });
+        })
+        .unwrap();
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA1 c")).unwrap();
         set_known_host(&paths, "ab", Some("ssh-ed25519 AAAA2 c")).unwrap();
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA3 c")).unwrap();

@@ -10,12 +10,15 @@ pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
 pub mod genvm;
+// unsafe: geteuid, for the default libvirt URI.
+#[allow(unsafe_code)]
 pub mod hypervisor;
 pub mod identity;
 pub mod image;
 pub mod inventory;
 pub mod lock;
 pub(crate) mod log;
+pub mod mac;
 pub mod names;
 // unsafe: getuid, for the runtime directory.
 #[allow(unsafe_code)]
@@ -27,17 +30,15 @@ pub(crate) mod size;
 pub mod ssh;
 pub mod sshkeys;
 pub mod stepcache;
+pub mod steps;
 
 pub use error::{Error, Result};
 pub mod app;
 pub mod cli;
-// unsafe: geteuid, for the default libvirt URI.
-#[allow(unsafe_code)]
 pub mod context;
 pub mod instance;
 pub mod maker;
 pub mod playbook;
 pub mod shipped;
 pub mod template;
-pub mod template_playbook;
 pub mod virt_install;

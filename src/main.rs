@@ -19,8 +19,9 @@ fn main() {
         let _ = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout());
         return;
     }
-    let paths = Paths::from_env(&process_env);
-    let code = match virt_up::app::run(cli, paths, process_env("LIBVIRT_DEFAULT_URI")) {
+    let run = Paths::from_env(&process_env)
+        .and_then(|paths| virt_up::app::run(cli, paths, process_env("LIBVIRT_DEFAULT_URI")));
+    let code = match run {
         Ok(code) => code,
         Err(e) => {
             eprintln!("virt-up: error: {e}");

@@ -1,6 +1,7 @@
 //! Every path the tool uses, resolved once from the environment into a struct that is
 //! passed down: no other module reads environment variables, so tests need no globals.
 
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -27,34 +28,42 @@ pub fn process_env(key: &str) -> Option<String> {
 }
 
 impl Paths {
-    pub fn from_env(env: Env) -> Paths {
+    /// The paths of this environment. A relative `VIRTUP_*` directory is refused (it would
+    /// put data under whatever the working directory is); a relative `XDG_*` one is
+    /// ignored, as the XDG Base Directory specification says.
+    pub fn from_env(env: Env) -> Result<Paths> {
         let home = env("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/root".into());
         let xdg = |var: &str, fallback: &str| {
             env(var)
                 .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
                 .unwrap_or_else(|| home.join(fallback))
         };
-        let user_config = env("VIRTUP_CONFIG_HOME")
-            .map(PathBuf::from)
+        let own = |var: &str| -> Result<Option<PathBuf>> {
+            match env(var).map(PathBuf::from) {
+                Some(p) if !p.is_absolute() => Err(Error::Config(format!(
+                    "{var}={:?}: expected an absolute path",
+                    p.display().to_string()
+                ))),
+                other => Ok(other),
+            }
+        };
+        let user_config = own("VIRTUP_CONFIG_HOME")?
             .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("virt-up"));
-        let data = env("VIRTUP_DATA_HOME")
-            .map(PathBuf::from)
+        let data = own("VIRTUP_DATA_HOME")?
             .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("virt-up"));
-        let system_config = env("VIRTUP_SYSTEM_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/etc/virt-up".into());
-        let cache = env("VIRTUP_CACHE_HOME")
-            .map(PathBuf::from)
+        let system_config = own("VIRTUP_SYSTEM_CONFIG")?.unwrap_or_else(|| "/etc/virt-up".into());
+        let cache = own("VIRTUP_CACHE_HOME")?
             .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("virt-up"));
-        Paths {
+        Ok(Paths {
             cache,
             system_config,
             user_config,
             data,
             lock_file: lock_file(env),
-        }
+        })
     }
 
     pub fn sshkeys(&self) -> PathBuf {
@@ -91,7 +100,7 @@ impl Paths {
 }
 
 fn lock_file(env: Env) -> PathBuf {
-    if let Some(dir) = env("XDG_RUNTIME_DIR") {
+    if let Some(dir) = env("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
         return PathBuf::from(dir).join("virt-up.lock");
     }
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -125,7 +134,7 @@ mod tests {
             ("XDG_DATA_HOME", "/x/d"),
             ("XDG_RUNTIME_DIR", "/r"),
         ]);
-        let p = Paths::from_env(&|k| m.get(k).cloned());
+        let p = Paths::from_env(&|k| m.get(k).cloned()).unwrap();
         assert_eq!(p.user_config, Path::new("/x/c/virt-up"));
         assert_eq!(p.data, Path::new("/v/d"));
         assert_eq!(p.lock_file, Path::new("/r/virt-up.lock"));
@@ -135,8 +144,29 @@ mod tests {
     #[test]
     fn falls_back_to_home() {
         let m = env_of(&[("HOME", "/h")]);
-        let p = Paths::from_env(&|k| m.get(k).cloned());
+        let p = Paths::from_env(&|k| m.get(k).cloned()).unwrap();
         assert_eq!(p.user_config, Path::new("/h/.config/virt-up"));
         assert_eq!(p.data, Path::new("/h/.local/share/virt-up"));
+    }
+
+    #[test]
+    fn relative_xdg_is_ignored_and_relative_virtup_refused() {
+        let m = env_of(&[
+            ("HOME", "/h"),
+            ("XDG_DATA_HOME", "rel"),
+            ("XDG_CONFIG_HOME", "c"),
+        ]);
+        let p = Paths::from_env(&|k| m.get(k).cloned()).unwrap();
+        assert_eq!(p.data, Path::new("/h/.local/share/virt-up"));
+        assert_eq!(p.user_config, Path::new("/h/.config/virt-up"));
+        for var in ["VIRTUP_DATA_HOME", "VIRTUP_CONFIG_HOME"] {
+            let m = env_of(&[("HOME", "/h"), (var, "data")]);
+            let err = Paths::from_env(&|k| m.get(k).cloned()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("{var}=\"data\": expected an absolute path")
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 }

@@ -12,25 +12,7 @@ use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AddressSource {
-    Agent,
-    Lease,
-    Arp,
-    Dns,
-}
-
-impl AddressSource {
-    pub fn parse(s: &str) -> Option<AddressSource> {
-        Some(match s {
-            "agent" => AddressSource::Agent,
-            "lease" => AddressSource::Lease,
-            "arp" => AddressSource::Arp,
-            "dns" => AddressSource::Dns,
-            _ => return None,
-        })
-    }
-}
+pub use crate::config::plan::AddressSource;
 
 /// What to wait for, and how long.
 pub struct Target<'a> {

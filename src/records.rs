@@ -162,7 +162,7 @@ impl Store {
             return Ok(mac.clone());
         }
         let mac = loop {
-            let candidate = random_mac();
+            let candidate = crate::mac::random();
             if !macs.values().any(|m| *m == candidate) {
                 break candidate;
             }
@@ -185,12 +185,6 @@ impl Store {
             Err(e) => Err(Error::io(path, e)),
         }
     }
-}
-
-/// A locally administered MAC in QEMU's 52:54:00 prefix.
-pub fn random_mac() -> String {
-    let b: [u8; 3] = rand::random();
-    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
 /// Now as an RFC 3339 UTC timestamp, without a date-time dependency.
@@ -245,7 +239,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::from_env(&|k| {
             (k == "VIRTUP_DATA_HOME").then(|| dir.path().join("d").display().to_string())
-        });
+        })
+        .unwrap();
         let store = Store::new(&paths).unwrap();
         let a = store.mac_for("a").unwrap();
         assert!(a.starts_with("52:54:00:"));

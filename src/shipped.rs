@@ -80,8 +80,8 @@ mod tests {
         c.add_text(&cfg, FILES[2].1, true).unwrap();
         let s = c.resolve("debian-12-local").unwrap();
         let spec = s.get("customize").unwrap();
-        let file = crate::maker::render::resolve(cfg.parent().unwrap(), spec);
-        let t = crate::maker::template::Template::load(&file, &[], dir.path()).unwrap();
+        let file = crate::steps::render::resolve(cfg.parent().unwrap(), spec);
+        let t = crate::steps::template::Template::load(&file, &[], dir.path()).unwrap();
         assert_eq!(t.import.runner, "debootstrap");
         assert_eq!(t.import.args["suite"], "bookworm");
     }

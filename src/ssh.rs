@@ -1,8 +1,9 @@
 //! ssh and sftp command lines for an instance or template: its own key, its own
 //! known_hosts entry (HostKeyAlias), host keys checked strictly.
 
-use crate::inventory::ssh_option_args;
+use crate::paths::Paths;
 use crate::records::{Login, Record};
+use std::collections::BTreeMap;
 use std::process::Command;
 
 /// `ssh|sftp -i KEY -o ... [OPTIONS] LOGIN@ADDRESS` (the caller adds a remote command;
@@ -23,40 +24,74 @@ pub fn command(
     cmd
 }
 
+/// The `-o` options every ssh to an instance uses: the instance's own known_hosts entry,
+/// checked strictly.
+pub fn ssh_options(paths: &Paths, name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("HostKeyAlias".to_string(), name.to_string()),
+        (
+            "UserKnownHostsFile".to_string(),
+            paths.known_hosts().display().to_string(),
+        ),
+        ("StrictHostKeyChecking".to_string(), "yes".to_string()),
+        ("IdentitiesOnly".to_string(), "yes".to_string()),
+        ("ConnectTimeout".to_string(), "10".to_string()),
+    ])
+}
+
+/// `-o Key=Value` arguments from an options map.
+pub fn ssh_option_args(options: &BTreeMap<String, String>) -> Vec<String> {
+    options
+        .iter()
+        .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn uses_the_records_key_and_strict_options() {
-        let mut r: Record = serde_json::from_value(serde_json::json!({
+    fn record(paths: &Paths) -> Record {
+        serde_json::from_value(serde_json::json!({
             "name": "web1", "template": "t", "created": "", "phase": "ready", "pid": 1,
             "os_version": "x", "hostname": "web1", "domain": "web1", "disk": "/d",
             "format": "qcow2", "memory": 1, "vcpus": 1, "graphics": "none",
             "root": {"username": "root", "ssh_identity": "/k"},
             "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "lease",
-            "ssh_options": {}, "mac": "m", "uri": "u", "identity": "firstboot",
-            "console_log": "/c", "inventory": true
+            "ssh_options": ssh_options(paths, "web1"), "mac": "m", "uri": "u",
+            "identity": "firstboot", "console_log": "/c", "inventory": true
         }))
-        .unwrap();
-        r.ssh_options
-            .insert("StrictHostKeyChecking".into(), "yes".into());
+        .unwrap()
+    }
+
+    /// What a record gets from `ssh_options` makes every login check the instance's own
+    /// pinned host key: never ssh's defaults (ask, or accept a new key).
+    #[test]
+    fn logins_check_the_pinned_host_key_strictly() {
+        let paths =
+            Paths::from_env(&|k| (k == "VIRTUP_DATA_HOME").then(|| "/d".to_string())).unwrap();
+        let r = record(&paths);
         let cmd = command("ssh", &r, &r.user, "10.0.0.2", &["-T"]);
         let args: Vec<String> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            args,
-            [
-                "-i",
-                "/k",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-q",
-                "-T",
-                "virt@10.0.0.2"
-            ]
-        );
+        let known_hosts = format!("UserKnownHostsFile={}", paths.known_hosts().display());
+        for option in [
+            "StrictHostKeyChecking=yes",
+            "HostKeyAlias=web1",
+            known_hosts.as_str(),
+            "IdentitiesOnly=yes",
+        ] {
+            let at = args.iter().position(|a| a == option);
+            assert!(
+                at.is_some_and(|i| i > 0 && args[i - 1] == "-o"),
+                "-o {option} missing from {args:?}"
+            );
+        }
+        assert_eq!(args[..2], ["-i", "/k"]);
+        // Options before the destination, where ssh stops reading them.
+        assert_eq!(args.last().unwrap(), "virt@10.0.0.2");
+        assert_eq!(args[args.len() - 2], "-T");
     }
 }

@@ -7,7 +7,7 @@ use virt_up::paths::{process_env, Paths};
 
 fn main() {
     let cli = Cli::parse();
-    let code = match run(cli, Paths::from_env(&process_env)) {
+    let code = match Paths::from_env(&process_env).and_then(|paths| run(cli, paths)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("virt-maker: error: {e}");

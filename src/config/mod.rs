@@ -3,11 +3,11 @@
 //! resolve as template key, then `[common]`, then the built-in default.
 
 pub mod ini;
+pub mod plan;
 pub mod schema;
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
-use schema::Kind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,7 @@ impl Config {
                 (FileKind::Templates, name) => {
                     crate::names::validate_template_name(name)
                         .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                    self.refuse_shared_disk(name, &origin)?;
                     &mut self
                         .templates
                         .entry(name.to_string())
@@ -116,6 +117,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Two templates whose names map to one disk name would share one disk (the clones
+    /// of one would get the other's OS): refused, naming both.
+    fn refuse_shared_disk(&self, name: &str, origin: &Origin) -> Result<()> {
+        let stem = crate::names::template_stem(name);
+        let other = self
+            .templates
+            .iter()
+            .find(|(other, _)| *other != name && crate::names::template_stem(other) == stem);
+        match other {
+            None => Ok(()),
+            Some((other, (_, first))) => Err(Error::Config(format!(
+                "{origin}: template [{name}] and template [{other}] ({first}) both have the disk name '{stem}': rename one of them"
+            ))),
+        }
     }
 
     fn read_file(&mut self, path: &Path, kind: FileKind) -> Result<()> {
@@ -163,6 +180,11 @@ impl Config {
             )));
         }
         Ok(settings)
+    }
+
+    /// The `libvirt-uri` setting of `[common]`, if there is one.
+    pub fn libvirt_uri(&self) -> Result<Option<String>> {
+        Ok(self.common()?.get("libvirt-uri").map(str::to_string))
     }
 
     /// The `[common]` settings alone, for commands that use no template.
@@ -231,23 +253,7 @@ fn validate(key: &schema::Key, value: &str, origin: Option<&Origin>) -> Result<(
     let at = origin
         .map(|o| format!("{o}: "))
         .unwrap_or_else(|| "built-in default: ".into());
-    let problem = match key.kind {
-        Kind::Text => None,
-        Kind::Int(min, max) => match value.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => None,
-            _ => Some(format!("a whole number from {min} to {max}")),
-        },
-        Kind::Choice(choices) => {
-            (!choices.contains(&value.trim())).then(|| format!("one of: {}", choices.join(", ")))
-        }
-        Kind::Args => shlex::split(value)
-            .is_none()
-            .then(|| "shell-style words with balanced quotes".to_string()),
-        Kind::Size => crate::size::parse(value.trim())
-            .is_err()
-            .then(|| "a size like 8G, 1.5G or a number of bytes".to_string()),
-    };
-    match problem {
+    match schema::problem(key.kind, value) {
         None => Ok(()),
         Some(accepted) => Err(Error::Config(format!(
             "{at}invalid value {value:?} for '{}': expected {accepted}",
@@ -293,11 +299,6 @@ impl Settings {
     /// Every resolved key and value, for `--show-templates`.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.values.iter().map(|(k, (v, _))| (*k, v.as_str()))
-    }
-
-    /// Override a value from the command line (already validated by the caller).
-    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
-        self.values.insert(key, (value.into(), None));
     }
 }
 
@@ -385,6 +386,23 @@ mod tests {
             err.contains("t.cfg:1: template [deb] has no 'os-version'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn templates_that_share_a_disk_name_are_refused() {
+        let mut c = config("", "[a/b]\nos-version = x\n");
+        let err = c
+            .add_text(
+                Path::new("/u/templates.d/u.cfg"),
+                "\n[a-b]\nos-version = y\n",
+                true,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/u/templates.d/u.cfg:2: template [a-b] and template [a/b] (/etc/virt-up/templates.d/t.cfg:1) both have the disk name 'TEMPLATE-a-b': rename one of them"
+        );
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -10,9 +10,18 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// Shell-style words (split with POSIX quoting rules, never run through a shell).
     Args,
-    /// A size in qemu-img's grammar ([`crate::size`]).
+    /// A size in bytes, more than zero, in qemu-img's grammar (`8G`, `1.5G`, `512M`).
     Size,
+    /// A DNS domain: dot-separated labels of `a-z`, `0-9` and `-`.
+    DnsDomain,
 }
+
+/// The largest memory and vCPU count a guest may ask for: 16 TiB is the most any
+/// x86_64 host libvirt runs on addresses today, and 512 vCPUs is above what QEMU's
+/// default machine types start. A value past them is a typo, not a plan.
+pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024;
+pub const MIN_MEMORY_MIB: u64 = 64;
+pub const MAX_VCPUS: u64 = 512;
 
 #[derive(Debug)]
 pub struct Key {
@@ -48,10 +57,10 @@ pub const KEYS: &[Key] = &[
     key("password-length", Kind::Int(8, 128), Some("24"), "Accepted for compatibility: virt-up sets no random passwords (accounts are key-only unless --password/--root-password is given)."),
     key("image-format", Kind::Choice(&["qcow2", "raw"]), Some("qcow2"), "Disk format: qcow2 instances are linked clones; raw instances are full copies."),
     key("size", Kind::Size, None, "Template disk size as virt-builder takes it (e.g. 8G); default: the image's size."),
-    key("memory", Kind::Int(64, 16 * 1024 * 1024), Some("512"), "Memory in MiB."),
-    key("vcpus", Kind::Int(1, 512), Some("1"), "Number of virtual CPUs."),
+    key("memory", Kind::Int(MIN_MEMORY_MIB, MAX_MEMORY_MIB), Some("512"), "Memory in MiB."),
+    key("vcpus", Kind::Int(1, MAX_VCPUS), Some("1"), "Number of virtual CPUs."),
     key("graphics", Kind::Choice(&["none", "vnc", "spice"]), Some("none"), "Graphics console type."),
-    key("dns-domain", Kind::Text, None, "DNS domain appended to instance host names."),
+    key("dns-domain", Kind::DnsDomain, None, "DNS domain appended to instance host names."),
     key("address-source", Kind::Choice(&["agent", "lease", "arp", "dns"]), Some("agent"), "How the instance's IP address is found: guest agent, libvirt DHCP lease, the host's neighbour (arp) table, or a DNS lookup of the host name."),
     key("virt-type", Kind::Choice(&["kvm", "qemu"]), Some("kvm"), "Domain type: kvm (hardware virtualization) or qemu (TCG emulation; libguestfs tools then run with force_tcg)."),
     key("identity", Kind::Choice(&["firstboot", "sysprep"]), Some("firstboot"), "How an instance gets its identity: 'firstboot' applies it at the guest's first boot from a seed disk (no appliance, fast); 'sysprep' runs virt-sysprep on each new disk."),
@@ -70,6 +79,34 @@ pub const KEYS: &[Key] = &[
     key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
     key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates at once."),
 ];
+
+/// What a value of `kind` must look like, if `value` is not one; None if it is.
+pub fn problem(kind: Kind, value: &str) -> Option<String> {
+    let value = value.trim();
+    match kind {
+        Kind::Text => None,
+        Kind::Int(min, max) => match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => None,
+            _ => Some(format!("a whole number from {min} to {max}")),
+        },
+        Kind::Choice(choices) => {
+            (!choices.contains(&value)).then(|| format!("one of: {}", choices.join(", ")))
+        }
+        Kind::Args => shlex::split(value)
+            .is_none()
+            .then(|| "shell-style words with balanced quotes".to_string()),
+        // Empty is unset, as for every optional key.
+        _ if value.is_empty() => None,
+        Kind::Size => match super::plan::parse_size(value) {
+            Ok(0) => Some("a size of more than 0 bytes, e.g. 20G".into()),
+            Ok(_) => None,
+            Err(why) => Some(format!("a size like 20G, 1.5G or 512M ({why})")),
+        },
+        Kind::DnsDomain => super::plan::dns_domain_problem(value).map(|why| {
+            format!("a DNS domain like example.com: labels of a-z, 0-9 and '-', not starting or ending with '-', at most 63 characters each and 253 in all ({why})")
+        }),
+    }
+}
 
 /// Older spellings accepted for compatibility.
 pub fn canonical(key: &str) -> &str {

@@ -21,7 +21,9 @@
 //!
 //! The older format's `get_url` and image-level `checksum` are read as `input.url` and
 //! `input.checksum`. Every mistake is an error naming the image and the key: a missing
-//! attribute is return code 4, an unknown key or a wrong type 5, a bad size 11.
+//! attribute is return code 4, a wrong type 5, a bad size 11. A key neither tool reads
+//! (the original's own test files have `output:` and `extra_kwargs:`, which it ignores) is
+//! a warning naming the file, the image and the key: the file still builds, as it did.
 //!
 //! Scalars keep their text as written: the file is read twice, once as YAML values to
 //! check the structure and types, once into strings (which keep `9.10`, `010`, `1e3`).
@@ -37,6 +39,8 @@ use std::path::Path;
 pub struct Architecture {
     pub owner: String,
     pub images: Vec<ImageSpec>,
+    /// Keys that are read by neither tool: said to the user, not fatal.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +89,12 @@ pub fn load(path: &Path) -> Result<Architecture, Failure> {
             format!("cannot read the architecture file {}: {e}", path.display()),
         ),
     })?;
-    parse(&text).map_err(|f| Failure::new(f.code, format!("{}: {}", path.display(), f.message)))
+    let mut arch = parse(&text)
+        .map_err(|f| Failure::new(f.code, format!("{}: {}", path.display(), f.message)))?;
+    for w in &mut arch.warnings {
+        *w = format!("{}: {w}", path.display());
+    }
+    Ok(arch)
 }
 
 fn missing(msg: String) -> Failure {
@@ -113,23 +122,23 @@ fn is_text(v: &Value) -> bool {
     matches!(v, Value::String(_) | Value::Number(_))
 }
 
-fn unknown_keys(map: &serde_yaml_ng::Mapping, known: &[&str], place: &str) -> Result<(), Failure> {
+/// Keys of `map` not in `known`, as warnings: the original reads only the keys it knows
+/// and ignores the rest, so a file written for it must still build.
+fn unknown_keys(
+    map: &serde_yaml_ng::Mapping,
+    known: &[&str],
+    place: &str,
+    warnings: &mut Vec<String>,
+) {
     for k in map.keys() {
-        let name = match k {
-            Value::String(s) => s.clone(),
-            other => serde_yaml_ng::to_string(other)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        };
+        let name = key_text(k);
         if !known.contains(&name.as_str()) {
-            return Err(invalid(format!(
-                "{place}: unknown key '{name}' (known keys: {})",
+            warnings.push(format!(
+                "{place}: key '{name}' is ignored (known keys: {})",
                 known.join(", ")
-            )));
+            ));
         }
     }
-    Ok(())
 }
 
 /// Parse the text of an architecture file.
@@ -156,7 +165,8 @@ pub fn parse(text: &str) -> Result<Architecture, Failure> {
             )))
         }
     };
-    unknown_keys(top, &["owner", "images"], "the architecture")?;
+    let mut warnings = vec![];
+    unknown_keys(top, &["owner", "images"], "the architecture", &mut warnings);
     match top.get("owner") {
         None | Some(Value::Null) => return Err(missing("missing attribute 'owner'".into())),
         Some(v) if !is_text(v) => {
@@ -183,7 +193,7 @@ pub fn parse(text: &str) -> Result<Architecture, Failure> {
 
     // First reading: structure, keys and types, image by image.
     for (key, value) in images {
-        check_image(&key_text(key), value)?;
+        check_image(&key_text(key), value, &mut warnings)?;
     }
 
     // Second reading: the same file as strings, for the scalars' text as written.
@@ -196,6 +206,7 @@ pub fn parse(text: &str) -> Result<Architecture, Failure> {
     Ok(Architecture {
         owner: raw.owner.unwrap_or_default(),
         images: specs,
+        warnings,
     })
 }
 
@@ -209,7 +220,7 @@ fn key_text(k: &Value) -> String {
     }
 }
 
-fn check_image(key: &str, value: &Value) -> Result<(), Failure> {
+fn check_image(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<(), Failure> {
     let place = format!("image '{key}'");
     let map = match value {
         Value::Mapping(m) => m,
@@ -220,7 +231,7 @@ fn check_image(key: &str, value: &Value) -> Result<(), Failure> {
             )))
         }
     };
-    unknown_keys(map, &IMAGE_KEYS, &place)?;
+    unknown_keys(map, &IMAGE_KEYS, &place, warnings);
     let field = |name: &str| map.get(name).filter(|v| !v.is_null());
     let text_field = |name: &str, required: bool| -> Result<(), Failure> {
         match field(name) {
@@ -251,7 +262,7 @@ fn check_image(key: &str, value: &Value) -> Result<(), Failure> {
             "{place}: 'input' and the older 'get_url'/'checksum' keys cannot be combined"
         ))),
         Some(Value::String(_)) => Ok(()),
-        Some(Value::Mapping(m)) => check_input(&format!("{place}: 'input'"), m),
+        Some(Value::Mapping(m)) => check_input(&format!("{place}: 'input'"), m, warnings),
         Some(v) => Err(invalid(format!(
             "{place}: 'input' must be a path or URL, or a mapping with 'path' or 'url', not {}",
             type_name(v)
@@ -260,14 +271,18 @@ fn check_image(key: &str, value: &Value) -> Result<(), Failure> {
             Some(_) if field("get_url").is_none() => Err(missing(format!(
                 "{place}: a 'checksum' needs an input ('input' or 'get_url')"
             ))),
-            Some(v) => check_checksum(&format!("{place}: 'checksum'"), v),
+            Some(v) => check_checksum(&format!("{place}: 'checksum'"), v, warnings),
             None => Ok(()),
         },
     }
 }
 
-fn check_input(place: &str, map: &serde_yaml_ng::Mapping) -> Result<(), Failure> {
-    unknown_keys(map, &INPUT_KEYS, place)?;
+fn check_input(
+    place: &str,
+    map: &serde_yaml_ng::Mapping,
+    warnings: &mut Vec<String>,
+) -> Result<(), Failure> {
+    unknown_keys(map, &INPUT_KEYS, place, warnings);
     let field = |name: &str| map.get(name).filter(|v| !v.is_null());
     for key in ["url", "path", "format"] {
         if let Some(v) = field(key) {
@@ -293,19 +308,19 @@ fn check_input(place: &str, map: &serde_yaml_ng::Mapping) -> Result<(), Failure>
         _ => {}
     }
     match field("checksum") {
-        Some(v) => check_checksum(&format!("{place}: 'checksum'"), v),
+        Some(v) => check_checksum(&format!("{place}: 'checksum'"), v, warnings),
         None => Ok(()),
     }
 }
 
-fn check_checksum(place: &str, value: &Value) -> Result<(), Failure> {
+fn check_checksum(place: &str, value: &Value, warnings: &mut Vec<String>) -> Result<(), Failure> {
     let Value::Mapping(map) = value else {
         return Err(invalid(format!(
             "{place} must be a mapping with 'type' and 'value', not {}",
             type_name(value)
         )));
     };
-    unknown_keys(map, &CHECKSUM_KEYS, place)?;
+    unknown_keys(map, &CHECKSUM_KEYS, place, warnings);
     let field = |name: &str| map.get(name).filter(|v| !v.is_null());
     for key in ["type", "value"] {
         match field(key) {
@@ -607,10 +622,35 @@ mod tests {
         }
     }
 
+    /// The original reads only its keys: its own test files carry `output:` and
+    /// `extra_kwargs:`, which it ignores. They build here too, with a warning each.
     #[test]
-    fn unknown_keys_and_wrong_types_are_code_5_and_named() {
+    fn keys_the_tools_do_not_read_are_warnings_naming_image_and_key() {
+        let a = parse(&arch(
+            "  img1:\n    name: n\n    size: 1G\n    output:\n      path: /tmp/x.qcow2\n    extra_kwargs:\n      b: base\n    input:\n      path: /x\n      extra: 1\n",
+        ))
+        .unwrap();
+        assert_eq!(a.images[0].name, "n");
+        assert_eq!(a.warnings.len(), 3, "{:?}", a.warnings);
+        assert!(
+            a.warnings[0].starts_with("image 'img1': key 'output' is ignored"),
+            "{:?}",
+            a.warnings
+        );
+        assert!(a.warnings[1].starts_with("image 'img1': key 'extra_kwargs' is ignored"));
+        assert!(a.warnings[2].starts_with("image 'img1': 'input': key 'extra' is ignored"));
+        let top = parse("owner: me\nimages:\n  i:\n    name: n\n    size: 1G\nextra: 1\n").unwrap();
+        assert_eq!(top.warnings.len(), 1);
+        assert!(top.warnings[0].contains("the architecture: key 'extra' is ignored"));
+        // A misspelt required key is still an error: the one it replaces is missing.
+        let (code, msg) = code_and_message("owner: me\nimages:\n  i:\n    name: n\n    sise: 1G\n");
+        assert_eq!(code, 4, "{msg}");
+        assert!(msg.contains("missing attribute 'size'"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_are_code_5_and_named() {
         for (text, needle) in [
-            (&arch("  img1:\n    name: n\n    size: 1G\n    sise: 2G\n"), "image 'img1': unknown key 'sise'"),
             (&arch("  img1:\n    name: [a]\n    size: 1G\n"), "image 'img1': 'name' must be a string, not a list"),
             (&arch("  img1:\n    name: n\n    size: {a: 1}\n"), "image 'img1': 'size' must be a string, not a mapping"),
             (&arch("  img1:\n    name: n\n    size: 1G\n    shrink: yes please\n"), "'shrink' must be true or false"),
@@ -621,9 +661,7 @@ mod tests {
             (&arch("  img1:\n    name: n\n    size: 1G\n    input:\n      url: http://x\n      path: /x\n"), "either 'url' or 'path'"),
             (&arch("  img1:\n    name: n\n    size: 1G\n    input:\n      path: /x\n      checksum: abc\n"), "'checksum' must be a mapping"),
             (&arch("  img1:\n    name: n\n    size: 1G\n    input:\n      path: /x\n      checksum:\n        type: md5\n        value: a\n        read_bytes: lots\n"), "'read_bytes' must be a whole number"),
-            (&arch("  img1:\n    name: n\n    size: 1G\n    input:\n      path: /x\n      extra: 1\n"), "'input': unknown key 'extra'"),
             (&"owner: me\nimages: [a, b]\n".to_string(), "'images' must be a mapping"),
-            (&"owner: me\nimages:\n  i:\n    name: n\n    size: 1G\nextra: 1\n".to_string(), "unknown key 'extra'"),
             (&"- a\n- b\n".to_string(), "must be a mapping"),
         ] {
             let (code, msg) = code_and_message(text);

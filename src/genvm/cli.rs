@@ -6,6 +6,7 @@
 
 use super::configure::{self, ConfigureOptions};
 use super::generate::{self, Env, ImageRequest, DEFAULT_OUTPUT_DIRECTORY};
+use super::legacy::{self, LegacyArgs};
 use super::multiple::{self, MultipleOptions};
 use super::{Document, Failure, ReturnCode, Verbose};
 use crate::image::cancel::Cancel;
@@ -42,6 +43,10 @@ pub enum Command {
     /// Configure an image with cloud-init: boot it once with a NoCloud seed, wait until
     /// cloud-init finished, power it off and reset its identity with virt-sysprep.
     Configure(ConfigureArgs),
+    /// The older command line (`--architecture-path A --image-output-path FILE`), which
+    /// `normalize_args` turns into this command.
+    #[command(name = legacy::SUBCOMMAND, hide = true)]
+    Legacy(LegacyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -181,7 +186,12 @@ const LEGACY: [(&str, &str); 8] = [
 /// Rewrite `-ict sha256` / `-ict=sha256` (and the other multi-letter options) into long
 /// options; everything after `--` is left alone.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let mut out = vec![];
+    let mut args = args.into_iter();
+    let mut out: Vec<OsString> = args.next().into_iter().collect();
+    let mut args = args.peekable();
+    if legacy::is_legacy(args.peek()) {
+        out.push(legacy::SUBCOMMAND.into());
+    }
     let mut rest = false;
     for a in args {
         if rest {
@@ -270,7 +280,7 @@ pub fn run(cli: Cli, env: EnvVars) -> Document {
             let uri = a
                 .connect
                 .or_else(|| env("LIBVIRT_DEFAULT_URI"))
-                .unwrap_or_else(crate::context::default_uri_for_user);
+                .unwrap_or_else(crate::hypervisor::default_uri_for_user);
             let opts = ConfigureOptions {
                 image: a
                     .image
@@ -292,6 +302,11 @@ pub fn run(cli: Cli, env: EnvVars) -> Document {
                 console_log: a.console_log,
             };
             let result = configure::run(&opts, &cancel, &mut verbose);
+            Document::from_result(result, verbose.messages)
+        }
+        Command::Legacy(a) => {
+            let mut verbose = Verbose::new(a.verbose);
+            let result = legacy::run(&a, &gen_env, &mut verbose);
             Document::from_result(result, verbose.messages)
         }
     }

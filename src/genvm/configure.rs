@@ -168,7 +168,7 @@ pub fn run(
             },
         ],
         network: opts.network.clone(),
-        mac: crate::records::random_mac(),
+        mac: crate::mac::random(),
         graphics: "none".into(),
         video: None,
         rng: true,

@@ -10,6 +10,9 @@ pub mod architecture;
 pub mod cli;
 pub mod configure;
 pub mod generate;
+// unsafe: getpwnam_r, for --generated-image-owner.
+#[allow(unsafe_code)]
+pub mod legacy;
 pub mod multiple;
 
 use serde::Serialize;

@@ -1,14 +1,14 @@
 //! The `virt-maker` command line (the original tool's commands and flags) and what each
 //! command does. The binary only parses and maps errors to exit codes.
 
-use super::build::{Builder, Options};
-use super::runners::{self, Role};
-use super::template::parse_param;
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::runner::{Runner, VirtType};
 use crate::stepcache::{human, parse_age, Cache, GcPolicy, Manifest};
+use crate::steps::build::{Builder, Options};
+use crate::steps::runners::{self, Role};
+use crate::steps::template::parse_param;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -88,13 +88,9 @@ pub enum RunnerKind {
     Exporters,
 }
 
-/// The cache directory: the `cache-dir` setting, else the paths' cache directory.
-pub fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
-    let common = config.common()?;
-    Ok(common
-        .get("cache-dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths.cache.clone()))
+/// The cache directory, decided as for virt-up's templates.
+fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
+    Ok(crate::config::plan::cache_dir(&config.common()?, paths))
 }
 
 /// The runner for libguestfs tools under the settings' virt-type.

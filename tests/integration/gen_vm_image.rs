@@ -579,11 +579,6 @@ fn multiple_reports_architecture_mistakes_with_the_image_and_key() {
             "'owner'",
         ),
         (
-            "owner: me\nimages:\n  img1:\n    name: n\n    size: 1G\n    colour: red\n",
-            5,
-            "image 'img1': unknown key 'colour'",
-        ),
-        (
             "owner: me\nimages:\n  img1:\n    name: n\n    size: [1]\n",
             5,
             "image 'img1': 'size' must be a string",

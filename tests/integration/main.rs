@@ -12,5 +12,7 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
+mod plan_errors;
 mod sizes;
+mod storage;
 mod virt_maker;

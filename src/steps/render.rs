@@ -3,7 +3,7 @@
 //! templates use.
 
 use minijinja::{Environment, Error as JError, ErrorKind, UndefinedBehavior, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How many passes before a value that keeps changing is an error (a self-reference).
 const MAX_PASSES: usize = 16;
@@ -187,19 +187,8 @@ fn describe(e: &JError) -> String {
     msg
 }
 
-/// A path in a template: relative to the template's directory; if nothing is there but
-/// the working directory has it (the original resolved paths that way), that.
-pub fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    let beside = base.join(p);
-    if !beside.exists() && p.exists() {
-        return p.to_path_buf();
-    }
-    beside
-}
+/// A path in a template, resolved as paths in configuration files are.
+pub use crate::config::plan::resolve;
 
 #[cfg(test)]
 mod tests {

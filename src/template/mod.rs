@@ -2,9 +2,11 @@
 //! agent and the login user), its record, and a libvirt domain whose disk is read-only, so
 //! nothing can write a disk that clones depend on.
 
-use crate::config::Settings;
+mod playbook;
+
+use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
 use crate::context::Context;
-use crate::domain_xml::DomainSpec;
+use crate::domain_xml::{Disk, DomainSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::remove_if_exists;
 use crate::identity::{self, SecretFiles};
@@ -19,10 +21,10 @@ use std::path::{Path, PathBuf};
 /// The template's record if it is built and its disk is there.
 pub fn built(ctx: &Context, template: &str) -> Result<Option<Record>> {
     let stem = template_stem(template);
-    Ok(ctx
-        .store
-        .load(&stem)?
-        .filter(|r| r.phase == Phase::Ready && r.disk.exists()))
+    match ctx.store.load(&stem)? {
+        Some(r) if r.phase == Phase::Ready && ctx.hv.volume(&r.disk)?.is_some() => Ok(Some(r)),
+        _ => Ok(None),
+    }
 }
 
 /// Instances whose disks are backed by this template.
@@ -37,12 +39,13 @@ pub fn dependents(ctx: &Context, template: &str) -> Result<Vec<String>> {
 
 /// Build the template unless it is built (or rebuild it with `force`). Concurrent callers
 /// wait on the template's lock, so it is built once.
-pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -> Result<Record> {
+pub fn ensure(ctx: &Context, plan: &TemplatePlan, force: bool) -> Result<Record> {
+    let template = plan.name.as_str();
     let stem = template_stem(template);
     let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
     if !force {
         if let Some(record) = built(ctx, template)? {
-            warn_if_redefined(ctx, template, settings, &record);
+            warn_if_redefined(ctx, plan, &record);
             return Ok(record);
         }
     }
@@ -53,54 +56,29 @@ pub fn ensure(ctx: &Context, template: &str, settings: &Settings, force: bool) -
             instances: users,
         });
     }
-    if let Some(playbook) = settings.get("template-playbook") {
+    if let Some(playbook) = &plan.playbook {
         crate::playbook::find(ctx, playbook)?;
     }
     // An invalid customization is an error before the old template is removed.
-    let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
-    let spec = customization(ctx, settings, cache.dir())?;
+    let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
+    let spec = customization(plan, cache.dir())?;
     remove(ctx, template)?;
-    build(ctx, template, settings, spec.map(|spec| (spec, cache)))
+    build(ctx, plan, spec.map(|spec| (spec, cache)))
 }
 
-/// The settings that decide what a template's disk holds (instance settings such as
-/// memory or network do not), with the content of its `customize` file.
-const DEFINING_KEYS: &[&str] = &[
-    "os-version",
-    "virt-builder-source",
-    "virt-builder-fingerprint",
-    "virt-builder-args",
-    "size",
-    "image-format",
-    "arch",
-    "username",
-    "customize",
-    "steps",
-    "template-playbook",
-];
-
-/// A fingerprint of what the template is built from: its defining settings and the
-/// content of its customize file (files that file names are the step cache's business).
-pub fn definition(settings: &Settings) -> String {
-    let mut text = String::new();
-    for key in DEFINING_KEYS {
-        text.push_str(&format!("{key}={}\n", settings.get(key).unwrap_or("")));
-    }
-    if let Some(path) = customize_path(settings) {
-        text.push_str(&String::from_utf8_lossy(
-            &std::fs::read(path).unwrap_or_default(),
-        ));
-    }
-    crate::digest::sha256_hex(&text)
+/// A fingerprint of what the template is built from (see [`TemplatePlan::definition`]).
+fn definition(plan: &TemplatePlan) -> String {
+    crate::digest::sha256_hex(&plan.definition)
 }
 
 /// A built template is reused as it is (clones may depend on it); say so when its
 /// definition has changed since, and how to rebuild it.
-fn warn_if_redefined(ctx: &Context, template: &str, settings: &Settings, record: &Record) {
+fn warn_if_redefined(ctx: &Context, plan: &TemplatePlan, record: &Record) {
+    let template = &plan.name;
     if record
         .definition
         .as_deref()
-        .is_some_and(|built_from| built_from != definition(settings))
+        .is_some_and(|built_from| built_from != definition(plan))
     {
         ctx.ui.warn(format!(
             "template {template} was built from a different definition than its current one in templates.d; using the built one. To rebuild it: delete its instances, then 'virt-up {template} --no-clone --force'"
@@ -114,28 +92,32 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
     if let Some(old) = ctx.store.load(&stem)? {
         ctx.hv.destroy(&old.domain)?;
         ctx.hv.undefine(&old.domain)?;
-        remove_if_exists(&old.disk)?;
+        ctx.hv.delete_volume(&old.disk)?;
     }
     ctx.store.remove(&stem)
 }
 
 /// Build the template's disk: through the step cache when it has a virt-maker `spec`
 /// (loaded and validated by the caller), else with virt-builder.
+///
+/// virt-builder and the step cache's export write the disk as a file in the pool's
+/// directory (virt-builder -o takes a path) and the pool is refreshed so that libvirt
+/// knows it as a volume; uploading a disk built elsewhere is for later.
 fn build(
     ctx: &Context,
-    template: &str,
-    settings: &Settings,
-    spec: Option<(crate::maker::template::Template, crate::stepcache::Cache)>,
+    plan: &TemplatePlan,
+    spec: Option<(crate::steps::template::Template, crate::stepcache::Cache)>,
 ) -> Result<Record> {
+    let template = plan.name.as_str();
     let stem = template_stem(template);
-    let pool = settings.text("pool");
-    let format = settings.text("image-format").to_string();
+    let pool = plan.host.pool.as_str();
+    let format = plan.format;
     let pool_dir = ctx.hv.pool_path(pool)?;
-    ctx.hv.check_network(settings.text("network"))?;
+    ctx.hv.check_network(&plan.host.network)?;
     let disk = pool_dir.join(format!("{stem}.{format}"));
     // A domain or disk of this name that our records do not know belongs to someone else
     // (another data dir): never overwrite it, clones elsewhere may depend on it.
-    if ctx.hv.is_defined(&stem)? || disk.exists() {
+    if ctx.hv.is_defined(&stem)? || disk.exists() || ctx.hv.volume(&disk)?.is_some() {
         return Err(Error::Other(format!(
             "template {template}: domain or disk '{stem}' exists but is not recorded in {}; it may belong to another virt-up data dir. Remove it (virsh undefine {stem}; rm {}) if it is unused",
             ctx.paths.data.display(),
@@ -149,32 +131,34 @@ fn build(
 
     let key_pair = sshkeys::generate(&format!("virt-up template {template}"))?;
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
-    let username = settings.text("username").to_string();
+    let login = Login {
+        username: plan.username.clone(),
+        password: None,
+        ssh_identity: key.clone(),
+    };
     let started = std::time::Instant::now();
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
         spec.as_ref()
             .map(|(s, _)| s.file.display().to_string())
-            .unwrap_or_else(|| settings.text("os-version").to_string())
+            .unwrap_or_else(|| plan.os_version.clone())
     ));
-    let result = match spec {
-        Some((spec, cache)) => build_customized(
-            ctx,
-            settings,
-            spec,
-            cache,
-            &partial,
-            &username,
-            &key_pair.public_openssh,
-        )
-        .and_then(|final_layer| {
-            std::fs::rename(&partial, &disk).at(&disk)?;
-            // The template's layers stay in the cache while the template exists.
-            let cache = crate::stepcache::Cache::open(&cache_dir(ctx, settings))?;
-            cache.pin(&format!("virt-up template {template}"), &final_layer, &disk)
-        }),
-        None => run_virt_builder(ctx, settings, &partial, &username, &key_pair.public_openssh)
+    let output = Output {
+        disk: &partial,
+        public_key: &key_pair.public_openssh,
+    };
+    let result = match (spec, &plan.source) {
+        (Some((spec, cache)), _) => {
+            build_customized(ctx, plan, (spec, cache), &output).and_then(|final_layer| {
+                std::fs::rename(&partial, &disk).at(&disk)?;
+                // The template's layers stay in the cache while the template exists.
+                let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
+                cache.pin(&format!("virt-up template {template}"), &final_layer, &disk)
+            })
+        }
+        (None, TemplateSource::VirtBuilder(image)) => run_virt_builder(ctx, plan, image, &output)
             .and_then(|_| std::fs::rename(&partial, &disk).at(&disk)),
+        (None, _) => unreachable!("a customized template is built from its spec"),
     };
     if let Err(e) = result {
         let _ = remove_if_exists(&partial);
@@ -183,124 +167,125 @@ fn build(
     ctx.ui.phase(template, "build", started.elapsed());
     ctx.hv.refresh_pool(pool);
 
-    let record = template_record(ctx, template, settings, &disk, &key, &username);
-    if let Some(playbook) = settings.get("template-playbook") {
+    let record = template_record(ctx, plan, &disk, login);
+    if let Some(playbook) = &plan.playbook {
         // A failed playbook leaves no template behind: the next run builds it afresh.
-        if let Err(e) = crate::template_playbook::run(ctx, &record, settings, playbook) {
-            let _ = remove_if_exists(&disk);
+        if let Err(e) = playbook::run(ctx, &record, plan, playbook) {
+            let _ = ctx.hv.delete_volume(&disk);
             return Err(e);
         }
     }
     ctx.hv
-        .define(&template_domain(&record, settings).to_xml())?;
+        .define(&template_domain(&record, &plan.host).to_xml())?;
     ctx.store.save(&stem, &record)?;
     Ok(record)
 }
 
-fn template_record(
-    ctx: &Context,
-    template: &str,
-    settings: &Settings,
-    disk: &Path,
-    key: &Path,
-    username: &str,
-) -> Record {
-    let stem = template_stem(template);
+fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login) -> Record {
+    let stem = template_stem(&plan.name);
     Record {
         name: stem.clone(),
-        template: template.to_string(),
+        template: plan.name.clone(),
         created: now_rfc3339(),
         phase: Phase::Ready,
         pid: std::process::id(),
-        os_version: settings.text("os-version").to_string(),
-        os_variant: settings.get("os-variant").map(str::to_string),
+        os_version: plan.os_version.clone(),
+        os_variant: plan.os_variant.clone(),
         hostname: stem.to_lowercase(),
         domain: stem.clone(),
         disk: disk.to_path_buf(),
-        format: settings.text("image-format").to_string(),
-        memory: settings.int("memory"),
-        vcpus: settings.int("vcpus"),
-        graphics: settings.text("graphics").to_string(),
-        size: settings.get("size").map(str::to_string),
+        format: plan.format.to_string(),
+        memory: plan.memory_mib,
+        vcpus: plan.vcpus,
+        graphics: plan.graphics.to_string(),
+        size: plan.size.as_ref().map(|s| s.text.clone()),
         root: Login {
             username: "root".into(),
             password: None,
-            ssh_identity: key.to_path_buf(),
+            ssh_identity: login.ssh_identity.clone(),
         },
-        user: Login {
-            username: username.to_string(),
-            password: None,
-            ssh_identity: key.to_path_buf(),
-        },
-        address_source: settings.text("address-source").to_string(),
+        user: login,
+        address_source: plan.address_source.to_string(),
         ssh_options: crate::inventory::ssh_options(&ctx.paths, &stem),
         address: None,
         // Templates boot only for a template-playbook; a fresh MAC each time is fine.
-        mac: crate::records::random_mac(),
+        mac: crate::mac::random(),
         uri: ctx.hv.uri(),
-        identity: settings.text("identity").to_string(),
+        identity: plan.identity.to_string(),
         console_log: ctx.paths.console_logs().join(format!("{stem}.log")),
         extra_files: vec![],
         inventory: false,
         cloned: None,
         from: None,
-        definition: Some(definition(settings)),
+        definition: Some(definition(plan)),
     }
 }
 
 /// The template's domain: its disk is read-only, so even a start by hand cannot write it.
-pub(crate) fn template_domain(record: &Record, settings: &Settings) -> DomainSpec {
-    let mut spec = crate::instance::domain_base(record, settings);
+fn template_domain(record: &Record, host: &Host) -> DomainSpec {
+    let mut spec = domain_base(record, host);
     spec.disks[0].readonly = true;
     spec
 }
 
-/// The template's `customize` file, relative to the templates.d file that names it.
-fn customize_path(settings: &Settings) -> Option<PathBuf> {
-    let spec = settings.get("customize")?;
-    let base = settings.origin("customize")?.path.parent()?.to_path_buf();
-    Some(crate::maker::render::resolve(&base, spec))
+/// The domain of an instance or template record: its disk, memory, vCPUs, network, MAC,
+/// console log; virt-install-args are applied by the caller where they apply.
+pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
+    DomainSpec {
+        name: record.domain.clone(),
+        virt_type: host.virt_type.to_string(),
+        arch: host.arch.clone(),
+        machine: None,
+        cpu: None,
+        memory_mib: record.memory,
+        vcpus: record.vcpus,
+        disks: vec![Disk {
+            path: record.disk.clone(),
+            format: record.format.clone(),
+            readonly: false,
+            serial: None,
+        }],
+        network: host.network.clone(),
+        mac: record.mac.clone(),
+        graphics: record.graphics.clone(),
+        video: None,
+        rng: true,
+        console_log: record.console_log.clone(),
+        template: record.template.clone(),
+    }
 }
 
-/// The step cache directory: the `cache-dir` setting, else the paths' cache directory.
-fn cache_dir(ctx: &Context, settings: &Settings) -> PathBuf {
-    settings
-        .get("cache-dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.paths.cache.clone())
+/// Where a build writes the template's disk, and the login key it puts in.
+#[derive(Clone, Copy)]
+struct Output<'a> {
+    disk: &'a Path,
+    public_key: &'a str,
 }
 
 /// The template's virt-maker spec: its `customize` file, or its `steps` applied to its
 /// os-version image; None for a plain virt-builder template. Loaded (and so validated)
 /// before anything is built.
 fn customization(
-    ctx: &Context,
-    settings: &Settings,
+    plan: &TemplatePlan,
     cache_dir: &Path,
-) -> Result<Option<crate::maker::template::Template>> {
-    use crate::maker::template::Template;
-    if let Some(spec) = settings.get("customize") {
-        let path = customize_path(settings).unwrap_or_else(|| {
-            crate::maker::render::resolve(&ctx.paths.user_config.join("templates.d"), spec)
-        });
-        return Template::load(&path, &[], cache_dir).map(Some);
+) -> Result<Option<crate::steps::template::Template>> {
+    use crate::steps::template::Template;
+    match &plan.source {
+        TemplateSource::VirtBuilder(_) => Ok(None),
+        TemplateSource::Customize { file } => Template::load(file, &[], cache_dir).map(Some),
+        TemplateSource::Steps { image, steps, file } => {
+            let doc = steps_document(image, plan, steps, file)?;
+            Template::from_doc(file, doc, &[], cache_dir).map(Some)
+        }
     }
-    let Some(text) = settings.get("steps") else {
-        return Ok(None);
-    };
-    let file = settings
-        .origin("steps")
-        .map(|o| o.path.clone())
-        .unwrap_or_else(|| ctx.paths.user_config.join("templates.d"));
-    let doc = steps_document(settings, text, &file)?;
-    Template::from_doc(&file, doc, &[], cache_dir).map(Some)
 }
 
 /// A virt-maker template document for `steps = ...`: the os-version image imported with
 /// virt-builder (its source, size and arguments), then one step per non-empty line, each
 /// line a YAML single-key mapping as in a template's `steps` list.
 fn steps_document(
-    settings: &Settings,
+    image: &VirtBuilder,
+    plan: &TemplatePlan,
     text: &str,
     file: &Path,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -319,16 +304,15 @@ fn steps_document(
         })?;
         steps.push(step);
     }
-    let mut import = json!({ "image": settings.text("os-version") });
-    if let Some(source) = settings.get("virt-builder-source") {
+    let mut import = json!({ "image": image.os_version });
+    if let Some(source) = &image.repository {
         import["source"] = json!(source);
     }
-    if let Some(size) = settings.get("size") {
-        import["size"] = json!(size);
+    if let Some(size) = &plan.size {
+        import["size"] = json!(size.text);
     }
-    let args = settings.args("virt-builder-args");
-    if !args.is_empty() {
-        import["args"] = json!(args);
+    if !image.args.is_empty() {
+        import["args"] = json!(image.args);
     }
     let doc = json!({ "spec": { "import": { "virt-builder": import }, "steps": steps } });
     match doc {
@@ -344,25 +328,26 @@ fn steps_document(
 /// of the final layer.
 fn build_customized(
     ctx: &Context,
-    settings: &Settings,
-    mut spec: crate::maker::template::Template,
-    cache: crate::stepcache::Cache,
-    output: &Path,
-    username: &str,
-    public_key: &str,
+    plan: &TemplatePlan,
+    (mut spec, cache): (crate::steps::template::Template, crate::stepcache::Cache),
+    output: &Output,
 ) -> Result<String> {
+    let Output {
+        disk: output,
+        public_key,
+    } = *output;
     spec.export = None;
     let spec_path = spec.file.clone();
     let ui = ctx.ui;
     let out = move |line: &str| ui.info(line);
-    let runner = ctx.runner(settings);
-    let builder = crate::maker::build::Builder {
+    let runner = ctx.runner(plan.host.virt_type);
+    let builder = crate::steps::build::Builder {
         cache,
         runner: runner.clone(),
         out: &out,
     };
     let built = builder.build(&spec, &Default::default())?;
-    let format = crate::image::qemu_img::Format::parse(settings.text("image-format"))?;
+    let format = crate::image::qemu_img::Format::parse(plan.format.as_str())?;
     // Layers are qcow2; a bar on a terminal for this long copy.
     crate::image::qemu_img::QemuImg::new(&runner).convert(
         &built.layer,
@@ -376,20 +361,21 @@ fn build_customized(
     // --format must come before -a.
     let mut args = argv([
         "--format".as_ref(),
-        settings.text("image-format").as_ref(),
+        plan.format.as_str().as_ref(),
         "-a".as_ref(),
         output.as_os_str(),
     ]);
-    args.extend(virt_up_customizations(&files, username, public_key)?);
+    args.extend(virt_up_customizations(&files, &plan.username, public_key)?);
     args.extend(argv([
         "--truncate",
         "/etc/machine-id",
         "--delete",
         "/etc/ssh/ssh_host_*",
     ]));
-    if let (Some(size), Some(_)) = (settings.get("size"), settings.get("customize")) {
+    if let (Some(size), TemplateSource::Customize { .. }) = (&plan.size, &plan.source) {
         ctx.ui.warn(format!(
-            "'size = {size}' is ignored for a customized template (set it in its import)"
+            "'size = {}' is ignored for a customized template (set it in its import)",
+            size.text
         ));
     }
     runner
@@ -407,18 +393,21 @@ fn build_customized(
 /// Secrets go through 0600 files, never on the command line.
 fn run_virt_builder(
     ctx: &Context,
-    settings: &Settings,
-    output: &Path,
-    username: &str,
-    public_key: &str,
+    plan: &TemplatePlan,
+    image: &VirtBuilder,
+    output: &Output,
 ) -> Result<()> {
+    let Output {
+        disk: output,
+        public_key,
+    } = *output;
     let files = SecretFiles::new()?;
-    let mut args: Vec<OsString> = argv([settings.text("os-version")]);
-    if let Some(source) = settings.get("virt-builder-source") {
+    let mut args: Vec<OsString> = argv([&image.os_version]);
+    if let Some(source) = &image.repository {
         // A local repository gains nothing from virt-builder's download cache, and a
         // rebuilt image that kept its name and revision would fail the cached checksum.
         args.extend(argv(["--source", source, "--no-cache"]));
-        match settings.get("virt-builder-fingerprint") {
+        match &image.fingerprint {
             Some(fp) => args.extend(argv(["--fingerprint", fp])),
             None => args.extend(argv(["--no-check-signature"])),
         }
@@ -427,15 +416,15 @@ fn run_virt_builder(
         "--output".to_string(),
         output.display().to_string(),
         "--format".to_string(),
-        settings.text("image-format").to_string(),
+        plan.format.to_string(),
         "--arch".to_string(),
-        settings.text("arch").to_string(),
+        plan.host.arch.clone(),
     ]));
-    if let Some(size) = settings.get("size") {
-        args.extend(argv(["--size", size]));
+    if let Some(size) = &plan.size {
+        args.extend(argv(["--size", &size.text]));
     }
-    args.extend(virt_up_customizations(&files, username, public_key)?);
-    args.extend(argv(settings.args("virt-builder-args")));
+    args.extend(virt_up_customizations(&files, &plan.username, public_key)?);
+    args.extend(argv(&image.args));
     // Generalize last, whatever the extra arguments did: clones get their own identity.
     args.extend(argv([
         "--truncate",
@@ -443,8 +432,8 @@ fn run_virt_builder(
         "--delete",
         "/etc/ssh/ssh_host_*",
     ]));
-    let mut runner = ctx.runner(settings);
-    if settings.get("virt-builder-source").is_some() {
+    let mut runner = ctx.runner(plan.host.virt_type);
+    if image.repository.is_some() {
         // --source adds to the repositories of /etc/virt-builder/repos.d, which a host
         // without internet cannot reach: an empty VIRT_BUILDER_DIRS leaves only ours.
         let empty = files.dir("no-system-repos")?;
@@ -453,10 +442,7 @@ fn run_virt_builder(
     runner
         .tool("virt-builder")
         .args(&args)
-        .context(format!(
-            "building template {}",
-            settings.template.as_deref().unwrap_or("?")
-        ))
+        .context(format!("building template {}", plan.name))
         .run()?;
     Ok(())
 }

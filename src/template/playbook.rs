@@ -2,31 +2,35 @@
 //! checked), run the playbook on it, make it anonymous again and power it off, all before
 //! any instance depends on its disk.
 
-use crate::config::Settings;
+use crate::config::plan::TemplatePlan;
 use crate::context::Context;
 use crate::domain_xml::Disk;
 use crate::error::{Error, Result};
-use crate::fsutil::remove_if_exists;
 use crate::identity::{self, Account, Identity, SecretFiles};
 use crate::inventory;
 use crate::lock::Lock;
-use crate::readiness::{self, AddressSource, Target};
+use crate::readiness::{self, Target};
 use crate::records::Record;
 use crate::sshkeys;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-pub fn run(ctx: &Context, template: &Record, settings: &Settings, playbook: &str) -> Result<()> {
+pub(super) fn run(
+    ctx: &Context,
+    template: &Record,
+    plan: &TemplatePlan,
+    playbook: &str,
+) -> Result<()> {
     crate::playbook::find(ctx, playbook)?;
     let seed = template
         .disk
         .with_file_name(format!("{}-seed.tar", template.name));
-    let result = boot_and_run(ctx, template, settings, playbook, &seed);
+    let result = boot_and_run(ctx, template, plan, playbook, &seed);
     // Whatever happened, the template is not left running or defined as writable.
     let _ = ctx.hv.destroy(&template.domain);
     let _ = ctx.hv.undefine(&template.domain);
-    let _ = remove_if_exists(&seed);
+    let _ = ctx.hv.delete_volume(&seed);
     let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
     inventory::set_known_host(&ctx.paths, &template.name, None)?;
     result
@@ -35,7 +39,7 @@ pub fn run(ctx: &Context, template: &Record, settings: &Settings, playbook: &str
 fn boot_and_run(
     ctx: &Context,
     template: &Record,
-    settings: &Settings,
+    plan: &TemplatePlan,
     playbook: &str,
     seed: &std::path::Path,
 ) -> Result<()> {
@@ -56,7 +60,7 @@ fn boot_and_run(
         host_key: sshkeys::generate(&template.name)?,
         accounts: vec![account("root"), account(&template.user.username)],
     };
-    identity::write_seed(seed, &identity)?;
+    let seed = identity::upload_seed(ctx.hv.as_ref(), (&plan.host.pool, seed), &identity)?;
     {
         let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
         inventory::set_known_host(
@@ -66,10 +70,10 @@ fn boot_and_run(
         )?;
     }
     crate::fsutil::private_dir(&ctx.paths.console_logs())?;
-    let mut spec = crate::template::template_domain(template, settings);
+    let mut spec = super::template_domain(template, &plan.host);
     spec.disks[0].readonly = false;
     spec.disks.push(Disk {
-        path: seed.to_path_buf(),
+        path: seed,
         format: "raw".into(),
         readonly: true,
         serial: Some(identity::SEED_SERIAL.into()),
@@ -81,9 +85,9 @@ fn boot_and_run(
         domain: &template.domain,
         mac: &spec.mac,
         hostname: &template.hostname,
-        source: AddressSource::parse(settings.text("address-source")).expect("validated"),
-        address_timeout: Duration::from_secs(settings.int("address-timeout")),
-        ssh_timeout: Duration::from_secs(settings.int("ssh-timeout")),
+        source: plan.address_source,
+        address_timeout: plan.timeouts.address,
+        ssh_timeout: plan.timeouts.ssh,
         console_log: &template.console_log,
         neighbours: ctx.neighbours.clone(),
     };
@@ -91,7 +95,7 @@ fn boot_and_run(
         ctx.ui.phase(&template.name, phase, took)
     })?;
     readiness::verify_host_key(
-        &ctx.runner(settings),
+        &ctx.runner(plan.host.virt_type),
         &template.name,
         &address,
         &identity.host_key.public_openssh,
@@ -109,7 +113,7 @@ fn boot_and_run(
         0o600,
     )?;
     crate::playbook::run_with_inventory(ctx, &inventory_file, &template.name, playbook)?;
-    generalize_and_power_off(ctx, &host, &address, settings)
+    generalize_and_power_off(ctx, &host, &address, plan)
 }
 
 /// Send the generalize script over SSH (on stdin: nothing is pasted into a command line),
@@ -118,7 +122,7 @@ fn generalize_and_power_off(
     ctx: &Context,
     host: &Record,
     address: &str,
-    settings: &Settings,
+    plan: &TemplatePlan,
 ) -> Result<()> {
     let mut cmd = crate::ssh::command("ssh", host, &host.root, address, &["-T"]);
     cmd.arg("sh -s");
@@ -144,13 +148,13 @@ fn generalize_and_power_off(
             status.code().unwrap_or(-1)
         )));
     }
-    let deadline = Instant::now() + Duration::from_secs(settings.int("ssh-timeout"));
+    let deadline = Instant::now() + plan.timeouts.ssh;
     while ctx.hv.is_running(&host.domain)? {
         if Instant::now() > deadline {
             return Err(Error::Timeout {
                 name: host.name.clone(),
                 phase: "poweroff".into(),
-                seconds: settings.int("ssh-timeout"),
+                seconds: plan.timeouts.ssh.as_secs(),
                 console_log: host.console_log.display().to_string(),
             });
         }

@@ -1,0 +1,656 @@
+//! The hypervisor boundary: the few operations virt-up needs, domains and storage, behind
+//! a trait, with the libvirt implementation on the `virt` crate. Disks are made through
+//! libvirt's storage API (so a regular user's session daemon and a remote host work the
+//! same way), except on libvirt's test driver, which keeps no volumes between processes
+//! and cannot upload: there [`local_dir`] stands in with files in the pool's directory.
+//! Tests of this code use the test driver; the real daemon is exercised by the real-VM tier.
+
+mod local_dir;
+
+use crate::config::plan::ImageFormat;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+/// qemu:///system for root, qemu:///session for everyone else (as virsh does).
+pub fn default_uri_for_user() -> String {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "qemu:///system".into()
+    } else {
+        "qemu:///session".into()
+    }
+}
+
+/// Where libvirt should look for a guest's addresses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LibvirtAddressSource {
+    Lease,
+    Agent,
+}
+
+/// One address of a guest interface.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestAddress {
+    pub mac: Option<String>,
+    pub ip: String,
+}
+
+/// A volume (a disk image in a storage pool) as the hypervisor knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub path: PathBuf,
+    /// The size the guest sees, in bytes.
+    pub capacity: u64,
+    pub format: Option<String>,
+    /// The volume this one is an overlay of.
+    pub backing: Option<PathBuf>,
+}
+
+/// Where a new volume's content comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum VolumeSource<'a> {
+    /// Empty, of this many bytes.
+    Empty { capacity: u64 },
+    /// A qcow2 overlay over `backing` (which it never writes): a linked clone. Its size is
+    /// the backing volume's, or `capacity` when that is given.
+    Overlay {
+        backing: &'a Volume,
+        capacity: Option<u64>,
+    },
+    /// A full copy of `from`, grown to `capacity` when that is given.
+    Copy {
+        from: &'a Volume,
+        capacity: Option<u64>,
+    },
+}
+
+/// A volume to create.
+#[derive(Debug, Clone, Copy)]
+pub struct NewVolume<'a> {
+    pub pool: &'a str,
+    pub name: &'a str,
+    pub format: ImageFormat,
+    pub source: VolumeSource<'a>,
+}
+
+/// A pool's size and use, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolCapacity {
+    pub capacity: u64,
+    pub allocation: u64,
+    pub available: u64,
+}
+
+pub trait Hypervisor: Send + Sync {
+    fn uri(&self) -> String;
+    /// The directory of a `dir` storage pool; an error if the pool is missing or inactive.
+    fn pool_path(&self, pool: &str) -> Result<PathBuf>;
+    /// Let libvirt notice volumes we created or removed behind its back.
+    fn refresh_pool(&self, pool: &str);
+    /// An error if the network is missing or not active.
+    fn check_network(&self, network: &str) -> Result<()>;
+    fn define(&self, xml: &str) -> Result<()>;
+    fn start(&self, name: &str) -> Result<()>;
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
+    fn is_defined(&self, name: &str) -> Result<bool>;
+    fn is_running(&self, name: &str) -> Result<bool>;
+    /// Ask the guest to power off (ACPI).
+    fn shutdown(&self, name: &str) -> Result<()>;
+    /// Stop at once; no error if it is not running or not defined.
+    fn destroy(&self, name: &str) -> Result<()>;
+    /// Remove the definition; no error if it is not defined.
+    fn undefine(&self, name: &str) -> Result<()>;
+    fn addresses(&self, name: &str, source: LibvirtAddressSource) -> Result<Vec<GuestAddress>>;
+    /// All domains and which of them run, in two calls (for fast listings).
+    fn domains(&self) -> Result<DomainNames>;
+
+    /// Create a volume in `new.pool`; an existing one of that name is an error.
+    fn create_volume(&self, new: &NewVolume) -> Result<Volume>;
+    /// Write a local file's bytes into the volume at `volume` (from its start).
+    fn upload_volume(&self, volume: &Path, from: &Path) -> Result<()>;
+    /// Delete the volume at `path`; no error if there is none.
+    fn delete_volume(&self, path: &Path) -> Result<()>;
+    /// The volume at `path`, if the hypervisor has one there.
+    fn volume(&self, path: &Path) -> Result<Option<Volume>>;
+    fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity>;
+}
+
+/// Names of the defined domains and of the running ones.
+#[derive(Debug, Default)]
+pub struct DomainNames {
+    pub defined: std::collections::HashSet<String>,
+    pub running: std::collections::HashSet<String>,
+}
+
+/// libvirt through the `virt` crate.
+pub struct Libvirt {
+    conn: Connect,
+    storage: Storage,
+}
+
+/// How volumes are made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Storage {
+    /// libvirt's storage API (every real driver).
+    Api,
+    /// Files in the pool's directory: the test driver's stand-in (see [`local_dir`]).
+    LocalDir,
+}
+
+fn libvirt_error(what: impl Into<String>, e: virt::error::Error) -> Error {
+    Error::Libvirt {
+        what: what.into(),
+        message: e.message().to_string(),
+        hint: String::new(),
+    }
+}
+
+impl Libvirt {
+    /// Connect to `uri`. On the test driver (`test://...`) volumes are files in the
+    /// pool's directory, so that several processes share them as they share a real pool.
+    pub fn connect(uri: &str) -> Result<Libvirt> {
+        let mut hv = Libvirt::connect_storage_api(uri)?;
+        if uri.starts_with("test:") {
+            hv.storage = Storage::LocalDir;
+        }
+        Ok(hv)
+    }
+
+    /// Connect to `uri` with volumes always made through libvirt's storage API (on the
+    /// test driver too: its volumes then live in this process's memory).
+    pub fn connect_storage_api(uri: &str) -> Result<Libvirt> {
+        // libvirt prints every error to stderr unless told not to; we report them ourselves.
+        virt::error::clear_error_callback();
+        let conn = Connect::open(Some(uri)).map_err(|e| {
+            let message = e.message().to_string();
+            let hint = if message.contains("socket") || message.contains("No such file") {
+                "\nis libvirtd running? Start it with 'systemctl start libvirtd' (without systemd: 'libvirtd -d; virtlogd -d')".to_string()
+            } else {
+                String::new()
+            };
+            Error::Libvirt {
+                what: format!("cannot connect to {uri}"),
+                message,
+                hint,
+            }
+        })?;
+        Ok(Libvirt {
+            conn,
+            storage: Storage::Api,
+        })
+    }
+
+    fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e)
+                if e.code() == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoDomain) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(libvirt_error(format!("looking up domain '{name}'"), e)),
+        }
+    }
+
+    fn existing(&self, name: &str) -> Result<Domain> {
+        self.domain(name)?.ok_or_else(|| Error::Libvirt {
+            what: format!("domain '{name}'"),
+            message: "no such domain".into(),
+            hint: String::new(),
+        })
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn uri(&self) -> String {
+        self.conn.uri().unwrap_or_default()
+    }
+
+    fn pool_path(&self, pool: &str) -> Result<PathBuf> {
+        let missing = |message: String| {
+            Error::Libvirt {
+            what: format!("storage pool '{pool}'"),
+            message,
+            hint: format!(
+                "\ndefine and start it, e.g.: virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool}"
+            ),
+        }
+        };
+        let p = self
+            .conn
+            .lookup_storage_pool_by_name(pool)
+            .map_err(|e| missing(e.message().to_string()))?;
+        if !p.is_active().unwrap_or(false) {
+            return Err(missing("the pool is not active".into()));
+        }
+        let xml = p
+            .xml_desc(0)
+            .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))?;
+        xml_text(&xml, "path").map(PathBuf::from).ok_or_else(|| {
+            missing("the pool has no target path (only 'dir' pools are supported)".into())
+        })
+    }
+
+    fn refresh_pool(&self, pool: &str) {
+        if let Ok(p) = self.conn.lookup_storage_pool_by_name(pool) {
+            let _ = p.refresh(0);
+        }
+    }
+
+    fn check_network(&self, network: &str) -> Result<()> {
+        let problem = match self.conn.lookup_network_by_name(network) {
+            Ok(n) if n.is_active().unwrap_or(false) => return Ok(()),
+            Ok(_) => "the network is not active".to_string(),
+            Err(e) => e.message().to_string(),
+        };
+        Err(Error::Libvirt {
+            what: format!("network '{network}'"),
+            message: problem,
+            hint: format!("\nstart it with: virsh net-start {network}"),
+        })
+    }
+
+    fn define(&self, xml: &str) -> Result<()> {
+        self.conn
+            .define_domain_xml(xml)
+            .map(|_| ())
+            .map_err(|e| libvirt_error("defining domain", e))
+    }
+
+    fn start(&self, name: &str) -> Result<()> {
+        self.existing(name)?
+            .create()
+            .map_err(|e| libvirt_error(format!("starting domain '{name}'"), e))
+    }
+
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
+        self.existing(name)?
+            .set_autostart(on)
+            .map(|_| ())
+            .map_err(|e| libvirt_error(format!("autostart of domain '{name}'"), e))
+    }
+
+    fn is_defined(&self, name: &str) -> Result<bool> {
+        Ok(self.domain(name)?.is_some())
+    }
+
+    fn is_running(&self, name: &str) -> Result<bool> {
+        Ok(match self.domain(name)? {
+            Some(d) => d.is_active().unwrap_or(false),
+            None => false,
+        })
+    }
+
+    fn shutdown(&self, name: &str) -> Result<()> {
+        self.existing(name)?
+            .shutdown()
+            .map_err(|e| libvirt_error(format!("shutting down '{name}'"), e))
+    }
+
+    fn destroy(&self, name: &str) -> Result<()> {
+        match self.domain(name)? {
+            Some(d) if d.is_active().unwrap_or(false) => d
+                .destroy()
+                .map_err(|e| libvirt_error(format!("stopping domain '{name}'"), e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn undefine(&self, name: &str) -> Result<()> {
+        match self.domain(name)? {
+            Some(d) => d
+                .undefine()
+                .map_err(|e| libvirt_error(format!("undefining domain '{name}'"), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn addresses(&self, name: &str, source: LibvirtAddressSource) -> Result<Vec<GuestAddress>> {
+        let src = match source {
+            LibvirtAddressSource::Lease => virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            LibvirtAddressSource::Agent => virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        };
+        let ifaces = self
+            .existing(name)?
+            .interface_addresses(src, 0)
+            .map_err(|e| libvirt_error(format!("addresses of '{name}'"), e))?;
+        Ok(ifaces
+            .into_iter()
+            .flat_map(|i| {
+                let mac = i.hwaddr.clone();
+                i.addrs.into_iter().map(move |a| GuestAddress {
+                    mac: mac.clone(),
+                    ip: a.addr,
+                })
+            })
+            .collect())
+    }
+
+    fn domains(&self) -> Result<DomainNames> {
+        Ok(DomainNames {
+            defined: self.names(0)?,
+            running: self.names(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)?,
+        })
+    }
+
+    fn create_volume(&self, new: &NewVolume) -> Result<Volume> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::create(&self.pool_path(new.pool)?, new);
+        }
+        let pool = self.active_pool(new.pool)?;
+        let what = || format!("creating volume '{}' in pool '{}'", new.name, new.pool);
+        let vol = match new.source {
+            VolumeSource::Copy { from, capacity } => {
+                let original = self
+                    .lookup_volume(&from.path)?
+                    .ok_or_else(|| Error::Libvirt {
+                        what: what(),
+                        message: format!("no volume {}", from.path.display()),
+                        hint: String::new(),
+                    })?;
+                let xml = volume_xml(new, capacity.unwrap_or(from.capacity).max(from.capacity));
+                StorageVol::create_xml_from(&pool, &xml, &original, 0)
+            }
+            VolumeSource::Overlay { backing, capacity } => StorageVol::create_xml(
+                &pool,
+                &volume_xml(new, capacity.unwrap_or(backing.capacity)),
+                0,
+            ),
+            VolumeSource::Empty { capacity } => {
+                StorageVol::create_xml(&pool, &volume_xml(new, capacity), 0)
+            }
+        }
+        .map_err(|e| libvirt_error(what(), e))?;
+        describe(&vol).map_err(|e| libvirt_error(what(), e))
+    }
+
+    fn upload_volume(&self, volume: &Path, from: &Path) -> Result<()> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::upload(volume, from);
+        }
+        let what = || {
+            format!(
+                "uploading {} to volume {}",
+                from.display(),
+                volume.display()
+            )
+        };
+        let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+        let vol = self.lookup_volume(volume)?.ok_or_else(|| Error::Libvirt {
+            what: what(),
+            message: "no such volume".into(),
+            hint: String::new(),
+        })?;
+        let stream =
+            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        vol.upload(&stream, 0, data.len() as u64, 0)
+            .map_err(|e| libvirt_error(what(), e))?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            match stream.send(rest) {
+                Ok(n) if n > 0 => rest = &rest[n as usize..],
+                Ok(_) => break,
+                Err(e) => {
+                    let _ = stream.abort();
+                    return Err(libvirt_error(what(), e));
+                }
+            }
+        }
+        stream.finish().map_err(|e| libvirt_error(what(), e))
+    }
+
+    fn delete_volume(&self, path: &Path) -> Result<()> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::delete(path);
+        }
+        match self.lookup_volume(path)? {
+            Some(vol) => vol
+                .delete(0)
+                .map_err(|e| libvirt_error(format!("deleting volume {}", path.display()), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn volume(&self, path: &Path) -> Result<Option<Volume>> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::volume(path);
+        }
+        match self.lookup_volume(path)? {
+            Some(vol) => describe(&vol)
+                .map(Some)
+                .map_err(|e| libvirt_error(format!("volume {}", path.display()), e)),
+            None => Ok(None),
+        }
+    }
+
+    fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity> {
+        let info = self
+            .active_pool(pool)?
+            .info()
+            .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))?;
+        Ok(PoolCapacity {
+            capacity: info.capacity,
+            allocation: info.allocation,
+            available: info.available,
+        })
+    }
+}
+
+/// The XML of a new volume. Allocation 0: nothing is preallocated (an overlay or a seed
+/// needs no more than it holds).
+fn volume_xml(new: &NewVolume, capacity: u64) -> String {
+    let backing = match new.source {
+        VolumeSource::Overlay { backing, .. } => format!(
+            "<backingStore><path>{}</path><format type='{}'/></backingStore>",
+            xml_escape(&backing.path.display().to_string()),
+            backing.format.as_deref().unwrap_or("qcow2")
+        ),
+        _ => String::new(),
+    };
+    // libvirt would make qcow2 version 2 (compat 0.10), for QEMUs older than any we run on.
+    let compat = match new.format {
+        ImageFormat::Qcow2 => "<compat>1.1</compat>",
+        ImageFormat::Raw => "",
+    };
+    format!(
+        "<volume><name>{}</name><capacity unit='bytes'>{capacity}</capacity><allocation unit='bytes'>0</allocation><target><format type='{}'/>{compat}</target>{backing}</volume>",
+        xml_escape(new.name),
+        new.format
+    )
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+}
+
+/// A volume's path, capacity, format and backing volume, as libvirt describes it.
+fn describe(vol: &StorageVol) -> std::result::Result<Volume, virt::error::Error> {
+    let xml = vol.xml_desc(0)?;
+    let backing = xml
+        .find("<backingStore>")
+        .and_then(|at| xml_text(&xml[at..], "path"))
+        .map(PathBuf::from);
+    // The target's format comes first: a backing store's follows it.
+    let format = xml
+        .find("<format type='")
+        .map(|at| &xml[at + 14..])
+        .and_then(|rest| rest.split('\'').next())
+        .map(str::to_string);
+    Ok(Volume {
+        path: PathBuf::from(vol.path()?),
+        capacity: vol.info()?.capacity,
+        format,
+        backing,
+    })
+}
+
+impl Libvirt {
+    fn active_pool(&self, pool: &str) -> Result<StoragePool> {
+        self.pool_path(pool)?;
+        self.conn
+            .lookup_storage_pool_by_name(pool)
+            .map_err(|e| libvirt_error(format!("storage pool '{pool}'"), e))
+    }
+
+    /// The volume at `path`. libvirt's list of a pool's volumes changes only when it makes
+    /// or deletes one, or refreshes the pool: a file a tool wrote into the pool's directory
+    /// (virt-builder's template) is missing from it, and one removed by hand is still in
+    /// it. So a volume not found, or found but without a file (its info fails), is looked
+    /// up again after one refresh of that pool.
+    fn lookup_volume(&self, path: &Path) -> Result<Option<StorageVol>> {
+        let text = path.display().to_string();
+        let lookup = || match self.conn.lookup_storage_vol_by_path(&text) {
+            Ok(v) if v.info().is_ok() => Ok(Some(v)),
+            Ok(_) => Ok(None),
+            Err(e)
+                if e.code()
+                    == virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoStorageVolume) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(libvirt_error(format!("looking up volume {text}"), e)),
+        };
+        if let Some(v) = lookup()? {
+            return Ok(Some(v));
+        }
+        let dir = path
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        match self.conn.lookup_storage_pool_by_target_path(&dir) {
+            Ok(pool) => {
+                let _ = pool.refresh(0);
+            }
+            Err(_) => return Ok(None),
+        }
+        lookup()
+    }
+
+    fn names(&self, flags: u32) -> Result<std::collections::HashSet<String>> {
+        let domains = self
+            .conn
+            .list_all_domains(flags)
+            .map_err(|e| libvirt_error("listing domains", e))?;
+        Ok(domains.iter().filter_map(|d| d.name().ok()).collect())
+    }
+}
+
+/// The text of the first `<tag>` element in a small libvirt XML document.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&apos;", "'")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_driver_define_start_destroy_undefine() {
+        let hv = Libvirt::connect("test:///default").unwrap();
+        let xml = "<domain type='test'><name>vu-unit</name><memory>1024</memory><os><type>hvm</type></os></domain>";
+        hv.define(xml).unwrap();
+        assert!(hv.is_defined("vu-unit").unwrap());
+        hv.start("vu-unit").unwrap();
+        assert!(hv.is_running("vu-unit").unwrap());
+        hv.destroy("vu-unit").unwrap();
+        assert!(!hv.is_running("vu-unit").unwrap());
+        hv.undefine("vu-unit").unwrap();
+        assert!(!hv.is_defined("vu-unit").unwrap());
+        // Idempotent on a missing domain.
+        hv.destroy("vu-unit").unwrap();
+        hv.undefine("vu-unit").unwrap();
+    }
+
+    #[test]
+    fn test_driver_pool_and_network() {
+        let hv = Libvirt::connect("test:///default").unwrap();
+        assert_eq!(
+            hv.pool_path("default-pool").unwrap(),
+            PathBuf::from("/default-pool")
+        );
+        let err = hv.pool_path("nope").unwrap_err().to_string();
+        assert!(
+            err.contains("storage pool 'nope'") && err.contains("pool-define-as"),
+            "{err}"
+        );
+        hv.check_network("default").unwrap();
+        let err = hv.check_network("nope").unwrap_err().to_string();
+        assert!(err.contains("virsh net-start nope"), "{err}");
+    }
+
+    #[test]
+    fn test_driver_volumes_through_the_storage_api() {
+        let hv = Libvirt::connect_storage_api("test:///default").unwrap();
+        let new = |name, source| NewVolume {
+            pool: "default-pool",
+            name,
+            format: ImageFormat::Qcow2,
+            source,
+        };
+        let base = hv
+            .create_volume(&new(
+                "vu-base.qcow2",
+                VolumeSource::Empty { capacity: 1 << 20 },
+            ))
+            .unwrap();
+        assert_eq!(base.path, PathBuf::from("/default-pool/vu-base.qcow2"));
+        let overlay = VolumeSource::Overlay {
+            backing: &base,
+            capacity: None,
+        };
+        let clone = hv.create_volume(&new("vu-clone.qcow2", overlay)).unwrap();
+        assert_eq!(clone.backing.as_deref(), Some(base.path.as_path()));
+        assert_eq!(
+            (clone.capacity, clone.format.as_deref()),
+            (1 << 20, Some("qcow2"))
+        );
+        assert_eq!(hv.volume(&clone.path).unwrap(), Some(clone.clone()));
+        assert!(hv.pool_capacity("default-pool").unwrap().capacity > 0);
+        hv.delete_volume(&clone.path).unwrap();
+        assert_eq!(hv.volume(&clone.path).unwrap(), None);
+        // Deleting what is not there is no error.
+        hv.delete_volume(&clone.path).unwrap();
+        let err = hv
+            .upload_volume(&base.path, Path::new("/etc/hostname"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn dead_daemon_says_how_to_start_it() {
+        let err = Libvirt::connect("qemu+unix:///system?socket=/nonexistent/sock")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("libvirtd -d"), "{err}");
+    }
+
+    #[test]
+    fn xml_text_unescapes() {
+        assert_eq!(
+            xml_text(
+                "<pool><target><path>/a&amp;b</path></target></pool>",
+                "path"
+            )
+            .as_deref(),
+            Some("/a&b")
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! A whole instance create in this process, through `Context` on libvirt's test driver with
+//! volumes made by libvirt's storage API (not the file stand-in the binary tests get): the
+//! clone is a volume whose backing store is the template, the seed is a raw volume with
+//! the identity uploaded into it, and a failed create deletes both.
+//!
+//! The test driver cannot upload (virStorageVolUpload is "not supported by the connection
+//! driver"), so a decorator records uploaded bytes instead; every other call reaches libvirt.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use virt_up::config::plan::{self, Overrides};
+use virt_up::config::Config;
+use virt_up::context::{Context, Ui};
+use virt_up::hypervisor::{
+    DomainNames, GuestAddress, Hypervisor, Libvirt, LibvirtAddressSource, NewVolume, PoolCapacity,
+    Volume, VolumeSource,
+};
+use virt_up::paths::Paths;
+use virt_up::records::Record;
+use virt_up::Result;
+
+/// libvirt's test driver, with uploads recorded and the disks seen at `define`.
+struct Recorder {
+    inner: Libvirt,
+    uploads: Mutex<Vec<(PathBuf, Vec<u8>)>>,
+    /// The instance disk's volume when its domain was defined.
+    defined_with: Mutex<Vec<Option<Volume>>>,
+    watch: PathBuf,
+}
+
+impl Hypervisor for Recorder {
+    fn uri(&self) -> String {
+        self.inner.uri()
+    }
+    fn pool_path(&self, pool: &str) -> Result<PathBuf> {
+        self.inner.pool_path(pool)
+    }
+    fn refresh_pool(&self, pool: &str) {
+        self.inner.refresh_pool(pool)
+    }
+    fn check_network(&self, network: &str) -> Result<()> {
+        self.inner.check_network(network)
+    }
+    fn define(&self, xml: &str) -> Result<()> {
+        // libvirt's volume, not a file written behind its back.
+        assert!(
+            !self.watch.exists(),
+            "the clone is a file in the pool directory"
+        );
+        let volume = self.inner.volume(&self.watch)?;
+        self.defined_with.lock().unwrap().push(volume);
+        self.inner.define(xml)
+    }
+    fn start(&self, name: &str) -> Result<()> {
+        self.inner.start(name)
+    }
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
+        self.inner.set_autostart(name, on)
+    }
+    fn is_defined(&self, name: &str) -> Result<bool> {
+        self.inner.is_defined(name)
+    }
+    fn is_running(&self, name: &str) -> Result<bool> {
+        self.inner.is_running(name)
+    }
+    fn shutdown(&self, name: &str) -> Result<()> {
+        self.inner.shutdown(name)
+    }
+    fn destroy(&self, name: &str) -> Result<()> {
+        self.inner.destroy(name)
+    }
+    fn undefine(&self, name: &str) -> Result<()> {
+        self.inner.undefine(name)
+    }
+    fn addresses(&self, name: &str, source: LibvirtAddressSource) -> Result<Vec<GuestAddress>> {
+        self.inner.addresses(name, source)
+    }
+    fn domains(&self) -> Result<DomainNames> {
+        self.inner.domains()
+    }
+    fn create_volume(&self, new: &NewVolume) -> Result<Volume> {
+        self.inner.create_volume(new)
+    }
+    fn upload_volume(&self, volume: &Path, from: &Path) -> Result<()> {
+        assert!(
+            self.inner.volume(volume)?.is_some(),
+            "upload into no volume"
+        );
+        let bytes = std::fs::read(from).unwrap();
+        self.uploads
+            .lock()
+            .unwrap()
+            .push((volume.to_path_buf(), bytes));
+        Ok(())
+    }
+    fn delete_volume(&self, path: &Path) -> Result<()> {
+        self.inner.delete_volume(path)
+    }
+    fn volume(&self, path: &Path) -> Result<Option<Volume>> {
+        self.inner.volume(path)
+    }
+    fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity> {
+        self.inner.pool_capacity(pool)
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    hv: Arc<Recorder>,
+    ctx: Context,
+    template: Record,
+}
+
+const GIB: u64 = 1 << 30;
+
+/// A context on the test driver (its pool in the tempdir) with a built qcow2 template of
+/// 1 GiB: a volume created through the API and its record.
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |rel: &str| dir.path().join(rel);
+    for d in ["pool", "config", "data", "run"] {
+        std::fs::create_dir_all(path(d)).unwrap();
+    }
+    let fixture = format!(
+        "<node><network><name>default</name><bridge name='virbr0'/><forward/>\
+         <ip address='192.168.122.1' netmask='255.255.255.0'/></network>\
+         <pool type='dir'><name>default</name><target><path>{}</path></target></pool></node>",
+        path("pool").display()
+    );
+    std::fs::write(path("node.xml"), fixture).unwrap();
+    let inner =
+        Libvirt::connect_storage_api(&format!("test://{}", path("node.xml").display())).unwrap();
+    let hv = Arc::new(Recorder {
+        inner,
+        uploads: Mutex::default(),
+        defined_with: Mutex::default(),
+        watch: path("pool/web1.qcow2"),
+    });
+    let env: HashMap<&str, PathBuf> = [
+        ("HOME", path("home")),
+        ("VIRTUP_CONFIG_HOME", path("config")),
+        ("VIRTUP_SYSTEM_CONFIG", path("system")),
+        ("VIRTUP_DATA_HOME", path("data")),
+        ("VIRTUP_CACHE_HOME", path("cache")),
+        ("XDG_RUNTIME_DIR", path("run")),
+    ]
+    .into();
+    let paths = Paths::from_env(&|k| env.get(k).map(|p| p.display().to_string())).unwrap();
+    let mut config = Config::default();
+    let settings = "[common]\nvirt-type = qemu\naddress-source = arp\naddress-timeout = 1\n";
+    config
+        .add_text(&path("config/settings.cfg"), settings, false)
+        .unwrap();
+    config
+        .add_text(
+            &path("config/templates.d/t.cfg"),
+            "[deb]\nos-version = x\n",
+            true,
+        )
+        .unwrap();
+    let base = hv
+        .create_volume(&NewVolume {
+            pool: "default",
+            name: "TEMPLATE-deb.qcow2",
+            format: plan::ImageFormat::Qcow2,
+            source: VolumeSource::Empty { capacity: GIB },
+        })
+        .unwrap();
+    let template: Record = serde_json::from_value(serde_json::json!({
+        "name": "TEMPLATE-deb", "template": "deb", "created": "2026-01-01T00:00:00Z",
+        "phase": "ready", "pid": 1, "os_version": "x", "hostname": "template-deb",
+        "domain": "TEMPLATE-deb", "disk": base.path, "format": "qcow2", "memory": 512,
+        "vcpus": 1, "graphics": "none",
+        "root": {"username": "root", "ssh_identity": "/k"},
+        "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "arp",
+        "ssh_options": {}, "mac": "52:54:00:00:00:01", "uri": "test:///default",
+        "identity": "firstboot", "console_log": "/c.log", "inventory": false
+    }))
+    .unwrap();
+    std::fs::write(path("neighbours"), "").unwrap();
+    let hypervisor: Arc<dyn Hypervisor> = hv.clone();
+    let mut ctx = Context::with_hypervisor(paths, config, hypervisor, Ui::default()).unwrap();
+    ctx.neighbours = path("neighbours");
+    World {
+        dir,
+        hv,
+        ctx,
+        template,
+    }
+}
+
+impl World {
+    fn create(&self, given: Overrides) -> virt_up::Error {
+        let plan = plan::instance(&self.ctx.config, &self.ctx.paths, "deb", &given).unwrap();
+        // The test driver's guest never gets an address: the create runs to the end of its
+        // boot and then fails, which also shows its cleanup.
+        virt_up::instance::create(&self.ctx, &plan, "web1", &self.template).unwrap_err()
+    }
+
+    fn pool(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pool").join(name)
+    }
+}
+
+#[test]
+fn a_qcow2_clone_is_a_volume_backed_by_the_template_and_the_seed_is_uploaded() {
+    let w = world();
+    let err = w.create(Overrides::default());
+    assert!(err.to_string().contains("timed out"), "{err}");
+
+    let defined_with = w.hv.defined_with.lock().unwrap();
+    let clone = defined_with[0]
+        .as_ref()
+        .expect("the clone existed at define");
+    assert_eq!(clone.backing.as_deref(), Some(w.template.disk.as_path()));
+    assert_eq!(clone.format.as_deref(), Some("qcow2"));
+    assert_eq!(clone.capacity, GIB, "as large as the template");
+
+    let uploads = w.hv.uploads.lock().unwrap();
+    assert_eq!(uploads.len(), 1);
+    let (seed, bytes) = &uploads[0];
+    assert_eq!(seed, &w.pool("web1-seed.tar"));
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.contains(&"hostname".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"ssh_host_ed25519_key".to_string()),
+        "{names:?}"
+    );
+
+    // The failed create deleted its volumes through libvirt, not the template's.
+    assert_eq!(w.hv.volume(&w.pool("web1.qcow2")).unwrap(), None);
+    assert_eq!(w.hv.volume(&w.pool("web1-seed.tar")).unwrap(), None);
+    assert!(w.hv.volume(&w.template.disk).unwrap().is_some());
+    assert!(
+        !w.pool("web1.qcow2").exists(),
+        "no file behind libvirt's back"
+    );
+}
+
+#[test]
+fn size_grows_the_clone_and_a_smaller_one_is_refused() {
+    let w = world();
+    w.create(Overrides {
+        size: Some("1.5G".into()),
+        ..Default::default()
+    });
+    let defined_with = w.hv.defined_with.lock().unwrap();
+    assert_eq!(defined_with[0].as_ref().unwrap().capacity, 3 * GIB / 2);
+    drop(defined_with);
+
+    let err = w.create(Overrides {
+        size: Some("512M".into()),
+        ..Default::default()
+    });
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string()
+            .contains("--size \"512M\": expected at least the template's disk size"),
+        "{err}"
+    );
+}
