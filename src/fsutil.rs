@@ -3,7 +3,8 @@
 //! ([`TempPath`]: removed when dropped, renamed into place only when complete and on
 //! disk) and atomic writes built on them (a unique temp file, fsync, rename, fsync of
 //! the directory), so a crash never leaves a half-written record, key, image or
-//! inventory. Two runs making one output take turns through [`crate::lock::Lock::on_name`].
+//! inventory. Two runs making one output take turns through the lock module's
+//! `Lock::on_name` (this module stays below it: no `use` of it here).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
