@@ -230,7 +230,7 @@ fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result
     }
     ctx.ui.debug(format!("exec {cmd:?}"));
     let err = cmd.exec();
-    Err(crate::runner::spawn_error(tool, err))
+    Err(crate::runner::spawn_error(tool, err).into())
 }
 
 fn list(ctx: &Context, all: bool, json: bool) -> Result<()> {

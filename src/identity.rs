@@ -51,8 +51,19 @@ pub fn random_id() -> String {
 
 /// A SHA-512 crypt(3) hash, so no plain password is ever written for the guest.
 pub fn password_hash(password: &str) -> Result<String> {
-    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
-        .map_err(|e| Error::Other(format!("cannot hash password: {e:?}")))
+    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default()).map_err(|e| {
+        Error::Identity {
+            what: "cannot hash password",
+            message: format!("{e:?}"),
+        }
+    })
+}
+
+fn seed_error(e: std::io::Error) -> Error {
+    Error::Identity {
+        what: "building seed archive",
+        message: e.to_string(),
+    }
 }
 
 /// Write the seed archive the agent reads at first boot (0600: it holds a private key).
@@ -64,8 +75,7 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
         header.set_mode(mode);
         header.set_mtime(0);
         header.set_cksum();
-        tar.append_data(&mut header, name, data)
-            .map_err(|e| Error::Other(format!("building seed archive: {e}")))
+        tar.append_data(&mut header, name, data).map_err(seed_error)
     };
     add(
         "instance-id",
@@ -105,10 +115,8 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
             )?;
         }
     }
-    let bytes = tar
-        .into_inner()
-        .map_err(|e| Error::Other(format!("building seed archive: {e}")))?;
-    write_atomic(path, &bytes, 0o600)
+    let bytes = tar.into_inner().map_err(seed_error)?;
+    Ok(write_atomic(path, &bytes, 0o600)?)
 }
 
 /// The seed as the raw volume `name` in `pool` (archived into a private temporary file,
@@ -238,12 +246,11 @@ pub fn sysprep(
     ]));
     args.extend(argv(extra_args));
     runner
-        .run(
-            "virt-sysprep",
-            &args,
-            &format!("identity of {}", disk.display()),
-        )
-        .map(|_| ())
+        .tool("virt-sysprep")
+        .args(&args)
+        .context(format!("identity of {}", disk.display()))
+        .run()?;
+    Ok(())
 }
 
 #[cfg(test)]

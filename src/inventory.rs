@@ -105,11 +105,11 @@ pub fn write_all(paths: &Paths, records: &[Record]) -> Result<()> {
         render_inventory(records).as_bytes(),
         0o600,
     )?;
-    write_atomic(
+    Ok(write_atomic(
         &paths.ssh_config(),
         render_ssh_config(records).as_bytes(),
         0o600,
-    )
+    )?)
 }
 
 /// Set (or with `None`, remove) the known_hosts entry of `name` (caller holds the lock).
@@ -129,7 +129,7 @@ pub fn set_known_host(paths: &Paths, name: &str, public_key: Option<&str>) -> Re
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    write_atomic(&path, text.as_bytes(), 0o600)
+    Ok(write_atomic(&path, text.as_bytes(), 0o600)?)
 }
 
 #[cfg(test)]

@@ -5,21 +5,28 @@
 //! -> readiness -> records and inventory. The binaries are thin front-ends.
 
 pub mod config;
+pub(crate) mod digest;
 pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
 pub mod genvm;
+// unsafe: geteuid, for the default libvirt URI.
+#[allow(unsafe_code)]
 pub mod hypervisor;
 pub mod identity;
 pub mod image;
 pub mod inventory;
 pub mod lock;
+pub(crate) mod log;
 pub mod mac;
 pub mod names;
+// unsafe: getuid, for the runtime directory.
+#[allow(unsafe_code)]
 pub mod paths;
 pub mod readiness;
 pub mod records;
 pub mod runner;
+pub(crate) mod size;
 pub mod ssh;
 pub mod sshkeys;
 pub mod stepcache;

@@ -360,7 +360,7 @@ fn image_spec(key: String, raw: RawImage) -> Result<ImageSpec, Failure> {
         )));
     }
     let size = raw.size.unwrap_or_default();
-    crate::image::size::parse(&size)
+    crate::size::parse(&size)
         .map_err(|e| Failure::new(ReturnCode::Size, format!("{place}: 'size': {e}")))?;
     let format = raw.format.unwrap_or_else(|| "qcow2".into());
     crate::image::qemu_img::Format::parse(&format)

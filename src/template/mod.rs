@@ -68,7 +68,7 @@ pub fn ensure(ctx: &Context, plan: &TemplatePlan, force: bool) -> Result<Record>
 
 /// A fingerprint of what the template is built from (see [`TemplatePlan::definition`]).
 fn definition(plan: &TemplatePlan) -> String {
-    crate::stepcache::key::sha256_hex(&plan.definition)
+    crate::digest::sha256_hex(&plan.definition)
 }
 
 /// A built template is reused as it is (clones may depend on it); say so when its
@@ -378,14 +378,14 @@ fn build_customized(
             size.text
         ));
     }
-    runner.run(
-        "virt-customize",
-        &args,
-        &format!(
+    runner
+        .tool("virt-customize")
+        .args(&args)
+        .context(format!(
             "adding virt-up's agent and login to {}",
             spec_path.display()
-        ),
-    )?;
+        ))
+        .run()?;
     Ok(built.key)
 }
 
@@ -437,17 +437,14 @@ fn run_virt_builder(
         // --source adds to the repositories of /etc/virt-builder/repos.d, which a host
         // without internet cannot reach: an empty VIRT_BUILDER_DIRS leaves only ours.
         let empty = files.dir("no-system-repos")?;
-        runner
-            .env
-            .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
+        runner = runner.with_env("VIRT_BUILDER_DIRS", empty.display().to_string());
     }
     runner
-        .run(
-            "virt-builder",
-            &args,
-            &format!("building template {}", plan.name),
-        )
-        .map(|_| ())
+        .tool("virt-builder")
+        .args(&args)
+        .context(format!("building template {}", plan.name))
+        .run()?;
+    Ok(())
 }
 
 /// The customization operations virt-up adds to every template (virt-builder and

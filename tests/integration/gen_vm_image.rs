@@ -820,6 +820,7 @@ fn ctrl_c_leaves_no_output_and_the_download_resumes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling our own child.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }

@@ -13,5 +13,6 @@ mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
 mod plan_errors;
+mod sizes;
 mod storage;
 mod virt_maker;

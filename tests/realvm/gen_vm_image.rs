@@ -242,7 +242,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
             serial: None,
         }],
         network: "default".into(),
-        mac: virt_up::records::random_mac(),
+        mac: virt_up::mac::random(),
         graphics: "none".into(),
         video: None,
         rng: true,

@@ -156,7 +156,10 @@ fn m1_virt_maker_caches_steps_on_real_images() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // SAFETY: kill(2) on a process group we created.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL)
+    };
     child.wait().unwrap();
     assert_eq!(m.layers(), 5, "a killed step left a layer");
 
