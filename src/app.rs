@@ -96,10 +96,10 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
             for (name, e) in &failures {
                 eprintln!("virt-up: {name}: {e}");
             }
-            Err(Error::Other(format!(
-                "{n} of {} instances failed",
-                names.len()
-            )))
+            Err(Error::SomeFailed {
+                failed: n,
+                total: names.len(),
+            })
         }
     }
 }

@@ -137,6 +137,20 @@ pub enum Error {
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 
+    /// A domain or disk with a template's name that no record of ours knows: it may belong
+    /// to another data dir, and clones there may depend on it, so it is never overwritten.
+    #[error("template {template}: domain or disk '{stem}' exists but is not recorded in {}; it may belong to another virt-up data dir. Remove it (virsh undefine {stem}; virsh vol-delete {}) if it is unused", .data_dir.display(), .disk.display())]
+    Unrecorded {
+        template: String,
+        stem: String,
+        data_dir: PathBuf,
+        disk: PathBuf,
+    },
+
+    /// Several instances were asked for and some failed (each was reported on its own).
+    #[error("{failed} of {total} instances failed")]
+    SomeFailed { failed: usize, total: usize },
+
     #[error("interrupted")]
     Interrupted,
 
@@ -173,7 +187,8 @@ impl Error {
             Error::InstanceExists(_)
             | Error::InstanceNotFound(_)
             | Error::TemplateInUse { .. }
-            | Error::LayerInUse { .. } => 3,
+            | Error::LayerInUse { .. }
+            | Error::Unrecorded { .. } => 3,
             Error::Libvirt { .. } => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,

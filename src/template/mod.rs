@@ -118,11 +118,12 @@ fn build(
     // A domain or disk of this name that our records do not know belongs to someone else
     // (another data dir): never overwrite it, clones elsewhere may depend on it.
     if ctx.hv.is_defined(&stem)? || disk.exists() || ctx.hv.volume(&disk)?.is_some() {
-        return Err(Error::Other(format!(
-            "template {template}: domain or disk '{stem}' exists but is not recorded in {}; it may belong to another virt-up data dir. Remove it (virsh undefine {stem}; rm {}) if it is unused",
-            ctx.paths.data.display(),
-            disk.display()
-        )));
+        return Err(Error::Unrecorded {
+            template: template.to_string(),
+            stem,
+            data_dir: ctx.paths.data.clone(),
+            disk,
+        });
     }
     // Built under a temporary name and renamed into place only when complete, so a killed
     // build never leaves a disk that looks like a template.
