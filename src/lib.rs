@@ -1,12 +1,13 @@
 //! virt-up: ready-to-use virtual machines on a libvirt host in seconds.
 //!
-//! Data flows one way through modules with one job each:
-//! config -> template (image build) -> instance (clone + identity + domain)
-//! -> readiness -> records and inventory. The binaries are thin front-ends.
+//! Data flows one way through modules with one job each (docs/design.md):
+//! front-ends (`virtup`, `maker`, `genvm`) -> `config` (the typed plan) -> `image` sources
+//! -> `steps` and `stepcache` -> `template` -> `instance` -> `readiness` -> `records` and
+//! `inventory`; `hypervisor` is the seam to libvirt; the rest are small utilities. The
+//! binaries are thin.
 
 pub mod config;
 pub(crate) mod digest;
-pub mod domain_xml;
 pub mod error;
 pub mod fsutil;
 pub mod genvm;
@@ -33,12 +34,9 @@ pub mod stepcache;
 pub mod steps;
 
 pub use error::{Error, Result};
-pub mod app;
-pub mod cli;
 pub mod context;
 pub mod instance;
 pub mod maker;
 pub mod playbook;
-pub mod shipped;
 pub mod template;
-pub mod virt_install;
+pub mod virtup;

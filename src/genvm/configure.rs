@@ -14,9 +14,9 @@
 //!    image as it was (the original tool changed it in place, even when failing).
 
 use super::{Failure, ReturnCode, Verbose};
-use crate::domain_xml::{Disk, DomainSpec};
 use crate::fsutil::hidden_sibling;
 use crate::fsutil::TempPath;
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::image::cancel::Cancel;
 use crate::image::qemu_img::QemuImg;

@@ -6,9 +6,9 @@ mod playbook;
 
 use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
 use crate::context::Context;
-use crate::domain_xml::{Disk, DomainSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::remove_if_exists;
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::identity::{self, SecretFiles};
 use crate::lock::Lock;
 use crate::names::template_stem;

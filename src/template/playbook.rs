@@ -4,8 +4,8 @@
 
 use crate::config::plan::TemplatePlan;
 use crate::context::Context;
-use crate::domain_xml::Disk;
 use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::Disk;
 use crate::identity::{self, Account, Identity, SecretFiles};
 use crate::inventory;
 use crate::lock::Lock;

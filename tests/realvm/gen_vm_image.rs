@@ -7,7 +7,7 @@ use crate::run::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use virt_up::domain_xml::{Disk, DomainSpec};
+use virt_up::hypervisor::domain_xml::{Disk, DomainSpec};
 
 const URI: &str = "qemu:///system";
 

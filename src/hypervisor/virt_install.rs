@@ -2,8 +2,8 @@
 //! domain we build (virt-up defines domains itself, through libvirt). An option that cannot
 //! be honoured is an error that names it, never silently ignored.
 
-use crate::domain_xml::DomainSpec;
 use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::DomainSpec;
 
 /// Options that only matter to virt-install's own workflow, not to the domain.
 const NO_OPS: &[&str] = &[

@@ -1,6 +1,5 @@
 //! The `virt-up` commands: each a short function over the library's stages.
 
-use crate::cli::Cli;
 use crate::config::plan::{self, InstancePlan, Overrides};
 use crate::config::Config;
 use crate::context::{Context, Ui};
@@ -9,7 +8,9 @@ use crate::instance;
 use crate::names::{template_stem, validate_instance_name};
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
-use crate::{playbook, shipped, template};
+use crate::virtup::cli::Cli;
+use crate::virtup::shipped;
+use crate::{playbook, template};
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
@@ -118,7 +119,7 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         no_inventory: cli.no_inventory,
     };
     let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
-    crate::virt_install::validate(&plan.virt_install_args)?;
+    crate::hypervisor::virt_install::validate(&plan.virt_install_args)?;
     if let Some(pb) = &plan.playbook {
         playbook::find(ctx, pb)?;
     }
