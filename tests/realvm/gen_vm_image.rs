@@ -187,7 +187,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
     assert_eq!(made.code, 0, "{}", made.stderr);
     let image = w.path("images/ci.qcow2");
 
-    let token = format!("configured by gen-vm-image {:016x}", rand::random::<u64>());
+    let token = format!("configured by gen-vm-image {:016x}", virt_up::random::u64());
     std::fs::write(
         w.path("user-data"),
         format!(
