@@ -75,7 +75,7 @@ pub fn render_inventory(records: &[Record]) -> String {
     if !templates.is_empty() {
         children.insert("virt_up_templates", Group { hosts: templates });
     }
-    serde_yaml_ng::to_string(&Inventory {
+    yaml_serde::to_string(&Inventory {
         all: All { children },
     })
     .expect("inventory serializes")
@@ -184,7 +184,7 @@ mod tests {
             record("nowhere", None),
             hidden,
         ]);
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
         let hosts = &v["all"]["children"]["virt_up_managed"]["hosts"];
         assert_eq!(
             hosts["web1"]["ansible_host"].as_str(),

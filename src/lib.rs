@@ -24,6 +24,7 @@ pub mod names;
 // unsafe: getuid, for the runtime directory.
 #[allow(unsafe_code)]
 pub mod paths;
+pub mod random;
 pub mod readiness;
 pub mod records;
 pub mod runner;

@@ -15,13 +15,12 @@ pub struct KeyPair {
 }
 
 pub fn generate(comment: &str) -> Result<KeyPair> {
-    let mut key =
-        PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).map_err(|source| {
-            Error::SshKey {
-                what: "cannot generate an ed25519 key".into(),
-                source,
-            }
-        })?;
+    let mut key = PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519).map_err(
+        |source| Error::SshKey {
+            what: "cannot generate an ed25519 key".into(),
+            source,
+        },
+    )?;
     key.set_comment(comment);
     let private_openssh = key
         .to_openssh(LineEnding::LF)

@@ -534,7 +534,7 @@ fn seed_files(opts: &ConfigureOptions) -> Result<Vec<SeedFile>, Failure> {
             Some(p) => SeedSource::File(p),
             None => SeedSource::Text(format!(
                 "instance-id: gen-vm-image-{:016x}\nlocal-hostname: {}\n",
-                rand::random::<u64>(),
+                crate::random::u64(),
                 hostname_of(&stem(&opts.image))
             )),
         },

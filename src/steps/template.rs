@@ -61,7 +61,7 @@ pub fn parse_param(s: &str) -> Result<(String, Value)> {
 /// Read a YAML file into a JSON value (a mapping), naming the file and line on errors.
 fn read_yaml(file: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(file).map_err(|e| err(file, "", e.to_string()))?;
-    let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
+    let v: Value = yaml_serde::from_str(&text).map_err(|e| {
         let loc = e
             .location()
             .map(|l| format!("line {}", l.line()))

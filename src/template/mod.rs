@@ -298,7 +298,7 @@ fn steps_document(
         .filter(|l| !l.is_empty())
         .enumerate()
     {
-        let step: Value = serde_yaml_ng::from_str(line).map_err(|e| Error::Template {
+        let step: Value = yaml_serde::from_str(line).map_err(|e| Error::Template {
             file: file.to_path_buf(),
             location: format!("steps, step {}: ", i + 1),
             message: format!("'{line}' is not a YAML mapping like 'install: [nginx]': {e}"),

@@ -12,6 +12,7 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
+mod module_graph;
 mod plan_errors;
 mod sizes;
 mod storage;
