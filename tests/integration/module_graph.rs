@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 type Graph = BTreeMap<String, BTreeMap<String, String>>;
 
 #[test]
-#[ignore = "enabled by the lead once the other branches have merged"]
 fn top_level_modules_form_no_cycle() {
     let graph = source_graph();
     let cycles = cycles(&graph);
