@@ -100,7 +100,7 @@ pub fn run(args: &LegacyArgs, env: &Env, verbose: &mut Verbose) -> Result<String
         .transpose()?;
     let arch = architecture::load(&args.architecture_path)?;
     for w in &arch.warnings {
-        eprintln!("gen-vm-image: warning: {w}");
+        verbose.warn(w.as_str());
     }
     let [spec] = arch.images.as_slice() else {
         return Err(Failure::new(

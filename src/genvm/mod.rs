@@ -162,6 +162,12 @@ impl Verbose {
             self.messages.push(message.into());
         }
     }
+
+    /// A warning is kept with or without --verbose: it goes into the document, so stdout
+    /// and stderr stay one JSON document each, as scripts of the original read them.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.messages.push(format!("warning: {}", message.into()));
+    }
 }
 
 #[cfg(test)]

@@ -138,9 +138,8 @@ enum State {
 /// Run the architecture file; the value is the response for the JSON document.
 pub fn run(opts: &MultipleOptions, env: &Env, verbose: &mut Verbose) -> Result<String, Failure> {
     let arch = architecture::load(&opts.architecture)?;
-    // On stderr: stdout is the JSON document scripts read.
     for w in &arch.warnings {
-        eprintln!("gen-vm-image: warning: {w}");
+        verbose.warn(w.as_str());
     }
     let (plans, waits) = plan(&arch, &opts.output_directory, opts.overwrite)?;
     std::fs::create_dir_all(&opts.output_directory).map_err(|e| {

@@ -11,6 +11,7 @@ mod cli_errors;
 mod config_files;
 mod debootstrap;
 mod gen_vm_image;
+mod gvi_compat;
 mod lifecycle;
 mod module_graph;
 mod plan_errors;
