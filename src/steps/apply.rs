@@ -17,7 +17,7 @@ use crate::image::debootstrap;
 use crate::image::qemu_img::{Format, QemuImg};
 use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -367,12 +367,15 @@ fn download(
             .map(super::fetch::checksum)
             .transpose()?,
     };
+    // The original's resize mapping goes through virt-resize after the pipeline.
+    let resize = step.args.get("resize").and_then(Value::as_object);
+    let staged = PathBuf::from(format!("{}.src", image.display()));
     let size = s(step, "resize")
         .map(crate::image::size::parse)
         .transpose()?;
     let job = Job {
         input: Some(&input),
-        output: image,
+        output: if resize.is_some() { &staged } else { image },
         format: Format::Qcow2,
         size,
         shrink: false,
@@ -389,7 +392,48 @@ fn download(
         }
     };
     crate::image::source::make(&job, &mut log)?;
-    Ok(())
+    let Some(resize) = resize else {
+        return Ok(());
+    };
+    let result = virt_resize(resize, &staged, image, runner);
+    let _ = crate::fsutil::remove_if_exists(&staged);
+    result
+}
+
+/// `resize: {size, expand, /dev/sdaN: op}` as the original: a new disk of `size`, the
+/// image's partitions copied into it by virt-resize.
+fn virt_resize(resize: &Map<String, Value>, src: &Path, dst: &Path, runner: &Runner) -> Result<()> {
+    let size = crate::image::size::parse(resize.get("size").and_then(Value::as_str).unwrap_or(""))?;
+    let create = argv([
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        dst.as_os_str(),
+        size.to_string().as_ref(),
+    ]);
+    runner.run("qemu-img", &create, "import download: resize")?;
+    runner
+        .run(
+            "virt-resize",
+            &virt_resize_args(resize, src, dst),
+            "import download: resize",
+        )
+        .map(|_| ())
+}
+
+/// virt-resize's arguments for the original's resize mapping: `expand` is `--expand`,
+/// each `/dev/...` key a `--resize PART=OP`.
+fn virt_resize_args(resize: &Map<String, Value>, src: &Path, dst: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = argv(["--format", "qcow2", "--output-format", "qcow2"]);
+    if let Some(e) = resize.get("expand").and_then(Value::as_str) {
+        a.push(format!("--expand={e}").into());
+    }
+    for (k, v) in resize.iter().filter(|(k, _)| k.starts_with("/dev/")) {
+        a.push(format!("--resize={k}={}", v.as_str().unwrap_or("")).into());
+    }
+    a.extend(argv([src.as_os_str(), dst.as_os_str()]));
+    a
 }
 
 /// Write the final layer to the exporter's file: pre_script, convert (or sparsify),
@@ -552,6 +596,30 @@ mod tests {
             [PathBuf::from("/abs/f")]
         );
         assert!(input_files(&step("run", json!({"script": "x"})), dir).is_empty());
+    }
+
+    #[test]
+    fn the_originals_resize_mapping_is_virt_resize_arguments() {
+        let m = json!({"size": "10G", "expand": "/dev/sda5", "/dev/sda1": "+200M"});
+        let a = virt_resize_args(
+            m.as_object().unwrap(),
+            Path::new("/l/src"),
+            Path::new("/l/dst"),
+        );
+        let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            a,
+            [
+                "--format",
+                "qcow2",
+                "--output-format",
+                "qcow2",
+                "--expand=/dev/sda5",
+                "--resize=/dev/sda1=+200M",
+                "/l/src",
+                "/l/dst"
+            ]
+        );
     }
 
     #[test]

@@ -36,18 +36,16 @@ const WORDS: &[&str] = &[
     "umber", "vale", "willow", "xenon", "yarrow", "zephyr",
 ];
 
-fn random_word() -> String {
+/// A random lower-case word of `min..=max` letters (the original's bounds: 4 and 16),
+/// from /usr/share/dict/words when it has one, else from a built-in list.
+fn random_word(min: usize, max: usize) -> String {
     use rand::seq::SliceRandom;
+    let fits =
+        |w: &&str| (min..=max).contains(&w.len()) && w.chars().all(|c| c.is_ascii_lowercase());
     let dict = std::fs::read_to_string("/usr/share/dict/words").ok();
-    let words: Vec<&str> = match &dict {
-        Some(d) => d
-            .lines()
-            .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_lowercase()))
-            .collect(),
-        None => vec![],
-    };
+    let words: Vec<&str> = dict.iter().flat_map(|d| d.lines()).filter(fits).collect();
     let words = if words.is_empty() {
-        WORDS.to_vec()
+        WORDS.iter().copied().filter(fits).collect()
     } else {
         words
     };
@@ -55,6 +53,14 @@ fn random_word() -> String {
         .choose(&mut rand::thread_rng())
         .map(|w| w.to_string())
         .unwrap_or_default()
+}
+
+/// `random_word(max_length=16, min_length=4)`, keywords as the original takes them.
+fn random_word_fn(kwargs: minijinja::value::Kwargs) -> Result<String, JError> {
+    let max: Option<usize> = kwargs.get("max_length")?;
+    let min: Option<usize> = kwargs.get("min_length")?;
+    kwargs.assert_all_used()?;
+    Ok(random_word(min.unwrap_or(4), max.unwrap_or(16)))
 }
 
 impl Renderer {
@@ -78,9 +84,9 @@ impl Renderer {
                 p[0], p[1], p[2], p[3], p[4], p[5]
             )
         });
-        env.add_function("random_word", random_word);
+        env.add_function("random_word", random_word_fn);
         env.add_function("random_hostname", || {
-            format!("{}-{}", random_word(), random_word())
+            format!("{}-{}", random_word(4, 7), random_word(4, 7))
         });
         env.add_function("nproc", || {
             std::thread::available_parallelism()
@@ -233,6 +239,13 @@ mod tests {
             .render("{{ random_hostname() }}", &ctx)
             .unwrap()
             .contains('-'));
+        // The original's keywords (examples/30-using_filters uses max_length).
+        let w = r
+            .render("{{ random_word(max_length=5, min_length=5) }}", &ctx)
+            .unwrap();
+        assert_eq!(w.len(), 5, "{w}");
+        assert!(r.render("{{ random_word(max_length=100) }}", &ctx).is_ok());
+        assert!(r.render("{{ random_word(length=3) }}", &ctx).is_err());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("motd"), "hello").unwrap();
         let r = Renderer::new(dir.path(), Path::new("/c"));

@@ -20,6 +20,8 @@ pub enum Ty {
     Words,
     /// A list of arguments; a string is split with POSIX shell quoting rules.
     Argv,
+    /// A size string, or the original's resize mapping (`size`, `expand`, partitions).
+    Resize,
 }
 
 impl Ty {
@@ -30,6 +32,7 @@ impl Ty {
             Ty::Bool => "boolean",
             Ty::Words => "list of strings",
             Ty::Argv => "list of arguments",
+            Ty::Resize => "size or mapping (size, expand, /dev/<partition>)",
         }
     }
 }
@@ -127,7 +130,7 @@ pub const RUNNERS: &[RunnerDef] = &[
     RunnerDef { name: "download", role: Role::Importer, primary: Some("url"),
         args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.zst are decompressed."),
                 a("checksum", Ty::Str, false, "sha256:<hex> (or a bare hex sha256, or <algorithm>:<hex>) of the file as given (compressed or not); verified as it is downloaded."),
-                a("resize", Ty::Str, false, "New virtual size, e.g. 10G.")],
+                a("resize", Ty::Resize, false, "New virtual size, e.g. 10G; or, as the original, {size: 10G, expand: /dev/sda5, /dev/sda1: +1G} through virt-resize.")],
         doc: "Start from a qcow2 or raw image file or URL.",
         example: "import:\n  download:\n    url: https://example.org/debian-12.qcow2\n    checksum: sha256:0123...",
         commands: &["qemu-img"], unsupported: None },
@@ -286,6 +289,7 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
             "'copy' needs exactly one of 'content' or 'src'".into(),
         )),
         "debootstrap" => check_debootstrap(&map).map(|_| map),
+        "download" => check_resize(map.get("resize")).map(|_| map),
         "qcow2" | "raw" => {
             if let Some(c) = map.get("compress").and_then(Value::as_str) {
                 if !["xz", "gzip", "lz4", "zstd"].contains(&c) {
@@ -326,6 +330,29 @@ fn check_debootstrap(map: &Map<String, Value>) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// The original's resize mapping: `size` (required), `expand` and `/dev/...` partitions
+/// (each a virt-resize `--resize` operation); values are strings.
+fn check_resize(v: Option<&Value>) -> Result<(), (String, String)> {
+    let Some(Value::Object(m)) = v else {
+        return Ok(());
+    };
+    if !m.contains_key("size") {
+        return Err((
+            "resize".into(),
+            "'resize' as a mapping needs 'size' (the new disk size)".into(),
+        ));
+    }
+    for k in m.keys() {
+        if !["size", "expand"].contains(&k.as_str()) && !k.starts_with("/dev/") {
+            return Err((
+                format!("resize.{k}"),
+                format!("unknown resize key '{k}'; valid: size, expand, or a partition /dev/..."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
@@ -357,6 +384,12 @@ fn coerce(ty: Ty, v: &Value) -> Option<Value> {
         (Ty::Argv, Value::String(s)) => {
             shlex::split(s).map(|w| Value::Array(w.into_iter().map(Value::String).collect()))
         }
+        (Ty::Resize, Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| coerce(Ty::Str, v).map(|v| (k.clone(), v)))
+            .collect::<Option<Map<_, _>>>()
+            .map(Value::Object),
+        (Ty::Resize, _) => coerce(Ty::Str, v),
         (Ty::Words | Ty::Argv, Value::Array(items)) => items
             .iter()
             .map(|i| coerce(Ty::Str, i))

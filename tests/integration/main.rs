@@ -12,6 +12,7 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
+mod maker_dry_run;
 mod plan_errors;
 mod storage;
 mod virt_maker;
