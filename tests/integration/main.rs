@@ -13,6 +13,7 @@ mod debootstrap;
 mod gen_vm_image;
 mod lifecycle;
 mod maker_dry_run;
+mod maker_step_forms;
 mod plan_errors;
 mod storage;
 mod virt_maker;
