@@ -266,6 +266,9 @@ pub fn runners_text(kind: RunnerKind, verbose: bool) -> String {
                 a.doc
             ));
         }
+        if r.role != Role::Exporter {
+            out.push_str("    (and pre_script, post_script: host scripts before/after it, through their #! line)\n");
+        }
         if let Some(p) = r.primary {
             out.push_str(&format!("  a single value sets '{p}'\n"));
         }

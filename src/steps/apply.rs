@@ -362,6 +362,32 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
     runner.run("virt-customize", &vc, &ctx).map(|_| ())
 }
 
+/// A runner's `pre_script`/`post_script` on the host, `$IMAGE` the image file: through the
+/// interpreter its `#!` line names (as the kernel would, so the file needs no exec
+/// permission where it is written), or `sh` without one.
+pub fn host_script(runner: &Runner, name: &str, text: &str, image: &Path, ctx: &str) -> Result<()> {
+    let files = SecretFiles::new()?;
+    let f = files.write(name, text, 0o755)?;
+    let (tool, mut args) = interpreter(text);
+    args.push(f.into_os_string());
+    let mut r = runner.clone();
+    r.env.push(("IMAGE".into(), image.display().to_string()));
+    r.run(&tool, &args, ctx).map(|_| ())
+}
+
+/// The program and its optional argument from a script's `#!` line (`sh` without one).
+fn interpreter(text: &str) -> (String, Vec<OsString>) {
+    let Some(line) = text.strip_prefix("#!").and_then(|t| t.lines().next()) else {
+        return ("sh".into(), vec![]);
+    };
+    let line = line.trim();
+    match line.split_once(char::is_whitespace) {
+        Some((prog, arg)) => (prog.to_string(), vec![arg.trim().into()]),
+        None if line.is_empty() => ("sh".into(), vec![]),
+        None => (line.to_string(), vec![]),
+    }
+}
+
 /// Run `tool` with stdout written to `out`.
 fn run_to_file(
     runner: &Runner,
@@ -579,13 +605,8 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
             )));
         }
     }
-    let files = SecretFiles::new()?;
     let host_script = |name: &str, text: &str, image: &Path| -> Result<()> {
-        let f = files.write(name, text, 0o755)?;
-        let mut r = runner.clone();
-        r.env.push(("IMAGE".into(), image.display().to_string()));
-        r.run("sh", &[f.into_os_string()], &format!("{ctx} {name}"))
-            .map(|_| ())
+        host_script(runner, name, text, image, &format!("{ctx} {name}"))
     };
     if let Some(pre) = s(step, "pre_script") {
         host_script("pre_script", pre, layer)?;
@@ -753,6 +774,28 @@ mod tests {
         }
         let s = step("rootpass", json!({"password": "file:pw.txt"}));
         assert_eq!(input_files(&s, dir), [PathBuf::from("/t/pw.txt")]);
+    }
+
+    #[test]
+    fn scripts_run_through_their_own_shebang() {
+        assert_eq!(interpreter("echo hi\n"), ("sh".to_string(), vec![]));
+        assert_eq!(
+            interpreter("#!/bin/bash\nx"),
+            ("/bin/bash".to_string(), vec![])
+        );
+        assert_eq!(
+            interpreter("#! /usr/bin/env python3\nprint(1)"),
+            ("/usr/bin/env".to_string(), vec![OsString::from("python3")])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let text = format!(
+            "#!/bin/sh -e\nprintf '%s' \"$0:$IMAGE\" > {}\n",
+            out.display()
+        );
+        host_script(&Runner::default(), "post", &text, Path::new("/img"), "t").unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.ends_with("/post:/img"), "{got}");
     }
 
     #[test]

@@ -353,15 +353,28 @@ impl Builder<'_> {
                 &summary,
                 &self.runner,
                 |tmp| {
-                    if step.location == "import" {
-                        let progress = |msg: &str| self.line(tag, &display, msg);
-                        apply::import(step, &t.dir, tmp, &self.runner, self.cache.dir(), &progress)
-                    } else {
-                        apply::apply_step(step, &t.dir, tmp, &self.runner)
-                    }
-                    .map_err(|e| {
-                        step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
-                    })
+                    // The original's pre_script/post_script, on every runner.
+                    let hook = |name: &str| match step.args.get(name).and_then(Value::as_str) {
+                        Some(text) => {
+                            let ctx = format!("{} {} {name}", step.location, step.runner);
+                            apply::host_script(&self.runner, name, text, tmp, &ctx)
+                        }
+                        None => Ok(()),
+                    };
+                    hook("pre_script")
+                        .and_then(|_| {
+                            if step.location == "import" {
+                                let progress = |msg: &str| self.line(tag, &display, msg);
+                                let cache = self.cache.dir();
+                                apply::import(step, &t.dir, tmp, &self.runner, cache, &progress)
+                            } else {
+                                apply::apply_step(step, &t.dir, tmp, &self.runner)
+                            }
+                        })
+                        .and_then(|_| hook("post_script"))
+                        .map_err(|e| {
+                            step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
+                        })
                 },
             )?;
             if built {

@@ -87,6 +87,22 @@ const SCRIPT_ARGS: &[Arg] = &[
     ),
 ];
 
+/// Every runner's host scripts, as in the original (exporters list them themselves).
+pub const HOOKS: &[Arg] = &[
+    a(
+        "pre_script",
+        Ty::Str,
+        false,
+        "Run on the host before the runner ($IMAGE: the image file), through its #! line.",
+    ),
+    a(
+        "post_script",
+        Ty::Str,
+        false,
+        "Run on the host after the runner ($IMAGE: the image file), through its #! line.",
+    ),
+];
+
 const EXPORT_ARGS: &[Arg] = &[
     a(
         "path",
@@ -254,7 +270,8 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
         },
     };
     for (k, v) in map.iter_mut() {
-        let Some(arg) = def.args.iter().find(|a| a.name == k) else {
+        let arg = def.args.iter().find(|a| a.name == k);
+        let Some(arg) = arg.or_else(|| HOOKS.iter().find(|a| a.name == k)) else {
             let hint = crate::config::schema::nearest(k, def.args.iter().map(|a| a.name))
                 .map(|n| format!(" (did you mean '{n}'?)"))
                 .unwrap_or_default();

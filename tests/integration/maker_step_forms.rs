@@ -138,3 +138,44 @@ fn a_bare_root_password_is_refused_before_anything_runs() {
     build(&env).fails(2, "forms.yml: step 1 (rootpass): key 'password'");
     assert_eq!(env.tool_runs("virt-builder"), 0);
 }
+
+#[test]
+fn every_runner_takes_pre_and_post_scripts_run_through_their_shebang() {
+    let env = TestEnv::new();
+    env.write(
+        "t/forms.yml",
+        "spec:
+  import:
+    virt-builder:
+      image: debian-12
+      pre_script: |
+        #!/bin/sh -e
+        echo \"import-pre ${IMAGE##*/}\" >> \"$FAKE_LOG/hooks\"
+  steps:
+    - hostname:
+        name: h1
+        pre_script: |
+          echo \"step-pre $(ls \"$FAKE_LOG\" | grep -c virt-customize.log)\" >> \"$FAKE_LOG/hooks\"
+        post_script: |
+          #!/usr/bin/env bash
+          echo \"step-post $BASH_VERSION\" >> \"$FAKE_LOG/hooks\"
+",
+    );
+    build(&env).ok();
+    let hooks = env.read("log/hooks");
+    let lines: Vec<&str> = hooks.lines().collect();
+    assert_eq!(lines.len(), 3, "{hooks}");
+    assert!(
+        lines[0].starts_with("import-pre .") && lines[0].ends_with(".tmp"),
+        "{hooks}"
+    );
+    // Before the step's virt-customize run, then after it, by bash.
+    assert_eq!(lines[1], "step-pre 0", "{hooks}");
+    assert!(lines[2].len() > "step-post ".len(), "{hooks}");
+    // A failing hook fails its step, named.
+    env.write(
+        "t/forms.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: {script: x, post_script: 'exit 3'}\n",
+    );
+    build(&env).fails(1, "step 1 (run)").fails(1, "post_script");
+}
