@@ -22,15 +22,20 @@ const FORMS: &str = "spec:
     - boot: {cpus: 2, memory: 512, display: none, opts: [[-device, virtio-rng-pci]]}
 ";
 
-/// A fake qemu-system-x86_64 that logs its arguments and powers off at once.
-fn fake_qemu(env: &TestEnv) {
-    let p = env.path("bin2/qemu-system-x86_64");
+/// A fake `tool` in bin2/ that logs its arguments to log/<log>.log and succeeds (a fake
+/// qemu-system-x86_64 "powers off" at once).
+fn fake(env: &TestEnv, tool: &str, log: &str) {
+    let p = env.path(&format!("bin2/{tool}"));
     env.write(
-        "bin2/qemu-system-x86_64",
-        "#!/bin/sh\n{ for a in \"$@\"; do printf '%s\\n' \"$a\"; done; echo '--'; } >> \"$FAKE_LOG/qemu.log\"\n",
+        &format!("bin2/{tool}"),
+        &format!("#!/bin/sh\n{{ for a in \"$@\"; do printf '%s\\n' \"$a\"; done; echo '--'; }} >> \"$FAKE_LOG/{log}.log\"\n"),
     );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn fake_qemu(env: &TestEnv) {
+    fake(env, "qemu-system-x86_64", "qemu");
 }
 
 fn build(env: &TestEnv) -> Run {
@@ -178,4 +183,49 @@ fn every_runner_takes_pre_and_post_scripts_run_through_their_shebang() {
         "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: {script: x, post_script: 'exit 3'}\n",
     );
     build(&env).fails(1, "step 1 (run)").fails(1, "post_script");
+}
+
+#[test]
+fn the_originals_download_resize_mapping_goes_through_virt_resize() {
+    let env = TestEnv::new();
+    fake(&env, "virt-resize", "virt-resize");
+    std::fs::create_dir_all(env.path("t")).unwrap();
+    let img = env.path("t/base.qcow2");
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "32M"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    env.write(
+        "t/forms.yml",
+        "spec:\n  import:\n    download:\n      url: base.qcow2\n      resize: {size: 64M, expand: /dev/sda1, /dev/sda2: +10M}\n",
+    );
+    build(&env).ok();
+    let log = env.read("log/virt-resize.log");
+    let args: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        &args[..4],
+        ["--format", "qcow2", "--output-format", "qcow2"],
+        "{log}"
+    );
+    assert_eq!(
+        &args[4..6],
+        ["--expand=/dev/sda1", "--resize=/dev/sda2=+10M"],
+        "{log}"
+    );
+    // From the converted image to a new 64M disk, which becomes the layer.
+    assert!(
+        args[6].ends_with(".tmp.src") && args[7].ends_with(".tmp"),
+        "{log}"
+    );
+    let layers = env.ls("cache/layers");
+    assert!(layers.iter().all(|n| !n.ends_with(".src")), "{layers:?}");
+    let layer = layers.iter().find(|n| n.ends_with(".qcow2")).unwrap();
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(env.path(&format!("cache/layers/{layer}")))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(v["virtual-size"], 64 << 20);
 }
