@@ -12,6 +12,7 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
+/// A /proc/meminfo value (kB) in MiB, as the original's free_memory()/total_memory().
 fn read_proc(path: &str, key: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()
@@ -22,7 +23,7 @@ fn read_proc(path: &str, key: &str) -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0)
-        * 1024
+        / 1024
 }
 
 /// Local time parts (UTC; the original used local time, this host runs in UTC).
@@ -70,7 +71,8 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        let t = |i: usize| move || time_parts()[i];
+        // Zero-padded strings, as the original's strftime("%m") etc.
+        let t = |i: usize| move || format!("{:02}", time_parts()[i]);
         env.add_function("year", t(0));
         env.add_function("month", t(1));
         env.add_function("day", t(2));
@@ -80,7 +82,7 @@ impl Renderer {
         env.add_function("now", || {
             let p = time_parts();
             format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                "{:04}-{:02}-{:02}_{:02}-{:02}-{:02}",
                 p[0], p[1], p[2], p[3], p[4], p[5]
             )
         });
@@ -228,6 +230,20 @@ mod tests {
         assert_eq!(r.render("{{ at_least(4, 2) }}", &ctx).unwrap(), "4");
         assert_eq!(r.render("{{ cache_dir() }}", &ctx).unwrap(), "/cache");
         assert!(r.render("{{ year() }}", &ctx).unwrap().starts_with("20"));
+        // The original's forms: zero-padded strings, now() as %Y-%m-%d_%H-%M-%S, MiB.
+        for f in ["month", "day", "hour", "minute", "second"] {
+            let v = r.render(&format!("{{{{ {f}() }}}}"), &ctx).unwrap();
+            assert_eq!(v.len(), 2, "{f}: {v}");
+        }
+        let now = r.render("{{ now() }}", &ctx).unwrap();
+        assert_eq!(now.len(), 19, "{now}");
+        assert_eq!((&now[10..11], &now[13..14]), ("_", "-"), "{now}");
+        let mib: u64 = r
+            .render("{{ total_memory() }}", &ctx)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((64..16 << 20).contains(&mib), "{mib}");
         assert!(
             r.render("{{ nproc() }}", &ctx)
                 .unwrap()
