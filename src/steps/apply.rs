@@ -436,7 +436,14 @@ pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
 /// another mirror makes another disk) and the recipe's version.
 pub fn key_args(step: &Step) -> Result<Value> {
     if step.runner == "debootstrap" {
-        return Ok(debootstrap_recipe(step)?.key());
+        let mut key = debootstrap_recipe(step)?.key();
+        // Its host scripts change the layer too (absent: the key is as before).
+        for hook in ["pre_script", "post_script"] {
+            if let (Some(v), Some(m)) = (step.args.get(hook), key.as_object_mut()) {
+                m.insert(hook.into(), v.clone());
+            }
+        }
+        return Ok(key);
     }
     let mut args = step.args.clone();
     if ["rootpass", "ssh_keygen"].contains(&step.runner.as_str()) {
