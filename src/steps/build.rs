@@ -4,10 +4,12 @@
 
 use super::apply;
 use super::template::{Step, Template};
+use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::lock::Lock;
 use crate::runner::Runner;
-use crate::stepcache::{key::sha256_hex, layer_key, Cache, KeyInput, LayerLock};
+use crate::stepcache::{layer_key, Cache, KeyInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -167,7 +169,7 @@ impl Builder<'_> {
     /// checksum is fetched here: its content is part of its key.
     pub fn chain<'t>(&self, t: &'t Template) -> Result<Vec<(&'t Step, String, Option<String>)>> {
         let mut log = |m: String| {
-            if self.runner.show_output {
+            if self.runner.shows_output() {
                 eprintln!("{m}");
             }
         };
@@ -329,7 +331,7 @@ impl Builder<'_> {
             self.cache.remove_with_descendants(&keys)?;
         }
         let mut ran = vec![];
-        let mut held: Vec<LayerLock> = vec![];
+        let mut held: Vec<Lock> = vec![];
         for (step, key, parent) in &chain {
             let tag = if step.location == "import" {
                 "import"
@@ -414,7 +416,7 @@ impl Builder<'_> {
     }
 
     fn export_record_path(&self, out: &Path) -> PathBuf {
-        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let abs = crate::fsutil::absolute(out);
         self.cache
             .dir()
             .join("exports")
@@ -424,7 +426,7 @@ impl Builder<'_> {
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
         let compress = step.args.get("compress").and_then(Value::as_str);
-        let out = super::apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
+        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;
@@ -441,19 +443,23 @@ impl Builder<'_> {
         };
         let path = self.export_record_path(out);
         crate::fsutil::private_dir(path.parent().expect("exports dir"))?;
-        write_atomic(
+        Ok(write_atomic(
             &path,
-            &serde_json::to_vec_pretty(&rec).map_err(|e| Error::Other(e.to_string()))?,
+            &serde_json::to_vec_pretty(&rec)?,
             0o644,
-        )
+        )?)
     }
 }
 
 /// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
 /// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
-    if matches!(e, Error::Interrupted) {
+    if e.is_interrupted() {
         return e;
     }
-    Error::Other(format!("{}: {location}: {e}", file.display()))
+    Error::StepFailed {
+        file: file.to_path_buf(),
+        location: location.to_string(),
+        source: Box::new(e),
+    }
 }

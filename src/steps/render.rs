@@ -40,7 +40,6 @@ const WORDS: &[&str] = &[
 /// A random lower-case word of `min..=max` letters (the original's bounds: 4 and 16),
 /// from /usr/share/dict/words when it has one, else from a built-in list.
 fn random_word(min: usize, max: usize) -> String {
-    use rand::seq::SliceRandom;
     let fits =
         |w: &&str| (min..=max).contains(&w.len()) && w.chars().all(|c| c.is_ascii_lowercase());
     let dict = std::fs::read_to_string("/usr/share/dict/words").ok();
@@ -50,8 +49,7 @@ fn random_word(min: usize, max: usize) -> String {
     } else {
         words
     };
-    words
-        .choose(&mut rand::thread_rng())
+    crate::random::choose(&words)
         .map(|w| w.to_string())
         .unwrap_or_default()
 }

@@ -14,6 +14,8 @@ mod gen_vm_image;
 mod lifecycle;
 mod maker_dry_run;
 mod maker_step_forms;
+mod module_graph;
 mod plan_errors;
+mod sizes;
 mod storage;
 mod virt_maker;
