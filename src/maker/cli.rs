@@ -42,6 +42,10 @@ pub enum Command {
         /// Force export to re-run.
         #[arg(short = 'X', long = "force-export")]
         force_export: bool,
+        /// Validate and print the plan (each runner, its cache key, whether it is cached;
+        /// the export); run nothing, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Cache management.
     Cache {
@@ -114,9 +118,15 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
             params,
             force,
             force_export,
+            dry_run,
         } => {
             let config = Config::load(&paths)?;
-            let cache = Cache::open(&cache_dir(&paths, &config)?)?;
+            let dir = cache_dir(&paths, &config)?;
+            let cache = if dry_run {
+                Cache::at(&dir)
+            } else {
+                Cache::open(&dir)?
+            };
             let opts = Options {
                 force,
                 force_export,
@@ -131,7 +141,11 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
                 runner: tool_runner(&config, cli.verbose)?,
                 out: &out,
             };
-            builder.build_files(&files, &opts)?;
+            if dry_run {
+                builder.dry_run(&files, &opts)?;
+            } else {
+                builder.build_files(&files, &opts)?;
+            }
             Ok(0)
         }
         Command::Cache {
@@ -243,6 +257,9 @@ pub fn runners_text(kind: RunnerKind, verbose: bool) -> String {
                 if a.required { "required. " } else { "" },
                 a.doc
             ));
+        }
+        if r.role != Role::Exporter {
+            out.push_str("    (and pre_script, post_script: host scripts before/after it, through their #! line)\n");
         }
         if let Some(p) = r.primary {
             out.push_str(&format!("  a single value sets '{p}'\n"));

@@ -88,6 +88,14 @@ impl Cache {
         })
     }
 
+    /// The cache in `dir` as it is, creating nothing (for a dry run: lookups only; a
+    /// missing directory is an empty cache).
+    pub fn at(dir: &Path) -> Cache {
+        Cache {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -17,7 +17,7 @@ use crate::image::debootstrap;
 use crate::image::qemu_img::{Format, QemuImg};
 use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,47 @@ rm -f /var/lib/virt-maker/chown
 chown "$owner" "$path"
 "#;
 
+const SSH_KEYGEN: &str = r#"#!/bin/sh
+# virt-maker ssh_keygen: the user's key pair, as the original (RSA 2048, no passphrase,
+# ~/.ssh/id_rsa, replaced when there). The user name comes from a file.
+set -e
+user=$(cat /var/lib/virt-maker/ssh-keygen)
+rm -f /var/lib/virt-maker/ssh-keygen
+home=$(getent passwd "$user" | cut -d: -f6)
+[ -n "$home" ] || { echo "ssh_keygen: no user '$user' in the image" >&2; exit 1; }
+group=$(id -gn "$user")
+mkdir -p "$home/.ssh"
+rm -f "$home/.ssh/id_rsa" "$home/.ssh/id_rsa.pub"
+ssh-keygen -q -t rsa -b 2048 -N '' -C "$user" -f "$home/.ssh/id_rsa"
+chown -R "$user:$group" "$home/.ssh"
+chmod 700 "$home/.ssh"
+"#;
+
+const SELINUX_MODE: &str = r#"#!/bin/sh
+# virt-maker selinux: SELINUX=<mode> in /etc/selinux/config (written when missing).
+set -e
+mode=$(cat /var/lib/virt-maker/selinux)
+rm -f /var/lib/virt-maker/selinux
+f=/etc/selinux/config
+mkdir -p /etc/selinux
+if [ -f "$f" ] && grep -q '^SELINUX=' "$f"; then
+    sed -i "s/^SELINUX=.*/SELINUX=$mode/" "$f"
+else
+    echo "SELINUX=$mode" >> "$f"
+fi
+"#;
+
+const PERMS: &str = r#"#!/bin/sh
+# virt-maker copy (simple): mode, owner and path come from a file, applied at first boot.
+set -e
+mode=$(sed -n 1p /var/lib/virt-maker/perms)
+owner=$(sed -n 2p /var/lib/virt-maker/perms)
+path=$(sed -n 3p /var/lib/virt-maker/perms)
+rm -f /var/lib/virt-maker/perms
+[ -z "$mode" ] || chmod "$mode" "$path"
+[ -z "$owner" ] || chown "$owner" "$path"
+"#;
+
 fn s<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
     step.args.get(key).and_then(Value::as_str)
 }
@@ -65,7 +106,15 @@ pub fn input_files(step: &Step, dir: &Path) -> Vec<PathBuf> {
     let r = |p: &str| super::render::resolve(dir, p);
     match step.runner.as_str() {
         "run" | "firstboot" | "local_run" => s(step, "file").map(r).into_iter().collect(),
-        "copy" => s(step, "src").map(r).into_iter().collect(),
+        "copy" => s(step, "src")
+            .map(r)
+            .or_else(|| content_file(step, dir))
+            .into_iter()
+            .collect(),
+        "rootpass" => root_password_file(s(step, "password").unwrap_or(""))
+            .map(r)
+            .into_iter()
+            .collect(),
         "inject_virtio_win" => s(step, "path")
             .map(r)
             .filter(|p| p.is_file())
@@ -74,6 +123,78 @@ pub fn input_files(step: &Step, dir: &Path) -> Vec<PathBuf> {
         "download" if s(step, "checksum").is_none() => vec![],
         _ => vec![],
     }
+}
+
+/// A copy's `content` naming a host file that exists (the original copies the file then).
+fn content_file(step: &Step, dir: &Path) -> Option<PathBuf> {
+    let c = s(step, "content")?;
+    if c.contains('\n') || c.is_empty() {
+        return None;
+    }
+    Some(super::render::resolve(dir, c)).filter(|p| p.is_file())
+}
+
+/// The host file of a `file:` (or `locked:file:`) root password selector.
+fn root_password_file(sel: &str) -> Option<&str> {
+    sel.strip_prefix("locked:")
+        .unwrap_or(sel)
+        .strip_prefix("file:")
+}
+
+/// virt-customize's --root-password value for a selector: a password goes through a 0600
+/// file (never on a command line), a file is resolved against the template.
+fn root_password_arg(sel: &str, dir: &Path, files: &SecretFiles) -> Result<String> {
+    let (locked, inner) = match sel.strip_prefix("locked:") {
+        Some(inner) => ("locked:", inner),
+        None => ("", sel),
+    };
+    let inner = if let Some(pw) = inner.strip_prefix("password:") {
+        format!("file:{}", files.write("rootpass", pw, 0o600)?.display())
+    } else if let Some(f) = inner.strip_prefix("file:") {
+        format!("file:{}", super::render::resolve(dir, f).display())
+    } else {
+        inner.to_string()
+    };
+    Ok(format!("{locked}{inner}"))
+}
+
+/// qemu's arguments for the boot step: the original's options (display, cpu, cpus,
+/// memory, serial, opts) over our defaults (no display, 1 CPU, 1024 MiB).
+fn boot_args(step: &Step, image: &Path, tcg: bool) -> Vec<OsString> {
+    let int = |k: &str| step.args.get(k).and_then(Value::as_i64);
+    let mem = int("memory").unwrap_or(1024);
+    let cpus = int("cpus").or(int("vcpus")).unwrap_or(1);
+    let serial = step.args.get("serial").and_then(Value::as_bool) == Some(true);
+    let mut a = vec![
+        "-machine".to_string(),
+        format!("accel={}", if tcg { "tcg" } else { "kvm:tcg" }),
+        "-m".to_string(),
+        mem.to_string(),
+        "-smp".to_string(),
+        cpus.to_string(),
+    ];
+    if let Some(cpu) = s(step, "cpu") {
+        a.extend(["-cpu".to_string(), cpu.to_string()]);
+    }
+    a.extend([
+        "-display".to_string(),
+        s(step, "display").unwrap_or("none").to_string(),
+        "-serial".to_string(),
+        if serial { "mon:stdio" } else { "null" }.to_string(),
+    ]);
+    if !serial {
+        a.extend(["-monitor".to_string(), "none".to_string()]);
+    }
+    a.extend([
+        "-no-reboot".to_string(),
+        "-drive".to_string(),
+        format!(
+            "file={},format=qcow2,if=virtio",
+            image.display().to_string().replace(',', ",,")
+        ),
+    ]);
+    a.extend(list(step, "opts"));
+    argv(a)
 }
 
 /// A one-line description for the output (secrets hidden).
@@ -138,24 +259,34 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             "--install".to_string(),
             list(step, "packages").join(","),
         ])),
-        "inject_qemu_ga" => vc.extend(argv(["--install", "qemu-guest-agent"])),
+        "inject_qemu_ga" => match s(step, "source") {
+            Some(src) => vc.extend(argv(["--inject-qemu-ga", src])),
+            None => vc.extend(argv(["--install", "qemu-guest-agent"])),
+        },
         "hostname" => vc.extend(argv(["--hostname", s(step, "name").unwrap_or("")])),
         "rootpass" => {
-            let f = files.write("rootpass", s(step, "password").unwrap_or(""), 0o600)?;
-            vc.extend(argv([
-                "--root-password".to_string(),
-                format!("file:{}", f.display()),
-            ]));
+            let sel = root_password_arg(s(step, "password").unwrap_or(""), dir, &files)?;
+            vc.extend(argv(["--root-password".to_string(), sel]));
         }
-        "ssh_keygen" => vc.extend(argv(["--run-command", "ssh-keygen -A"])),
-        "selinux" => vc.extend(argv(["--selinux-relabel"])),
+        "ssh_keygen" => {
+            let user = s(step, "user").unwrap_or("root");
+            vc.extend(upload_and_run(&files, "ssh-keygen", user, SSH_KEYGEN)?);
+        }
+        "ssh_hostkeys" => vc.extend(argv(["--run-command", "ssh-keygen -A"])),
+        "selinux" => match s(step, "mode").unwrap_or("relabel") {
+            "relabel" => vc.extend(argv(["--selinux-relabel"])),
+            mode => vc.extend(upload_and_run(&files, "selinux", mode, SELINUX_MODE)?),
+        },
         "grub_append" => {
-            let args = s(step, "args").unwrap_or("");
-            vc.extend(upload_and_run(&files, "grub-append", args, GRUB_APPEND)?);
+            let args = list(step, "args").join(" ");
+            vc.extend(upload_and_run(&files, "grub-append", &args, GRUB_APPEND)?);
         }
         "copy" => {
             let dest = s(step, "dest").unwrap_or("");
             let src = match (s(step, "content"), s(step, "src")) {
+                (Some(_), _) if content_file(step, dir).is_some() => {
+                    content_file(step, dir).expect("checked")
+                }
                 (Some(c), _) => files.write("content", c, 0o644)?,
                 (None, Some(p)) => resolve(p),
                 _ => return Err(step_error(&ctx, "nothing to copy")),
@@ -167,10 +298,23 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                 "--upload".to_string(),
                 format!("{}:{dest}", src.display()),
             ]));
-            if let Some(mode) = s(step, "chmod") {
+            let simple = step.args.get("simple").and_then(Value::as_bool) == Some(true);
+            let perms = (s(step, "chmod"), s(step, "chown"));
+            if simple && perms != (None, None) {
+                let data = format!(
+                    "{}\n{}\n{dest}\n",
+                    perms.0.unwrap_or(""),
+                    perms.1.unwrap_or("")
+                );
+                let mut ops = upload_and_run(&files, "perms", &data, PERMS)?;
+                // The same upload; the script runs at first boot instead of now.
+                let n = ops.len();
+                ops[n - 2] = "--firstboot".into();
+                vc.extend(ops);
+            } else if let Some(mode) = s(step, "chmod") {
                 vc.extend(argv(["--chmod".to_string(), format!("{mode}:{dest}")]));
             }
-            if let Some(owner) = s(step, "chown") {
+            if let Some(owner) = s(step, "chown").filter(|_| !simple) {
                 let data = format!("{owner}\n{dest}\n");
                 vc.extend(upload_and_run(&files, "chown", &data, CHOWN)?);
             }
@@ -206,33 +350,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             return Ok(());
         }
         "boot" => {
-            let tcg = runner.is_tcg();
-            let mem = step
-                .args
-                .get("memory")
-                .and_then(Value::as_i64)
-                .unwrap_or(1024);
-            let cpus = step.args.get("vcpus").and_then(Value::as_i64).unwrap_or(1);
-            let a = argv([
-                "-machine".to_string(),
-                format!("accel={}", if tcg { "tcg" } else { "kvm:tcg" }),
-                "-m".to_string(),
-                mem.to_string(),
-                "-smp".to_string(),
-                cpus.to_string(),
-                "-display".to_string(),
-                "none".to_string(),
-                "-serial".to_string(),
-                "null".to_string(),
-                "-monitor".to_string(),
-                "none".to_string(),
-                "-no-reboot".to_string(),
-                "-drive".to_string(),
-                format!(
-                    "file={},format=qcow2,if=virtio",
-                    image.display().to_string().replace(',', ",,")
-                ),
-            ]);
+            let a = boot_args(step, image, runner.is_tcg());
             runner
                 .tool("qemu-system-x86_64")
                 .args(&a)
@@ -255,6 +373,34 @@ fn step_error(ctx: &str, message: impl Into<String>) -> Error {
     Error::Step {
         context: ctx.to_string(),
         message: message.into(),
+    }
+}
+
+/// A runner's `pre_script`/`post_script` on the host, `$IMAGE` the image file: through the
+/// interpreter its `#!` line names (as the kernel would, so the file needs no exec
+/// permission where it is written), or `sh` without one.
+pub fn host_script(runner: &Runner, name: &str, text: &str, image: &Path, ctx: &str) -> Result<()> {
+    let files = SecretFiles::new()?;
+    let f = files.write(name, text, 0o755)?;
+    let (tool, mut args) = interpreter(text);
+    args.push(f.into_os_string());
+    (runner.tool(tool).args(&args))
+        .env("IMAGE", image.display().to_string())
+        .context(ctx)
+        .run()?;
+    Ok(())
+}
+
+/// The program and its optional argument from a script's `#!` line (`sh` without one).
+fn interpreter(text: &str) -> (String, Vec<OsString>) {
+    let Some(line) = text.strip_prefix("#!").and_then(|t| t.lines().next()) else {
+        return ("sh".into(), vec![]);
+    };
+    let line = line.trim();
+    match line.split_once(char::is_whitespace) {
+        Some((prog, arg)) => (prog.to_string(), vec![arg.trim().into()]),
+        None if line.is_empty() => ("sh".into(), vec![]),
+        None => (line.to_string(), vec![]),
     }
 }
 
@@ -295,9 +441,22 @@ pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
 /// another mirror makes another disk) and the recipe's version.
 pub fn key_args(step: &Step) -> Result<Value> {
     if step.runner == "debootstrap" {
-        return Ok(debootstrap_recipe(step)?.key());
+        let mut key = debootstrap_recipe(step)?.key();
+        // Its host scripts change the layer too (absent: the key is as before).
+        for hook in ["pre_script", "post_script"] {
+            if let (Some(v), Some(m)) = (step.args.get(hook), key.as_object_mut()) {
+                m.insert(hook.into(), v.clone());
+            }
+        }
+        return Ok(key);
     }
-    Ok(Value::Object(step.args.clone()))
+    let mut args = step.args.clone();
+    if ["rootpass", "ssh_keygen"].contains(&step.runner.as_str()) {
+        // Their values mean what they mean in the original since this (a key computed
+        // when `random` was a literal password, or ssh_keygen made host keys, must not match).
+        args.insert("semantics".into(), Value::from("original"));
+    }
+    Ok(Value::Object(args))
 }
 
 /// Build the first layer (`image`, not yet existing) from the importer. `cache` is the
@@ -371,13 +530,16 @@ fn download(
             .map(super::fetch::checksum)
             .transpose()?,
     };
+    // The original's resize mapping goes through virt-resize after the pipeline.
+    let resize = step.args.get("resize").and_then(Value::as_object);
+    let staged = PathBuf::from(format!("{}.src", image.display()));
     let size = s(step, "resize")
         .map(crate::size::parse)
         .transpose()
         .map_err(crate::image::Error::from)?;
     let job = Job {
         input: Some(&input),
-        output: image,
+        output: if resize.is_some() { &staged } else { image },
         format: Format::Qcow2,
         size,
         shrink: false,
@@ -394,7 +556,49 @@ fn download(
         }
     };
     crate::image::source::make(&job, &mut log)?;
+    let Some(resize) = resize else {
+        return Ok(());
+    };
+    let result = virt_resize(resize, &staged, image, runner);
+    let _ = crate::fsutil::remove_if_exists(&staged);
+    result
+}
+
+/// `resize: {size, expand, /dev/sdaN: op}` as the original: a new disk of `size`, the
+/// image's partitions copied into it by virt-resize.
+fn virt_resize(resize: &Map<String, Value>, src: &Path, dst: &Path, runner: &Runner) -> Result<()> {
+    let size = crate::size::parse(resize.get("size").and_then(Value::as_str).unwrap_or(""))
+        .map_err(crate::image::Error::from)?;
+    let create = argv([
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        dst.as_os_str(),
+        size.to_string().as_ref(),
+    ]);
+    let ctx = "import download: resize";
+    runner.tool("qemu-img").args(&create).context(ctx).run()?;
+    (runner
+        .tool("virt-resize")
+        .args(virt_resize_args(resize, src, dst)))
+    .context(ctx)
+    .run()?;
     Ok(())
+}
+
+/// virt-resize's arguments for the original's resize mapping: `expand` is `--expand`,
+/// each `/dev/...` key a `--resize PART=OP`.
+fn virt_resize_args(resize: &Map<String, Value>, src: &Path, dst: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = argv(["--format", "qcow2", "--output-format", "qcow2"]);
+    if let Some(e) = resize.get("expand").and_then(Value::as_str) {
+        a.push(format!("--expand={e}").into());
+    }
+    for (k, v) in resize.iter().filter(|(k, _)| k.starts_with("/dev/")) {
+        a.push(format!("--resize={k}={}", v.as_str().unwrap_or("")).into());
+    }
+    a.extend(argv([src.as_os_str(), dst.as_os_str()]));
+    a
 }
 
 /// Write the final layer to the exporter's file: pre_script, convert (or sparsify),
@@ -418,14 +622,8 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
             ));
         }
     }
-    let files = SecretFiles::new()?;
     let host_script = |name: &str, text: &str, image: &Path| -> Result<()> {
-        let f = files.write(name, text, 0o755)?;
-        (runner.tool("sh").arg(f))
-            .env("IMAGE", image.display().to_string())
-            .context(format!("{ctx} {name}"))
-            .run()?;
-        Ok(())
+        host_script(runner, name, text, image, &format!("{ctx} {name}"))
     };
     if let Some(pre) = s(step, "pre_script") {
         host_script("pre_script", pre, layer)?;
@@ -557,6 +755,159 @@ mod tests {
             [PathBuf::from("/abs/f")]
         );
         assert!(input_files(&step("run", json!({"script": "x"})), dir).is_empty());
+    }
+
+    fn strs(a: &[OsString]) -> Vec<&str> {
+        a.iter().map(|s| s.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn root_password_selectors_reach_virt_customize_and_passwords_go_through_a_file() {
+        let files = SecretFiles::new().unwrap();
+        let dir = Path::new("/t");
+        for sel in ["random", "disabled", "locked", "locked:random"] {
+            assert_eq!(root_password_arg(sel, dir, &files).unwrap(), sel);
+        }
+        assert_eq!(
+            root_password_arg("file:pw.txt", dir, &files).unwrap(),
+            "file:/t/pw.txt"
+        );
+        assert_eq!(
+            root_password_arg("locked:file:/abs/pw", dir, &files).unwrap(),
+            "locked:file:/abs/pw"
+        );
+        for (sel, prefix) in [
+            ("password:s3cret", "file:"),
+            ("locked:password:s3cret", "locked:file:"),
+        ] {
+            let a = root_password_arg(sel, dir, &files).unwrap();
+            assert!(a.starts_with(prefix) && !a.contains("s3cret"), "{a}");
+            let f = a.strip_prefix(prefix).unwrap();
+            assert_eq!(std::fs::read_to_string(f).unwrap(), "s3cret");
+        }
+        let s = step("rootpass", json!({"password": "file:pw.txt"}));
+        assert_eq!(input_files(&s, dir), [PathBuf::from("/t/pw.txt")]);
+    }
+
+    #[test]
+    fn scripts_run_through_their_own_shebang() {
+        assert_eq!(interpreter("echo hi\n"), ("sh".to_string(), vec![]));
+        assert_eq!(
+            interpreter("#!/bin/bash\nx"),
+            ("/bin/bash".to_string(), vec![])
+        );
+        assert_eq!(
+            interpreter("#! /usr/bin/env python3\nprint(1)"),
+            ("/usr/bin/env".to_string(), vec![OsString::from("python3")])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let text = format!(
+            "#!/bin/sh -e\nprintf '%s' \"$0:$IMAGE\" > {}\n",
+            out.display()
+        );
+        host_script(&Runner::default(), "post", &text, Path::new("/img"), "t").unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.ends_with("/post:/img"), "{got}");
+    }
+
+    #[test]
+    fn boot_takes_the_originals_options() {
+        let img = Path::new("/l/x.qcow2");
+        let plain = boot_args(&step("boot", json!({})), img, true);
+        assert_eq!(
+            strs(&plain),
+            [
+                "-machine",
+                "accel=tcg",
+                "-m",
+                "1024",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "null",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-drive",
+                "file=/l/x.qcow2,format=qcow2,if=virtio"
+            ]
+        );
+        let s = step(
+            "boot",
+            json!({"display": "curses", "cpu": "max", "cpus": 2, "memory": 2048,
+                   "serial": true, "opts": ["-device", "virtio-rng-pci", "-snapshot"]}),
+        );
+        assert_eq!(
+            strs(&boot_args(&s, img, false)),
+            [
+                "-machine",
+                "accel=kvm:tcg",
+                "-m",
+                "2048",
+                "-smp",
+                "2",
+                "-cpu",
+                "max",
+                "-display",
+                "curses",
+                "-serial",
+                "mon:stdio",
+                "-no-reboot",
+                "-drive",
+                "file=/l/x.qcow2,format=qcow2,if=virtio",
+                "-device",
+                "virtio-rng-pci",
+                "-snapshot"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_copy_content_naming_a_host_file_copies_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("motd"), "hi").unwrap();
+        let s = step("copy", json!({"dest": "/etc/motd", "content": "motd"}));
+        assert_eq!(input_files(&s, dir.path()), [dir.path().join("motd")]);
+        let s = step("copy", json!({"dest": "/etc/motd", "content": "just text"}));
+        assert!(input_files(&s, dir.path()).is_empty());
+    }
+
+    #[test]
+    fn changed_semantics_change_the_key() {
+        let old = json!({"password": "random"});
+        let k = key_args(&step("rootpass", old.clone())).unwrap();
+        assert_ne!(k, old);
+        assert_eq!(
+            key_args(&step("run", json!({"script": "x"}))).unwrap(),
+            json!({"script": "x"})
+        );
+    }
+
+    #[test]
+    fn the_originals_resize_mapping_is_virt_resize_arguments() {
+        let m = json!({"size": "10G", "expand": "/dev/sda5", "/dev/sda1": "+200M"});
+        let a = virt_resize_args(
+            m.as_object().unwrap(),
+            Path::new("/l/src"),
+            Path::new("/l/dst"),
+        );
+        let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            a,
+            [
+                "--format",
+                "qcow2",
+                "--output-format",
+                "qcow2",
+                "--expand=/dev/sda5",
+                "--resize=/dev/sda1=+200M",
+                "/l/src",
+                "/l/dst"
+            ]
+        );
     }
 
     #[test]

@@ -14,6 +14,56 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// What a dry run found for one template.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub cached: usize,
+    pub build: usize,
+    /// Runners whose key depends on a download not fetched yet.
+    pub unknown: usize,
+    /// Some(whether the export would run) when there is one.
+    pub export: Option<bool>,
+}
+
+impl Plan {
+    fn count(&mut self, action: &str) {
+        match action {
+            "skip" => self.cached += 1,
+            "build" => self.build += 1,
+            _ => self.unknown += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let export = match self.export {
+            None => "none",
+            Some(true) => "export",
+            Some(false) => "skip",
+        };
+        write!(
+            f,
+            "runners={} cached={} build={} unknown={} export={export}",
+            self.cached + self.build + self.unknown,
+            self.cached,
+            self.build,
+            self.unknown
+        )
+    }
+}
+
+fn yes_no(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    }
+}
+
+/// (step, its key if it can be known without fetching anything, its parent's key).
+type ChainKeys<'t> = Vec<(&'t Step, Option<String>, Option<String>)>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub force: bool,
@@ -75,10 +125,16 @@ impl Builder<'_> {
         for f in files {
             self.plan(f, opts, &mut order, 0)?;
         }
-        order
-            .iter()
-            .map(|t| self.build(t, opts))
-            .collect::<Result<Vec<_>>>()
+        let mut built = vec![];
+        for t in &order {
+            if t.import.is_none() {
+                // Only names others (before/after), which are in `order` themselves.
+                self.line("file", &t.file.display().to_string(), "Nothing to build");
+                continue;
+            }
+            built.push(self.build(t, opts)?);
+        }
+        Ok(built)
     }
 
     fn plan(
@@ -109,26 +165,47 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The chain of (step, key, parent key) for a template.
+    /// The chain of (step, key, parent key) for a template. A download without a
+    /// checksum is fetched here: its content is part of its key.
     pub fn chain<'t>(&self, t: &'t Template) -> Result<Vec<(&'t Step, String, Option<String>)>> {
+        let mut log = |m: String| {
+            if self.runner.shows_output() {
+                eprintln!("{m}");
+            }
+        };
+        let mut fetch = |url: &str| {
+            super::fetch::local_file(url, &t.dir, &self.downloads(), &mut log).map(Some)
+        };
+        let keys = self.keys(t, &mut fetch)?;
+        Ok(keys
+            .into_iter()
+            .map(|(step, key, parent)| (step, key.expect("every key known"), parent))
+            .collect())
+    }
+
+    /// Every runner's key, computed with `content` giving the local file of a download
+    /// without a checksum (None: unknown, and so are the keys after it).
+    fn keys<'t>(
+        &self,
+        t: &'t Template,
+        content: &mut dyn FnMut(&str) -> Result<Option<PathBuf>>,
+    ) -> Result<ChainKeys<'t>> {
         let mut out = vec![];
         let mut parent: Option<String> = None;
-        for step in std::iter::once(&t.import).chain(t.steps.iter()) {
+        let mut known = true;
+        for step in t.import.iter().chain(t.steps.iter()) {
             let mut files = apply::input_files(step, &t.dir);
             if step.runner == "download" && !step.args.contains_key("checksum") {
                 // No checksum: the downloaded content itself is the key's input.
                 let url = step.args.get("url").and_then(Value::as_str).unwrap_or("");
-                let mut log = |m: String| {
-                    if self.runner.shows_output() {
-                        eprintln!("{m}");
-                    }
-                };
-                files.push(super::fetch::local_file(
-                    url,
-                    &t.dir,
-                    &self.downloads(),
-                    &mut log,
-                )?);
+                match content(url)? {
+                    Some(f) => files.push(f),
+                    None => known = false,
+                }
+            }
+            if !known {
+                out.push((step, None, parent.clone()));
+                continue;
             }
             let template_error = |e: Error| Error::Template {
                 file: t.file.clone(),
@@ -143,9 +220,95 @@ impl Builder<'_> {
                 files: &files,
             })
             .map_err(template_error)?;
-            out.push((step, key.clone(), parent.replace(key)));
+            out.push((step, Some(key.clone()), parent.replace(key)));
         }
         Ok(out)
+    }
+
+    /// A dry run: load, render and validate every template (with its before/after
+    /// templates) and print each one's plan: a line per runner with its key and whether
+    /// the cache has it, the export, and a summary. Runs no tool, fetches nothing,
+    /// writes nothing (the cache is only looked into). Returns the templates' plans.
+    pub fn dry_run(&self, files: &[PathBuf], opts: &Options) -> Result<Vec<Plan>> {
+        let mut order = vec![];
+        for f in files {
+            self.plan(f, opts, &mut order, 0)?;
+        }
+        order.iter().map(|t| self.dry_run_one(t, opts)).collect()
+    }
+
+    fn dry_run_one(&self, t: &Template, opts: &Options) -> Result<Plan> {
+        let display = t.file.display().to_string();
+        let mut plan = Plan::default();
+        if t.import.is_none() {
+            self.line("file", &display, "Nothing to build (before/after only)");
+            return Ok(plan);
+        }
+        self.line("file", &display, "Dry run");
+        // Only a download already in the downloads directory is hashed; nothing is fetched.
+        let mut content = |url: &str| -> Result<Option<PathBuf>> {
+            match super::fetch::location(url, &t.dir) {
+                crate::image::source::Location::Path(p) if p.is_file() => Ok(Some(p)),
+                crate::image::source::Location::Path(p) => Err(Error::Template {
+                    file: t.file.clone(),
+                    location: "import (download): key 'url': ".into(),
+                    message: format!("{url}: no such file ({})", p.display()),
+                }),
+                crate::image::source::Location::Url(u) => {
+                    let f = crate::image::download_cache::path_for(&self.downloads(), &u);
+                    Ok(f.is_file().then_some(f))
+                }
+            }
+        };
+        let chain = self.keys(t, &mut content)?;
+        for (step, key, _) in &chain {
+            let tag = if step.location == "import" {
+                "import"
+            } else {
+                step.runner.as_str()
+            };
+            let cached = match key {
+                Some(k) => Some(self.cache.lookup(k)?.is_some()),
+                None => None,
+            };
+            let action = match cached {
+                Some(true) if !opts.force => "skip",
+                None => "unknown",
+                _ => "build",
+            };
+            plan.count(action);
+            let msg = format!(
+                "step={} runner={} key={} cached={} action={action}: {}",
+                step.location.replace(' ', "-"),
+                step.runner,
+                key.as_deref().unwrap_or("unknown"),
+                yes_no(cached),
+                apply::summary(step)
+            );
+            self.line(tag, &display, &msg);
+        }
+        let last = chain.last().and_then(|(_, k, _)| k.clone());
+        if let Some(step) = &t.export {
+            let cached = last.as_deref().map(|k| self.exported(step, t, k).is_some());
+            let action = match cached {
+                Some(true) if !opts.force_export && plan.build == 0 => "skip",
+                _ => "export",
+            };
+            plan.export = Some(action == "export");
+            let compress = step.args.get("compress").and_then(Value::as_str);
+            let path = step.args.get("path").and_then(Value::as_str).unwrap_or("");
+            let msg = format!(
+                "step=export runner={} key={} cached={} action={action} path={}: {}",
+                step.runner,
+                last.as_deref().unwrap_or("unknown"),
+                yes_no(cached),
+                apply::export_path(&t.dir, path, compress).display(),
+                apply::summary(step)
+            );
+            self.line("export", &display, &msg);
+        }
+        self.line("plan", &display, &plan.to_string());
+        Ok(plan)
     }
 
     fn downloads(&self) -> PathBuf {
@@ -154,6 +317,13 @@ impl Builder<'_> {
 
     pub fn build(&self, t: &Template, opts: &Options) -> Result<Built> {
         let display = t.file.display().to_string();
+        if t.import.is_none() {
+            return Err(Error::Template {
+                file: t.file.clone(),
+                location: "spec: ".into(),
+                message: "'import' is required to build an image".into(),
+            });
+        }
         self.line("file", &display, "Starting");
         let chain = self.chain(t)?;
         if opts.force {
@@ -185,15 +355,28 @@ impl Builder<'_> {
                 &summary,
                 &self.runner,
                 |tmp| {
-                    if step.location == "import" {
-                        let progress = |msg: &str| self.line(tag, &display, msg);
-                        apply::import(step, &t.dir, tmp, &self.runner, self.cache.dir(), &progress)
-                    } else {
-                        apply::apply_step(step, &t.dir, tmp, &self.runner)
-                    }
-                    .map_err(|e| {
-                        step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
-                    })
+                    // The original's pre_script/post_script, on every runner.
+                    let hook = |name: &str| match step.args.get(name).and_then(Value::as_str) {
+                        Some(text) => {
+                            let ctx = format!("{} {} {name}", step.location, step.runner);
+                            apply::host_script(&self.runner, name, text, tmp, &ctx)
+                        }
+                        None => Ok(()),
+                    };
+                    hook("pre_script")
+                        .and_then(|_| {
+                            if step.location == "import" {
+                                let progress = |msg: &str| self.line(tag, &display, msg);
+                                let cache = self.cache.dir();
+                                apply::import(step, &t.dir, tmp, &self.runner, cache, &progress)
+                            } else {
+                                apply::apply_step(step, &t.dir, tmp, &self.runner)
+                            }
+                        })
+                        .and_then(|_| hook("post_script"))
+                        .map_err(|e| {
+                            step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
+                        })
                 },
             )?;
             if built {

@@ -12,6 +12,7 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
+/// A /proc/meminfo value (kB) in MiB, as the original's free_memory()/total_memory().
 fn read_proc(path: &str, key: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()
@@ -22,7 +23,7 @@ fn read_proc(path: &str, key: &str) -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0)
-        * 1024
+        / 1024
 }
 
 /// Local time parts (UTC; the original used local time, this host runs in UTC).
@@ -36,23 +37,29 @@ const WORDS: &[&str] = &[
     "umber", "vale", "willow", "xenon", "yarrow", "zephyr",
 ];
 
-fn random_word() -> String {
+/// A random lower-case word of `min..=max` letters (the original's bounds: 4 and 16),
+/// from /usr/share/dict/words when it has one, else from a built-in list.
+fn random_word(min: usize, max: usize) -> String {
+    let fits =
+        |w: &&str| (min..=max).contains(&w.len()) && w.chars().all(|c| c.is_ascii_lowercase());
     let dict = std::fs::read_to_string("/usr/share/dict/words").ok();
-    let words: Vec<&str> = match &dict {
-        Some(d) => d
-            .lines()
-            .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_lowercase()))
-            .collect(),
-        None => vec![],
-    };
+    let words: Vec<&str> = dict.iter().flat_map(|d| d.lines()).filter(fits).collect();
     let words = if words.is_empty() {
-        WORDS.to_vec()
+        WORDS.iter().copied().filter(fits).collect()
     } else {
         words
     };
     crate::random::choose(&words)
         .map(|w| w.to_string())
         .unwrap_or_default()
+}
+
+/// `random_word(max_length=16, min_length=4)`, keywords as the original takes them.
+fn random_word_fn(kwargs: minijinja::value::Kwargs) -> Result<String, JError> {
+    let max: Option<usize> = kwargs.get("max_length")?;
+    let min: Option<usize> = kwargs.get("min_length")?;
+    kwargs.assert_all_used()?;
+    Ok(random_word(min.unwrap_or(4), max.unwrap_or(16)))
 }
 
 impl Renderer {
@@ -62,7 +69,8 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        let t = |i: usize| move || time_parts()[i];
+        // Zero-padded strings, as the original's strftime("%m") etc.
+        let t = |i: usize| move || format!("{:02}", time_parts()[i]);
         env.add_function("year", t(0));
         env.add_function("month", t(1));
         env.add_function("day", t(2));
@@ -72,13 +80,13 @@ impl Renderer {
         env.add_function("now", || {
             let p = time_parts();
             format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                "{:04}-{:02}-{:02}_{:02}-{:02}-{:02}",
                 p[0], p[1], p[2], p[3], p[4], p[5]
             )
         });
-        env.add_function("random_word", random_word);
+        env.add_function("random_word", random_word_fn);
         env.add_function("random_hostname", || {
-            format!("{}-{}", random_word(), random_word())
+            format!("{}-{}", random_word(4, 7), random_word(4, 7))
         });
         env.add_function("nproc", || {
             std::thread::available_parallelism()
@@ -220,6 +228,20 @@ mod tests {
         assert_eq!(r.render("{{ at_least(4, 2) }}", &ctx).unwrap(), "4");
         assert_eq!(r.render("{{ cache_dir() }}", &ctx).unwrap(), "/cache");
         assert!(r.render("{{ year() }}", &ctx).unwrap().starts_with("20"));
+        // The original's forms: zero-padded strings, now() as %Y-%m-%d_%H-%M-%S, MiB.
+        for f in ["month", "day", "hour", "minute", "second"] {
+            let v = r.render(&format!("{{{{ {f}() }}}}"), &ctx).unwrap();
+            assert_eq!(v.len(), 2, "{f}: {v}");
+        }
+        let now = r.render("{{ now() }}", &ctx).unwrap();
+        assert_eq!(now.len(), 19, "{now}");
+        assert_eq!((&now[10..11], &now[13..14]), ("_", "-"), "{now}");
+        let mib: u64 = r
+            .render("{{ total_memory() }}", &ctx)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((64..16 << 20).contains(&mib), "{mib}");
         assert!(
             r.render("{{ nproc() }}", &ctx)
                 .unwrap()
@@ -231,6 +253,13 @@ mod tests {
             .render("{{ random_hostname() }}", &ctx)
             .unwrap()
             .contains('-'));
+        // The original's keywords (examples/30-using_filters uses max_length).
+        let w = r
+            .render("{{ random_word(max_length=5, min_length=5) }}", &ctx)
+            .unwrap();
+        assert_eq!(w.len(), 5, "{w}");
+        assert!(r.render("{{ random_word(max_length=100) }}", &ctx).is_ok());
+        assert!(r.render("{{ random_word(length=3) }}", &ctx).is_err());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("motd"), "hello").unwrap();
         let r = Renderer::new(dir.path(), Path::new("/c"));

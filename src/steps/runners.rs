@@ -20,6 +20,11 @@ pub enum Ty {
     Words,
     /// A list of arguments; a string is split with POSIX shell quoting rules.
     Argv,
+    /// Arguments as a list of strings and lists of strings (flattened), as the original's
+    /// boot `opts`.
+    Opts,
+    /// A size string, or the original's resize mapping (`size`, `expand`, partitions).
+    Resize,
 }
 
 impl Ty {
@@ -30,6 +35,8 @@ impl Ty {
             Ty::Bool => "boolean",
             Ty::Words => "list of strings",
             Ty::Argv => "list of arguments",
+            Ty::Opts => "list of argument lists",
+            Ty::Resize => "size or mapping (size, expand, /dev/<partition>)",
         }
     }
 }
@@ -80,6 +87,22 @@ const SCRIPT_ARGS: &[Arg] = &[
     ),
 ];
 
+/// Every runner's host scripts, as in the original (exporters list them themselves).
+pub const HOOKS: &[Arg] = &[
+    a(
+        "pre_script",
+        Ty::Str,
+        false,
+        "Run on the host before the runner ($IMAGE: the image file), through its #! line.",
+    ),
+    a(
+        "post_script",
+        Ty::Str,
+        false,
+        "Run on the host after the runner ($IMAGE: the image file), through its #! line.",
+    ),
+];
+
 const EXPORT_ARGS: &[Arg] = &[
     a(
         "path",
@@ -127,7 +150,7 @@ pub const RUNNERS: &[RunnerDef] = &[
     RunnerDef { name: "download", role: Role::Importer, primary: Some("url"),
         args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.zst are decompressed."),
                 a("checksum", Ty::Str, false, "sha256:<hex> (or a bare hex sha256, or <algorithm>:<hex>) of the file as given (compressed or not); verified as it is downloaded."),
-                a("resize", Ty::Str, false, "New virtual size, e.g. 10G.")],
+                a("resize", Ty::Resize, false, "New virtual size, e.g. 10G; or, as the original, {size: 10G, expand: /dev/sda5, /dev/sda1: +1G} through virt-resize.")],
         doc: "Start from a qcow2 or raw image file or URL.",
         example: "import:\n  download:\n    url: https://example.org/debian-12.qcow2\n    checksum: sha256:0123...",
         commands: &["qemu-img"], unsupported: None },
@@ -156,23 +179,29 @@ pub const RUNNERS: &[RunnerDef] = &[
         args: &[a("name", Ty::Str, true, "The host name.")],
         doc: "Set the host name.", example: "- hostname: web1", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "rootpass", role: Role::Step, primary: Some("password"),
-        args: &[a("password", Ty::Str, true, "The root password (passed through a 0600 file).")],
-        doc: "Set root's password.", example: "- rootpass: '{{ root_password }}'", commands: &["virt-customize"], unsupported: None },
-    RunnerDef { name: "ssh_keygen", role: Role::Step, primary: None, args: &[],
+        args: &[a("password", Ty::Str, true, "A virt-customize --root-password selector: password:PASSWORD, file:FILE (relative to the template), random, disabled, locked, locked:<selector>. A password never reaches a command line (it goes through a 0600 file).")],
+        doc: "Set root's password.", example: "- rootpass: 'password:{{ root_password }}'", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "ssh_keygen", role: Role::Step, primary: Some("user"),
+        args: &[a("user", Ty::Str, false, "The user whose key pair (~/.ssh/id_rsa, RSA 2048, no passphrase) is made (default root).")],
+        doc: "Make a user's SSH key pair in the image, as the original.",
+        example: "- ssh_keygen: alice", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "ssh_hostkeys", role: Role::Step, primary: None, args: &[],
         doc: "Generate the SSH host keys (ssh-keygen -A in the image).",
-        example: "- ssh_keygen:", commands: &["virt-customize"], unsupported: None },
-    RunnerDef { name: "selinux", role: Role::Step, primary: None, args: &[],
-        doc: "Relabel SELinux file contexts at first boot.", example: "- selinux:", commands: &["virt-customize"], unsupported: None },
+        example: "- ssh_hostkeys:", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "selinux", role: Role::Step, primary: Some("mode"),
+        args: &[a("mode", Ty::Str, false, "enforcing, permissive or disabled (SELINUX= in /etc/selinux/config), or relabel (the default: relabel file contexts at first boot).")],
+        doc: "Set the SELinux mode, or relabel.", example: "- selinux: permissive", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "grub_append", role: Role::Step, primary: Some("args"),
-        args: &[a("args", Ty::Str, true, "Kernel command line arguments to append.")],
+        args: &[a("args", Ty::Argv, true, "Kernel command line arguments to append (a list, as the original, or a string).")],
         doc: "Append to GRUB_CMDLINE_LINUX and regenerate the GRUB configuration.",
         example: "- grub_append: console=ttyS0", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "copy", role: Role::Step, primary: None,
         args: &[a("dest", Ty::Str, true, "Path in the image."),
-                a("content", Ty::Str, false, "File content."),
+                a("content", Ty::Str, false, "File content, or (as the original) the path of a host file to copy when one exists there (relative to the template, then the working directory)."),
                 a("src", Ty::Str, false, "A host file to copy (relative to the template)."),
                 a("chmod", Ty::Str, false, "Octal mode, e.g. 0644."),
-                a("chown", Ty::Str, false, "owner[:group].")],
+                a("chown", Ty::Str, false, "owner[:group]."),
+                a("simple", Ty::Bool, false, "As the original: chmod/chown happen at the image's first boot.")],
         doc: "Put a file into the image.",
         example: "- copy:\n    dest: /etc/motd\n    content: hello", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "local_run", role: Role::Step, primary: Some("script"),
@@ -184,15 +213,21 @@ pub const RUNNERS: &[RunnerDef] = &[
     RunnerDef { name: "sysprep", role: Role::Step, primary: Some("operations"),
         args: &[a("operations", Ty::Str, false, "virt-sysprep --operations value.")],
         doc: "Generalize the image (virt-sysprep).", example: "- sysprep:", commands: &["virt-sysprep"], unsupported: None },
-    RunnerDef { name: "inject_qemu_ga", role: Role::Step, primary: None, args: &[],
-        doc: "Install the QEMU guest agent.", example: "- inject_qemu_ga:", commands: &["virt-customize"], unsupported: None },
+    RunnerDef { name: "inject_qemu_ga", role: Role::Step, primary: Some("source"),
+        args: &[a("source", Ty::Str, false, "virt-customize --inject-qemu-ga METHOD (osinfo-db, or a path to the guest agent packages), as the original; without it the distribution's qemu-guest-agent package is installed.")],
+        doc: "Install the QEMU guest agent.", example: "- inject_qemu_ga: osinfo-db", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "inject_virtio_win", role: Role::Step, primary: Some("path"),
         args: &[a("path", Ty::Str, true, "virtio-win ISO, directory or 'osinfo-db'.")],
         doc: "Inject virtio-win drivers into a Windows image.",
         example: "- inject_virtio_win: /usr/share/virtio-win", commands: &["virt-customize"], unsupported: None },
     RunnerDef { name: "boot", role: Role::Step, primary: None,
         args: &[a("memory", Ty::Int, false, "MiB (default 1024)."),
-                a("vcpus", Ty::Int, false, "CPUs (default 1).")],
+                a("cpus", Ty::Int, false, "CPUs (default 1), as the original."),
+                a("vcpus", Ty::Int, false, "CPUs (default 1; 'cpus' wins)."),
+                a("cpu", Ty::Str, false, "qemu -cpu model (default: qemu's)."),
+                a("display", Ty::Str, false, "qemu -display: none (default), gtk, sdl or curses."),
+                a("serial", Ty::Bool, false, "Guest serial console on virt-maker's output (-serial mon:stdio)."),
+                a("opts", Ty::Opts, false, "More qemu arguments: a list of argument lists, e.g. [[-device, virtio-rng-pci]].")],
         doc: "Boot the image until it powers itself off (TCG unless KVM works).",
         example: "- boot:\n    memory: 2048", commands: &["qemu-system-x86_64"], unsupported: None },
     RunnerDef { name: "virtcustomize", role: Role::Step, primary: Some("args"),
@@ -235,7 +270,8 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
         },
     };
     for (k, v) in map.iter_mut() {
-        let Some(arg) = def.args.iter().find(|a| a.name == k) else {
+        let arg = def.args.iter().find(|a| a.name == k);
+        let Some(arg) = arg.or_else(|| HOOKS.iter().find(|a| a.name == k)) else {
             let hint = crate::config::schema::nearest(k, def.args.iter().map(|a| a.name))
                 .map(|n| format!(" (did you mean '{n}'?)"))
                 .unwrap_or_default();
@@ -281,11 +317,38 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
             "script".into(),
             "'local_run' needs exactly one of 'script', 'file' or 'command'".into(),
         )),
+        "selinux" => match map.get("mode").and_then(Value::as_str) {
+            Some(m) if !SELINUX_MODES.contains(&m) => Err((
+                "mode".into(),
+                format!(
+                    "'selinux' takes one of {}, not '{m}'",
+                    SELINUX_MODES.join(", ")
+                ),
+            )),
+            _ => Ok(map),
+        },
+        "rootpass" => check_selector(map.get("password").and_then(Value::as_str).unwrap_or(""))
+            .map_err(|m| ("password".into(), m))
+            .map(|_| map),
+        "ssh_keygen" => match map.get("user").and_then(Value::as_str) {
+            Some(u) if !is_user_name(u) => {
+                Err(("user".into(), format!("'{u}' is not a user name")))
+            }
+            _ => Ok(map),
+        },
+        "boot" => match map.get("display").and_then(Value::as_str) {
+            Some(d) if !["none", "gtk", "sdl", "curses"].contains(&d) => Err((
+                "display".into(),
+                format!("'display' must be none, gtk, sdl or curses, not '{d}'"),
+            )),
+            _ => Ok(map),
+        },
         "copy" if one_of(&["content", "src"]) != 1 => Err((
             "content".into(),
             "'copy' needs exactly one of 'content' or 'src'".into(),
         )),
         "debootstrap" => check_debootstrap(&map).map(|_| map),
+        "download" => check_resize(map.get("resize")).map(|_| map),
         "qcow2" | "raw" => {
             if let Some(c) = map.get("compress").and_then(Value::as_str) {
                 if !["xz", "gzip", "lz4", "zstd"].contains(&c) {
@@ -326,6 +389,62 @@ fn check_debootstrap(map: &Map<String, Value>) -> Result<(), (String, String)> {
     Ok(())
 }
 
+pub const SELINUX_MODES: &[&str] = &["enforcing", "permissive", "disabled", "relabel"];
+
+/// virt-customize's --root-password selectors; a bare value is refused, never taken as
+/// the password itself.
+fn check_selector(sel: &str) -> Result<(), String> {
+    let inner = match sel.strip_prefix("locked") {
+        Some("") => return Ok(()),
+        Some(rest) => match rest.strip_prefix(':') {
+            Some(inner) => inner,
+            None => sel,
+        },
+        None => sel,
+    };
+    let ok = inner.starts_with("password:")
+        || inner.strip_prefix("file:").is_some_and(|f| !f.is_empty())
+        || ["random", "disabled"].contains(&inner);
+    if ok {
+        return Ok(());
+    }
+    Err("'rootpass' takes a virt-customize selector: password:PASSWORD, file:FILE, random, disabled, locked or locked:<selector> (a bare value is not taken as the password)".into())
+}
+
+/// A POSIX-ish user name (it reaches the guest only as data, but a typo is better caught
+/// here than at boot).
+fn is_user_name(u: &str) -> bool {
+    let mut chars = u.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c))
+        && u.len() <= 32
+}
+
+/// The original's resize mapping: `size` (required), `expand` and `/dev/...` partitions
+/// (each a virt-resize `--resize` operation); values are strings.
+fn check_resize(v: Option<&Value>) -> Result<(), (String, String)> {
+    let Some(Value::Object(m)) = v else {
+        return Ok(());
+    };
+    if !m.contains_key("size") {
+        return Err((
+            "resize".into(),
+            "'resize' as a mapping needs 'size' (the new disk size)".into(),
+        ));
+    }
+    for k in m.keys() {
+        if !["size", "expand"].contains(&k.as_str()) && !k.starts_with("/dev/") {
+            return Err((
+                format!("resize.{k}"),
+                format!("unknown resize key '{k}'; valid: size, expand, or a partition /dev/..."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
@@ -357,6 +476,20 @@ fn coerce(ty: Ty, v: &Value) -> Option<Value> {
         (Ty::Argv, Value::String(s)) => {
             shlex::split(s).map(|w| Value::Array(w.into_iter().map(Value::String).collect()))
         }
+        (Ty::Opts, Value::Array(items)) => items
+            .iter()
+            .flat_map(|i| match i {
+                Value::Array(words) => words.iter().map(|w| coerce(Ty::Str, w)).collect(),
+                one => vec![coerce(Ty::Str, one)],
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        (Ty::Resize, Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| coerce(Ty::Str, v).map(|v| (k.clone(), v)))
+            .collect::<Option<Map<_, _>>>()
+            .map(Value::Object),
+        (Ty::Resize, _) => coerce(Ty::Str, v),
         (Ty::Words | Ty::Argv, Value::Array(items)) => items
             .iter()
             .map(|i| coerce(Ty::Str, i))
@@ -421,5 +554,70 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(k, "compress");
+    }
+
+    #[test]
+    fn the_originals_step_forms_are_accepted() {
+        let n = |r: &str, v: Value| normalize(find(r).unwrap(), &v);
+        assert_eq!(
+            n("selinux", json!("permissive")).unwrap()["mode"],
+            "permissive"
+        );
+        assert!(n("selinux", Value::Null).unwrap().is_empty());
+        let (k, msg) = n("selinux", json!("lax")).unwrap_err();
+        assert_eq!(k, "mode");
+        assert!(
+            msg.contains("enforcing, permissive, disabled, relabel"),
+            "{msg}"
+        );
+        assert_eq!(
+            n("grub_append", json!(["console=ttyS0,115200", "quiet"])).unwrap()["args"],
+            json!(["console=ttyS0,115200", "quiet"])
+        );
+        assert_eq!(
+            n("grub_append", json!("console=ttyS0,115200 quiet")).unwrap()["args"],
+            json!(["console=ttyS0,115200", "quiet"])
+        );
+        assert_eq!(n("ssh_keygen", json!("alice")).unwrap()["user"], "alice");
+        assert!(n("ssh_keygen", Value::Null).unwrap().is_empty());
+        assert_eq!(n("ssh_keygen", json!("al ice")).unwrap_err().0, "user");
+        assert_eq!(
+            n("inject_qemu_ga", json!("osinfo-db")).unwrap()["source"],
+            "osinfo-db"
+        );
+        for ok in [
+            "password:x",
+            "file:/p",
+            "random",
+            "disabled",
+            "locked",
+            "locked:random",
+            "locked:password:x",
+        ] {
+            assert!(n("rootpass", json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["hunter2", "file:", "locked:hunter2", "lockedx"] {
+            let (k, msg) = n("rootpass", json!(bad)).unwrap_err();
+            assert_eq!(k, "password");
+            assert!(msg.contains("selector"), "{msg}");
+        }
+        let m = n(
+            "boot",
+            json!({"display": "none", "cpu": "host", "cpus": 2, "memory": "2048",
+                   "serial": true, "opts": [["-device", "virtio-rng-pci"], "-snapshot"]}),
+        )
+        .unwrap();
+        assert_eq!(m["opts"], json!(["-device", "virtio-rng-pci", "-snapshot"]));
+        assert_eq!(m["memory"], 2048);
+        assert_eq!(
+            n("boot", json!({"display": "vnc"})).unwrap_err().0,
+            "display"
+        );
+        let m = n(
+            "copy",
+            json!({"dest": "/x", "content": "y", "simple": true}),
+        )
+        .unwrap();
+        assert_eq!(m["simple"], true);
     }
 }

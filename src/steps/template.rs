@@ -29,7 +29,8 @@ pub struct Template {
     /// The directory relative paths resolve against.
     pub dir: PathBuf,
     pub params: Map<String, Value>,
-    pub import: Step,
+    /// None only in a template that just names others (`before`/`after`, no `spec`).
+    pub import: Option<Step>,
     pub steps: Vec<Step>,
     pub export: Option<Step>,
     pub before: Vec<PathBuf>,
@@ -213,7 +214,11 @@ fn check_download(file: &Path, step: &Step) -> Result<()> {
     if let Some(c) = arg("checksum") {
         super::fetch::checksum(c).map_err(|e| err(file, at("checksum"), e.to_string()))?;
     }
-    if let Some(r) = arg("resize") {
+    let size = match step.args.get("resize") {
+        Some(Value::Object(m)) => m.get("size").and_then(Value::as_str),
+        _ => arg("resize"),
+    };
+    if let Some(r) = size {
         crate::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
     }
     Ok(())
@@ -268,16 +273,43 @@ impl Template {
                 .render_value(v, &ctx)
                 .map_err(|e| err(file, what, e))
         };
-        let spec = match doc.get("spec") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => {
-                return Err(err(
+        let before = paths_of(
+            file,
+            &dir,
+            "before",
+            Some(&render(
+                "before",
+                doc.get("before").unwrap_or(&Value::Null),
+            )?),
+        )?;
+        let after = paths_of(
+            file,
+            &dir,
+            "after",
+            Some(&render("after", doc.get("after").unwrap_or(&Value::Null))?),
+        )?;
+        let spec =
+            match doc.get("spec") {
+                Some(Value::Object(m)) => m.clone(),
+                // A template that only builds others is complete without a spec.
+                None | Some(Value::Null) if !(before.is_empty() && after.is_empty()) => {
+                    return Ok(Template {
+                        file: file.to_path_buf(),
+                        dir,
+                        params,
+                        import: None,
+                        steps: vec![],
+                        export: None,
+                        before,
+                        after,
+                    })
+                }
+                _ => return Err(err(
                     file,
                     "spec",
-                    "a template needs a 'spec' mapping with 'import'",
-                ))
-            }
-        };
+                    "a template needs a 'spec' mapping with 'import' (or only 'before'/'after')",
+                )),
+            };
         for key in spec.keys() {
             if !["import", "steps", "export"].contains(&key.as_str()) {
                 let hint = crate::config::schema::nearest(key, ["import", "steps", "export"])
@@ -318,26 +350,11 @@ impl Template {
                 Role::Exporter,
             )?),
         };
-        let before = paths_of(
-            file,
-            &dir,
-            "before",
-            Some(&render(
-                "before",
-                doc.get("before").unwrap_or(&Value::Null),
-            )?),
-        )?;
-        let after = paths_of(
-            file,
-            &dir,
-            "after",
-            Some(&render("after", doc.get("after").unwrap_or(&Value::Null))?),
-        )?;
         Ok(Template {
             file: file.to_path_buf(),
             dir,
             params,
-            import,
+            import: Some(import),
             steps,
             export,
             before,
@@ -366,8 +383,8 @@ mod tests {
     #[test]
     fn a_template_loads_renders_and_flattens() {
         let t = load(&[("t.yml", BASIC)], "t.yml", &[]).unwrap();
-        assert_eq!(t.import.runner, "virt-builder");
-        assert_eq!(t.import.args["size"], "6G");
+        assert_eq!(t.import.as_ref().unwrap().runner, "virt-builder");
+        assert_eq!(t.import.as_ref().unwrap().args["size"], "6G");
         let names: Vec<_> = t.steps.iter().map(|s| s.runner.as_str()).collect();
         assert_eq!(names, ["run", "hostname", "install"]);
         assert_eq!(t.steps[1].args["name"], "web-1");
@@ -402,6 +419,58 @@ mod tests {
         assert_eq!(t.params["name"], "main");
         assert_eq!(t.params["keep"], true);
         assert_eq!(t.export.unwrap().runner, "raw");
+    }
+
+    #[test]
+    fn a_template_of_only_before_and_after_is_valid_and_a_spec_needs_an_import() {
+        let t = load(
+            &[("all.yml", "before: a.yml\nafter: [b.yml]\n")],
+            "all.yml",
+            &[],
+        )
+        .unwrap();
+        assert!(t.import.is_none() && t.steps.is_empty() && t.export.is_none());
+        assert_eq!(t.before.len() + t.after.len(), 2);
+        let e = load(&[("e.yml", "params: {a: 1}\n")], "e.yml", &[]).unwrap_err();
+        assert!(e.to_string().contains("e.yml: spec: "), "{e}");
+        let e = load(
+            &[("s.yml", "before: a.yml\nspec:\n  steps: [run: x]\n")],
+            "s.yml",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("'import' is required"), "{e}");
+    }
+
+    #[test]
+    fn download_resize_is_a_size_or_the_originals_mapping() {
+        let doc = |resize: &str| {
+            format!("spec:\n  import:\n    download:\n      url: https://x/y.qcow2\n      resize: {resize}\n")
+        };
+        let t = load(&[("t.yml", &doc("10G"))], "t.yml", &[]).unwrap();
+        assert_eq!(t.import.unwrap().args["resize"], "10G");
+        let t = load(
+            &[(
+                "t.yml",
+                &doc("{size: 10G, expand: /dev/sda5, /dev/sda1: +1G}"),
+            )],
+            "t.yml",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            t.import.unwrap().args["resize"],
+            json!({"size": "10G", "expand": "/dev/sda5", "/dev/sda1": "+1G"})
+        );
+        for (bad, needle) in [
+            ("{expand: /dev/sda5}", "needs 'size'"),
+            ("{size: 10G, grow: /dev/sda1}", "key 'resize.grow'"),
+            ("{size: lots}", "key 'resize'"),
+            ("[10G]", "must be a size or mapping"),
+        ] {
+            let e = load(&[("t.yml", &doc(bad))], "t.yml", &[]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

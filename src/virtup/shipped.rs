@@ -85,7 +85,8 @@ mod tests {
         let spec = s.get("customize").unwrap();
         let file = crate::steps::render::resolve(cfg.parent().unwrap(), spec);
         let t = crate::steps::template::Template::load(&file, &[], dir.path()).unwrap();
-        assert_eq!(t.import.runner, "debootstrap");
-        assert_eq!(t.import.args["suite"], "bookworm");
+        let import = t.import.as_ref().unwrap();
+        assert_eq!(import.runner, "debootstrap");
+        assert_eq!(import.args["suite"], "bookworm");
     }
 }

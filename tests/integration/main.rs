@@ -13,6 +13,8 @@ mod debootstrap;
 mod gen_vm_image;
 mod gvi_compat;
 mod lifecycle;
+mod maker_dry_run;
+mod maker_step_forms;
 mod module_graph;
 mod plan_errors;
 mod sizes;
