@@ -15,3 +15,4 @@ mod lifecycle;
 mod plan_errors;
 mod storage;
 mod virt_maker;
+mod virtup_cli;
