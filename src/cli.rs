@@ -212,13 +212,28 @@ impl Cli {
     /// Refuse a flag the mode would not use: a flag that is accepted and then ignored
     /// would let the user believe it did something.
     pub fn check_flags(&self) -> Result<(), String> {
-        use Mode::*;
         let mode = self.mode();
         if !mode.takes_names() && !self.all_names().is_empty() {
             return Err(format!("{} takes no <name>", mode.label()));
         }
+        for (flag, given, applies) in self.scoped_flags() {
+            if given && !applies.contains(&mode) {
+                let to: Vec<&str> = applies.iter().map(|m| m.label()).collect();
+                return Err(format!(
+                    "{flag} does not apply to {} (it applies to {})",
+                    mode.label(),
+                    to.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flags that mean something only in some modes: each with whether it was given.
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 15] {
+        use Mode::*;
         const INSTANCE: &[Mode] = &[Create];
-        let flags: [(&str, bool, &[Mode]); 15] = [
+        [
             ("--no-clone", self.no_clone, &[Template]),
             ("--template", self.template.is_some(), &[Create, Template]),
             ("--root-password", self.root_password.is_some(), INSTANCE),
@@ -234,18 +249,7 @@ impl Cli {
             ("--yes", self.yes, &[Delete]),
             ("--force", self.force, &[Init, Template]),
             ("--json", self.json, &[List, ShowTemplates, ShowPaths]),
-        ];
-        for (flag, given, applies) in flags {
-            if given && !applies.contains(&mode) {
-                let to: Vec<&str> = applies.iter().map(|m| m.label()).collect();
-                return Err(format!(
-                    "{flag} does not apply to {} (it applies to {})",
-                    mode.label(),
-                    to.join(", ")
-                ));
-            }
-        }
-        Ok(())
+        ]
     }
 
     /// Positional names and --name values, in order.
@@ -255,5 +259,51 @@ impl Cli {
             .chain(self.name_flag.iter())
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// A new flag must say where it applies (or be a mode or apply everywhere), so that no
+    /// flag is parsed and then ignored.
+    #[test]
+    fn every_flag_is_a_mode_global_or_scoped() {
+        let cli = Cli::parse_from(["virt-up"]);
+        let scoped: Vec<&str> = cli.scoped_flags().iter().map(|f| f.0).collect();
+        let modes = [
+            "--init",
+            "--list",
+            "--show-templates",
+            "--show-paths",
+            "--delete",
+        ];
+        let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];
+        // Checked by clap: they require --login.
+        let login_only = ["--sftp", "--command"];
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            let known = [&scoped[..], &modes, &other, &login_only]
+                .iter()
+                .any(|list| list.contains(&flag.as_str()));
+            assert!(
+                known || arg.is_hide_set(),
+                "{flag} has no place in check_flags"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_outside_its_mode_is_refused() {
+        let check = |args: &[&str]| Cli::parse_from(args).check_flags();
+        assert!(check(&["virt-up", "w", "--template", "t", "--memory", "1024"]).is_ok());
+        assert!(check(&["virt-up", "--delete", "--all", "--yes"]).is_ok());
+        assert_eq!(
+            check(&["virt-up", "w", "--login", "--vcpus", "2"]).unwrap_err(),
+            "--vcpus does not apply to --login (it applies to creating instances)"
+        );
     }
 }

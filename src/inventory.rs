@@ -231,7 +231,12 @@ mod tests {
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA3 c")).unwrap();
         let text = std::fs::read_to_string(paths.known_hosts()).unwrap();
         assert_eq!(text, "ab ssh-ed25519 AAAA2\na ssh-ed25519 AAAA3\n");
+        assert_eq!(
+            known_host(&paths, "a").as_deref(),
+            Some("ssh-ed25519 AAAA3")
+        );
         set_known_host(&paths, "a", None).unwrap();
+        assert_eq!(known_host(&paths, "a"), None);
         let text = std::fs::read_to_string(paths.known_hosts()).unwrap();
         assert_eq!(text, "ab ssh-ed25519 AAAA2\n");
     }
