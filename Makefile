@@ -7,7 +7,7 @@ CARGO     ?= cargo
 VIRT_TYPE ?= qemu
 export VIRT_TYPE
 
-.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm lint man bench bench-virt-maker bench-gen-vm-image
+.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm lint lint-tools man bench bench-virt-maker bench-gen-vm-image
 
 all: build
 
@@ -46,9 +46,20 @@ test-integration:
 test-realvm: host base-image cloudinit-image
 	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
 
-lint:
+# Shell scripts shellcheck reads (the fake tools have no .sh suffix).
+SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/*
+
+lint: lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	shellcheck $(SHELL_SCRIPTS)
+	scripts/deny-check.sh
+
+# shellcheck comes with the host's packages (scripts/host-setup.sh, `make host`);
+# cargo-deny is built once from crates.io where missing (0.20: the deny.toml format).
+lint-tools:
+	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is missing: run 'make host' (or apt-get install shellcheck)" >&2; exit 1; }
+	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny --version "^0.20"
 
 # Regenerate the man page and completions from the clap definitions.
 man:

@@ -83,10 +83,11 @@ if [ -z "${PEER_BASE_INDEX:-}" ]; then
     PEER_BASE_INDEX=$(readlink -f "$BASE_CACHE/current/index")
   else
     # newest complete entry (index written last, by an atomic rename of the directory)
+    # shellcheck disable=SC2012 # newest by mtime; the entries are named by hex keys
     PEER_BASE_INDEX=$(ls -1t "$BASE_CACHE"/*/index 2>/dev/null | head -n1 || true)
   fi
 fi
-[ -n "$PEER_BASE_INDEX" ] && [ -f "$PEER_BASE_INDEX" ] ||
+{ [ -n "$PEER_BASE_INDEX" ] && [ -f "$PEER_BASE_INDEX" ]; } ||
   die "no local virt-builder index under $BASE_CACHE: run scripts/build-base-image.sh (make base-image)"
 grep -q '^\[debian-12-local\]' "$PEER_BASE_INDEX" || die "$PEER_BASE_INDEX has no [debian-12-local] image"
 log "local image index: $PEER_BASE_INDEX"
@@ -158,6 +159,7 @@ EOF
 # Sanity: the original sees exactly our template, and no /etc/virt-up interferes.
 [ ! -e /etc/virt-up ] || log "warning: /etc/virt-up exists; the original merges it under our config"
 (
+  # shellcheck source=/dev/null # written by this script, above
   . "$PEER_HOME/env"
   "$PEER_VENV/bin/virt-up" show templates | grep -q '^peer-deb ' || die "the original does not see template peer-deb"
 )

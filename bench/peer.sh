@@ -47,6 +47,7 @@ VU() {
   else
     mkdir -p "$PEER_HOME/run-user/$(id -u)"
     chmod 700 "$PEER_HOME/run-user/$(id -u)"
+    # shellcheck disable=SC2016 # $0 and $@ are the inner sh's, expanded there
     unshare --mount --propagation private -- \
       sh -c 'mount --bind "$0" /run/user && exec "$@"' \
       "$PEER_HOME/run-user" "$PEER_VENV/bin/virt-up" "$@"
@@ -91,7 +92,7 @@ cmd_create() {
   local name=$1 cfg deadline
   check_name "$name"
   VU create -t "$TEMPLATE" "$name"
-  meta_exists "$name" && domain_exists "$name" || die "the original did not create '$name'"
+  { meta_exists "$name" && domain_exists "$name"; } || die "the original did not create '$name'"
   cfg=$(ssh_config "$name")
   deadline=$((SECONDS + ${PEER_SSH_TIMEOUT:-180}))
   until ssh -F "$cfg" -o BatchMode=yes -o ConnectTimeout=5 "$name" true 2>/dev/null; do
@@ -110,14 +111,14 @@ cmd_delete() {
     return 0
   fi
   VU destroy "$name"
-  ! domain_exists "$name" && ! meta_exists "$name" || die "the original did not delete '$name'"
+  { ! domain_exists "$name" && ! meta_exists "$name"; } || die "the original did not delete '$name'"
   rm -f "$PEER_HOME/ssh/$name.config"
 }
 
 cmd_delete_template() {
   meta_exists "$TEMPLATE_DOMAIN" || { echo "template '$TEMPLATE' not built"; return 0; }
   VU destroy "$TEMPLATE_DOMAIN"   # refuses (exit 0!) while clones use it
-  ! domain_exists "$TEMPLATE_DOMAIN" && ! meta_exists "$TEMPLATE_DOMAIN" ||
+  { ! domain_exists "$TEMPLATE_DOMAIN" && ! meta_exists "$TEMPLATE_DOMAIN"; } ||
     die "the original did not delete $TEMPLATE_DOMAIN (clones still use it?)"
 }
 

@@ -38,6 +38,7 @@ for i in $(seq "$runs"); do
     t0=$(now); "$bin" build -f "$work/t/t.yml" >/dev/null; t1=$(now)
     last+=("$(echo "$t1 - $t0" | bc -l)")
     # The step's own time: the same tool run on a fresh overlay of the same parent.
+    # shellcheck disable=SC2012 # second newest by mtime; layers are named by hex digests
     parent=$(ls -t "$work"/cache/layers/*.qcow2 | sed -n 2p)
     qemu-img create -q -f qcow2 -F qcow2 -b "$parent" "$work/own.qcow2"
     printf 'x' > "$work/content"

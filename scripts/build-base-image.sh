@@ -5,7 +5,7 @@
 #
 #   scripts/build-base-image.sh        -> prints the path of the repository's index
 #
-# The disk is made by virt-maker's debootstrap importer (src/image/debootstrap.rs) from
+# The disk is made by virt-maker's debootstrap importer (src/image/debootstrap/) from
 # scripts/base-image.yml, which is the shipped template debian-12-local's import: the
 # recipe exists once, in Rust. This script adds the cache, xz and the index.
 #
@@ -38,7 +38,7 @@ SPEC=$TOP/scripts/base-image.yml
 # Everything the disk depends on: this script, the YAML files and the Rust recipe.
 RECIPE_FILES=(
   "$SCRIPT_PATH" "$SPEC" "$TOP/etc/virt-up/templates.d/debian-12-local.yml"
-  "$TOP/src/image/debootstrap.rs" "$TOP"/src/image/debootstrap/*.rs
+  "$TOP"/src/image/debootstrap/*.rs
 )
 CACHE_ROOT=${VIRTUP_BASE_CACHE:-/var/cache/virt-up-base}
 KEY=$(cat "${RECIPE_FILES[@]}" | sha256sum | cut -c1-16)

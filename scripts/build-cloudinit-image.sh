@@ -33,7 +33,7 @@ cleanup() { remove_tree "$WORK"; }
 BASE_INDEX=$("$SCRIPT_DIR/build-base-image.sh")
 BASE_DIR=$(dirname "$BASE_INDEX")
 BASE_FILE=$(awk -F= '$1 == "file" { print $2; exit }' "$BASE_INDEX")
-[ -n "$BASE_FILE" ] && [ -f "$BASE_DIR/$BASE_FILE" ] || die "no image file in $BASE_INDEX"
+{ [ -n "$BASE_FILE" ] && [ -f "$BASE_DIR/$BASE_FILE" ]; } || die "no image file in $BASE_INDEX"
 KEY=$(cat "$SCRIPT_PATH" "$BASE_INDEX" | sha256sum | cut -c1-16)
 OUT_DIR=$CACHE_ROOT/cloudinit-$KEY
 
@@ -117,6 +117,7 @@ copy_in() {
 build() {
   local out=$WORK/out
   mkdir -p "$out"
+  # shellcheck disable=SC2016 # $1 and $2 are the inner sh's arguments, expanded there
   timed "decompress $BASE_FILE" sh -c 'xz -dc "$1" | cp --sparse=always /dev/stdin "$2"' \
     sh "$BASE_DIR/$BASE_FILE" "$WORK/disk.raw"
   timed "copy the root file system out" copy_out

@@ -8,7 +8,8 @@ log() { printf 'host-setup: %s\n' "$*" >&2; }
 
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   qemu-utils guestfs-tools libguestfs-tools virtinst debootstrap linux-image-amd64
-  supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils)
+  supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils
+  shellcheck)
 
 missing_packages() {
   local p
@@ -21,7 +22,7 @@ install_packages() {
   local missing
   missing=$(missing_packages)
   [ -z "$missing" ] && return 0
-  log "installing: $(echo $missing | tr '\n' ' ')"
+  log "installing: ${missing//$'\n'/ }"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # qemu-utils may come from backports at a version that conflicts with bookworm's
@@ -40,8 +41,8 @@ install_packages() {
 start_daemons() {
   pgrep -x virtlogd >/dev/null || virtlogd -d
   pgrep -x libvirtd >/dev/null || libvirtd -d
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     virsh -c qemu:///system version >/dev/null 2>&1 && return 0
     sleep 0.1
   done

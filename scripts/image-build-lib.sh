@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the image build scripts (scripts/build-*-image.sh); sourced, not run.
 # The caller sets SCRIPT_NAME first (the prefix of its log lines).
 
@@ -24,8 +25,8 @@ timed() {
 remove_tree() {
   local dir=$1 m
   [ -n "$dir" ] && [ -d "$dir" ] || return 0
-  for m in $(awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
+  while read -r m; do
     umount -l "$m" 2>/dev/null || true
-  done
+  done < <(awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r)
   rm -rf --one-file-system "$dir"
 }

@@ -25,7 +25,7 @@ impl Ui {
     }
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.debug {
-            eprintln!("debug: {}", msg.as_ref());
+            crate::log::debug(msg.as_ref());
         }
     }
     pub fn warn(&self, msg: impl AsRef<str>) {
@@ -89,19 +89,8 @@ impl Context {
     /// The runner for libguestfs and other tools for guests of `virt_type` (force_tcg for
     /// qemu).
     pub fn runner(&self, virt_type: VirtType) -> Runner {
-        let mut env = vec![];
-        if virt_type == VirtType::Qemu {
-            // KVM is unusable or absent: libguestfs must not try it.
-            env.push(("LIBGUESTFS_BACKEND".to_string(), "direct".to_string()));
-            env.push((
-                "LIBGUESTFS_BACKEND_SETTINGS".to_string(),
-                "force_tcg".to_string(),
-            ));
-        }
-        Runner {
-            env,
-            show_output: self.ui.debug,
-            debug: self.ui.debug,
-        }
+        Runner::new(virt_type.into())
+            .show_output(self.ui.debug)
+            .debug(self.ui.debug)
     }
 }

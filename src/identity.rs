@@ -45,14 +45,29 @@ pub struct Identity {
 
 /// A random identifier (128 bits, hex).
 pub fn random_id() -> String {
-    let b: [u8; 16] = rand::random();
+    let b: [u8; 16] = crate::random::bytes();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A SHA-512 crypt(3) hash, so no plain password is ever written for the guest.
 pub fn password_hash(password: &str) -> Result<String> {
-    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
-        .map_err(|e| Error::Other(format!("cannot hash password: {e:?}")))
+    use sha_crypt::{PasswordHasher, ShaCrypt};
+    // 12 bytes: the 16 salt characters crypt(3) uses, in its base64.
+    let salt: [u8; 12] = crate::random::bytes();
+    ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Identity {
+            what: "cannot hash password",
+            message: format!("{e:?}"),
+        })
+}
+
+fn seed_error(e: std::io::Error) -> Error {
+    Error::Identity {
+        what: "building seed archive",
+        message: e.to_string(),
+    }
 }
 
 /// Write the seed archive the agent reads at first boot (0600: it holds a private key).
@@ -64,8 +79,7 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
         header.set_mode(mode);
         header.set_mtime(0);
         header.set_cksum();
-        tar.append_data(&mut header, name, data)
-            .map_err(|e| Error::Other(format!("building seed archive: {e}")))
+        tar.append_data(&mut header, name, data).map_err(seed_error)
     };
     add(
         "instance-id",
@@ -105,10 +119,8 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
             )?;
         }
     }
-    let bytes = tar
-        .into_inner()
-        .map_err(|e| Error::Other(format!("building seed archive: {e}")))?;
-    write_atomic(path, &bytes, 0o600)
+    let bytes = tar.into_inner().map_err(seed_error)?;
+    Ok(write_atomic(path, &bytes, 0o600)?)
 }
 
 /// The seed as the raw volume `name` in `pool` (archived into a private temporary file,
@@ -238,17 +250,34 @@ pub fn sysprep(
     ]));
     args.extend(argv(extra_args));
     runner
-        .run(
-            "virt-sysprep",
-            &args,
-            &format!("identity of {}", disk.display()),
-        )
-        .map(|_| ())
+        .tool("virt-sysprep")
+        .args(&args)
+        .context(format!("identity of {}", disk.display()))
+        .run()?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// crypt(3)'s SHA-512 form, with 16 salt characters, which the guest's
+    /// chpasswd -e / usermod -p accept; and the hash is of that password.
+    #[test]
+    fn password_hash_is_sha512_crypt_of_the_password() {
+        use sha_crypt::{PasswordVerifier, ShaCrypt};
+        let hash = password_hash("secret").unwrap();
+        let fields: Vec<&str> = hash.split('$').collect();
+        assert_eq!(fields[..3], ["", "6", "rounds=5000"], "{hash}");
+        assert_eq!((fields[3].len(), fields[4].len()), (16, 86), "{hash}");
+        ShaCrypt::SHA512
+            .verify_password(b"secret", hash.as_str())
+            .unwrap();
+        assert!(ShaCrypt::SHA512
+            .verify_password(b"other", hash.as_str())
+            .is_err());
+        assert_ne!(password_hash("secret").unwrap(), hash, "salted");
+    }
 
     #[test]
     fn seed_archive_holds_the_identity_and_is_private() {

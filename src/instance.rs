@@ -4,9 +4,10 @@
 
 use crate::config::plan::{self, AddressSource, ImageFormat, InstancePlan, TemplatePlan};
 use crate::context::Context;
-use crate::domain_xml::{Disk, DomainSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::remove_if_exists;
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
+use crate::hypervisor::virt_install;
 use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::inventory;
@@ -14,7 +15,6 @@ use crate::lock::Lock;
 use crate::readiness::{self, Target};
 use crate::records::{now_rfc3339, Login, Phase, Record};
 use crate::sshkeys;
-use crate::virt_install;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -75,7 +75,7 @@ pub fn render_inventory(records: &[Record]) -> String {
     if !templates.is_empty() {
         children.insert("virt_up_templates", Group { hosts: templates });
     }
-    serde_yaml_ng::to_string(&Inventory {
+    yaml_serde::to_string(&Inventory {
         all: All { children },
     })
     .expect("inventory serializes")
@@ -105,11 +105,11 @@ pub fn write_all(paths: &Paths, records: &[Record]) -> Result<()> {
         render_inventory(records).as_bytes(),
         0o600,
     )?;
-    write_atomic(
+    Ok(write_atomic(
         &paths.ssh_config(),
         render_ssh_config(records).as_bytes(),
         0o600,
-    )
+    )?)
 }
 
 /// The host key known_hosts has for `name` ("keytype base64"), if any.
@@ -138,7 +138,7 @@ pub fn set_known_host(paths: &Paths, name: &str, public_key: Option<&str>) -> Re
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    write_atomic(&path, text.as_bytes(), 0o600)
+    Ok(write_atomic(&path, text.as_bytes(), 0o600)?)
 }
 
 #[cfg(test)]
@@ -193,7 +193,7 @@ mod tests {
             record("nowhere", None),
             hidden,
         ]);
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
         let hosts = &v["all"]["children"]["virt_up_managed"]["hosts"];
         assert_eq!(
             hosts["web1"]["ansible_host"].as_str(),

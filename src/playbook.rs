@@ -21,15 +21,9 @@ pub fn find(ctx: &Context, playbook: &str) -> Result<PathBuf> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "playbook '{playbook}' not found; looked in: {}",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+        .ok_or_else(|| Error::PlaybookNotFound {
+            name: playbook.to_string(),
+            looked_in: candidates.clone(),
         })
 }
 
@@ -54,23 +48,13 @@ pub fn run_with_inventory(
         name.to_string(),
         path.display().to_string(),
     ]);
-    let runner = crate::runner::Runner {
-        debug: ctx.ui.debug,
-        ..Default::default()
-    };
-    let status = runner
-        .command("ansible-playbook", &args)
+    let runner = crate::runner::Runner::default().debug(ctx.ui.debug);
+    runner
+        .tool("ansible-playbook")
+        .args(&args)
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
-        .status()
-        .map_err(|e| crate::runner::spawn_error("ansible-playbook", e))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::ToolFailed {
-            tool: "ansible-playbook".into(),
-            code: status.code().unwrap_or(-1),
-            context: format!(" (playbook {} on {name})", path.display()),
-            stderr_tail: "see its output above".into(),
-        })
-    }
+        .on_terminal()
+        .context(format!("playbook {} on {name}", path.display()))
+        .run()?;
+    Ok(())
 }

@@ -104,7 +104,11 @@ pub fn verify_host_key(
     let mut seen = String::new();
     // sshd may still be starting its listener threads: a few quick tries.
     for _ in 0..5 {
-        let out = runner.run("ssh-keyscan", &args, &format!("host key of {name}"))?;
+        let out = runner
+            .tool("ssh-keyscan")
+            .args(&args)
+            .context(format!("host key of {name}"))
+            .run()?;
         seen = String::from_utf8_lossy(&out.stdout).into_owned();
         if seen
             .lines()
@@ -117,11 +121,14 @@ pub fn verify_host_key(
         }
         std::thread::sleep(POLL);
     }
-    Err(Error::Other(format!(
-        "{name}: the SSH server at {ip} does not present the host key virt-up generated for this instance (the first-boot identity was not applied?); got: {}; console log: {}",
+    Err(Error::Guest {
+        name: name.to_string(),
+        message: format!(
+        "the SSH server at {ip} does not present the host key virt-up generated for this instance (the first-boot identity was not applied?); got: {}; console log: {}",
         if seen.trim().is_empty() { "no key" } else { seen.trim() },
         console_log.display()
-    )))
+    ),
+    })
 }
 
 /// Wait for the address, then for SSH; `phase` is told when each phase ends.
@@ -163,11 +170,13 @@ fn poll<T>(
             return Ok(v);
         }
         if !hv.is_running(t.domain)? {
-            return Err(Error::Other(format!(
-                "{}: the guest stopped while waiting for its {phase}; console log: {}",
-                t.domain,
-                t.console_log.display()
-            )));
+            return Err(Error::Guest {
+                name: t.domain.to_string(),
+                message: format!(
+                    "the guest stopped while waiting for its {phase}; console log: {}",
+                    t.console_log.display()
+                ),
+            });
         }
         if Instant::now() >= deadline {
             return Err(Error::Timeout {

@@ -107,7 +107,11 @@ impl Store {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Other(format!("{}: corrupt record: {e}", path.display()))),
+                .map_err(|e| Error::Corrupt {
+                    path: path.clone(),
+                    what: "corrupt record",
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -115,11 +119,15 @@ impl Store {
 
     pub fn save(&self, stem: &str, record: &Record) -> Result<()> {
         let json = serde_json::to_vec_pretty(record).expect("records serialize");
-        write_atomic(&self.paths.instance_record(stem), &json, 0o600)
+        Ok(write_atomic(
+            &self.paths.instance_record(stem),
+            &json,
+            0o600,
+        )?)
     }
 
     pub fn remove(&self, stem: &str) -> Result<()> {
-        remove_if_exists(&self.paths.instance_record(stem))
+        Ok(remove_if_exists(&self.paths.instance_record(stem))?)
     }
 
     /// Every record, sorted by name. A corrupt file is reported, not fatal to listing.
@@ -168,8 +176,11 @@ impl Store {
     fn macs(&self) -> Result<BTreeMap<String, String>> {
         let path = self.paths.macaddrs();
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| Error::Other(format!("{}: corrupt: {e}", path.display()))),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                what: "corrupt",
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -226,7 +237,7 @@ mod tests {
     #[test]
     fn macs_are_stable_and_unique() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::paths::Paths::from_env(&|k| {
+        let paths = Paths::from_env(&|k| {
             (k == "VIRTUP_DATA_HOME").then(|| dir.path().join("d").display().to_string())
         })
         .unwrap();

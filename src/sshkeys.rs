@@ -15,17 +15,18 @@ pub struct KeyPair {
 }
 
 pub fn generate(comment: &str) -> Result<KeyPair> {
-    let mut key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
-        .map_err(|e| Error::Other(format!("cannot generate an ed25519 key: {e}")))?;
+    let mut key = PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519).map_err(
+        |source| Error::SshKey {
+            what: "cannot generate an ed25519 key".into(),
+            source,
+        },
+    )?;
     key.set_comment(comment);
     let private_openssh = key
         .to_openssh(LineEnding::LF)
-        .map_err(|e| Error::Other(format!("cannot encode key: {e}")))?
+        .map_err(encode_error)?
         .to_string();
-    let public_openssh = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| Error::Other(format!("cannot encode key: {e}")))?;
+    let public_openssh = key.public_key().to_openssh().map_err(encode_error)?;
     Ok(KeyPair {
         private_openssh,
         public_openssh,
@@ -48,11 +49,18 @@ pub fn write_login_key(dir: &Path, name: &str, pair: &KeyPair) -> Result<PathBuf
 /// The public key of an existing private key file.
 pub fn public_of(private: &Path) -> Result<String> {
     let text = std::fs::read_to_string(private).map_err(|e| Error::io(private, e))?;
-    let key = PrivateKey::from_openssh(&text)
-        .map_err(|e| Error::Other(format!("{}: not an OpenSSH key: {e}", private.display())))?;
-    key.public_key()
-        .to_openssh()
-        .map_err(|e| Error::Other(format!("cannot encode key: {e}")))
+    let key = PrivateKey::from_openssh(&text).map_err(|source| Error::SshKey {
+        what: format!("{}: not an OpenSSH key", private.display()),
+        source,
+    })?;
+    key.public_key().to_openssh().map_err(encode_error)
+}
+
+fn encode_error(source: ssh_key::Error) -> Error {
+    Error::SshKey {
+        what: "cannot encode key".into(),
+        source,
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,16 @@ choice!(
     /// kvm, or qemu (TCG: libguestfs tools then run with force_tcg too).
     VirtType { Kvm = "kvm", Qemu = "qemu" }
 );
+/// The runner's spelling of the same choice: it sets libguestfs' TCG environment from it.
+impl From<VirtType> for crate::runner::VirtType {
+    fn from(v: VirtType) -> Self {
+        match v {
+            VirtType::Kvm => crate::runner::VirtType::Kvm,
+            VirtType::Qemu => crate::runner::VirtType::Qemu,
+        }
+    }
+}
+
 choice!(
     /// Where an instance's address is looked for.
     AddressSource { Agent = "agent", Lease = "lease", Arp = "arp", Dns = "dns" }
@@ -383,7 +393,7 @@ pub fn resolve(base: &Path, path: &str) -> PathBuf {
 
 /// A size in bytes, in the one size grammar of the project; the error says why not.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    crate::image::size::parse(text).map_err(|e| e.to_string())
+    crate::size::parse(text).map_err(|e| e.to_string())
 }
 
 /// Why `domain` is not a DNS domain (RFC 1035 labels, lower case), if it is not one.

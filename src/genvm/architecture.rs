@@ -31,9 +31,9 @@
 use super::{Failure, ReturnCode};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_yaml_ng::Value;
 use std::fmt;
 use std::path::Path;
+use yaml_serde::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {
@@ -125,7 +125,7 @@ fn is_text(v: &Value) -> bool {
 /// Keys of `map` not in `known`, as warnings: the original reads only the keys it knows
 /// and ignores the rest, so a file written for it must still build.
 fn unknown_keys(
-    map: &serde_yaml_ng::Mapping,
+    map: &yaml_serde::Mapping,
     known: &[&str],
     place: &str,
     warnings: &mut Vec<String>,
@@ -143,13 +143,13 @@ fn unknown_keys(
 
 /// Parse the text of an architecture file.
 pub fn parse(text: &str) -> Result<Architecture, Failure> {
-    let load_error = |e: serde_yaml_ng::Error| {
+    let load_error = |e: yaml_serde::Error| {
         Failure::new(
             ReturnCode::Load,
             format!("cannot load the architecture: {e}"),
         )
     };
-    let value: Value = serde_yaml_ng::from_str(text).map_err(load_error)?;
+    let value: Value = yaml_serde::from_str(text).map_err(load_error)?;
     let top = match &value {
         Value::Null => {
             return Err(Failure::new(
@@ -197,7 +197,7 @@ pub fn parse(text: &str) -> Result<Architecture, Failure> {
     }
 
     // Second reading: the same file as strings, for the scalars' text as written.
-    let raw: RawArchitecture = serde_yaml_ng::from_str(text).map_err(load_error)?;
+    let raw: RawArchitecture = yaml_serde::from_str(text).map_err(load_error)?;
     let raw_images = raw.images.map(|o| o.0).unwrap_or_default();
     let mut specs = Vec::with_capacity(raw_images.len());
     for (key, raw) in raw_images {
@@ -213,7 +213,7 @@ pub fn parse(text: &str) -> Result<Architecture, Failure> {
 fn key_text(k: &Value) -> String {
     match k {
         Value::String(s) => s.clone(),
-        other => serde_yaml_ng::to_string(other)
+        other => yaml_serde::to_string(other)
             .unwrap_or_default()
             .trim()
             .to_string(),
@@ -279,7 +279,7 @@ fn check_image(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<(
 
 fn check_input(
     place: &str,
-    map: &serde_yaml_ng::Mapping,
+    map: &yaml_serde::Mapping,
     warnings: &mut Vec<String>,
 ) -> Result<(), Failure> {
     unknown_keys(map, &INPUT_KEYS, place, warnings);
@@ -360,7 +360,7 @@ fn image_spec(key: String, raw: RawImage) -> Result<ImageSpec, Failure> {
         )));
     }
     let size = raw.size.unwrap_or_default();
-    crate::image::size::parse(&size)
+    crate::size::parse(&size)
         .map_err(|e| Failure::new(ReturnCode::Size, format!("{place}: 'size': {e}")))?;
     let format = raw.format.unwrap_or_else(|| "qcow2".into());
     crate::image::qemu_img::Format::parse(&format)

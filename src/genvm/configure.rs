@@ -14,12 +14,13 @@
 //!    image as it was (the original tool changed it in place, even when failing).
 
 use super::{Failure, ReturnCode, Verbose};
-use crate::domain_xml::{Disk, DomainSpec};
+use crate::fsutil::hidden_sibling;
+use crate::fsutil::TempPath;
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::image::cancel::Cancel;
 use crate::image::qemu_img::QemuImg;
-use crate::image::tempfiles::{sibling, TempPath};
-use crate::runner::{argv, Runner};
+use crate::runner::{argv, Runner, ToolError, VirtType};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -99,13 +100,7 @@ pub fn run(
         other => other.map(str::to_string),
     };
     let files = seed_files(opts)?;
-    let mut runner = Runner::default();
-    if opts.virt_type == "qemu" {
-        runner.env = vec![
-            ("LIBGUESTFS_BACKEND".into(), "direct".into()),
-            ("LIBGUESTFS_BACKEND_SETTINGS".into(), "force_tcg".into()),
-        ];
-    }
+    let runner = Runner::new(VirtType::from_setting(&opts.virt_type));
     let qemu = QemuImg::new(&runner);
     let info = qemu.info(&opts.image, None).map_err(|e| {
         fail(
@@ -133,9 +128,9 @@ pub fn run(
         std::fs::create_dir_all(dir)
             .map_err(|e| fail(ReturnCode::Create, format!("{}: {e}", dir.display())))?;
     }
-    let console_log = crate::genvm::generate::absolute(&console_log);
+    let console_log = crate::fsutil::absolute(&console_log);
     // The guest writes to an overlay; the image changes only when everything worked.
-    let overlay = TempPath::fresh(sibling(&opts.image, ".configure.qcow2"))
+    let overlay = TempPath::fresh(hidden_sibling(&opts.image, ".configure.qcow2"))
         .map_err(|e| fail(ReturnCode::Create, e.to_string()))?;
     qemu.create_overlay(overlay.path(), &opts.image, &info.format)
         .map_err(|e| fail(ReturnCode::Create, e.to_string()))?;
@@ -160,13 +155,13 @@ pub fn run(
         vcpus: opts.vcpus,
         disks: vec![
             Disk {
-                path: crate::genvm::generate::absolute(overlay.path()),
+                path: crate::fsutil::absolute(overlay.path()),
                 format: "qcow2".into(),
                 readonly: false,
                 serial: None,
             },
             Disk {
-                path: crate::genvm::generate::absolute(&opts.seed_output),
+                path: crate::fsutil::absolute(&opts.seed_output),
                 format: "raw".into(),
                 readonly: true,
                 serial: Some("cidata".into()),
@@ -199,15 +194,15 @@ pub fn run(
         "-a".into(),
         overlay.path().as_os_str().to_owned(),
     ]);
+    let cancelled = || cancel.is_cancelled();
     runner
-        .run_cancellable(
-            "virt-sysprep",
-            &args,
-            "resetting the image's identity",
-            &|| cancel.is_cancelled(),
-        )
+        .tool("virt-sysprep")
+        .args(&args)
+        .context("resetting the image's identity")
+        .cancel(&cancelled)
+        .run()
         .map_err(|e| match e {
-            crate::error::Error::Interrupted => fail(ReturnCode::Interrupted, "interrupted"),
+            ToolError::Interrupted => fail(ReturnCode::Interrupted, "interrupted"),
             e => fail(ReturnCode::Reset, format!("Failed to reset image: {e}")),
         })?;
     verbose.push(format!(
@@ -539,7 +534,7 @@ fn seed_files(opts: &ConfigureOptions) -> Result<Vec<SeedFile>, Failure> {
             Some(p) => SeedSource::File(p),
             None => SeedSource::Text(format!(
                 "instance-id: gen-vm-image-{:016x}\nlocal-hostname: {}\n",
-                rand::random::<u64>(),
+                crate::random::u64(),
                 hostname_of(&stem(&opts.image))
             )),
         },
@@ -591,18 +586,22 @@ fn make_seed(
         .map_err(|e| create(format!("{}: {e}", f.name)))?;
         paths.push(dest.into_os_string());
     }
-    let part = TempPath::fresh(sibling(seed, ".part")).map_err(|e| create(e.to_string()))?;
+    let part = TempPath::fresh(hidden_sibling(seed, ".part")).map_err(|e| create(e.to_string()))?;
     let mut args = argv(["-quiet", "-o"]);
     args.push(part.path().as_os_str().to_owned());
     args.extend(argv(["-V", "cidata", "-J", "-r"]));
     args.extend(paths);
     let context = format!("making the cloud-init seed for {label_for}");
-    let made = match runner.run("genisoimage", &args, &context) {
-        Err(crate::error::Error::ToolMissing { .. }) => {
-            let mut x = argv(["-as", "mkisofs"]);
-            x.extend(args.iter().cloned());
-            runner.run("xorriso", &x, &context)
-        }
+    let made = match runner
+        .tool("genisoimage")
+        .args(&args)
+        .context(&context)
+        .run()
+    {
+        Err(ToolError::Missing { .. }) => (runner.tool("xorriso").args(["-as", "mkisofs"]))
+            .args(&args)
+            .context(&context)
+            .run(),
         other => other,
     };
     made.map_err(|e| create(e.to_string()))?;

@@ -1,12 +1,13 @@
 //! One image, as `single` asks for it and as each entry of an architecture file does.
 
 use super::{Failure, ReturnCode, Verbose};
+use crate::fsutil::absolute;
 use crate::image::cancel::Cancel;
 use crate::image::checksum::Expected;
 use crate::image::qemu_img::Format;
 use crate::image::source::{self, Input, Job, Location, Outcome};
 use crate::runner::Runner;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The directory images go to when none is given (the original tool's).
 pub const DEFAULT_OUTPUT_DIRECTORY: &str = "generated-images";
@@ -77,7 +78,7 @@ impl ImageRequest {
             }
         }
         let format = Format::parse(&self.format)?;
-        let size = crate::image::size::parse(&self.size)?;
+        let size = crate::size::parse(&self.size).map_err(crate::image::Error::from)?;
         let missing = |m: &str| Failure::new(ReturnCode::MissingAttribute, m);
         let checksum = match (&self.checksum_type, &self.checksum) {
             (None, None) => None,
@@ -184,10 +185,6 @@ pub fn run_plan(plan: &Plan, env: &Env, verbose: &mut Verbose) -> Result<String,
     }
 }
 
-pub fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,10 +202,10 @@ mod tests {
     #[test]
     fn output_is_named_like_the_originals() {
         let mut r = req();
-        assert_eq!(r.output_path(), Path::new("out/deb.qcow2"));
+        assert_eq!(r.output_path(), std::path::Path::new("out/deb.qcow2"));
         r.version = Some("9.10".into());
         r.format = "raw".into();
-        assert_eq!(r.output_path(), Path::new("out/deb-9.10.raw"));
+        assert_eq!(r.output_path(), std::path::Path::new("out/deb-9.10.raw"));
     }
 
     #[test]

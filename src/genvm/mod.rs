@@ -10,6 +10,8 @@ pub mod architecture;
 pub mod cli;
 pub mod configure;
 pub mod generate;
+// unsafe: getpwnam_r, for --generated-image-owner.
+#[allow(unsafe_code)]
 pub mod legacy;
 pub mod multiple;
 
@@ -73,10 +75,10 @@ impl From<crate::image::Error> for Failure {
             E::InvalidSize { .. } => ReturnCode::Size,
             E::Download { .. } => ReturnCode::Download,
             E::ShrinkRefused { .. } | E::Resize { .. } => ReturnCode::Resize,
-            E::UnsupportedFormat(_) => ReturnCode::InvalidAttribute,
+            E::UnsupportedFormat(_) | E::Recipe(_) => ReturnCode::InvalidAttribute,
             E::Check { .. } => ReturnCode::Check,
             E::Interrupted => ReturnCode::Interrupted,
-            E::Io { .. } | E::Invalid(_) | E::Inspect { .. } | E::Create { .. } => {
+            E::Io { .. } | E::Invalid(_) | E::Inspect { .. } | E::Create { .. } | E::Tool(_) => {
                 ReturnCode::Create
             }
         };

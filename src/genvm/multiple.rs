@@ -3,8 +3,9 @@
 //! entry is checked before any work starts; an image that fails does not stop the others.
 
 use super::architecture::{self, Architecture, ImageSpec};
-use super::generate::{self, absolute, Env, ImageRequest, Plan};
+use super::generate::{self, Env, ImageRequest, Plan};
 use super::{Failure, ReturnCode, Verbose};
+use crate::fsutil::absolute;
 use crate::image::source::Location;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};

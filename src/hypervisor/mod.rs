@@ -5,7 +5,9 @@
 //! and cannot upload: there [`local_dir`] stands in with files in the pool's directory.
 //! Tests of this code use the test driver; the real daemon is exercised by the real-VM tier.
 
+pub mod domain_xml;
 mod local_dir;
+pub mod virt_install;
 
 use crate::config::plan::ImageFormat;
 use crate::error::{Error, Result};

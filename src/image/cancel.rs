@@ -3,6 +3,9 @@
 //! alongside). Work in progress is then removed, so an interrupted run leaves no
 //! half-written output.
 
+// unsafe: signal handlers for Ctrl-C and SIGTERM (libc::sigaction); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -38,12 +41,12 @@ pub fn install_interrupt_handler() {
 /// The interrupt handler for as long as this guard lives, then the dispositions from
 /// before it. For library code that must clean up after a Ctrl-C (unmount, remove a work
 /// tree) in a front-end that otherwise lets the signal kill it at once.
-pub struct InterruptScope {
+pub(crate) struct InterruptScope {
     old: [(libc::c_int, libc::sigaction); 2],
 }
 
 impl InterruptScope {
-    pub fn enter() -> InterruptScope {
+    pub(crate) fn enter() -> InterruptScope {
         // SAFETY: sigaction only reads and writes these plain structs.
         let save = |sig| unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
@@ -68,7 +71,7 @@ impl Drop for InterruptScope {
 }
 
 /// True once SIGINT or SIGTERM arrived (with the handler installed).
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
@@ -81,27 +84,27 @@ pub struct Cancel {
 }
 
 impl Cancel {
-    pub fn new() -> Cancel {
+    pub(crate) fn new() -> Cancel {
         Cancel::default()
     }
 
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.own.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled_here()
             || interrupted()
             || self.parent.as_ref().is_some_and(|p| p.is_cancelled())
     }
 
     /// True when this token itself (not a parent, not a signal) was cancelled.
-    pub fn cancelled_here(&self) -> bool {
+    pub(crate) fn cancelled_here(&self) -> bool {
         self.own.load(Ordering::SeqCst)
     }
 
     /// A token cancelled with this one, that can also be cancelled on its own.
-    pub fn child(&self) -> Cancel {
+    pub(crate) fn child(&self) -> Cancel {
         Cancel {
             own: Arc::default(),
             parent: Some(Box::new(self.clone())),

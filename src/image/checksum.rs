@@ -6,14 +6,18 @@
 //!
 //! The implementations are RustCrypto's: sha1/sha2 detect SHA-NI at run time.
 
+// unsafe: a read-only memory map of the input (libc::mmap/munmap/madvise); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::cancel::Cancel;
 use super::{Error, IoAt, Result};
+use crate::digest::hex;
 use digest::Digest;
 use std::io::Read;
 use std::path::Path;
 
 /// Read size when the user gives none: large reads keep the hash the only cost.
-pub const DEFAULT_BUFFER_SIZE: usize = 1 << 20;
+pub(crate) const DEFAULT_BUFFER_SIZE: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -52,7 +56,7 @@ const ALL: [Algorithm; 14] = [
 
 impl Algorithm {
     /// hashlib's name, case-insensitive; `-` and `_` are the same (`sha3-256`, `sha3_256`).
-    pub fn parse(name: &str) -> Result<Algorithm> {
+    pub(crate) fn parse(name: &str) -> Result<Algorithm> {
         let wanted = name.trim().to_ascii_lowercase().replace('-', "_");
         ALL.into_iter()
             .find(|a| a.name() == wanted)
@@ -62,7 +66,7 @@ impl Algorithm {
     }
 
     /// The hashlib name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "md5",
             Algorithm::Sha1 => "sha1",
@@ -82,7 +86,7 @@ impl Algorithm {
     }
 
     /// The digest length in bytes (hashlib's defaults: blake2b 64, blake2s 32).
-    pub fn digest_len(self) -> usize {
+    pub(crate) fn digest_len(self) -> usize {
         match self {
             Algorithm::Md5 => 16,
             Algorithm::Sha1 => 20,
@@ -94,11 +98,11 @@ impl Algorithm {
         }
     }
 
-    pub fn supported() -> String {
+    pub(crate) fn supported() -> String {
         ALL.map(|a| a.name()).join(", ")
     }
 
-    pub fn hasher(self) -> Hasher {
+    pub(crate) fn hasher(self) -> Hasher {
         Hasher(match self {
             Algorithm::Md5 => Inner::Md5(md5::Md5::new()),
             Algorithm::Sha1 => Inner::Sha1(sha1::Sha1::new()),
@@ -119,7 +123,7 @@ impl Algorithm {
 }
 
 /// A running hash of one of the [`Algorithm`]s.
-pub struct Hasher(Inner);
+pub(crate) struct Hasher(Inner);
 
 enum Inner {
     Md5(md5::Md5),
@@ -160,24 +164,14 @@ macro_rules! each {
 }
 
 impl Hasher {
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         each!(&mut self.0, h => h.update(data))
     }
 
     /// The digest in lower-case hex.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         each!(self.0, h => hex(&h.finalize()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 /// What the input must hash to.
@@ -196,7 +190,7 @@ pub struct Expected {
 impl Expected {
     /// Validate a user's checksum: a known algorithm and a hex value of its length, so a
     /// typo fails before a long download rather than after it.
-    pub fn new(
+    pub(crate) fn new(
         algorithm: &str,
         value: &str,
         read_bytes: Option<u64>,
@@ -232,12 +226,12 @@ impl Expected {
         })
     }
 
-    pub fn matches(&self, actual: &str) -> bool {
+    pub(crate) fn matches(&self, actual: &str) -> bool {
         self.value.eq_ignore_ascii_case(actual.trim())
     }
 
     /// An error unless `actual` is the expected value.
-    pub fn verify(&self, actual: &str, what: &str) -> Result<()> {
+    pub(crate) fn verify(&self, actual: &str, what: &str) -> Result<()> {
         if self.matches(actual) {
             return Ok(());
         }
@@ -249,7 +243,7 @@ impl Expected {
         })
     }
 
-    pub fn summer(&self) -> Summer {
+    pub(crate) fn summer(&self) -> Summer {
         Summer {
             hasher: self.algorithm.hasher(),
             remaining: self.read_bytes.unwrap_or(u64::MAX),
@@ -257,7 +251,7 @@ impl Expected {
     }
 
     /// Describe what is hashed, for messages: "sha256" or "sha256 of the first 1024 bytes".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.read_bytes {
             Some(n) => format!("{} of the first {n} bytes", self.algorithm.name()),
             None => self.algorithm.name().to_string(),
@@ -266,13 +260,13 @@ impl Expected {
 }
 
 /// A hash fed with a stream, honouring `read_bytes`.
-pub struct Summer {
+pub(crate) struct Summer {
     hasher: Hasher,
     remaining: u64,
 }
 
 impl Summer {
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         let n = usize::try_from(self.remaining)
             .unwrap_or(usize::MAX)
             .min(data.len());
@@ -283,11 +277,11 @@ impl Summer {
     }
 
     /// True once `read_bytes` bytes have been hashed: the rest of the stream is not needed.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.remaining == 0
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.hasher.finish()
     }
 }
@@ -296,7 +290,7 @@ impl Summer {
 /// `cancel` fires. A regular file is mapped into memory rather than read: the hash then
 /// works on the page cache directly, without copying every byte first (about 10% of the
 /// time of a SHA-NI sha256 here).
-pub fn hash_file(path: &Path, expected: &Expected, cancel: &Cancel) -> Result<String> {
+pub(crate) fn hash_file(path: &Path, expected: &Expected, cancel: &Cancel) -> Result<String> {
     let mut file = std::fs::File::open(path).at(path)?;
     advise_sequential(&file);
     let mut summer = expected.summer();

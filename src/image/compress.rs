@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Xz,
     Gzip,
@@ -17,7 +17,7 @@ pub enum Compression {
 
 impl Compression {
     /// Recognise a compressed stream by its first bytes (at least 6 for xz).
-    pub fn detect(header: &[u8]) -> Compression {
+    pub(crate) fn detect(header: &[u8]) -> Compression {
         if header.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0x00]) {
             Compression::Xz
         } else if header.starts_with(&[0x1F, 0x8B]) {
@@ -30,7 +30,7 @@ impl Compression {
     }
 
     /// The compression of a file, from its first bytes.
-    pub fn of_file(path: &Path) -> Result<Compression> {
+    pub(crate) fn of_file(path: &Path) -> Result<Compression> {
         let mut header = [0u8; 6];
         let mut file = File::open(path).at(path)?;
         let mut got = 0;
@@ -43,7 +43,7 @@ impl Compression {
         Ok(Compression::detect(&header[..got]))
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
             Compression::Xz => "xz",
@@ -53,7 +53,7 @@ impl Compression {
     }
 
     /// A reader of the decompressed stream (concatenated streams/members included).
-    pub fn decoder<'a, R: Read + 'a>(self, reader: R) -> Result<Box<dyn Read + 'a>> {
+    pub(crate) fn decoder<'a, R: Read + 'a>(self, reader: R) -> Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(reader),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
@@ -68,7 +68,7 @@ impl Compression {
 
 /// Copy `reader` to a new file at `dest`, leaving holes where whole blocks are zero (disk
 /// images are mostly empty). Returns the number of bytes written (the logical size).
-pub fn write_sparse(mut reader: impl Read, dest: &Path, cancel: &Cancel) -> Result<u64> {
+pub(crate) fn write_sparse(mut reader: impl Read, dest: &Path, cancel: &Cancel) -> Result<u64> {
     const BLOCK: usize = 64 << 10;
     let mut out = File::create(dest).at(dest)?;
     let mut buf = vec![0u8; 1 << 20];

@@ -3,6 +3,9 @@
 //! O_DIRECT where the file system allows it, so the copy costs little CPU next to the
 //! checksum computed alongside, and is on disk when it returns.
 
+// unsafe: early write-back of the output (libc::sync_file_range); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::cancel::Cancel;
 use super::checksum::Mapping;
 use super::progress::Progress;
@@ -20,7 +23,7 @@ const ALIGN: usize = 4096;
 /// Copy `src` to a new `dst`; with `sparse`, whole zero blocks become holes. The copy is
 /// fsynced. Returns the number of bytes (the logical size). With `progress`, a bar on a
 /// terminal.
-pub fn copy_image(
+pub(crate) fn copy_image(
     src: &Path,
     dst: &Path,
     sparse: bool,
@@ -44,7 +47,7 @@ pub fn copy_image(
         // Not mappable (empty, or a special file): a plain copy.
         drop(buffered);
         std::fs::copy(src, dst).at(dst)?;
-        super::tempfiles::sync_file(dst)?;
+        crate::fsutil::sync_file(dst)?;
         return Ok(len);
     };
     let data = map.bytes();

@@ -10,16 +10,18 @@
 use super::cancel::Cancel;
 use super::checksum::{Expected, Summer};
 use super::progress::Progress;
-use super::tempfiles::{remove_if_exists, NameLock, TempPath};
 use super::{Error, IoAt, Result};
+use crate::fsutil::TempPath;
+use crate::fsutil::{remove_if_exists, with_suffix};
+use crate::lock::Lock;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// What to fetch, and where.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub url: &'a str,
     /// The complete file appears here (atomically).
     pub dest: &'a Path,
@@ -30,7 +32,7 @@ pub struct Request<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     /// The checksum of the data (of its first `read_bytes`), when one was expected.
     pub digest: Option<String>,
     pub bytes: u64,
@@ -57,18 +59,6 @@ impl PartMeta {
     }
 }
 
-pub fn part_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
-fn meta_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".part.json");
-    PathBuf::from(s)
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -82,10 +72,10 @@ fn agent() -> ureq::Agent {
 }
 
 /// Download `req.url` to `req.dest`, resuming an earlier partial download of the same URL.
-pub fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
-    let part = part_path(req.dest);
-    let meta_file = meta_path(req.dest);
-    let _lock = NameLock::acquire(&part)?;
+pub(crate) fn fetch(req: &Request, log: &mut dyn FnMut(String)) -> Result<Fetched> {
+    let part = with_suffix(req.dest, ".part");
+    let meta_file = with_suffix(req.dest, ".part.json");
+    let _lock = Lock::on_name(&part)?;
     let fail = |message: String| Error::Download {
         url: req.url.to_string(),
         message,

@@ -11,13 +11,14 @@
 use super::cancel::Cancel;
 use super::checksum::{self, Expected};
 use super::download;
-use super::tempfiles::{remove_if_exists, NameLock};
-use super::{Error, Result};
+use super::Result;
+use crate::fsutil::{remove_if_exists, with_suffix};
+use crate::lock::Lock;
 use std::path::{Path, PathBuf};
 
 /// A URL's file in the cache.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Cached {
+pub(crate) struct Cached {
     pub path: PathBuf,
     /// The checksum it matched, when one was expected.
     pub digest: Option<String>,
@@ -25,7 +26,7 @@ pub struct Cached {
 
 /// Where `url` is kept in `dir`: a hash of the URL (distinct URLs never share a file)
 /// followed by its last segment (a name a user can recognise).
-pub fn path_for(dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn path_for(dir: &Path, url: &str) -> PathBuf {
     let name = url
         .split(['?', '#'])
         .next()
@@ -34,15 +35,12 @@ pub fn path_for(dir: &Path, url: &str) -> PathBuf {
         .next()
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
         .unwrap_or("download");
-    dir.join(format!(
-        "{}-{name}",
-        &crate::stepcache::key::sha256_hex(url)[..16]
-    ))
+    dir.join(format!("{}-{name}", &crate::digest::sha256_hex(url)[..16]))
 }
 
 /// `url` as a complete local file in `dir`, downloaded unless it is there already (and,
 /// with `expected`, matches it).
-pub fn fetch(
+pub(crate) fn fetch(
     dir: &Path,
     url: &str,
     expected: Option<&Expected>,
@@ -50,10 +48,10 @@ pub fn fetch(
     progress: bool,
     log: &mut dyn FnMut(String),
 ) -> Result<Cached> {
-    crate::fsutil::private_dir(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+    crate::fsutil::private_dir(dir)?;
     let dest = path_for(dir, url);
-    let lock_path = suffixed(&dest, ".lock");
-    let lock = NameLock::acquire(&lock_path)?;
+    let lock_path = with_suffix(&dest, ".lock");
+    let lock = Lock::on_name(&lock_path)?;
     let result = fetch_locked(&dest, url, expected, cancel, progress, log);
     // Nothing but the file stays behind; a waiter that locked the removed name locks anew.
     let _ = remove_if_exists(&lock_path);
@@ -69,7 +67,7 @@ fn fetch_locked(
     progress: bool,
     log: &mut dyn FnMut(String),
 ) -> Result<Cached> {
-    let notes = suffixed(dest, ".sums");
+    let notes = with_suffix(dest, ".sums");
     if dest.is_file() {
         if reusable(dest, &notes, expected, cancel)? {
             log(format!("Using the cached download of {url}"));
@@ -143,14 +141,7 @@ fn note(notes: &Path, e: &Expected) -> Result<()> {
     }
     text.push_str(&line);
     text.push('\n');
-    crate::fsutil::write_atomic(notes, text.as_bytes(), 0o644)
-        .map_err(|e| Error::Invalid(e.to_string()))
-}
-
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+    Ok(crate::fsutil::write_atomic(notes, text.as_bytes(), 0o644)?)
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@
 //! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
 //! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
 //! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
-//! - [`tempfiles`]: work files removed unless renamed into place, and name locks;
-//! - [`size`]: sizes parsed exactly as qemu-img parses them;
 //! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];
 //! - [`cancel`]: Ctrl-C and cancellation, so nothing half-written is left behind;
@@ -19,20 +17,19 @@
 
 pub mod cancel;
 pub mod checksum;
-pub mod compress;
-pub mod copy;
+pub(crate) mod compress;
+pub(crate) mod copy;
 pub mod debootstrap;
-pub mod download;
-pub mod download_cache;
-pub mod progress;
+pub(crate) mod download;
+pub(crate) mod download_cache;
+pub(crate) mod progress;
 pub mod qemu_img;
-pub mod size;
 pub mod source;
-pub mod tempfiles;
 
+use crate::runner::ToolError;
 use std::path::PathBuf;
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong while making an image. Every variant names the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -82,25 +79,34 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A value of a recipe (a debootstrap suite, package, mirror, size) or a requirement
+    /// of it that the user must change.
+    #[error("{0}")]
+    Recipe(String),
+
+    /// A tool of the pipeline (debootstrap, guestfish, tar, chroot) missing or failed.
+    #[error(transparent)]
+    Tool(ToolError),
+
     #[error("cannot read the input image {path}: {source}")]
     Inspect {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("cannot create {path}: {source}")]
     Create {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("cannot resize {path}: {source}")]
     Resize {
         path: PathBuf,
         #[source]
-        source: crate::error::Error,
+        source: ToolError,
     },
 
     #[error("check of {path} failed: {details}")]
@@ -111,10 +117,61 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Bad input (a checksum that does not match, a size or format not accepted, a
+    /// refused shrink) is 2; a missing tool 4; Ctrl-C 130; anything else 1.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            Error::NotFound(_)
+            | Error::UnknownAlgorithm { .. }
+            | Error::InvalidChecksum { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::InvalidSize { .. }
+            | Error::ShrinkRefused { .. }
+            | Error::UnsupportedFormat(_)
+            | Error::Recipe(_) => 2,
+            Error::Tool(e)
+            | Error::Inspect { source: e, .. }
+            | Error::Create { source: e, .. }
+            | Error::Resize { source: e, .. } => e.exit_code(),
+            Error::Interrupted => 130,
+            Error::Io { .. } | Error::Download { .. } | Error::Invalid(_) | Error::Check { .. } => {
+                1
+            }
+        }
+    }
+}
+
+/// Ctrl-C stays Ctrl-C, whichever tool it stopped.
+impl From<ToolError> for Error {
+    fn from(e: ToolError) -> Self {
+        match e {
+            ToolError::Interrupted => Error::Interrupted,
+            e => Error::Tool(e),
+        }
+    }
+}
+
+impl From<crate::size::InvalidSize> for Error {
+    fn from(e: crate::size::InvalidSize) -> Self {
+        Error::InvalidSize {
+            text: e.text,
+            why: e.why,
+        }
+    }
+}
+
+impl From<crate::fsutil::IoError> for Error {
+    fn from(e: crate::fsutil::IoError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }

@@ -9,19 +9,19 @@
 use std::io::{IsTerminal, Read};
 
 /// A bar, or nothing when not wanted or stderr is not a terminal. Erased when dropped.
-pub struct Progress(Option<indicatif::ProgressBar>);
+pub(crate) struct Progress(Option<indicatif::ProgressBar>);
 
 /// qemu-img reports a fraction: the bar counts tenths of a percent.
 const PERMILLE: u64 = 1000;
 
 impl Progress {
     /// No bar.
-    pub fn none() -> Progress {
+    pub(crate) fn none() -> Progress {
         Progress(None)
     }
 
     /// A bar over `total` bytes (a byte counter when the total is unknown).
-    pub fn bytes(wanted: bool, what: &str, total: Option<u64>) -> Progress {
+    pub(crate) fn bytes(wanted: bool, what: &str, total: Option<u64>) -> Progress {
         Progress::new(
             wanted,
             what,
@@ -31,7 +31,7 @@ impl Progress {
     }
 
     /// A bar in percent, for tools that report how far they are (qemu-img -p).
-    pub fn percent(wanted: bool, what: &str) -> Progress {
+    pub(crate) fn percent(wanted: bool, what: &str) -> Progress {
         Progress::new(wanted, what, Some(PERMILLE), "{percent}% eta {eta}")
     }
 
@@ -54,18 +54,18 @@ impl Progress {
         Progress(Some(bar))
     }
 
-    pub fn is_drawn(&self) -> bool {
+    pub(crate) fn is_drawn(&self) -> bool {
         self.0.is_some()
     }
 
-    pub fn set(&self, position: u64) {
+    pub(crate) fn set(&self, position: u64) {
         if let Some(b) = &self.0 {
             b.set_position(position);
         }
     }
 
     /// Set a percent bar from a fraction in percent (0.0 to 100.0).
-    pub fn set_percent(&self, percent: f64) {
+    pub(crate) fn set_percent(&self, percent: f64) {
         self.set((percent.clamp(0.0, 100.0) * (PERMILLE as f64 / 100.0)) as u64);
     }
 
@@ -76,7 +76,7 @@ impl Progress {
     }
 
     /// `reader`, advancing the bar by every byte read from it.
-    pub fn reader<R: Read>(&self, reader: R) -> Counting<'_, R> {
+    pub(crate) fn reader<R: Read>(&self, reader: R) -> Counting<'_, R> {
         Counting {
             inner: reader,
             progress: self,
@@ -93,7 +93,7 @@ impl Drop for Progress {
 }
 
 /// A reader that moves a [`Progress`] bar on.
-pub struct Counting<'a, R> {
+pub(crate) struct Counting<'a, R> {
     inner: R,
     progress: &'a Progress,
 }
@@ -107,7 +107,7 @@ impl<R: Read> Read for Counting<'_, R> {
 }
 
 /// The last complete report in qemu-img -p output: `    (12.34/100%)\r` -> 12.34.
-pub fn qemu_img_percent(output: &str) -> Option<f64> {
+pub(crate) fn qemu_img_percent(output: &str) -> Option<f64> {
     output.rsplit('(').find_map(|record| {
         record
             .split_once("/100%)")

@@ -2,10 +2,13 @@
 //! Formats are always given explicitly (`-f`, `-O`): never probed from a file's contents,
 //! except by [`QemuImg::info`] without a format, whose answer the caller then passes on.
 
+// unsafe: early write-back of qemu-img's output (libc::sync_file_range); each block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::cancel::Cancel;
 use super::progress::{self, Progress};
 use super::{Error, Result};
-use crate::runner::{argv, Runner};
+use crate::runner::{argv, Output, Runner, ToolError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +21,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(s: &str) -> Result<Format> {
+    pub(crate) fn parse(s: &str) -> Result<Format> {
         match s {
             "qcow2" => Ok(Format::Qcow2),
             "raw" => Ok(Format::Raw),
@@ -26,7 +29,7 @@ impl Format {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Qcow2 => "qcow2",
             Format::Raw => "raw",
@@ -44,7 +47,7 @@ impl Format {
 
 /// What `qemu-img info` says about an image.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Info {
+pub(crate) struct Info {
     pub format: String,
     pub virtual_size: u64,
     /// qcow2's compat level ("0.10" or "1.1").
@@ -58,12 +61,12 @@ pub struct Info {
 
 /// What `qemu-img check` found.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     /// Leaked clusters waste space but do not harm the data.
     pub leaks: u64,
 }
 
-pub struct QemuImg<'a> {
+pub(crate) struct QemuImg<'a> {
     runner: &'a Runner,
 }
 
@@ -71,14 +74,41 @@ fn p(path: &Path) -> OsString {
     path.as_os_str().to_owned()
 }
 
+/// A failed write of `path`: Ctrl-C stays Ctrl-C.
+fn create_error(path: &Path, e: ToolError) -> Error {
+    match e {
+        ToolError::Interrupted => Error::Interrupted,
+        source => Error::Create {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn resize_error(path: &Path, source: ToolError) -> Error {
+    Error::Resize {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl<'a> QemuImg<'a> {
-    pub fn new(runner: &'a Runner) -> QemuImg<'a> {
+    pub(crate) fn new(runner: &'a Runner) -> QemuImg<'a> {
         QemuImg { runner }
+    }
+
+    /// The one way qemu-img runs here: `args`, and what the run is for.
+    fn run(&self, args: Vec<OsString>, context: &str) -> Result<Output, ToolError> {
+        self.runner
+            .tool("qemu-img")
+            .args(args)
+            .context(context)
+            .run()
     }
 
     /// `qemu-img info`; with `format` None the format is probed (qemu-img's own rules).
     /// `-U`: also works on an image a running guest holds.
-    pub fn info(&self, path: &Path, format: Option<&str>) -> Result<Info> {
+    pub(crate) fn info(&self, path: &Path, format: Option<&str>) -> Result<Info> {
         let mut args = argv(["info", "--output=json", "-U"]);
         if let Some(f) = format {
             args.extend(argv(["-f", f]));
@@ -89,19 +119,19 @@ impl<'a> QemuImg<'a> {
             source,
         };
         let out = self
-            .runner
-            .run("qemu-img", &args, "reading image information")
+            .run(args, "reading image information")
             .map_err(inspect)?;
         parse_info(&out.stdout).map_err(|why| {
-            inspect(crate::error::Error::Other(format!(
-                "unexpected output of qemu-img info: {why}"
-            )))
+            Error::Invalid(format!(
+                "cannot read the input image {}: unexpected output of qemu-img info: {why}",
+                path.display()
+            ))
         })
     }
 
     /// Convert `src` (in `src_format`) to a new `dst` in `format`; stopped when `cancel`
     /// fires (the error is then `Interrupted`). With `progress`, a bar on a terminal.
-    pub fn convert(
+    pub(crate) fn convert(
         &self,
         src: &Path,
         src_format: &str,
@@ -156,55 +186,52 @@ impl<'a> QemuImg<'a> {
             }
         };
         self.runner
-            .run_watched("qemu-img", &args, &context, &poll, &watch)
+            .tool("qemu-img")
+            .args(&args)
+            .context(context)
+            .cancel(&poll)
+            .watch(&watch)
+            .run()
             .map(|_| ())
-            .map_err(|e| match e {
-                crate::error::Error::Interrupted => Error::Interrupted,
-                source => Error::Create {
-                    path: dst.to_path_buf(),
-                    source,
-                },
-            })
+            .map_err(|e| create_error(dst, e))
     }
 
     /// A new, empty image of `bytes`.
-    pub fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
+    pub(crate) fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
         let mut args = argv(["create", "-q", "-f", format.name()]);
         args.extend(format.create_options());
         args.extend([p(path), bytes.to_string().into()]);
-        self.runner
-            .run("qemu-img", &args, "creating an empty image")
+        self.run(args, "creating an empty image")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(path, e))
     }
 
-    pub fn resize(&self, path: &Path, format: Format, bytes: u64, shrink: bool) -> Result<()> {
+    pub(crate) fn resize(
+        &self,
+        path: &Path,
+        format: Format,
+        bytes: u64,
+        shrink: bool,
+    ) -> Result<()> {
         let mut args = argv(["resize", "-q", "-f", format.name()]);
         if shrink {
             args.push("--shrink".into());
         }
         args.extend([p(path), bytes.to_string().into()]);
-        self.runner
-            .run("qemu-img", &args, "resizing")
+        self.run(args, "resizing")
             .map(|_| ())
-            .map_err(|source| Error::Resize {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| resize_error(path, e))
     }
 
     /// A qcow2 overlay on `backing` (absolute path): writes go to the overlay, the backing
     /// image is only read.
-    pub fn create_overlay(
+    pub(crate) fn create_overlay(
         &self,
         overlay: &Path,
         backing: &Path,
         backing_format: &str,
     ) -> Result<()> {
-        let backing = std::path::absolute(backing).unwrap_or_else(|_| backing.to_path_buf());
+        let backing = crate::fsutil::absolute(backing);
         let args = argv([
             OsString::from("create"),
             "-q".into(),
@@ -216,17 +243,13 @@ impl<'a> QemuImg<'a> {
             backing.into_os_string(),
             p(overlay),
         ]);
-        self.runner
-            .run("qemu-img", &args, "creating an overlay")
+        self.run(args, "creating an overlay")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: overlay.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(overlay, e))
     }
 
     /// Write a qcow2 overlay's changes into its backing image.
-    pub fn commit(&self, overlay: &Path) -> Result<()> {
+    pub(crate) fn commit(&self, overlay: &Path) -> Result<()> {
         let args = argv([
             OsString::from("commit"),
             "-q".into(),
@@ -234,38 +257,14 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(overlay),
         ]);
-        self.runner
-            .run("qemu-img", &args, "writing the changes into the image")
+        self.run(args, "writing the changes into the image")
             .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: overlay.to_path_buf(),
-                source,
-            })
-    }
-
-    /// Raise a qcow2 image to compat 1.1.
-    pub fn amend_compat(&self, path: &Path) -> Result<()> {
-        let args = argv([
-            OsString::from("amend"),
-            "-q".into(),
-            "-f".into(),
-            "qcow2".into(),
-            "-o".into(),
-            "compat=1.1".into(),
-            p(path),
-        ]);
-        self.runner
-            .run("qemu-img", &args, "upgrading to qcow2 compat 1.1")
-            .map(|_| ())
-            .map_err(|source| Error::Create {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|e| create_error(overlay, e))
     }
 
     /// How many compressed clusters a qcow2 image has (a metadata scan); None when it
     /// cannot be told (the image does not check clean).
-    pub fn compressed_clusters(&self, path: &Path) -> Option<u64> {
+    pub(crate) fn compressed_clusters(&self, path: &Path) -> Option<u64> {
         let args = argv([
             OsString::from("check"),
             "--output=json".into(),
@@ -274,16 +273,13 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(path),
         ]);
-        let out = self
-            .runner
-            .run("qemu-img", &args, "checking the input")
-            .ok()?;
+        let out = self.run(args, "checking the input").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         Some(v["compressed-clusters"].as_u64().unwrap_or(0))
     }
 
     /// `qemu-img check` of a qcow2 image: corruption is an error, leaks are reported.
-    pub fn check(&self, path: &Path) -> Result<CheckReport> {
+    pub(crate) fn check(&self, path: &Path) -> Result<CheckReport> {
         let args = argv([
             OsString::from("check"),
             "--output=json".into(),
@@ -291,10 +287,10 @@ impl<'a> QemuImg<'a> {
             "qcow2".into(),
             p(path),
         ]);
-        match self.runner.run("qemu-img", &args, "checking") {
+        match self.run(args, "checking") {
             Ok(_) => Ok(CheckReport::default()),
             // Exit code 3: only leaked clusters (wasted space, data intact).
-            Err(crate::error::Error::ToolFailed { code: 3, .. }) => Ok(CheckReport { leaks: 1 }),
+            Err(e) if e.code() == Some(3) => Ok(CheckReport { leaks: 1 }),
             Err(e) => Err(Error::Check {
                 path: path.to_path_buf(),
                 details: e.to_string(),
@@ -369,7 +365,7 @@ fn parse_info(json: &[u8]) -> std::result::Result<Info, String> {
 /// Verify a finished image: the format, the size and (qcow2) compat 1.1 and a clean
 /// `qemu-img check`. Returns what was verified, for the verbose log. `known`: what
 /// `qemu-img info` said about the image after its last change, if that was asked already.
-pub fn verify(
+pub(crate) fn verify(
     qemu: &QemuImg,
     path: &Path,
     format: Format,

@@ -18,10 +18,12 @@ use super::download;
 use super::download_cache;
 use super::progress::Progress;
 use super::qemu_img::{self, Format, QemuImg};
-use super::size;
-use super::tempfiles::{sibling, NameLock, TempPath};
 use super::{Error, IoAt, Result};
+use crate::fsutil::TempPath;
+use crate::fsutil::{absolute, hidden_sibling};
+use crate::lock::Lock;
 use crate::runner::Runner;
+use crate::size;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,7 +37,7 @@ pub enum Location {
 
 impl Location {
     /// `http://` and `https://` are URLs; `file://` and anything else a local path.
-    pub fn parse(s: &str) -> Location {
+    pub(crate) fn parse(s: &str) -> Location {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             Location::Url(s.to_string())
@@ -46,7 +48,7 @@ impl Location {
         }
     }
 
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Location::Path(p) => p.display().to_string(),
             Location::Url(u) => u.clone(),
@@ -64,7 +66,7 @@ pub struct Input {
 }
 
 /// One image to make.
-pub struct Job<'a> {
+pub(crate) struct Job<'a> {
     /// None: a new, empty image of `size`.
     pub input: Option<&'a Input>,
     pub output: &'a Path,
@@ -86,7 +88,7 @@ pub struct Job<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Built {
         virtual_size: u64,
         /// The input's checksum, when one was given (it matched).
@@ -97,14 +99,14 @@ pub enum Outcome {
 }
 
 /// Make the image. `log` receives a line per step (the verbose messages).
-pub fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
+pub(crate) fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
     let output = job.output;
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    let part_path = sibling(output, ".part");
+    let part_path = hidden_sibling(output, ".part");
     // Two runs making the same image take turns; the second then finds it made.
-    let _lock = NameLock::acquire(&part_path)?;
+    let _lock = Lock::on_name(&part_path)?;
     let part = TempPath::adopt(part_path);
     if output.exists() && !job.overwrite {
         return Ok(Outcome::Exists);
@@ -187,7 +189,7 @@ fn stage(
     log: &mut dyn FnMut(String),
 ) -> Result<(Staged, Option<String>)> {
     let qemu = QemuImg::new(job.runner);
-    let unpacked = sibling(job.output, ".unpacked");
+    let unpacked = hidden_sibling(job.output, ".unpacked");
     let (path, temp, digest, downloaded) = match &input.location {
         Location::Path(path) => {
             let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
@@ -287,7 +289,7 @@ fn fetch(
         )?;
         return Ok((c.path, None, c.digest));
     }
-    let dest = sibling(job.output, ".download");
+    let dest = hidden_sibling(job.output, ".download");
     let fetched = download::fetch(
         &download::Request {
             url,
@@ -478,7 +480,7 @@ fn finish(
     if cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    super::tempfiles::sync_file(path)
+    Ok(crate::fsutil::sync_file(path)?)
 }
 
 fn resize(
@@ -509,10 +511,6 @@ fn resize(
         size::human(target)
     ));
     Ok(target)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// A reader that hashes what passes through it.

@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::runner::Runner;
-use crate::stepcache::{human, parse_age, parse_size, Cache, GcPolicy, Manifest};
+use crate::runner::{Runner, VirtType};
+use crate::stepcache::{human, parse_age, Cache, GcPolicy, Manifest};
 use crate::steps::build::{Builder, Options};
 use crate::steps::runners::{self, Role};
 use crate::steps::template::parse_param;
@@ -67,7 +67,7 @@ pub enum Command {
 }
 
 fn size_arg(s: &str) -> std::result::Result<u64, String> {
-    parse_size(s).ok_or_else(|| format!("'{s}' is not a size (e.g. 512M, 20G)"))
+    crate::size::parse(s).map_err(|_| format!("'{s}' is not a size (e.g. 512M, 20G, 1.5T)"))
 }
 
 fn age_arg(s: &str) -> std::result::Result<u64, String> {
@@ -96,19 +96,11 @@ fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
 /// The runner for libguestfs tools under the settings' virt-type.
 pub fn tool_runner(config: &Config, verbose: u8) -> Result<Runner> {
     let common = config.common()?;
-    let mut env = vec![];
-    if common.text("virt-type") == "qemu" {
-        env.push(("LIBGUESTFS_BACKEND".to_string(), "direct".to_string()));
-        env.push((
-            "LIBGUESTFS_BACKEND_SETTINGS".to_string(),
-            "force_tcg".to_string(),
-        ));
-    }
-    Ok(Runner {
-        env,
-        show_output: verbose > 0,
-        debug: verbose > 1,
-    })
+    Ok(
+        Runner::new(VirtType::from_setting(common.text("virt-type")))
+            .show_output(verbose > 0)
+            .debug(verbose > 1),
+    )
 }
 
 pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
@@ -177,7 +169,7 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
                         CacheAction::Clean => cache.clean(dry_run)?,
                         _ => {
                             if max_size.is_none() && max_age.is_none() {
-                                return Err(crate::Error::Config(
+                                return Err(crate::Error::Usage(
                                     "cache gc needs --max-size and/or --max-age".into(),
                                 ));
                             }

@@ -3,10 +3,10 @@
 //! file the step reads. Changing any of them (including a file's bytes) changes the key,
 //! and with it the key of every later layer (a rolling hash, like container image layers).
 
-use crate::error::{IoContext, Result};
+use crate::digest::{file_sha256, hex};
+use crate::error::Result;
 use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The key format. Bump it when the encoding below changes: old layers then simply miss.
 pub const KEY_FORMAT: &str = "virt-up-stepcache-key-v1";
@@ -39,33 +39,9 @@ pub fn layer_key(input: &KeyInput) -> Result<String> {
     // directory happens to be (virt-maker's working directory, virt-up's templates.d)
     // must not change the key.
     for f in input.files {
-        field(&mut h, &file_digest(f)?);
+        field(&mut h, &file_sha256(f)?);
     }
     Ok(hex(&h.finalize()))
-}
-
-/// sha256 of a file's content, streamed (sha2 uses SHA-NI where the CPU has it).
-pub fn file_digest(path: &Path) -> Result<[u8; 32]> {
-    let mut f = std::fs::File::open(path).at(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// sha256 of a string, hex (for names derived from URLs and paths).
-pub fn sha256_hex(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]

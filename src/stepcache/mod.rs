@@ -20,10 +20,10 @@ pub mod key;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{remove_if_exists, write_atomic};
-use crate::runner::{argv, Runner};
+use crate::lock::Lock;
+use crate::runner::Runner;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -75,22 +75,6 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A lock on one lock file, released when dropped (or when the process dies).
-#[derive(Debug)]
-pub struct LayerLock {
-    _file: File,
-}
-
-fn open_lock(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)
 }
 
 impl Cache {
@@ -145,16 +129,13 @@ impl Cache {
     }
 
     fn write_manifest(&self, m: &Manifest) -> Result<()> {
-        let text = serde_json::to_vec_pretty(m).map_err(|e| Error::Other(e.to_string()))?;
-        write_atomic(&self.manifest_path(&m.key), &text, 0o644)
+        let text = serde_json::to_vec_pretty(m)?;
+        Ok(write_atomic(&self.manifest_path(&m.key), &text, 0o644)?)
     }
 
     /// Hold the layer against removal while a build stands on it (shared).
-    pub fn use_lock(&self, key: &str) -> Result<LayerLock> {
-        let path = self.lock_path(key, "use");
-        let file = open_lock(&path)?;
-        file.lock_shared().at(&path)?;
-        Ok(LayerLock { _file: file })
+    pub fn use_lock(&self, key: &str) -> Result<Lock> {
+        Ok(Lock::shared(&self.lock_path(key, "use"))?)
     }
 
     /// The layer `key` on top of `parent` (None: a first layer, an import): returned from
@@ -174,8 +155,7 @@ impl Cache {
             return Ok((m, false));
         }
         let lock_path = self.lock_path(key, "build");
-        let lock = open_lock(&lock_path)?;
-        lock.lock().at(&lock_path)?;
+        let lock = Lock::exclusive(&lock_path)?;
         // Someone else may have built it while we waited.
         if let Some(m) = self.lookup(key)? {
             return Ok((m, false));
@@ -189,29 +169,20 @@ impl Cache {
             if let Some(parent) = parent {
                 let backing = self.layer_path(parent);
                 if !backing.exists() {
-                    return Err(Error::Other(format!(
+                    return Err(Error::StepCache(format!(
                         "step cache: parent layer {parent} of {key} is missing"
                     )));
                 }
-                runner.run(
-                    "qemu-img",
-                    &argv([
-                        "create".as_ref(),
-                        "-q".as_ref(),
-                        "-f".as_ref(),
-                        "qcow2".as_ref(),
-                        "-F".as_ref(),
-                        "qcow2".as_ref(),
-                        "-b".as_ref(),
-                        backing.as_os_str(),
-                        tmp.as_os_str(),
-                    ]),
-                    "creating a cache layer",
-                )?;
+                runner
+                    .tool("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                    .args([backing.as_os_str(), tmp.as_os_str()])
+                    .context("creating a cache layer")
+                    .run()?;
             }
             build(&tmp)?;
             if !tmp.exists() {
-                return Err(Error::Other(format!("step {step} produced no image")));
+                return Err(Error::StepCache(format!("step {step} produced no image")));
             }
             let size = disk_usage(&tmp);
             let t = now();
@@ -264,12 +235,12 @@ impl Cache {
             key: key.to_string(),
             path: path.to_path_buf(),
         };
-        let text = serde_json::to_vec_pretty(&pin).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&pin)?;
         let file = self
             .dir
             .join("pins")
-            .join(format!("{}.json", key::sha256_hex(name)));
-        write_atomic(&file, &text, 0o644)
+            .join(format!("{}.json", crate::digest::sha256_hex(name)));
+        Ok(write_atomic(&file, &text, 0o644)?)
     }
 
     /// Layers that must stay: pinned layers whose dependent still exists, layers a build
@@ -314,17 +285,15 @@ impl Cache {
         if !path.exists() {
             return Ok(false);
         }
-        let file = open_lock(&path)?;
-        Ok(file.try_lock().is_err())
+        Ok(Lock::try_exclusive(&path)?.is_none())
     }
 
     /// Remove one layer, unless a build holds it. Returns whether it was removed.
     fn remove_layer(&self, key: &str) -> Result<bool> {
         let path = self.lock_path(key, "use");
-        let file = open_lock(&path)?;
-        if file.try_lock().is_err() {
+        let Some(_held) = Lock::try_exclusive(&path)? else {
             return Ok(false);
-        }
+        };
         // The layer file first: without it the manifest no longer describes a layer.
         remove_if_exists(&self.layer_path(key))?;
         remove_if_exists(&self.manifest_path(key))?;
@@ -365,9 +334,7 @@ impl Cache {
             .iter()
             .find(|k| keep.contains(*k) && self.lookup(k).ok().flatten().is_some())
         {
-            return Err(Error::Other(format!(
-                "step cache: layer {k} is in use (a template or a running build depends on it); cannot force a rebuild"
-            )));
+            return Err(Error::LayerInUse { key: k.clone() });
         }
         // Children before parents.
         let mut order: Vec<&Manifest> = layers.iter().filter(|m| doomed.contains(&m.key)).collect();
@@ -411,8 +378,9 @@ impl Cache {
         for (path, name) in named_entries(&self.dir.join("locks"))? {
             if let Some((key, what)) = name.rsplit_once('.') {
                 if !self.layer_path(key).exists() {
-                    let file = open_lock(&path)?;
-                    if file.try_lock().is_ok() && (what == "use" || what == "build") {
+                    // Held while the file is removed: nobody takes it meanwhile.
+                    let held = Lock::try_exclusive(&path)?;
+                    if held.is_some() && (what == "use" || what == "build") {
                         remove_if_exists(&path)?;
                     }
                 }
@@ -501,22 +469,6 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Parse "10G", "512M", "1024" (bytes).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|n| (n * mult as f64) as u64)
-}
-
 /// Parse "30d", "12h", "45m", "90s" (seconds; a bare number is days).
 pub fn parse_age(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -603,8 +555,6 @@ mod tests {
 
     #[test]
     fn sizes_and_ages_parse() {
-        assert_eq!(parse_size("10G"), Some(10 << 30));
-        assert_eq!(parse_size("1.5K"), Some(1536));
         assert_eq!(parse_age("2d"), Some(172800));
         assert_eq!(parse_age("3h"), Some(10800));
         assert_eq!(human(1536), "1.5K");
@@ -642,7 +592,7 @@ mod tests {
         let err = cache
             .get_or_build("k1", None, "import", "", &Runner::default(), |tmp| {
                 std::fs::write(tmp, b"half").unwrap();
-                Err(Error::Other("step failed".into()))
+                Err(Error::StepCache("step failed".into()))
             })
             .unwrap_err();
         assert!(err.to_string().contains("step failed"));
@@ -672,19 +622,11 @@ mod tests {
         let r = Runner::default();
         cache
             .get_or_build("base", None, "import", "", &r, |tmp| {
-                r.run(
-                    "qemu-img",
-                    &argv([
-                        "create".as_ref(),
-                        "-q".as_ref(),
-                        "-f".as_ref(),
-                        "qcow2".as_ref(),
-                        tmp.as_os_str(),
-                        "16M".as_ref(),
-                    ]),
-                    "",
-                )
-                .map(|_| ())
+                r.tool("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .args([tmp.as_os_str(), "16M".as_ref()])
+                    .run()?;
+                Ok(())
             })
             .unwrap();
         let (m, _) = cache
@@ -692,15 +634,10 @@ mod tests {
             .unwrap();
         assert_eq!(m.parent.as_deref(), Some("base"));
         let info = r
-            .run(
-                "qemu-img",
-                &argv([
-                    "info".as_ref(),
-                    "--output=json".as_ref(),
-                    cache.layer_path("top").as_os_str(),
-                ]),
-                "",
-            )
+            .tool("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(cache.layer_path("top"))
+            .run()
             .unwrap();
         let info = String::from_utf8_lossy(&info.stdout);
         assert!(info.contains("base.qcow2"), "{info}");

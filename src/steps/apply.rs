@@ -125,7 +125,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         match (s(step, "script"), s(step, "file")) {
             (Some(text), _) => files.write(name, text, 0o755),
             (None, Some(f)) => Ok(resolve(f)),
-            _ => Err(Error::Other(format!("{ctx}: no script"))),
+            _ => Err(step_error(&ctx, "no script")),
         }
     };
     match step.runner.as_str() {
@@ -158,13 +158,10 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             let src = match (s(step, "content"), s(step, "src")) {
                 (Some(c), _) => files.write("content", c, 0o644)?,
                 (None, Some(p)) => resolve(p),
-                _ => return Err(Error::Other(format!("{ctx}: nothing to copy"))),
+                _ => return Err(step_error(&ctx, "nothing to copy")),
             };
             if !src.is_file() {
-                return Err(Error::Other(format!(
-                    "{ctx}: no such file {}",
-                    src.display()
-                )));
+                return Err(step_error(&ctx, format!("no such file {}", src.display())));
             }
             vc.extend(argv([
                 "--upload".to_string(),
@@ -188,28 +185,28 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             if let Some(ops) = s(step, "operations") {
                 a.extend(argv(["--operations", ops]));
             }
-            return runner.run("virt-sysprep", &a, &ctx).map(|_| ());
+            runner.tool("virt-sysprep").args(&a).context(&ctx).run()?;
+            return Ok(());
         }
         "local_run" => {
-            let mut r = runner.clone();
-            r.env.push(("IMAGE".into(), image.display().to_string()));
             let (tool, args) = match s(step, "script").or(s(step, "file")) {
                 Some(_) => ("sh".to_string(), vec![path_arg(&script_file("local.sh")?)]),
                 None => {
                     let cmd = list(step, "command");
                     let (first, rest) = cmd
                         .split_first()
-                        .ok_or_else(|| Error::Other(format!("{ctx}: empty command")))?;
+                        .ok_or_else(|| step_error(&ctx, "empty command"))?;
                     (first.clone(), argv(rest))
                 }
             };
-            return r.run(&tool, &args, &ctx).map(|_| ());
+            (runner.tool(tool).args(&args))
+                .env("IMAGE", image.display().to_string())
+                .context(&ctx)
+                .run()?;
+            return Ok(());
         }
         "boot" => {
-            let tcg = runner
-                .env
-                .iter()
-                .any(|(k, v)| k == "LIBGUESTFS_BACKEND_SETTINGS" && v.contains("force_tcg"));
+            let tcg = runner.is_tcg();
             let mem = step
                 .args
                 .get("memory")
@@ -236,11 +233,29 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                     image.display().to_string().replace(',', ",,")
                 ),
             ]);
-            return runner.run("qemu-system-x86_64", &a, &ctx).map(|_| ());
+            runner
+                .tool("qemu-system-x86_64")
+                .args(&a)
+                .context(&ctx)
+                .run()?;
+            return Ok(());
         }
-        other => return Err(Error::Other(format!("{ctx}: '{other}' is not a step"))),
+        other => return Err(step_error(&ctx, format!("'{other}' is not a step"))),
     }
-    runner.run("virt-customize", &vc, &ctx).map(|_| ())
+    runner
+        .tool("virt-customize")
+        .args(&vc)
+        .context(&ctx)
+        .run()?;
+    Ok(())
+}
+
+/// A step that cannot run as written, named by `ctx`.
+fn step_error(ctx: &str, message: impl Into<String>) -> Error {
+    Error::Step {
+        context: ctx.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Run `tool` with stdout written to `out`.
@@ -252,37 +267,26 @@ fn run_to_file(
     ctx: &str,
 ) -> Result<()> {
     let file = std::fs::File::create(out).at(out)?;
-    let output = runner
-        .command(tool, args)
-        .stdin(std::process::Stdio::null())
-        .stdout(file)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(|e| crate::runner::spawn_error(tool, e))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::ToolFailed {
-        tool: tool.to_string(),
-        code: output.status.code().unwrap_or(-1),
-        context: format!(" ({ctx})"),
-        stderr_tail: String::from_utf8_lossy(&output.stderr)
-            .trim_end()
-            .to_string(),
-    })
+    runner
+        .tool(tool)
+        .args(args)
+        .stdout_to(file)
+        .context(ctx)
+        .run()?;
+    Ok(())
 }
 
 /// The debootstrap importer's recipe: its arguments with their defaults, the mirror
 /// resolved from the host's apt sources when not given. Layers are qcow2.
 pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
-    debootstrap::Recipe::new(
+    Ok(debootstrap::Recipe::new(
         s(step, "suite").unwrap_or(debootstrap::DEFAULT_SUITE),
         s(step, "mirror"),
         &list(step, "packages"),
         s(step, "size").unwrap_or(debootstrap::DEFAULT_SIZE),
-        debootstrap::Format::Qcow2,
+        Format::Qcow2,
         Path::new(debootstrap::HOST_APT_DIR),
-    )
+    )?)
 }
 
 /// What a step's layer key covers besides its parent and host files: its arguments; for
@@ -313,7 +317,7 @@ pub fn import(
         "debootstrap" => {
             let recipe = debootstrap_recipe(step)?;
             let dirs = debootstrap::Dirs::under(cache);
-            debootstrap::build(&recipe, image, &dirs, runner, progress)
+            Ok(debootstrap::build(&recipe, image, &dirs, runner, progress)?)
         }
         "virt-builder" => {
             let mut a: Vec<OsString> = argv([s(step, "image").unwrap_or("")]);
@@ -335,17 +339,17 @@ pub fn import(
                     "--no-cache",
                 ]));
                 let empty = files.dir("no-system-repos")?;
-                r.env
-                    .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
+                r = r.with_env("VIRT_BUILDER_DIRS", empty.display().to_string());
             }
             if let Some(size) = s(step, "size") {
                 a.extend(argv(["--size", size]));
             }
             a.extend(argv(list(step, "args")));
-            r.run("virt-builder", &a, &ctx).map(|_| ())
+            r.tool("virt-builder").args(&a).context(&ctx).run()?;
+            Ok(())
         }
         "download" => download(step, dir, image, runner, &downloads),
-        other => Err(Error::Other(format!("'{other}' is not an importer"))),
+        other => Err(step_error(&format!("'{other}'"), "is not an importer")),
     }
 }
 
@@ -368,8 +372,9 @@ fn download(
             .transpose()?,
     };
     let size = s(step, "resize")
-        .map(crate::image::size::parse)
-        .transpose()?;
+        .map(crate::size::parse)
+        .transpose()
+        .map_err(crate::image::Error::from)?;
     let job = Job {
         input: Some(&input),
         output: image,
@@ -384,7 +389,7 @@ fn download(
     };
     // The pipeline's step messages are what -v shows, like the tools' own output.
     let mut log = |m: String| {
-        if runner.show_output {
+        if runner.shows_output() {
             eprintln!("{m}");
         }
     };
@@ -404,19 +409,23 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
         if step.args.get("create_dir").and_then(Value::as_bool) == Some(true) {
             std::fs::create_dir_all(&parent).at(&parent)?;
         } else {
-            return Err(Error::Other(format!(
-                "{ctx}: directory {} does not exist (set create_dir: true)",
-                parent.display()
-            )));
+            return Err(step_error(
+                &ctx,
+                format!(
+                    "directory {} does not exist (set create_dir: true)",
+                    parent.display()
+                ),
+            ));
         }
     }
     let files = SecretFiles::new()?;
     let host_script = |name: &str, text: &str, image: &Path| -> Result<()> {
         let f = files.write(name, text, 0o755)?;
-        let mut r = runner.clone();
-        r.env.push(("IMAGE".into(), image.display().to_string()));
-        r.run("sh", &[f.into_os_string()], &format!("{ctx} {name}"))
-            .map(|_| ())
+        (runner.tool("sh").arg(f))
+            .env("IMAGE", image.display().to_string())
+            .context(format!("{ctx} {name}"))
+            .run()?;
+        Ok(())
     };
     if let Some(pre) = s(step, "pre_script") {
         host_script("pre_script", pre, layer)?;
@@ -431,16 +440,12 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     let result = (|| {
         let target = if compress.is_some() { &conv } else { &tmp };
         if step.args.get("sparsify").and_then(Value::as_bool) == Some(true) {
-            runner.run(
-                "virt-sparsify",
-                &argv([
-                    layer.as_os_str(),
-                    "--convert".as_ref(),
-                    fmt.as_ref(),
-                    target.as_os_str(),
-                ]),
-                &ctx,
-            )?;
+            runner
+                .tool("virt-sparsify")
+                .args([layer.as_os_str(), "--convert".as_ref(), fmt.as_ref()])
+                .arg(target)
+                .context(&ctx)
+                .run()?;
         } else {
             // Layers are qcow2; a bar on a terminal for this long copy.
             QemuImg::new(runner).convert(

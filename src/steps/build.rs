@@ -4,10 +4,12 @@
 
 use super::apply;
 use super::template::{Step, Template};
+use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::lock::Lock;
 use crate::runner::Runner;
-use crate::stepcache::{key::sha256_hex, layer_key, Cache, KeyInput, LayerLock};
+use crate::stepcache::{layer_key, Cache, KeyInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -117,7 +119,7 @@ impl Builder<'_> {
                 // No checksum: the downloaded content itself is the key's input.
                 let url = step.args.get("url").and_then(Value::as_str).unwrap_or("");
                 let mut log = |m: String| {
-                    if self.runner.show_output {
+                    if self.runner.shows_output() {
                         eprintln!("{m}");
                     }
                 };
@@ -159,7 +161,7 @@ impl Builder<'_> {
             self.cache.remove_with_descendants(&keys)?;
         }
         let mut ran = vec![];
-        let mut held: Vec<LayerLock> = vec![];
+        let mut held: Vec<Lock> = vec![];
         for (step, key, parent) in &chain {
             let tag = if step.location == "import" {
                 "import"
@@ -231,7 +233,7 @@ impl Builder<'_> {
     }
 
     fn export_record_path(&self, out: &Path) -> PathBuf {
-        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let abs = crate::fsutil::absolute(out);
         self.cache
             .dir()
             .join("exports")
@@ -241,7 +243,7 @@ impl Builder<'_> {
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
         let compress = step.args.get("compress").and_then(Value::as_str);
-        let out = super::apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
+        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;
@@ -258,19 +260,23 @@ impl Builder<'_> {
         };
         let path = self.export_record_path(out);
         crate::fsutil::private_dir(path.parent().expect("exports dir"))?;
-        write_atomic(
+        Ok(write_atomic(
             &path,
-            &serde_json::to_vec_pretty(&rec).map_err(|e| Error::Other(e.to_string()))?,
+            &serde_json::to_vec_pretty(&rec)?,
             0o644,
-        )
+        )?)
     }
 }
 
 /// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
 /// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
-    if matches!(e, Error::Interrupted) {
+    if e.is_interrupted() {
         return e;
     }
-    Error::Other(format!("{}: {location}: {e}", file.display()))
+    Error::StepFailed {
+        file: file.to_path_buf(),
+        location: location.to_string(),
+        source: Box::new(e),
+    }
 }

@@ -35,10 +35,10 @@ pub fn local_file(
 ) -> Result<PathBuf> {
     match location(url, base) {
         Location::Path(p) if p.is_file() => Ok(p),
-        Location::Path(p) => Err(Error::Other(format!(
-            "{url}: no such file ({})",
-            p.display()
-        ))),
+        Location::Path(p) => Err(Error::Step {
+            context: url.to_string(),
+            message: format!("no such file ({})", p.display()),
+        }),
         Location::Url(u) => {
             Ok(download_cache::fetch(downloads, &u, None, &Cancel::new(), true, log)?.path)
         }

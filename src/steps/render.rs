@@ -37,7 +37,6 @@ const WORDS: &[&str] = &[
 ];
 
 fn random_word() -> String {
-    use rand::seq::SliceRandom;
     let dict = std::fs::read_to_string("/usr/share/dict/words").ok();
     let words: Vec<&str> = match &dict {
         Some(d) => d
@@ -51,8 +50,7 @@ fn random_word() -> String {
     } else {
         words
     };
-    words
-        .choose(&mut rand::thread_rng())
+    crate::random::choose(&words)
         .map(|w| w.to_string())
         .unwrap_or_default()
 }

@@ -53,7 +53,7 @@ fn err(file: &Path, location: impl Into<String>, message: impl Into<String>) -> 
 pub fn parse_param(s: &str) -> Result<(String, Value)> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| Error::Config(format!("-p {s}: expected KEY=VALUE")))?;
+        .ok_or_else(|| Error::Usage(format!("-p {s}: expected KEY=VALUE")))?;
     let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
     Ok((k.trim().to_string(), value))
 }
@@ -61,7 +61,7 @@ pub fn parse_param(s: &str) -> Result<(String, Value)> {
 /// Read a YAML file into a JSON value (a mapping), naming the file and line on errors.
 fn read_yaml(file: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(file).map_err(|e| err(file, "", e.to_string()))?;
-    let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
+    let v: Value = yaml_serde::from_str(&text).map_err(|e| {
         let loc = e
             .location()
             .map(|l| format!("line {}", l.line()))
@@ -214,7 +214,7 @@ fn check_download(file: &Path, step: &Step) -> Result<()> {
         super::fetch::checksum(c).map_err(|e| err(file, at("checksum"), e.to_string()))?;
     }
     if let Some(r) = arg("resize") {
-        crate::image::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
+        crate::size::parse(r).map_err(|e| err(file, at("resize"), e.to_string()))?;
     }
     Ok(())
 }

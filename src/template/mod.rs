@@ -6,9 +6,9 @@ mod playbook;
 
 use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
 use crate::context::Context;
-use crate::domain_xml::{Disk, DomainSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::remove_if_exists;
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::identity::{self, SecretFiles};
 use crate::lock::Lock;
 use crate::names::template_stem;
@@ -68,7 +68,7 @@ pub fn ensure(ctx: &Context, plan: &TemplatePlan, force: bool) -> Result<Record>
 
 /// A fingerprint of what the template is built from (see [`TemplatePlan::definition`]).
 fn definition(plan: &TemplatePlan) -> String {
-    crate::stepcache::key::sha256_hex(&plan.definition)
+    crate::digest::sha256_hex(&plan.definition)
 }
 
 /// A built template is reused as it is (clones may depend on it); say so when its
@@ -118,11 +118,12 @@ fn build(
     // A domain or disk of this name that our records do not know belongs to someone else
     // (another data dir): never overwrite it, clones elsewhere may depend on it.
     if ctx.hv.is_defined(&stem)? || disk.exists() || ctx.hv.volume(&disk)?.is_some() {
-        return Err(Error::Other(format!(
-            "template {template}: domain or disk '{stem}' exists but is not recorded in {}; it may belong to another virt-up data dir. Remove it (virsh undefine {stem}; rm {}) if it is unused",
-            ctx.paths.data.display(),
-            disk.display()
-        )));
+        return Err(Error::Unrecorded {
+            template: template.to_string(),
+            stem,
+            data_dir: ctx.paths.data.clone(),
+            disk,
+        });
     }
     // Built under a temporary name and renamed into place only when complete, so a killed
     // build never leaves a disk that looks like a template.
@@ -297,7 +298,7 @@ fn steps_document(
         .filter(|l| !l.is_empty())
         .enumerate()
     {
-        let step: Value = serde_yaml_ng::from_str(line).map_err(|e| Error::Template {
+        let step: Value = yaml_serde::from_str(line).map_err(|e| Error::Template {
             file: file.to_path_buf(),
             location: format!("steps, step {}: ", i + 1),
             message: format!("'{line}' is not a YAML mapping like 'install: [nginx]': {e}"),
@@ -378,14 +379,14 @@ fn build_customized(
             size.text
         ));
     }
-    runner.run(
-        "virt-customize",
-        &args,
-        &format!(
+    runner
+        .tool("virt-customize")
+        .args(&args)
+        .context(format!(
             "adding virt-up's agent and login to {}",
             spec_path.display()
-        ),
-    )?;
+        ))
+        .run()?;
     Ok(built.key)
 }
 
@@ -437,17 +438,14 @@ fn run_virt_builder(
         // --source adds to the repositories of /etc/virt-builder/repos.d, which a host
         // without internet cannot reach: an empty VIRT_BUILDER_DIRS leaves only ours.
         let empty = files.dir("no-system-repos")?;
-        runner
-            .env
-            .push(("VIRT_BUILDER_DIRS".into(), empty.display().to_string()));
+        runner = runner.with_env("VIRT_BUILDER_DIRS", empty.display().to_string());
     }
     runner
-        .run(
-            "virt-builder",
-            &args,
-            &format!("building template {}", plan.name),
-        )
-        .map(|_| ())
+        .tool("virt-builder")
+        .args(&args)
+        .context(format!("building template {}", plan.name))
+        .run()?;
+    Ok(())
 }
 
 /// The customization operations virt-up adds to every template (virt-builder and

@@ -4,8 +4,8 @@
 
 use crate::config::plan::TemplatePlan;
 use crate::context::Context;
-use crate::domain_xml::Disk;
 use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::Disk;
 use crate::identity::{self, Account, Identity, SecretFiles};
 use crate::inventory;
 use crate::lock::Lock;
@@ -137,12 +137,12 @@ fn generalize_and_power_off(
         .take()
         .expect("piped")
         .write_all(script.as_bytes())
-        .map_err(|e| Error::Other(format!("generalizing {}: {e}", host.name)))?;
+        .map_err(|e| Error::Generalize(format!("generalizing {}: {e}", host.name)))?;
     let status = child
         .wait()
-        .map_err(|e| Error::Other(format!("generalizing {}: {e}", host.name)))?;
+        .map_err(|e| Error::Generalize(format!("generalizing {}: {e}", host.name)))?;
     if !status.success() {
-        return Err(Error::Other(format!(
+        return Err(Error::Generalize(format!(
             "generalizing template {} over ssh failed (exit {})",
             host.template,
             status.code().unwrap_or(-1)

@@ -6,6 +6,8 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// gen-vm-image's: a JSON document that must agree with the exit code.
+    document: bool,
 }
 
 impl Run {
@@ -14,6 +16,15 @@ impl Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            document: false,
+        }
+    }
+
+    /// gen-vm-image's result: `ok` and `fails` check its JSON document too.
+    pub fn document(out: Output) -> Run {
+        Run {
+            document: true,
+            ..Run::from(out)
         }
     }
 
@@ -24,9 +35,16 @@ impl Run {
             "stdout:\n{}\nstderr:\n{}",
             self.stdout, self.stderr
         );
+        if self.document {
+            let doc = self.doc();
+            assert_eq!(doc["status"], "success");
+            assert_eq!(doc["return_code"], 0);
+        }
         self
     }
 
+    /// Fails with `code` and says `needle`: on stderr, or for gen-vm-image in its
+    /// document's response (the document says it failed, with that code; stdout is empty).
     #[track_caller]
     pub fn fails(self, code: i32, needle: &str) -> Run {
         assert_eq!(
@@ -34,12 +52,32 @@ impl Run {
             "stdout:\n{}\nstderr:\n{}",
             self.stdout, self.stderr
         );
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?} in stderr:\n{}",
-            self.stderr
-        );
+        if self.document {
+            let doc = self.doc();
+            assert_eq!(doc["status"], "failed");
+            assert_eq!(doc["return_code"], code);
+            let response = self.response();
+            assert!(
+                response.contains(needle),
+                "expected {needle:?} in the response: {response}"
+            );
+            assert!(self.stdout.is_empty(), "stdout on failure: {}", self.stdout);
+        } else {
+            assert!(
+                self.stderr.contains(needle),
+                "expected {needle:?} in stderr:\n{}",
+                self.stderr
+            );
+        }
         self
+    }
+
+    /// The response of gen-vm-image's document.
+    pub fn response(&self) -> String {
+        self.doc()["response"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// gen-vm-image's JSON document: on stdout on success, on stderr on failure (as the

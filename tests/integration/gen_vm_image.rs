@@ -2,157 +2,12 @@
 //! HTTP server for URL inputs (with Range, cut-short and changed-file modes), and libvirt's
 //! test driver (with a console log written by the test) for `configure`.
 
+use crate::harness::{path_str, tool, Gvi, Run};
 use crate::http::Server;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------------------------------
-// Harness
-
-struct Gvi {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-/// gen-vm-image's result: its JSON document must agree with its exit code.
-struct Run(crate::run::Run);
-
-impl std::ops::Deref for Run {
-    type Target = crate::run::Run;
-    fn deref(&self) -> &crate::run::Run {
-        &self.0
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        let doc = self.doc();
-        assert_eq!(doc["status"], "success");
-        assert_eq!(doc["return_code"], 0);
-        self
-    }
-
-    /// Fails with `code`, the document says so, and its response contains `needle`.
-    #[track_caller]
-    fn fails(self, code: i32, needle: &str) -> Run {
-        assert_eq!(
-            self.code, code,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        let doc = self.doc();
-        assert_eq!(doc["status"], "failed");
-        assert_eq!(doc["return_code"], code);
-        let response = doc["response"].as_str().unwrap_or_default();
-        assert!(
-            response.contains(needle),
-            "expected {needle:?} in the response: {response}"
-        );
-        assert!(self.stdout.is_empty(), "stdout on failure: {}", self.stdout);
-        self
-    }
-
-    fn response(&self) -> String {
-        self.doc()["response"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-impl Gvi {
-    fn new() -> Gvi {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("log")).unwrap();
-        Gvi { dir, env: vec![] }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gen-vm-image"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("FAKE_LOG", self.path("log"))
-            .env_remove("LIBVIRT_DEFAULT_URI");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        Run(crate::run::Run::from(self.command(args).output().unwrap()))
-    }
-
-    /// Every file in a directory, hidden ones too, sorted.
-    fn ls(&self, rel: &str) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    /// A raw image of `mib` MiB with varied (not zero) data, and the same as qcow2.
-    fn make_input(&self, stem: &str, mib: usize) -> (PathBuf, PathBuf) {
-        let raw = self.path(&format!("{stem}.raw"));
-        let mut data = vec![0u8; mib << 20];
-        let mut x: u32 = 0x1234_5678 ^ (stem.len() as u32);
-        for chunk in data.chunks_mut(4096).step_by(3) {
-            for b in chunk.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                *b = x as u8;
-            }
-        }
-        std::fs::write(&raw, &data).unwrap();
-        let qcow2 = self.path(&format!("{stem}.qcow2"));
-        tool(
-            "qemu-img",
-            &[
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "qcow2",
-                path_str(&raw),
-                path_str(&qcow2),
-            ],
-        );
-        (raw, qcow2)
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn tool(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The digest Python's hashlib computes (the reference the original tool used).
 fn hashlib(alg: &str, path: &Path, read_bytes: Option<usize>) -> String {
@@ -820,6 +675,7 @@ fn ctrl_c_leaves_no_output_and_the_download_resumes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling our own child.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
@@ -866,15 +722,7 @@ impl Configure {
         )
         .unwrap();
         let mut g = g;
-        let fake_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
-        g.env.push((
-            "PATH".into(),
-            format!(
-                "{}:{}",
-                fake_bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        ));
+        g.with_fake_tools();
         Configure { g, image }
     }
 
@@ -1004,9 +852,7 @@ fn configure_reports_a_failed_reset_and_leaves_the_image_alone() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = c.g.env.iter().find(|(k, _)| k == "PATH").unwrap().1.clone();
-    c.g.env
-        .push(("PATH".into(), format!("{}:{path}", bin.display())));
+    c.g.prepend_path(&bin);
     c.run(&[]).fails(13, "no space left");
     assert_eq!(c.image_digest(), before);
     assert!(!c.g.path(".img.qcow2.configure.qcow2").exists());

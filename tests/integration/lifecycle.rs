@@ -245,7 +245,7 @@ fn a_template_disk_that_is_not_ours_is_never_overwritten() {
     let env = TestEnv::new();
     env.write("pool/TEMPLATE-deb.qcow2", "someone else's");
     env.run(&["deb", "--no-clone"])
-        .fails(1, "exists but is not recorded");
+        .fails(3, "exists but is not recorded");
     assert_eq!(env.read("pool/TEMPLATE-deb.qcow2"), "someone else's");
     assert_eq!(env.tool_runs("virt-builder"), 0);
 }

@@ -1,7 +1,7 @@
 //! virt-maker against fake virt-builder/virt-customize and the real qemu-img: the step
 //! cache's behaviour as a user sees it (what runs, what is cached, what is left behind).
 
-use crate::harness::TestEnv;
+use crate::harness::{Bin, TestEnv};
 
 const T3: &str = "params:\n  name: demo\nspec:\n  import:\n    virt-builder:\n      image: debian-12\n  steps:\n    - run:\n        file: setup.sh\n    - hostname: '{{ name }}'\n    - copy: {dest: /etc/motd, content: 'built by {{ name }}'}\n  export:\n    qcow2:\n      path: out/{{ name }}.qcow2\n      create_dir: true\n";
 
@@ -167,13 +167,10 @@ fn concurrent_builds_of_one_chain_build_each_layer_once() {
     let env = env3();
     let file = env.path("t/t.yml");
     let spawn = || {
-        env.command_of(
-            env!("CARGO_BIN_EXE_virt-maker"),
-            &["build", "-f", file.to_str().unwrap()],
-        )
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+        env.command_for(Bin::VirtMaker, &["build", "-f", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     };
     let (mut a, mut b) = (spawn(), spawn());
     assert!(a.wait().unwrap().success());
@@ -484,7 +481,7 @@ fn concurrent_builds_needing_one_url_download_it_once() {
     let mut children: Vec<_> = files
         .iter()
         .map(|f| {
-            env.command_of(env!("CARGO_BIN_EXE_virt-maker"), &["build", "-f", f])
+            env.command_for(Bin::VirtMaker, &["build", "-f", f])
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()

@@ -1,6 +1,9 @@
 //! virt-up's command line as the original tool's users use it: `-n`, `--delete --all` and
 //! its question, flags that do nothing refused, and existing instances started again.
 
+// unsafe: libc's pseudo-terminal calls, to answer --delete --all's question on a terminal.
+#![allow(unsafe_code)]
+
 use crate::harness::TestEnv;
 use crate::run::Run;
 use std::io::{Read, Write};

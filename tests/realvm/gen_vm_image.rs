@@ -3,11 +3,12 @@
 //! result boots and has the file the user-data wrote; an image without cloud-init fails
 //! with a clear error instead of hanging. Domains are named vut-gvi-* and removed.
 
+use crate::guard::Cleanup;
 use crate::run::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use virt_up::domain_xml::{Disk, DomainSpec};
+use virt_up::hypervisor::domain_xml::{Disk, DomainSpec};
 
 const URI: &str = "qemu:///system";
 
@@ -19,7 +20,7 @@ fn gvi(args: &[&str]) -> Run {
         .env_remove("LIBVIRT_DEFAULT_URI")
         .output()
         .unwrap();
-    let run = Run::from(out);
+    let run = Run::document(out);
     eprintln!(
         "realvm: ... return code {} after {:.1} s",
         run.code,
@@ -170,6 +171,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
     for d in ["vut-gvi-cfg", "vut-gvi-boot"] {
         remove_domain(&conn, d);
     }
+    let _cleanup = Cleanup::domains(&["vut-gvi-cfg", "vut-gvi-boot"]);
     let source = script("build-cloudinit-image.sh");
     let w = Workdir::new("cfg");
     // The image to configure, made by gen-vm-image itself from the cached one.
@@ -185,7 +187,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
     assert_eq!(made.code, 0, "{}", made.stderr);
     let image = w.path("images/ci.qcow2");
 
-    let token = format!("configured by gen-vm-image {:016x}", rand::random::<u64>());
+    let token = format!("configured by gen-vm-image {:016x}", virt_up::random::u64());
     std::fs::write(
         w.path("user-data"),
         format!(
@@ -242,7 +244,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
             serial: None,
         }],
         network: "default".into(),
-        mac: virt_up::records::random_mac(),
+        mac: virt_up::mac::random(),
         graphics: "none".into(),
         video: None,
         rng: true,
@@ -270,6 +272,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
 fn gvi2_an_image_without_cloud_init_fails_clearly_and_is_left_alone() {
     let conn = connect();
     remove_domain(&conn, "vut-gvi-nocloud");
+    let _cleanup = Cleanup::domains(&["vut-gvi-nocloud"]);
     let index = script("build-base-image.sh");
     let dir = Path::new(&index).parent().unwrap();
     let text = std::fs::read_to_string(&index).unwrap();

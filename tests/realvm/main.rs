@@ -5,12 +5,15 @@
 //! `cargo test --release --test realvm -- --test-threads=1`.
 
 #[path = "../common/run.rs"]
+#[allow(dead_code)] // shared with the integration tier, which uses all of it
 mod run;
 
 mod gen_vm_image;
+mod guard;
 mod virt_maker;
 mod world;
 
+use guard::KillOnDrop;
 use world::world;
 
 #[test]
@@ -35,6 +38,7 @@ fn t1_template_is_built_once_and_read_only() {
 #[test]
 fn t2_instance_lifecycle() {
     let w = world();
+    let _cleanup = w.cleanup(&["vut-web1"]);
     w.vu(&["vut-web1", "--template", "vut-deb"]).ok();
     assert_eq!(w.ssh("vut-web1", "id -un"), "virt");
     assert_eq!(w.ssh("vut-web1", "hostname"), "vut-web1");
@@ -107,6 +111,7 @@ fn t2_instance_lifecycle() {
 #[test]
 fn t3_instances_get_distinct_identities_and_arp_discovery_works() {
     let w = world();
+    let _cleanup = w.cleanup(&["vut-a", "vut-b"]);
     w.set_common("address-source = arp");
     w.vu(&["vut-a", "vut-b", "--template", "vut-deb"]).ok();
     w.set_common("");
@@ -140,6 +145,7 @@ fn t3_instances_get_distinct_identities_and_arp_discovery_works() {
 #[test]
 fn t4_sysprep_identity_works() {
     let w = world();
+    let _cleanup = w.cleanup(&["vut-sp"]);
     w.set_common("identity = sysprep");
     let run = w.vu(&["vut-sp", "--template", "vut-deb", "--user", "alice"]);
     w.set_common("");
@@ -154,10 +160,12 @@ fn t4_sysprep_identity_works() {
 #[test]
 fn t5_a_killed_create_is_cleaned_up_by_the_next_run() {
     let w = world();
-    let mut child = w
-        .vu_command(&["vut-k", "--template", "vut-deb"])
-        .spawn()
-        .unwrap();
+    let _cleanup = w.cleanup(&["vut-k"]);
+    let mut child = KillOnDrop::new(
+        w.vu_command(&["vut-k", "--template", "vut-deb"])
+            .spawn()
+            .unwrap(),
+    );
     // Kill it once its domain is running (the middle of the create).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !w.virsh(&["domstate", "vut-k"]).contains("running") {

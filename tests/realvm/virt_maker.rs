@@ -9,6 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::guard::{Cleanup, KillOnDrop, IMAGES};
+
 struct Maker {
     dir: PathBuf,
 }
@@ -62,6 +64,18 @@ impl Maker {
     }
 }
 
+/// virt-up with the test's directories, on the real libvirtd.
+fn virt_up(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_virt-up"));
+    cmd.env("VIRTUP_CONFIG_HOME", dir.join("config"))
+        .env("VIRTUP_DATA_HOME", dir.join("data"))
+        .env("VIRTUP_SYSTEM_CONFIG", dir.join("no-system-config"))
+        .env("VIRTUP_CACHE_HOME", dir.join("cache"))
+        .env("XDG_RUNTIME_DIR", dir.join("run"))
+        .env("LIBVIRT_DEFAULT_URI", "qemu:///system");
+    cmd
+}
+
 /// The content of files in an image, in one guestfish session (one appliance boot).
 fn cat_files(image: &Path, files: &[&str]) -> Vec<String> {
     let mut args = vec!["--ro", "-a", image.to_str().unwrap(), "-i"];
@@ -107,6 +121,22 @@ fn m1_virt_maker_caches_steps_on_real_images() {
     )
     .unwrap();
     let m = Maker { dir: dir.clone() };
+    // Run in reverse on drop: the instance through virt-up, what is left of it, the
+    // template, the directory.
+    let mut cleanup = Cleanup::new();
+    cleanup
+        .path(dir.clone())
+        .path(Path::new(IMAGES).join("TEMPLATE-vut-mk.qcow2"))
+        .domain("TEMPLATE-vut-mk")
+        .instance_leftovers("vut-mk1");
+    let for_cleanup = dir.clone();
+    cleanup.then(move || {
+        let _ = virt_up(&for_cleanup)
+            .args(["vut-mk1", "--delete"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
 
     // 1. First build: everything runs.
     m.write_template(&index, "three-a");
@@ -126,13 +156,14 @@ fn m1_virt_maker_caches_steps_on_real_images() {
 
     // 4. Killed in the middle of the last step: no layer appears for it.
     m.write_template(&index, "three-c");
-    let mut child = m
-        .command(&["build", "-f", dir.join("t.yml").to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop::group(
+        m.command(&["build", "-f", dir.join("t.yml").to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
@@ -156,7 +187,10 @@ fn m1_virt_maker_caches_steps_on_real_images() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // SAFETY: kill(2) on a process group we created.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL)
+    };
     child.wait().unwrap();
     assert_eq!(m.layers(), 5, "a killed step left a layer");
 
@@ -186,16 +220,7 @@ fn m1_virt_maker_caches_steps_on_real_images() {
     )
     .unwrap();
     let vu = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_virt-up"))
-            .args(args)
-            .env("VIRTUP_CONFIG_HOME", &config)
-            .env("VIRTUP_DATA_HOME", dir.join("data"))
-            .env("VIRTUP_SYSTEM_CONFIG", dir.join("no-system-config"))
-            .env("VIRTUP_CACHE_HOME", dir.join("cache"))
-            .env("XDG_RUNTIME_DIR", dir.join("run"))
-            .env("LIBVIRT_DEFAULT_URI", "qemu:///system")
-            .output()
-            .unwrap();
+        let out = virt_up(&dir).args(args).output().unwrap();
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

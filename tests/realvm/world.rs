@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::guard::Cleanup;
 pub use crate::run::Run;
+use std::process::Stdio;
 use std::sync::OnceLock;
 
 pub struct World {
@@ -133,14 +135,17 @@ impl World {
     /// Rewrite the configuration: base settings, and `extra` lines in the template's section
     /// (they override [common]; read at create time, so the template is not rebuilt).
     pub fn set_common(&self, extra: &str) {
+        self.write_config(extra).unwrap();
+    }
+
+    fn write_config(&self, extra: &str) -> std::io::Result<()> {
         let config = self.dir.join("config");
         std::fs::write(
             config.join("settings.cfg"),
             format!(
                 "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n"
             ),
-        )
-        .unwrap();
+        )?;
         std::fs::write(
             config.join("templates.d/vut.cfg"),
             format!(
@@ -148,7 +153,30 @@ impl World {
                 self.index
             ),
         )
-        .unwrap();
+    }
+
+    /// A guard for a test's instances: when it drops (at the end of the test, or when an
+    /// assertion fails) each instance is deleted through virt-up, what is left of it
+    /// (domain, disks, record) is removed directly, and the base configuration is put
+    /// back (a test that changed it with [`World::set_common`] may not have).
+    pub fn cleanup(&'static self, names: &[&str]) -> Cleanup {
+        let mut cleanup = Cleanup::new();
+        cleanup.then(move || {
+            let _ = self.write_config("");
+        });
+        for name in names {
+            cleanup.instance_leftovers(name);
+            cleanup.path(self.dir.join(format!("data/instance/{name}.json")));
+            let name = name.to_string();
+            cleanup.then(move || {
+                let _ = self
+                    .vu_command(&[&name, "--delete"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            });
+        }
+        cleanup
     }
 
     /// No domain, disk, seed or record is left of `name`.

@@ -40,7 +40,7 @@ fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// `deb [options] URI suite components...`
-pub fn one_line_mirror(text: &str, suite: &str) -> Option<String> {
+pub(crate) fn one_line_mirror(text: &str, suite: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let rest = line.trim_start().strip_prefix("deb")?;
         if !rest.starts_with([' ', '\t']) {
@@ -61,7 +61,7 @@ pub fn one_line_mirror(text: &str, suite: &str) -> Option<String> {
 /// deb822 stanzas (separated by blank lines) with `Types: deb`, `Suites:` naming the
 /// suite and a `URIs:` field; its first URI. `Enabled: no` stanzas are skipped, as apt
 /// skips them. Field names are case-insensitive; comment lines are ignored.
-pub fn deb822_mirror(text: &str, suite: &str) -> Option<String> {
+pub(crate) fn deb822_mirror(text: &str, suite: &str) -> Option<String> {
     stanzas(text).into_iter().find_map(|fields| {
         let get = |name: &str| {
             fields

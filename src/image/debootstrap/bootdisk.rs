@@ -2,12 +2,12 @@
 //! TCG): create, partition, format, unpack, install GRUB; then the checks that it boots.
 
 use super::Format;
-use crate::error::{Error, IoContext, Result};
 use crate::image::cancel::interrupted;
-use crate::runner::{argv, Io, Runner};
+use crate::image::{Error, IoAt, Result};
+use crate::runner::Runner;
 use std::path::Path;
 
-pub struct Disk<'a> {
+pub(crate) struct Disk<'a> {
     pub path: &'a Path,
     pub format: Format,
     /// Bytes; the file is sparse.
@@ -16,24 +16,20 @@ pub struct Disk<'a> {
 
 /// Make `disk` from `tarball`; `work` holds what is downloaded for the checks. Returns
 /// the kernel line of grub.cfg (for the build log).
-pub fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) -> Result<String> {
+pub(crate) fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) -> Result<String> {
     let grub_cfg = work.join("grub.cfg");
     let mbr = work.join("mbr");
     let script = script(disk, tarball, &grub_cfg, &mbr)?;
-    let io = Io {
-        input: Some(script.as_bytes()),
-        stdout_is_log: false,
-    };
-    runner.run_cancellable_io(
-        "guestfish",
-        &argv(["--no-progress-bars"]),
-        io,
-        &format!("making the disk {}", disk.path.display()),
-        &interrupted,
-    )?;
+    runner
+        .tool("guestfish")
+        .arg("--no-progress-bars")
+        .input(script.as_bytes())
+        .context(format!("making the disk {}", disk.path.display()))
+        .cancel(&interrupted)
+        .run()?;
     let mbr = std::fs::read(&mbr).at(&mbr)?;
     let cfg = std::fs::read_to_string(&grub_cfg).at(&grub_cfg)?;
-    check_boot(&mbr, &cfg).map_err(|why| Error::Other(format!("{}: {why}", disk.path.display())))
+    check_boot(&mbr, &cfg).map_err(|why| Error::Invalid(format!("{}: {why}", disk.path.display())))
 }
 
 /// The guestfish script. Paths are quoted (they are the only values in it that come from
@@ -44,7 +40,7 @@ pub fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) -> Result
 /// the appliance's own disk is probed concurrently and sometimes gets sda (grub-install
 /// then fails with "ext2 doesn't support embedding ... cross-disk install"). So
 /// grub-install gets the kernel's name of the disk holding the mounted root.
-pub fn script(disk: &Disk, tarball: &Path, grub_cfg: &Path, mbr: &Path) -> Result<String> {
+pub(crate) fn script(disk: &Disk, tarball: &Path, grub_cfg: &Path, mbr: &Path) -> Result<String> {
     let (out, fmt) = (quote(disk.path)?, disk.format.name());
     Ok(format!(
         r#"disk-create {out} {fmt} {size}
@@ -76,7 +72,7 @@ fn quote(path: &Path) -> Result<String> {
         .to_str()
         .filter(|s| !s.chars().any(char::is_control))
         .ok_or_else(|| {
-            Error::Config(format!(
+            Error::Recipe(format!(
                 "{}: a path with control characters or not in UTF-8 cannot be given to guestfish",
                 path.display()
             ))
@@ -90,7 +86,7 @@ fn quote(path: &Path) -> Result<String> {
 /// GRUB must be in the disk's MBR; update-grub ran in the appliance, where the disk is
 /// /dev/sd?, so the guest must find its root by UUID or label (it is /dev/vda there);
 /// and the kernel must log to the serial console. Returns the kernel line.
-pub fn check_boot(mbr: &[u8], grub_cfg: &str) -> std::result::Result<String, String> {
+pub(crate) fn check_boot(mbr: &[u8], grub_cfg: &str) -> std::result::Result<String, String> {
     if !mbr.windows(4).any(|w| w == b"GRUB") {
         return Err("no GRUB boot code in the disk's MBR".into());
     }

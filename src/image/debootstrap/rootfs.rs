@@ -3,7 +3,7 @@
 //! keys) so every clone makes its own, units enabled offline, and caches removed.
 
 use super::Recipe;
-use crate::error::{IoContext, Result};
+use crate::image::{IoAt, Result};
 use crate::runner::{argv, Runner};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -108,7 +108,7 @@ const MASK: &[&str] = &[
 /// TCG) to test a configuration this image ships and virt-up does not change.
 const SSH_NO_CONFIG_TEST: &str = "[Service]\nExecStartPre=\n";
 
-pub fn configure(root: &Path, recipe: &Recipe, runner: &Runner) -> Result<()> {
+pub(crate) fn configure(root: &Path, recipe: &Recipe, runner: &Runner) -> Result<()> {
     configure_network(root, recipe)?;
     configure_boot(root)?;
     configure_identity(root)?;
@@ -126,7 +126,7 @@ fn put(root: &Path, rel: &str, text: &str) -> Result<()> {
 }
 
 fn remove(root: &Path, rel: &str) -> Result<()> {
-    crate::fsutil::remove_if_exists(&root.join(rel))
+    Ok(crate::fsutil::remove_if_exists(&root.join(rel))?)
 }
 
 fn configure_network(root: &Path, recipe: &Recipe) -> Result<()> {
@@ -141,7 +141,7 @@ fn configure_network(root: &Path, recipe: &Recipe) -> Result<()> {
 }
 
 /// The image's apt sources: the build's mirror, and Debian's security archive.
-pub fn apt_sources(recipe: &Recipe) -> String {
+pub(crate) fn apt_sources(recipe: &Recipe) -> String {
     let (m, s) = (&recipe.mirror, &recipe.suite);
     format!(
         "deb {m} {s} main\ndeb {m} {s}-updates main\ndeb http://deb.debian.org/debian-security {s}-security main\n"
@@ -235,12 +235,11 @@ fn chroot(root: &Path, runner: &Runner, command: &[&str], args: &[&str]) -> Resu
     let mut a = vec![root.as_os_str().to_owned()];
     a.extend(argv(command.iter().chain(args)));
     runner
-        .run(
-            "chroot",
-            &a,
-            &format!("{} in the rootfs", command.join(" ")),
-        )
-        .map(|_| ())
+        .tool("chroot")
+        .args(&a)
+        .context(format!("{} in the rootfs", command.join(" ")))
+        .run()?;
+    Ok(())
 }
 
 /// What an image does not need: apt's downloaded .debs and lists, logs, temporary files.

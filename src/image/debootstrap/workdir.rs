@@ -4,21 +4,24 @@
 //! deleting through a bind of /dev would hurt the host. A tree left by a killed build
 //! (SIGKILL skips every clean-up) is removed by the next build once its process is gone.
 
-use crate::error::{Error, IoContext, Result};
+// unsafe: unmounting what debootstrap left mounted and probing PIDs (libc::umount2, libc::kill); each block says why it is sound.
+#![allow(unsafe_code)]
+
+use crate::image::{Error, IoAt, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
-pub struct WorkDir {
+pub(crate) struct WorkDir {
     path: PathBuf,
     removed: bool,
 }
 
 impl WorkDir {
     /// A fresh work tree for this process under `root`, after removing those of dead ones.
-    pub fn create(root: &Path) -> Result<WorkDir> {
+    pub(crate) fn create(root: &Path) -> Result<WorkDir> {
         crate::fsutil::private_dir(root)?;
         let root = std::fs::canonicalize(root).at(root)?;
         remove_stale(&root)?;
@@ -33,18 +36,18 @@ impl WorkDir {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Remove a part of the tree early (the rootfs, once packed: it is large).
-    pub fn remove_subtree(&self, sub: &Path) -> Result<()> {
+    pub(crate) fn remove_subtree(&self, sub: &Path) -> Result<()> {
         debug_assert!(sub.starts_with(&self.path));
         remove_tree(sub)
     }
 
     /// Remove the whole tree, reporting what could not be removed.
-    pub fn remove(mut self) -> Result<()> {
+    pub(crate) fn remove(mut self) -> Result<()> {
         self.removed = true;
         remove_tree(&self.path)
     }
@@ -85,7 +88,7 @@ fn process_exists(pid: libc::pid_t) -> bool {
 
 /// Unmount everything mounted under `dir`, then remove `dir` without crossing into
 /// another file system. Anything left (a mount that would not go) is an error naming it.
-pub fn remove_tree(dir: &Path) -> Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -108,11 +111,11 @@ fn unmount_under(dir: &Path) -> Result<()> {
     points.sort_by(|a, b| b.cmp(a));
     for p in points {
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Other(format!("{}: NUL in a mount point", p.display())))?;
+            .map_err(|_| Error::Invalid(format!("{}: NUL in a mount point", p.display())))?;
         // SAFETY: a valid C string; umount2 has no other preconditions.
         if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
             let e = std::io::Error::last_os_error();
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "cannot unmount {} (left by debootstrap): {e}",
                 p.display()
             )));
@@ -122,7 +125,7 @@ fn unmount_under(dir: &Path) -> Result<()> {
 }
 
 /// Mount points strictly under `dir`, from /proc/self/mounts (octal escapes decoded).
-pub fn mount_points_under(mounts: &str, dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn mount_points_under(mounts: &str, dir: &Path) -> Vec<PathBuf> {
     mounts
         .lines()
         .filter_map(|l| l.split(' ').nth(1))

@@ -2,27 +2,30 @@
 //! `virt-up --init` works wherever the binary is.
 
 pub const FILES: &[(&str, &str)] = &[
-    ("settings.cfg", include_str!("../etc/virt-up/settings.cfg")),
+    (
+        "settings.cfg",
+        include_str!("../../etc/virt-up/settings.cfg"),
+    ),
     (
         "templates.d/virt-builder.cfg",
-        include_str!("../etc/virt-up/templates.d/virt-builder.cfg"),
+        include_str!("../../etc/virt-up/templates.d/virt-builder.cfg"),
     ),
     (
         "templates.d/local.cfg",
-        include_str!("../etc/virt-up/templates.d/local.cfg"),
+        include_str!("../../etc/virt-up/templates.d/local.cfg"),
     ),
     // local.cfg's `customize`, resolved next to it (in /etc/virt-up or an --init copy).
     (
         "templates.d/debian-12-local.yml",
-        include_str!("../etc/virt-up/templates.d/debian-12-local.yml"),
+        include_str!("../../etc/virt-up/templates.d/debian-12-local.yml"),
     ),
     (
         "playbooks/hello.yml",
-        include_str!("../playbooks/hello.yml"),
+        include_str!("../../playbooks/hello.yml"),
     ),
     (
         "playbooks/template-motd.yml",
-        include_str!("../playbooks/template-motd.yml"),
+        include_str!("../../playbooks/template-motd.yml"),
     ),
 ];
 

@@ -13,6 +13,9 @@
 //! debootstrap left mounted in it, without ever crossing into another file system
 //! ([`workdir`]).
 
+// unsafe: the root check (libc::geteuid); each block says why it is sound.
+#![allow(unsafe_code)]
+
 mod apt_sources;
 mod bootdisk;
 mod rootfs;
@@ -20,26 +23,26 @@ mod workdir;
 
 pub use apt_sources::host_mirror;
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 use crate::image::cancel::{interrupted, InterruptScope};
-use crate::runner::{argv, Io, Runner};
+use crate::runner::{argv, Runner};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Part of every cache key of a debootstrap import. Bump it whenever the recipe changes
 /// (packages, files written, guestfish script): old layers then miss instead of standing
 /// in for a disk this code would no longer make.
-pub const RECIPE_VERSION: &str = "virt-up-debootstrap-v2";
+pub(crate) const RECIPE_VERSION: &str = "virt-up-debootstrap-v2";
 
-pub const DEFAULT_SUITE: &str = "bookworm";
-pub const DEFAULT_SIZE: &str = "2G";
+pub(crate) const DEFAULT_SUITE: &str = "bookworm";
+pub(crate) const DEFAULT_SIZE: &str = "2G";
 
 /// Where the host's apt configuration is (for the default mirror).
 pub const HOST_APT_DIR: &str = "/etc/apt";
 
 /// What every image gets: a small kernel with virtio and serial, GRUB for BIOS, systemd,
 /// SSH, the guest agent, and what virt-up's first-boot agent and ansible need.
-pub const BASE_PACKAGES: &[&str] = &[
+pub(crate) const BASE_PACKAGES: &[&str] = &[
     "linux-image-cloud-amd64",
     "grub-pc",
     "systemd-sysv",
@@ -58,20 +61,8 @@ pub const BASE_PACKAGES: &[&str] = &[
 /// The rootfs alone is about 0.6 GiB.
 const MIN_SIZE: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Qcow2,
-    Raw,
-}
-
-impl Format {
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Qcow2 => "qcow2",
-            Format::Raw => "raw",
-        }
-    }
-}
+/// The disk's format: qemu-img's (qcow2 or raw).
+pub(crate) use super::qemu_img::Format;
 
 /// Everything a debootstrap disk depends on, validated, with the mirror resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +80,7 @@ pub struct Recipe {
 impl Recipe {
     /// Validate the arguments; without a mirror, use the one the host's apt uses for
     /// `suite` (read from `apt_dir`).
-    pub fn new(
+    pub(crate) fn new(
         suite: &str,
         mirror: Option<&str>,
         packages: &[String],
@@ -97,21 +88,21 @@ impl Recipe {
         format: Format,
         apt_dir: &Path,
     ) -> Result<Recipe> {
-        check_suite(suite).map_err(Error::Config)?;
+        check_suite(suite).map_err(Error::Recipe)?;
         for p in packages {
-            check_package(p).map_err(Error::Config)?;
+            check_package(p).map_err(Error::Recipe)?;
         }
-        let size = check_size(size).map_err(Error::Config)?;
+        let size = check_size(size).map_err(Error::Recipe)?;
         let mirror = match mirror {
             Some(m) => m.to_string(),
             None => host_mirror(apt_dir, suite).ok_or_else(|| {
-                Error::Config(format!(
+                Error::Recipe(format!(
                     "no Debian mirror for '{suite}' in {} (sources.list, sources.list.d); set 'mirror'",
                     apt_dir.display()
                 ))
             })?,
         };
-        check_mirror(&mirror).map_err(Error::Config)?;
+        check_mirror(&mirror).map_err(Error::Recipe)?;
         Ok(Recipe {
             suite: suite.to_string(),
             mirror: mirror.trim_end_matches('/').to_string(),
@@ -122,7 +113,7 @@ impl Recipe {
     }
 
     /// The base packages and the user's, each once, for debootstrap's --include.
-    pub fn all_packages(&self) -> Vec<&str> {
+    pub(crate) fn all_packages(&self) -> Vec<&str> {
         let mut all: Vec<&str> = BASE_PACKAGES.to_vec();
         for p in &self.packages {
             if !all.contains(&p.as_str()) {
@@ -133,7 +124,7 @@ impl Recipe {
     }
 
     /// What a cache key must cover: the recipe's version and every resolved input.
-    pub fn key(&self) -> serde_json::Value {
+    pub(crate) fn key(&self) -> serde_json::Value {
         serde_json::json!({
             "recipe": RECIPE_VERSION,
             "base_packages": BASE_PACKAGES,
@@ -147,7 +138,7 @@ impl Recipe {
 }
 
 /// A suite (codename) as debootstrap knows them: `bookworm`, `stable`, `trixie`.
-pub fn check_suite(s: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_suite(s: &str) -> std::result::Result<(), String> {
     let ok = (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
@@ -161,7 +152,7 @@ pub fn check_suite(s: &str) -> std::result::Result<(), String> {
 
 /// A Debian package name (policy 5.6.1): lower-case letters, digits, `+ - .`, at least
 /// two characters, starting with a letter or digit.
-pub fn check_package(s: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_package(s: &str) -> std::result::Result<(), String> {
     let ok = (2..=128).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
@@ -173,7 +164,7 @@ pub fn check_package(s: &str) -> std::result::Result<(), String> {
 
 /// A mirror URL: http://host/..., https://host/... or file:///path. It is written into
 /// the image's sources.list, so nothing that could split or quote a line.
-pub fn check_mirror(m: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_mirror(m: &str) -> std::result::Result<(), String> {
     let bad = |why: &str| Err(format!("mirror '{m}' {why}"));
     if m.chars()
         .any(|c| c.is_whitespace() || c.is_control() || "\"'`\\$;<>|&{}[]^#".contains(c))
@@ -194,8 +185,8 @@ pub fn check_mirror(m: &str) -> std::result::Result<(), String> {
 }
 
 /// A disk size (qemu-img's syntax) big enough for the rootfs; bytes.
-pub fn check_size(s: &str) -> std::result::Result<u64, String> {
-    let size = crate::image::size::parse(s).map_err(|e| e.to_string())?;
+pub(crate) fn check_size(s: &str) -> std::result::Result<u64, String> {
+    let size = crate::size::parse(s).map_err(|e| e.to_string())?;
     if size < MIN_SIZE {
         return Err(format!(
             "size '{s}' is too small: the root file system alone takes about 0.6 GiB (at least 1G)"
@@ -207,14 +198,14 @@ pub fn check_size(s: &str) -> std::result::Result<u64, String> {
 /// Where a build keeps things: the .deb cache (kept across builds and recipe changes, so
 /// a rebuild downloads nothing) and the root under which work trees are made.
 #[derive(Debug, Clone)]
-pub struct Dirs {
+pub(crate) struct Dirs {
     pub debs: PathBuf,
     pub work_root: PathBuf,
 }
 
 impl Dirs {
     /// The layout under a step cache directory.
-    pub fn under(cache: &Path) -> Dirs {
+    pub(crate) fn under(cache: &Path) -> Dirs {
         Dirs {
             debs: cache.join("debootstrap-debs"),
             work_root: cache.join("debootstrap-work"),
@@ -226,7 +217,7 @@ impl Dirs {
 fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::Config(
+        return Err(Error::Recipe(
             "the debootstrap image source needs root (debootstrap and chroot): run as root".into(),
         ));
     }
@@ -236,7 +227,7 @@ fn require_root() -> Result<()> {
 /// Make the disk `output` (which must not exist) from `recipe`. `progress` gets one line
 /// per phase, with its duration. On any failure and on Ctrl-C, nothing is left: neither
 /// `output` nor the work tree.
-pub fn build(
+pub(crate) fn build(
     recipe: &Recipe,
     output: &Path,
     dirs: &Dirs,
@@ -317,11 +308,10 @@ fn timed<T>(progress: &dyn Fn(&str), what: &str, f: impl FnOnce() -> Result<T>) 
 
 /// Package tools must never ask questions, and need a locale that exists in a minbase.
 fn apt_runner(runner: &Runner) -> Runner {
-    let mut r = runner.clone();
-    r.env
-        .push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
-    r.env.push(("LC_ALL".into(), "C.UTF-8".into()));
-    r
+    runner
+        .clone()
+        .with_env("DEBIAN_FRONTEND", "noninteractive")
+        .with_env("LC_ALL", "C.UTF-8")
 }
 
 fn run_debootstrap(recipe: &Recipe, root: &Path, debs: &Path, runner: &Runner) -> Result<()> {
@@ -338,19 +328,17 @@ fn run_debootstrap(recipe: &Recipe, root: &Path, debs: &Path, runner: &Runner) -
     args.push(root.as_os_str().to_owned());
     args.push(recipe.mirror.clone().into());
     // debootstrap writes its progress and its errors ("E: ...") to stdout.
-    let io = Io {
-        input: None,
-        stdout_is_log: true,
-    };
     runner
-        .run_cancellable_io(
-            "debootstrap",
-            &args,
-            io,
-            &format!("debootstrap {} from {}", recipe.suite, recipe.mirror),
-            &interrupted,
-        )
-        .map(|_| ())
+        .tool("debootstrap")
+        .args(&args)
+        .stdout_is_log()
+        .context(format!(
+            "debootstrap {} from {}",
+            recipe.suite, recipe.mirror
+        ))
+        .cancel(&interrupted)
+        .run()?;
+    Ok(())
 }
 
 /// Numeric owners and xattrs (file capabilities) survive the trip into the disk.
@@ -361,8 +349,12 @@ fn make_tarball(root: &Path, tarball: &Path, runner: &Runner) -> Result<()> {
     args.push(tarball.as_os_str().to_owned());
     args.push(".".into());
     runner
-        .run_cancellable("tar", &args, "packing the rootfs", &interrupted)
-        .map(|_| ())
+        .tool("tar")
+        .args(&args)
+        .context("packing the rootfs")
+        .cancel(&interrupted)
+        .run()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,19 +4,28 @@
 //! hexadecimal number `0x...`. Leading white space is skipped; nothing may follow the
 //! suffix. `10GB`, `1e3`, `.5G` and `10 G` are errors, as they are for qemu-img.
 //!
+//! The one size grammar: virt-up `--size`, templates.d `size`, gen-vm-image sizes and
+//! virt-maker sizes all go through [`parse`].
+//!
 //! (The original gen-vm-image parsed `10G` as 10,000,000 bytes to decide on shrinking.)
 
-use super::{Error, Result};
+/// A size that is not one: the text and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size '{text}': {why}")]
+pub(crate) struct InvalidSize {
+    pub text: String,
+    pub why: String,
+}
 
 /// The largest size qemu accepts.
-pub const MAX: u64 = i64::MAX as u64;
+pub(crate) const MAX: u64 = i64::MAX as u64;
 
 /// qemu-img rounds every image size up to whole 512-byte sectors.
-pub const SECTOR: u64 = 512;
+pub(crate) const SECTOR: u64 = 512;
 
 /// Parse a size; the value is in bytes.
-pub fn parse(text: &str) -> Result<u64> {
-    let bad = |why: &str| Error::InvalidSize {
+pub(crate) fn parse(text: &str) -> Result<u64, InvalidSize> {
+    let bad = |why: &str| InvalidSize {
         text: text.to_string(),
         why: why.to_string(),
     };
@@ -101,12 +110,12 @@ pub fn parse(text: &str) -> Result<u64> {
 }
 
 /// The virtual size qemu-img gives an image asked to be `bytes` large.
-pub fn rounded(bytes: u64) -> u64 {
+pub(crate) fn rounded(bytes: u64) -> u64 {
     bytes.div_ceil(SECTOR).saturating_mul(SECTOR)
 }
 
 /// A size for people: `10 GiB`, `1.5 GiB`, `512 bytes`.
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} bytes");
@@ -185,6 +194,15 @@ mod tests {
         assert_eq!(parse(" 10G").unwrap(), 10 * G);
         assert_eq!(parse("9223372036854775807").unwrap(), MAX);
         assert!(parse("9223372036854775808").is_err());
+    }
+
+    #[test]
+    fn a_doubled_suffix_is_refused_and_says_what_is_accepted() {
+        for bad in ["20GG", "1KK", "10Gb", "5 ", "1.5.0G", "1,5G"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.text, bad);
+            assert!(err.why.contains("suffix"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! domain we build (virt-up defines domains itself, through libvirt). An option that cannot
 //! be honoured is an error that names it, never silently ignored.
 
-use crate::domain_xml::DomainSpec;
 use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::DomainSpec;
 
 /// Options that only matter to virt-install's own workflow, not to the domain.
 const NO_OPS: &[&str] = &[
@@ -33,10 +33,9 @@ pub fn apply(spec: &mut DomainSpec, args: &[String]) -> Result<()> {
         let value = match inline {
             Some(v) => v,
             None => {
-                let v = args.get(i).cloned().ok_or_else(|| {
-                    Error::Config(format!(
-                        "virt-install-args: option '{option}' needs a value"
-                    ))
+                let v = args.get(i).cloned().ok_or_else(|| Error::Setting {
+                    setting: "virt-install-args",
+                    message: format!("option '{option}' needs a value"),
                 })?;
                 i += 1;
                 v
@@ -71,19 +70,23 @@ fn set(spec: &mut DomainSpec, option: &str, value: &str) -> Result<()> {
         // Recorded by osinfo only: it has no effect on the domain virt-up builds.
         "--os-variant" | "--osinfo" | "--os-type" => {}
         other => {
-            return Err(Error::Config(format!(
-                "virt-install-args: option '{other}' is not supported by virt-up (supported: --cpu, --machine, --graphics, --video, --rng, --memory, --vcpus, --virt-type, --arch, --os-variant, --osinfo, --os-type, {})",
+            return Err(Error::Setting {
+                setting: "virt-install-args",
+                message: format!(
+                "option '{other}' is not supported by virt-up (supported: --cpu, --machine, --graphics, --video, --rng, --memory, --vcpus, --virt-type, --arch, --os-variant, --osinfo, --os-type, {})",
                 NO_OPS.join(", ")
-            )))
+            ),
+            })
         }
     }
     Ok(())
 }
 
 fn unsupported(option: &str, value: &str, expected: &str) -> Error {
-    Error::Config(format!(
-        "virt-install-args: '{option} {value}': expected {expected}"
-    ))
+    Error::Setting {
+        setting: "virt-install-args",
+        message: format!("'{option} {value}': expected {expected}"),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! The `virt-up` commands: each a short function over the library's stages.
 
-use crate::cli::{Cli, Mode};
 use crate::config::plan::{self, InstancePlan, Overrides};
 use crate::config::Config;
 use crate::context::{Context, Ui};
@@ -9,7 +8,9 @@ use crate::instance;
 use crate::names::{template_stem, validate_instance_name};
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
-use crate::{playbook, shipped, template};
+use crate::virtup::cli::{Cli, Mode};
+use crate::virtup::shipped;
+use crate::{playbook, template};
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
@@ -139,10 +140,10 @@ fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
             for (name, e) in &failures {
                 eprintln!("virt-up: {name}: {e}");
             }
-            Err(Error::Other(format!(
-                "{n} of {} instances failed",
-                names.len()
-            )))
+            Err(Error::SomeFailed {
+                failed: n,
+                total: names.len(),
+            })
         }
     }
 }
@@ -161,7 +162,7 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         no_inventory: cli.no_inventory,
     };
     let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
-    crate::virt_install::validate(&plan.virt_install_args)?;
+    crate::hypervisor::virt_install::validate(&plan.virt_install_args)?;
     if let Some(pb) = &plan.playbook {
         playbook::find(ctx, pb)?;
     }
@@ -390,7 +391,7 @@ fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result
     }
     ctx.ui.debug(format!("exec {cmd:?}"));
     let err = cmd.exec();
-    Err(crate::runner::spawn_error(tool, err))
+    Err(crate::runner::spawn_error(tool, err).into())
 }
 
 fn list(ctx: &Context, all: bool, json: bool) -> Result<()> {

@@ -1,0 +1,6 @@
+//! virt-up's own front-end: the command line (`cli`), what each command does (`app`), and
+//! the configuration it ships and installs with `--init` (`shipped`).
+
+pub mod app;
+pub mod cli;
+pub mod shipped;
