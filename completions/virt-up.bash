@@ -23,13 +23,17 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-t -h -V --name --init --list --show-templates --show-paths --delete --login --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
+            opts="-n -t -h -V --name --init --list --show-templates --show-paths --delete --login --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

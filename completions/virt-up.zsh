@@ -15,13 +15,14 @@ _virt-up() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'*-n+[Instance name (same as the positional <name>)]:name:_default' \
 '*--name=[Instance name (same as the positional <name>)]:name:_default' \
 '--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
 '-t+[Template name (default\: <name>)]:template:_default' \
 '--template=[Template name (default\: <name>)]:template:_default' \
-'--root-password=[Root password (default\: random)]:root-password:_default' \
+'--root-password=[Root password of the new instance (default\: none, root logs in with the instance'\''s key only)]:root-password:_default' \
 '--user=[Username (default\: the template'\''s, '\''virt'\'')]:user:_default' \
-'--password=[Password (default\: random)]:password:_default' \
+'--password=[Password of the login user (default\: none, the user logs in with the instance'\''s key only)]:password:_default' \
 '--size=[Instance disk size, e.g. 20G (default\: image size)]:size:_default' \
 '--memory=[Instance memory in MiB (default\: 512)]:memory:_default' \
 '--vcpus=[Instance vcpus (default\: 1)]:vcpus:_default' \
@@ -33,17 +34,17 @@ _virt-up() {
 '--list[List instances]' \
 '--show-templates[Show template definitions]' \
 '--show-paths[Show configuration and data paths]' \
-'--delete[Delete the instance (with --all and a template name\: the template)]' \
-'--login[Login to a running instance]' \
+'--delete[Delete the instance; with --all and a template name\: that template; --all without a name\: every instance, then every template (asks first, see --yes)]' \
+'--login[Login to the instance (a stopped one is started and waited for first)]' \
 '--sftp[With --login\: use sftp]' \
 '--no-clone[Build the template instance only]' \
 '--no-inventory[Exclude the instance from the ansible inventory]' \
-'--all[Include template instances]' \
-'--yes[Answer yes to interactive questions]' \
+'--all[With --list\: include templates; with --delete\: see --delete]' \
+'--yes[Answer yes to the question of --delete --all (needed without a terminal)]' \
 '--quiet[Show less output]' \
 '--debug[Show debug tracing (commands run, phase durations)]' \
-'--force[Overwrite files (--init), rebuild the template (--no-clone)]' \
-'--json[Machine-readable output for --list and --show-*]' \
+'--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
+'--json[With --list and --show-*\: machine-readable output (JSON)]' \
 '--man[Print the man page]' \
 '-h[Print help]' \
 '--help[Print help]' \

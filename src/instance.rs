@@ -2,7 +2,7 @@
 //! the wait until SSH answers. Records are written while the guest boots; a record stays in
 //! phase `creating` until the instance is ready, so a killed run is cleaned up by the next.
 
-use crate::config::plan::{self, ImageFormat, InstancePlan};
+use crate::config::plan::{self, AddressSource, ImageFormat, InstancePlan, TemplatePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fsutil::remove_if_exists;
@@ -122,28 +122,14 @@ fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Rec
         ctx.store.save(&name, record)?;
     }
 
-    let target = Target {
-        domain: &name,
-        mac: &record.mac,
-        hostname: &record.hostname,
-        source: plan.template.address_source,
-        address_timeout: plan.template.timeouts.address,
-        ssh_timeout: plan.template.timeouts.ssh,
-        console_log: &record.console_log,
-        neighbours: ctx.neighbours.clone(),
-    };
-    let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
-        ctx.ui.phase(&name, phase, took)
-    })?;
-    timer.restart();
-    readiness::verify_host_key(
-        &ctx.runner(plan.template.host.virt_type),
-        &name,
-        &address,
+    let source = plan.template.address_source;
+    let address = wait_ready(
+        ctx,
+        &plan.template,
+        record,
+        source,
         &identity.host_key.public_openssh,
-        &record.console_log,
     )?;
-    timer.done("hostkey");
     record.address = Some(address);
     record.phase = Phase::Ready;
     save_and_publish(ctx, record)?;
@@ -151,6 +137,77 @@ fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Rec
         crate::playbook::run(ctx, &name, playbook)?;
     }
     Ok(())
+}
+
+/// Wait until the booting guest has an address and answers SSH with the host key virt-up
+/// made for it (`host_key`, OpenSSH public key form); its address.
+fn wait_ready(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    record: &Record,
+    source: AddressSource,
+    host_key: &str,
+) -> Result<String> {
+    let name = &record.name;
+    let target = Target {
+        domain: &record.domain,
+        mac: &record.mac,
+        hostname: &record.hostname,
+        source,
+        address_timeout: plan.timeouts.address,
+        ssh_timeout: plan.timeouts.ssh,
+        console_log: &record.console_log,
+        neighbours: ctx.neighbours.clone(),
+    };
+    let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
+        ctx.ui.phase(name, phase, took)
+    })?;
+    let mut timer = PhaseTimer::new(ctx, name);
+    readiness::verify_host_key(
+        &ctx.runner(plan.host.virt_type),
+        name,
+        &address,
+        host_key,
+        &record.console_log,
+    )?;
+    timer.done("hostkey");
+    Ok(address)
+}
+
+/// Start the made instance `record` if it is stopped, and wait until it is ready as a new
+/// one is (address, SSH, its own host key). `plan` is its template's, for the timeouts.
+/// The instance is kept whatever happens: a start that times out leaves it running.
+pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
+    let name = &record.name;
+    if !ctx.hv.is_defined(&record.domain)? {
+        return Err(Error::Other(format!(
+            "{name}: its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
+            record.domain
+        )));
+    }
+    let host_key = inventory::known_host(&ctx.paths, name).ok_or_else(|| {
+        Error::Other(format!(
+            "{name}: no host key recorded in {}, so its SSH server cannot be checked; recreate it (virt-up {name} --delete first)",
+            ctx.paths.known_hosts().display()
+        ))
+    })?;
+    if !ctx.hv.is_running(&record.domain)? {
+        ctx.ui.info(format!("starting {name}"));
+        // Another run may have started it meanwhile: only a domain still stopped fails.
+        if let Err(e) = ctx.hv.start(&record.domain) {
+            if !ctx.hv.is_running(&record.domain)? {
+                return Err(e);
+            }
+        }
+    }
+    let source = AddressSource::parse(&record.address_source).unwrap_or(plan.address_source);
+    let address = wait_ready(ctx, plan, record, source, &host_key)?;
+    let mut record = record.clone();
+    if record.address.as_deref() != Some(address.as_str()) {
+        record.address = Some(address);
+        save_and_publish(ctx, &record)?;
+    }
+    Ok(record)
 }
 
 /// Write the record and regenerate the inventory and ssh_config (under the global lock).
@@ -179,9 +236,6 @@ impl<'a> PhaseTimer<'a> {
             name,
             last: Instant::now(),
         }
-    }
-    fn restart(&mut self) {
-        self.last = Instant::now();
     }
     fn done(&mut self, phase: &str) {
         self.ctx.ui.phase(self.name, phase, self.last.elapsed());

@@ -112,6 +112,15 @@ pub fn write_all(paths: &Paths, records: &[Record]) -> Result<()> {
     )?)
 }
 
+/// The host key known_hosts has for `name` ("keytype base64"), if any.
+pub fn known_host(paths: &Paths, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(paths.known_hosts()).ok()?;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+}
+
 /// Set (or with `None`, remove) the known_hosts entry of `name` (caller holds the lock).
 pub fn set_known_host(paths: &Paths, name: &str, public_key: Option<&str>) -> Result<()> {
     let path = paths.known_hosts();
@@ -222,7 +231,12 @@ mod tests {
         set_known_host(&paths, "a", Some("ssh-ed25519 AAAA3 c")).unwrap();
         let text = std::fs::read_to_string(paths.known_hosts()).unwrap();
         assert_eq!(text, "ab ssh-ed25519 AAAA2\na ssh-ed25519 AAAA3\n");
+        assert_eq!(
+            known_host(&paths, "a").as_deref(),
+            Some("ssh-ed25519 AAAA3")
+        );
         set_known_host(&paths, "a", None).unwrap();
+        assert_eq!(known_host(&paths, "a"), None);
         let text = std::fs::read_to_string(paths.known_hosts()).unwrap();
         assert_eq!(text, "ab ssh-ed25519 AAAA2\n");
     }

@@ -97,7 +97,12 @@ impl Config {
                     path: path.to_path_buf(),
                     line: entry.line,
                 };
-                if schema::lookup(&entry.key).is_none() {
+                if let Some(why) = schema::ignored(&entry.key) {
+                    self.warnings.push(format!(
+                        "{origin}: '{}' in [{}] is ignored: {why}",
+                        entry.key, section.name
+                    ));
+                } else if schema::lookup(&entry.key).is_none() {
                     let hint = schema::nearest(&entry.key, schema::KEYS.iter().map(|k| k.name))
                         .map(|k| format!(" (did you mean '{k}'?)"))
                         .unwrap_or_default();

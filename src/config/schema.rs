@@ -45,6 +45,19 @@ const fn key(
     }
 }
 
+/// Keys of the original tool that virt-up accepts and does nothing with, and why: a
+/// warning says so instead of the unknown-key one.
+pub const IGNORED: &[(&str, &str)] = &[(
+    "cp-args",
+    "the original passed it to the 'cp' that copied a raw template's disk; virt-up makes that copy through libvirt's storage API (a volume cloned from the template's), and no cp runs",
+)];
+
+/// Why `key` is accepted but ignored, if it is one of [`IGNORED`].
+pub fn ignored(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    IGNORED.iter().find(|(k, _)| *k == key).map(|(_, why)| *why)
+}
+
 pub const KEYS: &[Key] = &[
     key("desc", Kind::Text, None, "A description, shown by --show-templates."),
     key("os-version", Kind::Text, None, "The virt-builder image name (required for a template); see 'virt-builder --list'."),

@@ -8,7 +8,7 @@ use crate::instance;
 use crate::names::{template_stem, validate_instance_name};
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
-use crate::virtup::cli::Cli;
+use crate::virtup::cli::{Cli, Mode};
 use crate::virtup::shipped;
 use crate::{playbook, template};
 use std::io::IsTerminal;
@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 /// Run the command line; the value is the process exit code.
 pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
+    cli.check_flags().map_err(Error::Config)?;
     let ui = Ui {
         quiet: cli.quiet,
         debug: cli.debug,
@@ -36,8 +37,9 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     }
     let names = cli.all_names();
     for name in &names {
-        let is_template_delete = cli.delete && cli.all && config.has_template(name);
-        if !is_template_delete {
+        let is_template =
+            cli.mode() == Mode::Template || (cli.delete && cli.all && config.has_template(name));
+        if !is_template {
             validate_instance_name(name)?;
         }
     }
@@ -46,7 +48,7 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         return list(&ctx, cli.all, cli.json).map(|_| 0);
     }
     if cli.delete {
-        return delete(&ctx, &names, cli.all).map(|_| 0);
+        return delete(&ctx, &names, cli.all, cli.yes).map(|_| 0);
     }
     let name = || -> Result<&String> {
         match names.as_slice() {
@@ -59,9 +61,15 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         return login(&ctx, name()?, cli.sftp, cli.command.as_deref());
     }
     if let Some(pb) = &cli.playbook {
-        let record = existing(&ctx, name()?)?;
+        let mut record = existing(&ctx, name()?)?;
+        if record.phase == Phase::Ready && !ctx.hv.is_running(&record.domain)? {
+            record = bring_up(&ctx, &record)?;
+        }
         playbook::run(&ctx, &record.name, pb)?;
         return Ok(0);
+    }
+    if cli.no_clone {
+        return build_template(&ctx, &cli, &names).map(|_| 0);
     }
     if names.is_empty() {
         return Err(Error::Config(
@@ -71,25 +79,60 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     create(&ctx, &cli, &names).map(|_| 0)
 }
 
+/// `--no-clone`: the template is the <name> or `--template` (as the original tool took it).
+fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
+    let template_name = match (cli.template.as_deref(), names) {
+        (Some(t), []) => t,
+        (None, [one]) => one.as_str(),
+        (Some(t), [one]) if t == one => t,
+        (None, []) => {
+            return Err(Error::Config(
+                "--no-clone builds a template: give its name as <name> or --template".into(),
+            ))
+        }
+        _ => {
+            return Err(Error::Config(
+                "--no-clone builds one template: give its name once, as <name> or --template"
+                    .into(),
+            ))
+        }
+    };
+    let plan = instance_plan(ctx, cli, template_name)?;
+    template::ensure(ctx, &plan.template, cli.force)?;
+    ctx.ui.info(format!("template {template_name} is ready"));
+    Ok(())
+}
+
+/// Create the names that do not exist; start (if stopped) and wait for those that do, as
+/// the original tool did ("just start the instance if it already exists").
 fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
-    let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
-    let plan = instance_plan(ctx, cli, &template_name)?;
-    if cli.no_clone {
-        template::ensure(ctx, &plan.template, cli.force)?;
-        ctx.ui.info(format!("template {template_name} is ready"));
-        return Ok(());
-    }
-    // Refuse existing names before building anything; a half-made instance of a dead run
-    // does not count (creating it again cleans that up).
+    let mut fresh = Vec::new();
+    let mut made = Vec::new();
     for name in names {
-        if let Some(r) = ctx.store.load(name)? {
-            if r.phase != Phase::Creating || instance::process_alive(r.pid) {
-                return Err(Error::InstanceExists(name.clone()));
-            }
+        match made_instance(ctx, name, cli.template.as_deref())? {
+            Some(record) => made.push(record),
+            None => fresh.push(name.clone()),
         }
     }
-    let template = template::ensure(ctx, &plan.template, false)?;
-    let failures = create_all(ctx, &plan, names, &template);
+    // Every value is checked, and the template built, before any instance is touched.
+    let mut fresh_plan = None;
+    if !fresh.is_empty() {
+        let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
+        let plan = instance_plan(ctx, cli, &template_name)?;
+        let template = template::ensure(ctx, &plan.template, false)?;
+        fresh_plan = Some((plan, template));
+    }
+    warn_unapplied(ctx, cli, &made);
+    let mut failures = Vec::new();
+    for record in &made {
+        match bring_up(ctx, record) {
+            Ok(r) => report_ready(ctx, &r),
+            Err(e) => failures.push((record.name.clone(), e)),
+        }
+    }
+    if let Some((plan, template)) = &fresh_plan {
+        failures.extend(create_all(ctx, plan, &fresh, template));
+    }
     match failures.len() {
         0 => Ok(()),
         1 if names.len() == 1 => Err(failures.into_iter().next().expect("one").1),
@@ -143,16 +186,88 @@ fn create_all(
                     break;
                 };
                 match instance::create(ctx, plan, name, template) {
-                    Ok(r) => ctx.ui.info(format!(
-                        "{name} is ready at {} (login: virt-up {name} --login)",
-                        r.address.as_deref().unwrap_or("?")
-                    )),
+                    Ok(r) => report_ready(ctx, &r),
                     Err(e) => failures.lock().expect("failures").push((name.clone(), e)),
                 }
             });
         }
     });
     failures.into_inner().expect("failures")
+}
+
+fn report_ready(ctx: &Context, r: &Record) {
+    let name = &r.name;
+    ctx.ui.info(format!(
+        "{name} is ready at {} (login: virt-up {name} --login)",
+        r.address.as_deref().unwrap_or("?")
+    ));
+}
+
+/// The record of `name` if it is a made instance whose domain exists: creating it again
+/// starts it. None if the name is free, or holds a half-made instance of a dead run
+/// (creating it again cleans that up). Refused: one being created by a live run, one whose
+/// domain was removed outside virt-up, and one made from another template than `--template`.
+fn made_instance(ctx: &Context, name: &str, template: Option<&str>) -> Result<Option<Record>> {
+    let Some(record) = ctx.store.load(name)? else {
+        return Ok(None);
+    };
+    if record.phase == Phase::Creating {
+        return match instance::process_alive(record.pid) {
+            true => Err(Error::InstanceExists(name.to_string())),
+            false => Ok(None),
+        };
+    }
+    if record.is_template() || !ctx.hv.is_defined(&record.domain)? {
+        return Err(Error::InstanceExists(name.to_string()));
+    }
+    if let Some(t) = template.filter(|t| *t != record.template) {
+        ctx.ui.warn(format!(
+            "{name} was made from template '{}', not '{t}'",
+            record.template
+        ));
+        return Err(Error::InstanceExists(name.to_string()));
+    }
+    Ok(Some(record))
+}
+
+/// Options that shape a new instance do nothing to one that exists: say so.
+fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
+    if made.is_empty() {
+        return;
+    }
+    let given: Vec<&str> = [
+        ("--root-password", cli.root_password.is_some()),
+        ("--user", cli.user.is_some()),
+        ("--password", cli.password.is_some()),
+        ("--size", cli.size.is_some()),
+        ("--memory", cli.memory.is_some()),
+        ("--vcpus", cli.vcpus.is_some()),
+        ("--graphics", cli.graphics.is_some()),
+        ("--dns-domain", cli.dns_domain.is_some()),
+        ("--no-inventory", cli.no_inventory),
+    ]
+    .into_iter()
+    .filter_map(|(flag, on)| on.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        let names: Vec<&str> = made.iter().map(|r| r.name.as_str()).collect();
+        ctx.ui.warn(format!(
+            "{} already made: {} not applied (they apply when an instance is made)",
+            names.join(", "),
+            given.join(", ")
+        ));
+    }
+}
+
+/// Start a made instance if it is stopped and wait until it is ready.
+fn bring_up(ctx: &Context, record: &Record) -> Result<Record> {
+    let plan = plan::template(&ctx.config, &ctx.paths, &record.template).map_err(|e| {
+        Error::Config(format!(
+            "{}: made from template '{}': {e}",
+            record.name, record.template
+        ))
+    })?;
+    instance::start(ctx, &plan, record)
 }
 
 fn existing(ctx: &Context, name: &str) -> Result<Record> {
@@ -162,10 +277,13 @@ fn existing(ctx: &Context, name: &str) -> Result<Record> {
         .ok_or_else(|| Error::InstanceNotFound(name.to_string()))
 }
 
-fn delete(ctx: &Context, names: &[String], all: bool) -> Result<()> {
+fn delete(ctx: &Context, names: &[String], all: bool, yes: bool) -> Result<()> {
     if names.is_empty() {
+        if all {
+            return delete_everything(ctx, yes);
+        }
         return Err(Error::Config(
-            "--delete needs the <name> of an instance".into(),
+            "--delete needs the <name> of an instance (--delete --all without a name: every instance and template)".into(),
         ));
     }
     for name in names {
@@ -181,6 +299,51 @@ fn delete(ctx: &Context, names: &[String], all: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--delete --all` without a name: every instance, then every template (clones first,
+/// so no template is in use), once the user said yes.
+fn delete_everything(ctx: &Context, yes: bool) -> Result<()> {
+    let (records, problems) = ctx.store.all()?;
+    for p in problems {
+        ctx.ui.warn(p);
+    }
+    let (templates, instances): (Vec<Record>, Vec<Record>) =
+        records.into_iter().partition(|r| r.is_template());
+    let mut listed: Vec<String> = instances.iter().map(|r| r.name.clone()).collect();
+    listed.extend(templates.iter().map(|t| format!("template {}", t.template)));
+    if listed.is_empty() {
+        ctx.ui.info("nothing to delete");
+        return Ok(());
+    }
+    if !yes && !confirm(&listed.join(", "))? {
+        ctx.ui.info("nothing deleted");
+        return Ok(());
+    }
+    for record in &instances {
+        instance::remove(ctx, record)?;
+        ctx.ui.info(format!("deleted {}", record.name));
+    }
+    for t in &templates {
+        delete_template(ctx, &t.template)?;
+    }
+    Ok(())
+}
+
+/// Ask on the terminal; without one, refuse (a script must say --yes).
+fn confirm(what: &str) -> Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::Config(format!(
+            "--delete --all would delete: {what}; no terminal to ask on, so nothing was deleted (add --yes to confirm)"
+        )));
+    }
+    eprint!("About to delete: {what}\nContinue? [y/n] > ");
+    let mut answer = String::new();
+    stdin
+        .read_line(&mut answer)
+        .map_err(|e| Error::Other(format!("reading the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 fn delete_template(ctx: &Context, name: &str) -> Result<()> {
@@ -202,15 +365,12 @@ fn delete_template(ctx: &Context, name: &str) -> Result<()> {
 }
 
 fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result<i32> {
-    let record = existing(ctx, name)?;
+    let mut record = existing(ctx, name)?;
     if record.phase != Phase::Ready {
         return Err(Error::Other(format!("{name} is still being created")));
     }
     if !ctx.hv.is_running(&record.domain)? {
-        return Err(Error::Other(format!(
-            "{name} is not running (start it with: virsh -c {} start {name})",
-            record.uri
-        )));
+        record = bring_up(ctx, &record)?;
     }
     let address = record
         .address

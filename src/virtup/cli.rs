@@ -9,9 +9,11 @@ use clap::{ArgAction, Parser};
     version,
     about = "Create ready-to-use virtual machines from templates on a libvirt host, in seconds",
     override_usage = "virt-up [--name] <name>... --template <template> [create-options]
+       virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
        virt-up [--name] <name> --login [--sftp|--command \"<command>\"]
        virt-up [--name] <name> --playbook <playbook>
-       virt-up [--name] <name> --delete | --delete --all
+       virt-up [--name] <name>... --delete [--all]
+       virt-up --delete --all [--yes]
        virt-up --init [--force]
        virt-up --list [--all] [--json]
        virt-up --show-templates | --show-paths [--json]",
@@ -23,7 +25,7 @@ pub struct Cli {
     pub names: Vec<String>,
 
     /// Instance name (same as the positional <name>)
-    #[arg(long = "name", value_name = "name", action = ArgAction::Append)]
+    #[arg(short = 'n', long = "name", value_name = "name", action = ArgAction::Append)]
     pub name_flag: Vec<String>,
 
     /// Initialize configuration files in the user's config directory
@@ -42,11 +44,12 @@ pub struct Cli {
     #[arg(long, group = "mode")]
     pub show_paths: bool,
 
-    /// Delete the instance (with --all and a template name: the template)
+    /// Delete the instance; with --all and a template name: that template; --all without
+    /// a name: every instance, then every template (asks first, see --yes)
     #[arg(long, group = "mode")]
     pub delete: bool,
 
-    /// Login to a running instance
+    /// Login to the instance (a stopped one is started and waited for first)
     #[arg(long, group = "mode")]
     pub login: bool,
 
@@ -58,7 +61,7 @@ pub struct Cli {
     #[arg(short = 't', long, value_name = "template")]
     pub template: Option<String>,
 
-    /// Root password (default: random)
+    /// Root password of the new instance (default: none, root logs in with the instance's key only)
     #[arg(long, value_name = "root-password")]
     pub root_password: Option<String>,
 
@@ -66,7 +69,7 @@ pub struct Cli {
     #[arg(long, value_name = "user")]
     pub user: Option<String>,
 
-    /// Password (default: random)
+    /// Password of the login user (default: none, the user logs in with the instance's key only)
     #[arg(long, value_name = "password")]
     pub password: Option<String>,
 
@@ -111,11 +114,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_inventory: bool,
 
-    /// Include template instances
+    /// With --list: include templates; with --delete: see --delete
     #[arg(long)]
     pub all: bool,
 
-    /// Answer yes to interactive questions
+    /// Answer yes to the question of --delete --all (needed without a terminal)
     #[arg(long)]
     pub yes: bool,
 
@@ -127,11 +130,11 @@ pub struct Cli {
     #[arg(long)]
     pub debug: bool,
 
-    /// Overwrite files (--init), rebuild the template (--no-clone)
+    /// With --init: overwrite files; with --no-clone: rebuild the template
     #[arg(long)]
     pub force: bool,
 
-    /// Machine-readable output for --list and --show-*
+    /// With --list and --show-*: machine-readable output (JSON)
     #[arg(long)]
     pub json: bool,
 
@@ -144,7 +147,111 @@ pub struct Cli {
     pub man: bool,
 }
 
+/// What a command line asks for; each flag applies to some of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Init,
+    ShowPaths,
+    ShowTemplates,
+    List,
+    Delete,
+    Login,
+    Playbook,
+    /// Build a template only (`--no-clone`).
+    Template,
+    Create,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Init => "--init",
+            Mode::ShowPaths => "--show-paths",
+            Mode::ShowTemplates => "--show-templates",
+            Mode::List => "--list",
+            Mode::Delete => "--delete",
+            Mode::Login => "--login",
+            Mode::Playbook => "--playbook",
+            Mode::Template => "--no-clone",
+            Mode::Create => "creating instances",
+        }
+    }
+
+    /// Whether the mode works on named instances or templates.
+    fn takes_names(self) -> bool {
+        !matches!(
+            self,
+            Mode::Init | Mode::ShowPaths | Mode::ShowTemplates | Mode::List
+        )
+    }
+}
+
 impl Cli {
+    pub fn mode(&self) -> Mode {
+        if self.init {
+            Mode::Init
+        } else if self.show_paths {
+            Mode::ShowPaths
+        } else if self.show_templates {
+            Mode::ShowTemplates
+        } else if self.list {
+            Mode::List
+        } else if self.delete {
+            Mode::Delete
+        } else if self.login {
+            Mode::Login
+        } else if self.playbook.is_some() {
+            Mode::Playbook
+        } else if self.no_clone {
+            Mode::Template
+        } else {
+            Mode::Create
+        }
+    }
+
+    /// Refuse a flag the mode would not use: a flag that is accepted and then ignored
+    /// would let the user believe it did something.
+    pub fn check_flags(&self) -> Result<(), String> {
+        let mode = self.mode();
+        if !mode.takes_names() && !self.all_names().is_empty() {
+            return Err(format!("{} takes no <name>", mode.label()));
+        }
+        for (flag, given, applies) in self.scoped_flags() {
+            if given && !applies.contains(&mode) {
+                let to: Vec<&str> = applies.iter().map(|m| m.label()).collect();
+                return Err(format!(
+                    "{flag} does not apply to {} (it applies to {})",
+                    mode.label(),
+                    to.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flags that mean something only in some modes: each with whether it was given.
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 15] {
+        use Mode::*;
+        const INSTANCE: &[Mode] = &[Create];
+        [
+            ("--no-clone", self.no_clone, &[Template]),
+            ("--template", self.template.is_some(), &[Create, Template]),
+            ("--root-password", self.root_password.is_some(), INSTANCE),
+            ("--user", self.user.is_some(), INSTANCE),
+            ("--password", self.password.is_some(), INSTANCE),
+            ("--size", self.size.is_some(), INSTANCE),
+            ("--memory", self.memory.is_some(), INSTANCE),
+            ("--vcpus", self.vcpus.is_some(), INSTANCE),
+            ("--graphics", self.graphics.is_some(), INSTANCE),
+            ("--dns-domain", self.dns_domain.is_some(), INSTANCE),
+            ("--no-inventory", self.no_inventory, INSTANCE),
+            ("--all", self.all, &[List, Delete]),
+            ("--yes", self.yes, &[Delete]),
+            ("--force", self.force, &[Init, Template]),
+            ("--json", self.json, &[List, ShowTemplates, ShowPaths]),
+        ]
+    }
+
     /// Positional names and --name values, in order.
     pub fn all_names(&self) -> Vec<String> {
         self.names
@@ -152,5 +259,51 @@ impl Cli {
             .chain(self.name_flag.iter())
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// A new flag must say where it applies (or be a mode or apply everywhere), so that no
+    /// flag is parsed and then ignored.
+    #[test]
+    fn every_flag_is_a_mode_global_or_scoped() {
+        let cli = Cli::parse_from(["virt-up"]);
+        let scoped: Vec<&str> = cli.scoped_flags().iter().map(|f| f.0).collect();
+        let modes = [
+            "--init",
+            "--list",
+            "--show-templates",
+            "--show-paths",
+            "--delete",
+        ];
+        let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];
+        // Checked by clap: they require --login.
+        let login_only = ["--sftp", "--command"];
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            let known = [&scoped[..], &modes, &other, &login_only]
+                .iter()
+                .any(|list| list.contains(&flag.as_str()));
+            assert!(
+                known || arg.is_hide_set(),
+                "{flag} has no place in check_flags"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_outside_its_mode_is_refused() {
+        let check = |args: &[&str]| Cli::parse_from(args).check_flags();
+        assert!(check(&["virt-up", "w", "--template", "t", "--memory", "1024"]).is_ok());
+        assert!(check(&["virt-up", "--delete", "--all", "--yes"]).is_ok());
+        assert_eq!(
+            check(&["virt-up", "w", "--login", "--vcpus", "2"]).unwrap_err(),
+            "--vcpus does not apply to --login (it applies to creating instances)"
+        );
     }
 }

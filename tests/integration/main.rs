@@ -20,3 +20,4 @@ mod plan_errors;
 mod sizes;
 mod storage;
 mod virt_maker;
+mod virtup_cli;

@@ -1,0 +1,343 @@
+//! virt-up's command line as the original tool's users use it: `-n`, `--delete --all` and
+//! its question, flags that do nothing refused, and existing instances started again.
+
+// unsafe: libc's pseudo-terminal calls, to answer --delete --all's question on a terminal.
+#![allow(unsafe_code)]
+
+use crate::harness::TestEnv;
+use crate::run::Run;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+
+const MAC: &str = "52:54:00:00:00:77";
+const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyOfWeb1ForTheTestsOnly0000";
+
+/// A made instance's record (and its disk) as virt-up writes it; with `host_key` also its
+/// known_hosts entry, which a start checks the guest's SSH server against.
+fn write_instance(env: &TestEnv, name: &str, host_key: bool) {
+    let record = serde_json::json!({
+        "name": name, "template": "deb", "created": "2026-01-01T00:00:00Z",
+        "phase": "ready", "pid": 1, "os_version": "x", "hostname": name, "domain": name,
+        "disk": env.path(&format!("pool/{name}.qcow2")), "format": "qcow2", "memory": 512,
+        "vcpus": 1, "graphics": "none", "root": {"username": "root", "ssh_identity": "/k"},
+        "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "arp",
+        "ssh_options": {}, "address": "192.168.122.77", "mac": MAC,
+        "uri": "test:///default", "identity": "firstboot",
+        "console_log": env.path(&format!("data/console/{name}.log")),
+        "inventory": true, "cloned": true, "from": env.path("pool/TEMPLATE-deb.qcow2")
+    });
+    env.write(&format!("data/instance/{name}.json"), &record.to_string());
+    env.write(&format!("pool/{name}.qcow2"), "disk");
+    if host_key {
+        env.write("data/known_hosts", &format!("{name} {HOST_KEY}\n"));
+    }
+}
+
+/// Add a domain to the test driver's fixture: defined in every process, stopped
+/// (`running` false; the test driver's run state 5, shut off) or running.
+fn define_domain(env: &TestEnv, name: &str, running: bool) {
+    let state = if running {
+        ""
+    } else {
+        "<test:runstate>5</test:runstate>"
+    };
+    let domain = format!(
+        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+         <name>{name}</name><memory>524288</memory><os><type>hvm</type></os><devices>\
+         <interface type='network'><mac address='{MAC}'/><source network='default'/></interface>\
+         </devices>{state}</domain>"
+    );
+    let node = env
+        .read("node.xml")
+        .replacen("<node>\n", &format!("<node>\n{domain}\n"), 1);
+    env.write("node.xml", &node);
+}
+
+fn state_of(env: &TestEnv, name: &str) -> String {
+    let out = env.run(&["--list", "--all", "--json"]).ok().stdout;
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Run virt-up with stdin on a pseudo-terminal, typing `answer` once it has asked.
+fn run_on_terminal(env: &TestEnv, args: &[&str], answer: &str) -> Run {
+    // SAFETY: plain libc calls on descriptors this function owns.
+    let (master, slave) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = libc::ptsname(master);
+        assert!(!name.is_null());
+        let slave = libc::open(name, libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0, "open pts");
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(master)),
+            OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut child = env
+        .command(args)
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Wait for the question, then answer it on the terminal.
+    let mut asked = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&asked).contains("[y/n] > ") {
+        match stderr.read(&mut byte).unwrap() {
+            0 => break,
+            _ => asked.push(byte[0]),
+        }
+    }
+    let mut master = master;
+    master.write_all(answer.as_bytes()).unwrap();
+    let mut rest = Vec::new();
+    stderr.read_to_end(&mut rest).unwrap();
+    asked.extend(rest);
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = asked;
+    Run::from(out)
+}
+
+/// A built template `deb` and an instance web1 of it.
+fn template_and_instance() -> TestEnv {
+    let env = TestEnv::new();
+    env.run(&["deb", "--no-clone"]).ok();
+    write_instance(&env, "web1", true);
+    env
+}
+
+#[test]
+fn dash_n_is_the_short_form_of_name() {
+    let env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    write_instance(&env, "web2", true);
+    env.run(&["-n", "web1", "-n", "web2", "--delete"]).ok();
+    assert!(env.ls("data/instance").is_empty());
+    assert!(env.ls("pool").is_empty());
+}
+
+#[test]
+fn delete_all_without_a_terminal_needs_yes_and_deletes_nothing_without_it() {
+    let env = template_and_instance();
+    let run = env
+        .run(&["--delete", "--all"])
+        .fails(2, "no terminal to ask on");
+    assert!(
+        run.stderr.contains("web1, template deb") && run.stderr.contains("--yes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2", "web1.qcow2"]);
+    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json", "web1.json"]);
+
+    let run = env.run(&["--delete", "--all", "--yes"]).ok();
+    let deleted_web1 = run.stderr.find("deleted web1").unwrap();
+    let deleted_template = run.stderr.find("deleted template deb").unwrap();
+    assert!(deleted_web1 < deleted_template, "{}", run.stderr);
+    assert!(env.ls("pool").is_empty(), "{:?}", env.ls("pool"));
+    assert!(env.ls("data/instance").is_empty());
+    assert!(!env.read("data/inventory.yaml").contains("web1"));
+
+    let run = env.run(&["--delete", "--all"]).ok();
+    assert!(run.stderr.contains("nothing to delete"), "{}", run.stderr);
+}
+
+#[test]
+fn delete_all_asks_on_the_terminal() {
+    let env = template_and_instance();
+    let run = run_on_terminal(&env, &["--delete", "--all"], "n\n").ok();
+    assert!(
+        run.stderr
+            .contains("About to delete: web1, template deb\nContinue? [y/n] > "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing deleted"), "{}", run.stderr);
+    assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2", "web1.qcow2"]);
+
+    let run = run_on_terminal(&env, &["--delete", "--all"], "y\n").ok();
+    assert!(
+        run.stderr.contains("deleted template deb"),
+        "{}",
+        run.stderr
+    );
+    assert!(env.ls("pool").is_empty(), "{:?}", env.ls("pool"));
+    assert!(env.ls("data/instance").is_empty());
+}
+
+#[test]
+fn a_template_by_name_is_still_deleted_with_delete_all() {
+    let env = TestEnv::new();
+    env.run(&["deb", "--no-clone"]).ok();
+    env.run(&["deb", "--delete", "--all"]).ok();
+    assert!(env.ls("pool").is_empty());
+}
+
+#[test]
+fn a_flag_that_would_do_nothing_is_refused_naming_where_it_applies() {
+    let env = TestEnv::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["web1", "--template", "deb", "--yes"],
+            "--yes does not apply to creating instances (it applies to --delete)",
+        ),
+        (
+            &["web1", "--login", "--memory", "1024"],
+            "--memory does not apply to --login (it applies to creating instances)",
+        ),
+        (
+            &["deb", "--no-clone", "--size", "9G"],
+            "--size does not apply to --no-clone",
+        ),
+        (
+            &["web1", "--template", "deb", "--force"],
+            "--force does not apply to creating instances (it applies to --init, --no-clone)",
+        ),
+        (&["--list", "--force"], "--force does not apply to --list"),
+        (
+            &["web1", "--delete", "--json"],
+            "--json does not apply to --delete",
+        ),
+        (
+            &["web1", "--template", "deb", "--all"],
+            "--all does not apply",
+        ),
+        (
+            &["web1", "--login", "--no-clone"],
+            "--no-clone does not apply to --login",
+        ),
+        (&["web1", "--list"], "--list takes no <name>"),
+        (
+            &["web1", "--playbook", "p", "--template", "deb"],
+            "--template does not apply to --playbook",
+        ),
+        (
+            &["web1", "--template", "deb", "--no-clone"],
+            "--no-clone builds one template",
+        ),
+    ];
+    for (args, message) in cases {
+        env.run(args).fails(2, message);
+    }
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert!(env.ls("data/instance").is_empty());
+}
+
+#[test]
+fn no_clone_takes_the_template_as_name_or_as_template_option() {
+    let env = TestEnv::new();
+    env.run(&["--template", "deb", "--no-clone"]).ok();
+    assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
+    env.run(&["-n", "deb", "--template", "deb", "--no-clone"])
+        .ok();
+    assert_eq!(env.tool_runs("virt-builder"), 1);
+}
+
+#[test]
+fn creating_a_stopped_instance_starts_it_and_waits_for_it_keeping_it_when_that_fails() {
+    let env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    define_domain(&env, "web1", false);
+    assert_eq!(state_of(&env, "web1"), "shut off");
+    // The test driver's guest never answers: the start is seen reaching the readiness
+    // wait (its address phase), where a new instance's boot would be.
+    let run = env
+        .run(&["web1", "--template", "deb", "--memory", "2048"])
+        .fails(5, "web1: timed out after 1 s in phase 'address'");
+    assert!(run.stderr.contains("starting web1"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("web1 already made: --memory not applied"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("already exists"), "{}", run.stderr);
+    // Nothing was built or removed: the instance is kept for the user to look at.
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert_eq!(env.ls("pool"), ["web1.qcow2"]);
+    assert_eq!(env.ls("data/instance"), ["web1.json"]);
+    assert!(env.read("data/known_hosts").contains("web1 ssh-ed25519"));
+    // Without --template: the instance's own template's settings (its timeouts).
+    env.run(&["web1"]).fails(5, "in phase 'address'");
+}
+
+#[test]
+fn creating_a_running_instance_waits_for_it_without_starting_it() {
+    let env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    define_domain(&env, "web1", true);
+    let run = env
+        .run(&["web1", "--template", "deb"])
+        .fails(5, "web1: timed out after 1 s in phase 'address'");
+    assert!(!run.stderr.contains("starting web1"), "{}", run.stderr);
+}
+
+#[test]
+fn an_existing_instance_of_another_template_or_without_a_host_key_is_refused() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/other.cfg",
+        "[other]\nos-version = debian-12-local\n",
+    );
+    write_instance(&env, "web1", false);
+    define_domain(&env, "web1", false);
+    let run = env
+        .run(&["web1", "--template", "other"])
+        .fails(3, "instance 'web1' already exists");
+    assert!(
+        run.stderr
+            .contains("web1 was made from template 'deb', not 'other'"),
+        "{}",
+        run.stderr
+    );
+    env.run(&["web1", "--template", "deb"])
+        .fails(1, "web1: no host key recorded in");
+    assert_eq!(state_of(&env, "web1"), "shut off");
+}
+
+#[test]
+fn login_and_playbook_start_a_stopped_instance_first() {
+    let env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    define_domain(&env, "web1", false);
+    let run = env
+        .run(&["web1", "--login"])
+        .fails(5, "web1: timed out after 1 s in phase 'address'");
+    assert!(run.stderr.contains("starting web1"), "{}", run.stderr);
+    assert!(!run.stderr.contains("virsh"), "{}", run.stderr);
+    env.write("config/playbooks/hello.yml", "- hosts: all\n  tasks: []\n");
+    let run = env
+        .run(&["web1", "--playbook", "hello"])
+        .fails(5, "in phase 'address'");
+    assert!(run.stderr.contains("starting web1"), "{}", run.stderr);
+    assert_eq!(env.ls("data/instance"), ["web1.json"]);
+}
+
+#[test]
+fn cp_args_is_accepted_with_a_warning_that_it_is_ignored() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = debian-12-local\nimage-format = raw\ncp-args = --sparse=always\n",
+    );
+    let run = env.run(&["--show-templates"]).ok();
+    assert!(
+        run.stderr
+            .contains("test.cfg:4: 'cp-args' in [deb] is ignored:")
+            && run.stderr.contains("libvirt's storage API")
+            && !run.stderr.contains("unknown key"),
+        "{}",
+        run.stderr
+    );
+}
