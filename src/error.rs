@@ -147,15 +147,17 @@ pub enum Error {
         disk: PathBuf,
     },
 
+    /// An instance that exists but cannot be used as asked: still being created, its domain
+    /// gone, no address or host key recorded. The message says what to do.
+    #[error("{name}: {why}")]
+    InstanceNotUsable { name: String, why: String },
+
     /// Several instances were asked for and some failed (each was reported on its own).
     #[error("{failed} of {total} instances failed")]
     SomeFailed { failed: usize, total: usize },
 
     #[error("interrupted")]
     Interrupted,
-
-    #[error("{0}")]
-    Other(String),
 }
 
 impl Error {
@@ -188,7 +190,8 @@ impl Error {
             | Error::InstanceNotFound(_)
             | Error::TemplateInUse { .. }
             | Error::LayerInUse { .. }
-            | Error::Unrecorded { .. } => 3,
+            | Error::Unrecorded { .. }
+            | Error::InstanceNotUsable { .. } => 3,
             Error::Libvirt { .. } => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,

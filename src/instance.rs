@@ -180,16 +180,22 @@ fn wait_ready(
 pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
     let name = &record.name;
     if !ctx.hv.is_defined(&record.domain)? {
-        return Err(Error::Other(format!(
-            "{name}: its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
-            record.domain
-        )));
+        return Err(Error::InstanceNotUsable {
+            name: name.clone(),
+            why: format!(
+                "its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
+                record.domain
+            ),
+        });
     }
     let host_key = inventory::known_host(&ctx.paths, name).ok_or_else(|| {
-        Error::Other(format!(
-            "{name}: no host key recorded in {}, so its SSH server cannot be checked; recreate it (virt-up {name} --delete first)",
-            ctx.paths.known_hosts().display()
-        ))
+        Error::InstanceNotUsable {
+            name: name.clone(),
+            why: format!(
+                "no host key recorded in {}, so its SSH server cannot be checked; recreate it (virt-up {name} --delete first)",
+                ctx.paths.known_hosts().display()
+            ),
+        }
     })?;
     if !ctx.hv.is_running(&record.domain)? {
         ctx.ui.info(format!("starting {name}"));

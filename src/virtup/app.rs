@@ -342,7 +342,7 @@ fn confirm(what: &str) -> Result<bool> {
     let mut answer = String::new();
     stdin
         .read_line(&mut answer)
-        .map_err(|e| Error::Other(format!("reading the answer: {e}")))?;
+        .map_err(|e| Error::io("standard input (the answer)", e))?;
     Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
@@ -367,7 +367,10 @@ fn delete_template(ctx: &Context, name: &str) -> Result<()> {
 fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result<i32> {
     let mut record = existing(ctx, name)?;
     if record.phase != Phase::Ready {
-        return Err(Error::Other(format!("{name} is still being created")));
+        return Err(Error::InstanceNotUsable {
+            name: name.to_string(),
+            why: "it is still being created; wait for that run to finish".into(),
+        });
     }
     if !ctx.hv.is_running(&record.domain)? {
         record = bring_up(ctx, &record)?;
@@ -375,7 +378,10 @@ fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result
     let address = record
         .address
         .clone()
-        .ok_or_else(|| Error::Other(format!("{name} has no known address")))?;
+        .ok_or_else(|| Error::InstanceNotUsable {
+            name: name.to_string(),
+            why: format!("it has no known address; restart it with: virt-up {name}"),
+        })?;
     let tool = if sftp { "sftp" } else { "ssh" };
     // A terminal for interactive logins only: a forced tty would mangle piped output.
     let interactive = command.is_none() && std::io::stdin().is_terminal();

@@ -302,7 +302,7 @@ fn an_existing_instance_of_another_template_or_without_a_host_key_is_refused() {
         run.stderr
     );
     env.run(&["web1", "--template", "deb"])
-        .fails(1, "web1: no host key recorded in");
+        .fails(3, "web1: no host key recorded in");
     assert_eq!(state_of(&env, "web1"), "shut off");
 }
 
