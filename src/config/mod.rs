@@ -307,18 +307,21 @@ impl Settings {
     }
 }
 
+/// A configuration from the text of a system settings.cfg and one templates.d file.
+#[cfg(test)]
+pub(crate) fn test_config(settings: &str, templates: &str) -> Config {
+    let mut c = Config::default();
+    c.add_text(Path::new("/etc/virt-up/settings.cfg"), settings, false)
+        .unwrap();
+    c.add_text(Path::new("/etc/virt-up/templates.d/t.cfg"), templates, true)
+        .unwrap();
+    c
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_config as config;
     use super::*;
-
-    fn config(settings: &str, templates: &str) -> Config {
-        let mut c = Config::default();
-        c.add_text(Path::new("/etc/virt-up/settings.cfg"), settings, false)
-            .unwrap();
-        c.add_text(Path::new("/etc/virt-up/templates.d/t.cfg"), templates, true)
-            .unwrap();
-        c
-    }
 
     #[test]
     fn template_overrides_common_overrides_default() {

@@ -425,14 +425,7 @@ pub fn dns_domain_problem(domain: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn config(settings: &str, templates: &str) -> Config {
-        let mut c = Config::default();
-        c.add_text(Path::new("/etc/virt-up/settings.cfg"), settings, false)
-            .unwrap();
-        c.add_text(Path::new("/etc/virt-up/templates.d/t.cfg"), templates, true)
-            .unwrap();
-        c
-    }
+    use crate::config::test_config as config;
 
     fn paths() -> Paths {
         Paths::from_env(&|k| (k == "HOME").then(|| "/h".to_string())).unwrap()
