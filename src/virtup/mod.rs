@@ -3,4 +3,9 @@
 
 pub mod app;
 pub mod cli;
+mod create;
+mod delete;
+mod init;
+mod login;
 pub mod shipped;
+mod show;

@@ -1,0 +1,191 @@
+//! Creating instances (and `--no-clone` templates); existing ones are started instead.
+
+use super::app::bring_up;
+use crate::config::plan::{self, InstancePlan, Overrides};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::instance;
+use crate::records::{Phase, Record};
+use crate::virtup::cli::Cli;
+use crate::{playbook, template};
+use std::sync::Mutex;
+
+/// `--no-clone`: the template is the <name> or `--template` (as the original tool took it).
+pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
+    let template_name = match (cli.template.as_deref(), names) {
+        (Some(t), []) => t,
+        (None, [one]) => one.as_str(),
+        (Some(t), [one]) if t == one => t,
+        (None, []) => {
+            return Err(Error::Config(
+                "--no-clone builds a template: give its name as <name> or --template".into(),
+            ))
+        }
+        _ => {
+            return Err(Error::Config(
+                "--no-clone builds one template: give its name once, as <name> or --template"
+                    .into(),
+            ))
+        }
+    };
+    let plan = instance_plan(ctx, cli, template_name)?;
+    template::ensure(ctx, &plan.template, cli.force)?;
+    ctx.ui.info(format!("template {template_name} is ready"));
+    Ok(())
+}
+
+/// Create the names that do not exist; start (if stopped) and wait for those that do, as
+/// the original tool did ("just start the instance if it already exists").
+pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
+    let mut fresh = Vec::new();
+    let mut made = Vec::new();
+    for name in names {
+        match made_instance(ctx, name, cli.template.as_deref())? {
+            Some(record) => made.push(record),
+            None => fresh.push(name.clone()),
+        }
+    }
+    // Every value is checked, and the template built, before any instance is touched.
+    let mut fresh_plan = None;
+    if !fresh.is_empty() {
+        let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
+        let plan = instance_plan(ctx, cli, &template_name)?;
+        let template = template::ensure(ctx, &plan.template, false)?;
+        fresh_plan = Some((plan, template));
+    }
+    warn_unapplied(ctx, cli, &made);
+    let mut failures = Vec::new();
+    for record in &made {
+        match bring_up(ctx, record) {
+            Ok(r) => report_ready(ctx, &r),
+            Err(e) => failures.push((record.name.clone(), e)),
+        }
+    }
+    if let Some((plan, template)) = &fresh_plan {
+        failures.extend(create_all(ctx, plan, &fresh, template));
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 if names.len() == 1 => Err(failures.into_iter().next().expect("one").1),
+        n => {
+            for (name, e) in &failures {
+                eprintln!("virt-up: {name}: {e}");
+            }
+            Err(Error::SomeFailed {
+                failed: n,
+                total: names.len(),
+            })
+        }
+    }
+}
+
+/// The plan for the instances, every value checked before anything is built.
+fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
+    let given = Overrides {
+        root_password: cli.root_password.clone(),
+        user: cli.user.clone(),
+        password: cli.password.clone(),
+        size: cli.size.clone(),
+        memory: cli.memory,
+        vcpus: cli.vcpus,
+        graphics: cli.graphics.clone(),
+        dns_domain: cli.dns_domain.clone(),
+        no_inventory: cli.no_inventory,
+    };
+    let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
+    crate::hypervisor::virt_install::validate(&plan.virt_install_args)?;
+    if let Some(pb) = &plan.playbook {
+        playbook::find(ctx, pb)?;
+    }
+    Ok(plan)
+}
+
+/// Create the instances concurrently, at most `parallel` at a time.
+fn create_all(
+    ctx: &Context,
+    plan: &InstancePlan,
+    names: &[String],
+    template: &Record,
+) -> Vec<(String, Error)> {
+    let queue = Mutex::new(names.iter());
+    let failures = Mutex::new(Vec::new());
+    let workers = plan.parallel.clamp(1, names.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let Some(name) = queue.lock().expect("queue").next() else {
+                    break;
+                };
+                match instance::create(ctx, plan, name, template) {
+                    Ok(r) => report_ready(ctx, &r),
+                    Err(e) => failures.lock().expect("failures").push((name.clone(), e)),
+                }
+            });
+        }
+    });
+    failures.into_inner().expect("failures")
+}
+
+fn report_ready(ctx: &Context, r: &Record) {
+    let name = &r.name;
+    ctx.ui.info(format!(
+        "{name} is ready at {} (login: virt-up {name} --login)",
+        r.address.as_deref().unwrap_or("?")
+    ));
+}
+
+/// The record of `name` if it is a made instance whose domain exists: creating it again
+/// starts it. None if the name is free, or holds a half-made instance of a dead run
+/// (creating it again cleans that up). Refused: one being created by a live run, one whose
+/// domain was removed outside virt-up, and one made from another template than `--template`.
+fn made_instance(ctx: &Context, name: &str, template: Option<&str>) -> Result<Option<Record>> {
+    let Some(record) = ctx.store.load(name)? else {
+        return Ok(None);
+    };
+    if record.phase == Phase::Creating {
+        return match instance::process_alive(record.pid) {
+            true => Err(Error::InstanceExists(name.to_string())),
+            false => Ok(None),
+        };
+    }
+    if record.is_template() || !ctx.hv.is_defined(&record.domain)? {
+        return Err(Error::InstanceExists(name.to_string()));
+    }
+    if let Some(t) = template.filter(|t| *t != record.template) {
+        ctx.ui.warn(format!(
+            "{name} was made from template '{}', not '{t}'",
+            record.template
+        ));
+        return Err(Error::InstanceExists(name.to_string()));
+    }
+    Ok(Some(record))
+}
+
+/// Options that shape a new instance do nothing to one that exists: say so.
+fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
+    if made.is_empty() {
+        return;
+    }
+    let given: Vec<&str> = [
+        ("--root-password", cli.root_password.is_some()),
+        ("--user", cli.user.is_some()),
+        ("--password", cli.password.is_some()),
+        ("--size", cli.size.is_some()),
+        ("--memory", cli.memory.is_some()),
+        ("--vcpus", cli.vcpus.is_some()),
+        ("--graphics", cli.graphics.is_some()),
+        ("--dns-domain", cli.dns_domain.is_some()),
+        ("--no-inventory", cli.no_inventory),
+    ]
+    .into_iter()
+    .filter_map(|(flag, on)| on.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        let names: Vec<&str> = made.iter().map(|r| r.name.as_str()).collect();
+        ctx.ui.warn(format!(
+            "{} already made: {} not applied (they apply when an instance is made)",
+            names.join(", "),
+            given.join(", ")
+        ));
+    }
+}
