@@ -52,6 +52,9 @@ SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/*
 lint: lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	# The real-VM tier is not among --all-targets (test = false): checked on its own, so it
+	# cannot stop compiling unnoticed until test-realvm.
+	$(CARGO) clippy --locked --test realvm -- -D warnings
 	shellcheck $(SHELL_SCRIPTS)
 	scripts/deny-check.sh
 

@@ -126,6 +126,8 @@ impl std::ops::DerefMut for KillOnDrop {
 }
 
 impl Drop for KillOnDrop {
+    // unsafe: kill(2) of a process group; std can signal one child, not its group.
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // Reaped already (by the test's own wait): its pid may belong to another process.
         if !matches!(self.child.try_wait(), Ok(None)) {

@@ -88,6 +88,22 @@ fn t2_instance_lifecycle() {
     assert_eq!(out.stdout.trim(), "via-config");
     w.vu(&["vut-web1", "--playbook", "hello"]).ok();
 
+    // A stopped instance is started by --login, waited for (its own host key checked: the
+    // login is strict) and keeps its identity: the first-boot agent does not run again.
+    let machine_id = w.ssh("vut-web1", "cat /etc/machine-id");
+    w.virsh(&["shutdown", "vut-web1"]);
+    w.wait_shut_off("vut-web1");
+    let out = w
+        .vu(&[
+            "vut-web1",
+            "--login",
+            "--command",
+            "hostname; cat /etc/machine-id",
+        ])
+        .ok();
+    assert!(out.stderr.contains("starting vut-web1"), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), format!("vut-web1\n{machine_id}"));
+
     // Delete leaves nothing; re-creating gets the same MAC (and so the same address).
     w.vu(&["vut-web1", "--delete"]).ok();
     w.assert_gone("vut-web1");

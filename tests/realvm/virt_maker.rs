@@ -248,11 +248,9 @@ fn m1_virt_maker_caches_steps_on_real_images() {
     let lines: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(lines, ["one", "two", "three-c"], "{stdout}");
     vu(&["vut-mk1", "--delete"]);
-    for name in ["TEMPLATE-vut-mk"] {
-        let _ = Command::new("virsh")
-            .args(["-c", "qemu:///system", "undefine", name])
-            .output();
-    }
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "undefine", "TEMPLATE-vut-mk"])
+        .output();
     let _ = std::fs::remove_file("/var/lib/libvirt/images/TEMPLATE-vut-mk.qcow2");
     let _ = std::fs::remove_dir_all(&dir);
 }
