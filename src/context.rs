@@ -89,7 +89,7 @@ impl Context {
     /// The runner for libguestfs and other tools for guests of `virt_type` (force_tcg for
     /// qemu).
     pub fn runner(&self, virt_type: VirtType) -> Runner {
-        Runner::new(virt_type.into())
+        Runner::new(virt_type)
             .show_output(self.ui.debug)
             .debug(self.ui.debug)
     }

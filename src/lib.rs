@@ -6,6 +6,7 @@
 //! `inventory`; `hypervisor` is the seam to libvirt; the rest are small utilities. The
 //! binaries are thin.
 
+mod choice;
 pub mod config;
 pub(crate) mod digest;
 pub mod error;

@@ -91,24 +91,7 @@ pub(crate) fn package_of(tool: &str) -> &'static str {
 
 /// The libvirt domain type guests run under. Tools that start their own appliance
 /// (libguestfs) must follow it: without KVM they must not try it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VirtType {
-    #[default]
-    Kvm,
-    /// TCG emulation (no usable KVM).
-    Qemu,
-}
-
-impl VirtType {
-    /// The `virt-type` setting's value: `qemu` is TCG, anything else KVM.
-    pub(crate) fn from_setting(value: &str) -> VirtType {
-        if value == "qemu" {
-            VirtType::Qemu
-        } else {
-            VirtType::Kvm
-        }
-    }
-}
+pub use crate::choice::VirtType;
 
 /// Runs tools under one environment (libguestfs' TCG settings, set from the virt type).
 #[derive(Debug, Clone, Default)]
@@ -675,7 +658,7 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(out.stdout, b"direct/force_tcg");
-        let kvm = Runner::new(VirtType::from_setting("kvm"));
+        let kvm = Runner::new(VirtType::Kvm);
         assert!(!kvm.is_tcg());
         let out = kvm
             .tool("sh")

@@ -133,6 +133,24 @@ pub(crate) fn human(bytes: u64) -> String {
     format!("{} {unit}", text.trim_end_matches(".0"))
 }
 
+/// "1.5G"-style sizes, as `du -h` prints them.
+pub(crate) fn human_short(bytes: u64) -> String {
+    let units = ["B", "K", "M", "G", "T"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else if v < 10.0 {
+        format!("{v:.1}{}", units[i])
+    } else {
+        format!("{v:.0}{}", units[i])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +231,7 @@ mod tests {
         assert_eq!(human(10 * G), "10 GiB");
         assert_eq!(human(3 * G / 2), "1.5 GiB");
         assert_eq!(human(512), "512 bytes");
+        assert_eq!(human_short(1536), "1.5K");
+        assert_eq!(human_short(100), "100B");
     }
 }

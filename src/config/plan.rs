@@ -10,47 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A setting with a fixed set of spellings: parsed from and written as them.
-macro_rules! choice {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-            pub fn parse(text: &str) -> Option<$name> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-choice!(
-    /// A disk's format: qcow2 instances are linked clones, raw ones full copies.
-    ImageFormat { Qcow2 = "qcow2", Raw = "raw" }
-);
-choice!(
-    /// kvm, or qemu (TCG: libguestfs tools then run with force_tcg too).
-    VirtType { Kvm = "kvm", Qemu = "qemu" }
-);
-/// The runner's spelling of the same choice: it sets libguestfs' TCG environment from it.
-impl From<VirtType> for crate::runner::VirtType {
-    fn from(v: VirtType) -> Self {
-        match v {
-            VirtType::Kvm => crate::runner::VirtType::Kvm,
-            VirtType::Qemu => crate::runner::VirtType::Qemu,
-        }
-    }
-}
+use crate::choice::choice;
+pub use crate::choice::{ImageFormat, VirtType};
 
 choice!(
     /// Where an instance's address is looked for.
@@ -367,9 +328,25 @@ fn definition(s: &Settings) -> String {
     text
 }
 
+/// What virt-maker takes from settings.cfg's `[common]`: the step cache it shares with
+/// virt-up's templates, and the virt type its libguestfs tools run under.
+#[derive(Debug, Clone)]
+pub struct MakerPlan {
+    pub cache_dir: PathBuf,
+    pub virt_type: VirtType,
+}
+
+pub fn maker(config: &Config, paths: &Paths) -> Result<MakerPlan> {
+    let s = config.common()?;
+    Ok(MakerPlan {
+        cache_dir: cache_dir(&s, paths),
+        virt_type: choice(&s, "virt-type", VirtType::parse)?,
+    })
+}
+
 /// The step cache directory: the `cache-dir` setting, else the paths' cache directory.
 /// The one place it is decided, for virt-up's templates and for virt-maker.
-pub fn cache_dir(settings: &Settings, paths: &Paths) -> PathBuf {
+fn cache_dir(settings: &Settings, paths: &Paths) -> PathBuf {
     settings
         .get("cache-dir")
         .map(PathBuf::from)

@@ -363,7 +363,7 @@ fn image_spec(key: String, raw: RawImage) -> Result<ImageSpec, Failure> {
     crate::size::parse(&size)
         .map_err(|e| Failure::new(ReturnCode::Size, format!("{place}: 'size': {e}")))?;
     let format = raw.format.unwrap_or_else(|| "qcow2".into());
-    crate::image::qemu_img::Format::parse(&format)
+    crate::image::qemu_img::parse_format(&format)
         .map_err(|e| invalid(format!("{place}: 'format': {e}")))?;
     let checksum = |c: Option<RawChecksum>| {
         c.map(|c| ChecksumSpec {

@@ -20,7 +20,7 @@ use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::image::cancel::Cancel;
 use crate::image::qemu_img::QemuImg;
-use crate::runner::{argv, Runner, ToolError, VirtType};
+use crate::runner::{argv, Runner, ToolError};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -83,12 +83,12 @@ pub fn run(
             ),
         ));
     }
-    if opts.virt_type != "kvm" && opts.virt_type != "qemu" {
-        return Err(fail(
+    let virt_type = crate::config::plan::VirtType::parse(&opts.virt_type).ok_or_else(|| {
+        fail(
             ReturnCode::InvalidAttribute,
             format!("--virt-type must be kvm or qemu, not '{}'", opts.virt_type),
-        ));
-    }
+        )
+    })?;
     let cpu = match opts.cpu_model.as_deref() {
         Some("host") if opts.virt_type == "qemu" => {
             return Err(fail(
@@ -100,7 +100,7 @@ pub fn run(
         other => other.map(str::to_string),
     };
     let files = seed_files(opts)?;
-    let runner = Runner::new(VirtType::from_setting(&opts.virt_type));
+    let runner = Runner::new(virt_type);
     let qemu = QemuImg::new(&runner);
     let info = qemu.info(&opts.image, None).map_err(|e| {
         fail(

@@ -4,7 +4,7 @@ use super::{Failure, ReturnCode, Verbose};
 use crate::fsutil::absolute;
 use crate::image::cancel::Cancel;
 use crate::image::checksum::Expected;
-use crate::image::qemu_img::Format;
+use crate::image::qemu_img::ImageFormat;
 use crate::image::source::{self, Input, Job, Location, Outcome};
 use crate::runner::Runner;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub struct Env<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub output: PathBuf,
-    pub format: Format,
+    pub format: ImageFormat,
     pub size: u64,
     pub input: Option<Input>,
     pub overwrite: bool,
@@ -77,7 +77,7 @@ impl ImageRequest {
                 )));
             }
         }
-        let format = Format::parse(&self.format)?;
+        let format = crate::image::qemu_img::parse_format(&self.format)?;
         let size = crate::size::parse(&self.size).map_err(crate::image::Error::from)?;
         let missing = |m: &str| Failure::new(ReturnCode::MissingAttribute, m);
         let checksum = match (&self.checksum_type, &self.checksum) {

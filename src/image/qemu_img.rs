@@ -12,36 +12,20 @@ use crate::runner::{argv, Output, Runner, ToolError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The output formats images are made in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// qcow2 with compat 1.1 ("v3"), which current distributions require.
-    Qcow2,
-    Raw,
+/// The output formats images are made in (qcow2 always with compat 1.1, "v3", which
+/// current distributions require).
+pub(crate) use crate::choice::ImageFormat;
+
+/// A format named in a template, or the error that names it.
+pub(crate) fn parse_format(s: &str) -> Result<ImageFormat> {
+    ImageFormat::parse(s).ok_or_else(|| Error::UnsupportedFormat(s.to_string()))
 }
 
-impl Format {
-    pub(crate) fn parse(s: &str) -> Result<Format> {
-        match s {
-            "qcow2" => Ok(Format::Qcow2),
-            "raw" => Ok(Format::Raw),
-            other => Err(Error::UnsupportedFormat(other.to_string())),
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Format::Qcow2 => "qcow2",
-            Format::Raw => "raw",
-        }
-    }
-
-    /// Creation options: qcow2 is always made compat 1.1 (v3).
-    fn create_options(self) -> Vec<OsString> {
-        match self {
-            Format::Qcow2 => argv(["-o", "compat=1.1"]),
-            Format::Raw => vec![],
-        }
+/// Creation options: qcow2 is always made compat 1.1 (v3).
+fn create_options(format: ImageFormat) -> Vec<OsString> {
+    match format {
+        ImageFormat::Qcow2 => argv(["-o", "compat=1.1"]),
+        ImageFormat::Raw => vec![],
     }
 }
 
@@ -136,17 +120,17 @@ impl<'a> QemuImg<'a> {
         src: &Path,
         src_format: &str,
         dst: &Path,
-        format: Format,
+        format: ImageFormat,
         cancel: &Cancel,
         progress: bool,
     ) -> Result<()> {
-        let mut args = argv(["convert", "-f", src_format, "-O", format.name()]);
+        let mut args = argv(["convert", "-f", src_format, "-O", format.as_str()]);
         let bar = Progress::percent(progress, "Converting");
         if bar.is_drawn() {
             // Reports on stdout, `    (12.34/100%)\r`, read as they come (see watch).
             args.push("-p".into());
         }
-        args.extend(format.create_options());
+        args.extend(create_options(format));
         // The output bypasses the page cache (O_DIRECT) where the file system allows it:
         // half the CPU time of a buffered write, which the checksum computed alongside
         // needs, and the image is on disk when qemu-img returns (it flushes at the end).
@@ -155,7 +139,7 @@ impl<'a> QemuImg<'a> {
             args.extend(argv(["-t", "none"]));
         }
         args.extend([p(src), p(dst)]);
-        let context = format!("converting {} to {}", src.display(), format.name());
+        let context = format!("converting {} to {}", src.display(), format.as_str());
         // Buffered: start writing the output to disk while qemu-img writes it, so the
         // fsync that makes the image durable has little left to do.
         let output = std::sync::Mutex::new(None::<std::fs::File>);
@@ -197,9 +181,9 @@ impl<'a> QemuImg<'a> {
     }
 
     /// A new, empty image of `bytes`.
-    pub(crate) fn create(&self, path: &Path, format: Format, bytes: u64) -> Result<()> {
-        let mut args = argv(["create", "-q", "-f", format.name()]);
-        args.extend(format.create_options());
+    pub(crate) fn create(&self, path: &Path, format: ImageFormat, bytes: u64) -> Result<()> {
+        let mut args = argv(["create", "-q", "-f", format.as_str()]);
+        args.extend(create_options(format));
         args.extend([p(path), bytes.to_string().into()]);
         self.run(args, "creating an empty image")
             .map(|_| ())
@@ -209,11 +193,11 @@ impl<'a> QemuImg<'a> {
     pub(crate) fn resize(
         &self,
         path: &Path,
-        format: Format,
+        format: ImageFormat,
         bytes: u64,
         shrink: bool,
     ) -> Result<()> {
-        let mut args = argv(["resize", "-q", "-f", format.name()]);
+        let mut args = argv(["resize", "-q", "-f", format.as_str()]);
         if shrink {
             args.push("--shrink".into());
         }
@@ -368,14 +352,14 @@ fn parse_info(json: &[u8]) -> std::result::Result<Info, String> {
 pub(crate) fn verify(
     qemu: &QemuImg,
     path: &Path,
-    format: Format,
+    format: ImageFormat,
     virtual_size: u64,
     known: Option<Info>,
 ) -> Result<String> {
     let info = match known {
         Some(info) => info,
         None => qemu
-            .info(path, Some(format.name()))
+            .info(path, Some(format.as_str()))
             .map_err(|e| Error::Check {
                 path: path.to_path_buf(),
                 details: e.to_string(),
@@ -392,7 +376,7 @@ pub(crate) fn verify(
         )));
     }
     match format {
-        Format::Qcow2 => {
+        ImageFormat::Qcow2 => {
             if info.compat.as_deref() != Some("1.1") {
                 return Err(fail(format!(
                     "qcow2 compat is {}, expected 1.1",
@@ -406,7 +390,7 @@ pub(crate) fn verify(
                 "qcow2 compat 1.1; qemu-img check: no errors".into()
             })
         }
-        Format::Raw => Ok("raw".into()),
+        ImageFormat::Raw => Ok("raw".into()),
     }
 }
 
@@ -437,9 +421,9 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(Format::parse("qcow2").unwrap(), Format::Qcow2);
-        assert_eq!(Format::parse("raw").unwrap(), Format::Raw);
-        let err = Format::parse("vmdk").unwrap_err().to_string();
+        assert_eq!(parse_format("qcow2").unwrap(), ImageFormat::Qcow2);
+        assert_eq!(parse_format("raw").unwrap(), ImageFormat::Raw);
+        let err = parse_format("vmdk").unwrap_err().to_string();
         assert!(
             err.contains("'vmdk'") && err.contains("qcow2, raw"),
             "{err}"
@@ -453,7 +437,7 @@ mod tests {
         let runner = Runner::default();
         let q = QemuImg::new(&runner);
         let a = dir.path().join("a.qcow2");
-        q.create(&a, Format::Qcow2, 1 << 20).unwrap();
+        q.create(&a, ImageFormat::Qcow2, 1 << 20).unwrap();
         // Zero the first refcount block: every cluster in use then has refcount 0.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -468,7 +452,7 @@ mod tests {
         f.seek(SeekFrom::Start(u64::from_be_bytes(be))).unwrap();
         f.write_all(&[0u8; 512]).unwrap();
         drop(f);
-        let err = verify(&q, &a, Format::Qcow2, 1 << 20, None).unwrap_err();
+        let err = verify(&q, &a, ImageFormat::Qcow2, 1 << 20, None).unwrap_err();
         assert!(matches!(err, Error::Check { .. }), "{err}");
         assert!(err.to_string().contains("check of"), "{err}");
     }
@@ -488,21 +472,24 @@ mod tests {
         let runner = Runner::default();
         let q = QemuImg::new(&runner);
         let a = dir.path().join("a.qcow2");
-        q.create(&a, Format::Qcow2, 1 << 20).unwrap();
+        q.create(&a, ImageFormat::Qcow2, 1 << 20).unwrap();
         let info = q.info(&a, None).unwrap();
         assert_eq!(
             (info.format.as_str(), info.virtual_size),
             ("qcow2", 1 << 20)
         );
-        q.resize(&a, Format::Qcow2, 2 << 20, false).unwrap();
+        q.resize(&a, ImageFormat::Qcow2, 2 << 20, false).unwrap();
         let b = dir.path().join("b.raw");
-        q.convert(&a, "qcow2", &b, Format::Raw, &Cancel::new(), false)
+        q.convert(&a, "qcow2", &b, ImageFormat::Raw, &Cancel::new(), false)
             .unwrap();
-        assert_eq!(verify(&q, &b, Format::Raw, 2 << 20, None).unwrap(), "raw");
-        assert!(verify(&q, &a, Format::Qcow2, 2 << 20, None)
+        assert_eq!(
+            verify(&q, &b, ImageFormat::Raw, 2 << 20, None).unwrap(),
+            "raw"
+        );
+        assert!(verify(&q, &a, ImageFormat::Qcow2, 2 << 20, None)
             .unwrap()
             .contains("compat 1.1"));
-        let err = verify(&q, &a, Format::Qcow2, 3 << 20, None)
+        let err = verify(&q, &a, ImageFormat::Qcow2, 3 << 20, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected 3145728"), "{err}");

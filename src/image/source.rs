@@ -17,7 +17,7 @@ use super::copy;
 use super::download;
 use super::download_cache;
 use super::progress::Progress;
-use super::qemu_img::{self, Format, QemuImg};
+use super::qemu_img::{self, ImageFormat, QemuImg};
 use super::{Error, IoAt, Result};
 use crate::fsutil::TempPath;
 use crate::fsutil::{absolute, hidden_sibling};
@@ -70,7 +70,7 @@ pub(crate) struct Job<'a> {
     /// None: a new, empty image of `size`.
     pub input: Option<&'a Input>,
     pub output: &'a Path,
-    pub format: Format,
+    pub format: ImageFormat,
     /// The virtual size in bytes; None keeps the input's (required without an input).
     pub size: Option<u64>,
     /// Allow making the image smaller than its input (the data beyond is lost).
@@ -122,7 +122,7 @@ pub(crate) fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
             let virtual_size = size::rounded(bytes);
             log(format!(
                 "Created an empty {} image of {}",
-                job.format.name(),
+                job.format.as_str(),
                 size::human(virtual_size)
             ));
             finish(job, &qemu, part.path(), virtual_size, None, job.cancel, log)?;
@@ -153,7 +153,7 @@ pub(crate) fn make(job: &Job, log: &mut dyn FnMut(String)) -> Result<Outcome> {
     log(format!(
         "Generated image at: {} ({}, {}) in {:.2} s",
         absolute(output).display(),
-        job.format.name(),
+        job.format.as_str(),
         size::human(virtual_size),
         started.elapsed().as_secs_f64()
     ));
@@ -366,13 +366,13 @@ fn convert(
                 cancel,
                 job.progress,
             )?;
-            done(&format!("Converted to {}", job.format.name()), log);
+            done(&format!("Converted to {}", job.format.as_str()), log);
             // (The output format may round the size differently from the input's.)
-            current = qemu.info(dst, Some(job.format.name()))?.virtual_size;
+            current = qemu.info(dst, Some(job.format.as_str()))?.virtual_size;
             None
         }
         Some(why) => match staged.temp.take() {
-            Some(temp) if job.format == Format::Qcow2 => {
+            Some(temp) if job.format == ImageFormat::Qcow2 => {
                 done(&format!("Kept the input as the image ({why})"), log);
                 Some(temp)
             }
@@ -380,7 +380,7 @@ fn convert(
                 copy::copy_image(
                     &staged.path,
                     dst,
-                    job.format == Format::Raw,
+                    job.format == ImageFormat::Raw,
                     cancel,
                     job.progress,
                 )?;
@@ -400,12 +400,13 @@ fn convert(
 /// compat 1.1 and no compressed clusters (qemu-img convert would expand those).
 fn as_is(job: &Job, qemu: &QemuImg, staged: &Staged) -> Option<&'static str> {
     let info = &staged.info;
-    if info.format != job.format.name() || info.backing_file.is_some() || !info.extras.is_empty() {
+    if info.format != job.format.as_str() || info.backing_file.is_some() || !info.extras.is_empty()
+    {
         return None;
     }
     match job.format {
-        Format::Raw => Some("already raw"),
-        Format::Qcow2 => (info.compat.as_deref() == Some("1.1")
+        ImageFormat::Raw => Some("already raw"),
+        ImageFormat::Qcow2 => (info.compat.as_deref() == Some("1.1")
             && qemu.compressed_clusters(&staged.path) == Some(0))
         .then_some("already qcow2 compat 1.1, self-contained, uncompressed"),
     }

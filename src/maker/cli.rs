@@ -1,11 +1,13 @@
 //! The `virt-maker` command line (the original tool's commands and flags) and what each
 //! command does. The binary only parses and maps errors to exit codes.
 
+use crate::config::plan::{self, MakerPlan};
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::runner::{Runner, VirtType};
-use crate::stepcache::{human, parse_age, Cache, GcPolicy, Manifest};
+use crate::runner::Runner;
+use crate::size::human_short;
+use crate::stepcache::{parse_age, Cache, GcPolicy, Manifest};
 use crate::steps::build::{Builder, Options};
 use crate::steps::runners::{self, Role};
 use crate::steps::template::parse_param;
@@ -92,19 +94,11 @@ pub enum RunnerKind {
     Exporters,
 }
 
-/// The cache directory, decided as for virt-up's templates.
-fn cache_dir(paths: &Paths, config: &Config) -> Result<PathBuf> {
-    Ok(crate::config::plan::cache_dir(&config.common()?, paths))
-}
-
 /// The runner for libguestfs tools under the settings' virt-type.
-pub fn tool_runner(config: &Config, verbose: u8) -> Result<Runner> {
-    let common = config.common()?;
-    Ok(
-        Runner::new(VirtType::from_setting(common.text("virt-type")))
-            .show_output(verbose > 0)
-            .debug(verbose > 1),
-    )
+fn tool_runner(plan: &MakerPlan, verbose: u8) -> Runner {
+    Runner::new(plan.virt_type)
+        .show_output(verbose > 0)
+        .debug(verbose > 1)
 }
 
 pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
@@ -120,12 +114,11 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
             force_export,
             dry_run,
         } => {
-            let config = Config::load(&paths)?;
-            let dir = cache_dir(&paths, &config)?;
+            let plan = plan::maker(&Config::load(&paths)?, &paths)?;
             let cache = if dry_run {
-                Cache::at(&dir)
+                Cache::at(&plan.cache_dir)
             } else {
-                Cache::open(&dir)?
+                Cache::open(&plan.cache_dir)?
             };
             let opts = Options {
                 force,
@@ -138,7 +131,7 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
             let out = |line: &str| println!("{line}");
             let builder = Builder {
                 cache,
-                runner: tool_runner(&config, cli.verbose)?,
+                runner: tool_runner(&plan, cli.verbose),
                 out: &out,
             };
             if dry_run {
@@ -156,9 +149,9 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
             max_size,
             max_age,
         } => {
-            let config = Config::load(&paths)?;
-            let cache = Cache::open(&cache_dir(&paths, &config)?)?;
-            let size = |b: u64| if h { human(b) } else { b.to_string() };
+            let plan = plan::maker(&Config::load(&paths)?, &paths)?;
+            let cache = Cache::open(&plan.cache_dir)?;
+            let size = |b: u64| if h { human_short(b) } else { b.to_string() };
             match action {
                 CacheAction::Usage => {
                     let layers = cache.layers()?;

@@ -459,24 +459,6 @@ pub fn disk_usage(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// "1.5G"-style sizes, as `du -h` prints them.
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "K", "M", "G", "T"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes}B")
-    } else if v < 10.0 {
-        format!("{v:.1}{}", units[i])
-    } else {
-        format!("{v:.0}{}", units[i])
-    }
-}
-
 /// Parse "30d", "12h", "45m", "90s" (seconds; a bare number is days).
 pub fn parse_age(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -565,8 +547,6 @@ mod tests {
     fn sizes_and_ages_parse() {
         assert_eq!(parse_age("2d"), Some(172800));
         assert_eq!(parse_age("3h"), Some(10800));
-        assert_eq!(human(1536), "1.5K");
-        assert_eq!(human(100), "100B");
     }
 
     fn fake_build(tmp: &Path) -> Result<()> {

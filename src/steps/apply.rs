@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::identity::SecretFiles;
 use crate::image::cancel::Cancel;
 use crate::image::debootstrap;
-use crate::image::qemu_img::{Format, QemuImg};
+use crate::image::qemu_img::{parse_format, ImageFormat, QemuImg};
 use crate::image::source::{Input, Job};
 use crate::runner::{argv, Runner};
 use serde_json::{Map, Value};
@@ -430,7 +430,7 @@ pub fn debootstrap_recipe(step: &Step) -> Result<debootstrap::Recipe> {
         s(step, "mirror"),
         &list(step, "packages"),
         s(step, "size").unwrap_or(debootstrap::DEFAULT_SIZE),
-        Format::Qcow2,
+        ImageFormat::Qcow2,
         Path::new(debootstrap::HOST_APT_DIR),
     )?)
 }
@@ -540,7 +540,7 @@ fn download(
     let job = Job {
         input: Some(&input),
         output: if resize.is_some() { &staged } else { image },
-        format: Format::Qcow2,
+        format: ImageFormat::Qcow2,
         size,
         shrink: false,
         overwrite: true,
@@ -650,7 +650,7 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
                 layer,
                 "qcow2",
                 target,
-                Format::parse(fmt)?,
+                parse_format(fmt)?,
                 &Cancel::new(),
                 true,
             )?;

@@ -348,13 +348,12 @@ fn build_customized(
         out: &out,
     };
     let built = builder.build(&spec, &Default::default())?;
-    let format = crate::image::qemu_img::Format::parse(plan.format.as_str())?;
     // Layers are qcow2; a bar on a terminal for this long copy.
     crate::image::qemu_img::QemuImg::new(&runner).convert(
         &built.layer,
         "qcow2",
         output,
-        format,
+        plan.format,
         &crate::image::cancel::Cancel::new(),
         true,
     )?;

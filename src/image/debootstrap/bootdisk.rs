@@ -1,7 +1,7 @@
 //! The disk from the packed rootfs, in one libguestfs appliance (one boot: ~50 s under
 //! TCG): create, partition, format, unpack, install GRUB; then the checks that it boots.
 
-use super::Format;
+use super::ImageFormat;
 use crate::image::cancel::interrupted;
 use crate::image::{Error, IoAt, Result};
 use crate::runner::Runner;
@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub(crate) struct Disk<'a> {
     pub path: &'a Path,
-    pub format: Format,
+    pub format: ImageFormat,
     /// Bytes; the file is sparse.
     pub size: u64,
 }
@@ -41,7 +41,7 @@ pub(crate) fn make(disk: &Disk, tarball: &Path, work: &Path, runner: &Runner) ->
 /// then fails with "ext2 doesn't support embedding ... cross-disk install"). So
 /// grub-install gets the kernel's name of the disk holding the mounted root.
 pub(crate) fn script(disk: &Disk, tarball: &Path, grub_cfg: &Path, mbr: &Path) -> Result<String> {
-    let (out, fmt) = (quote(disk.path)?, disk.format.name());
+    let (out, fmt) = (quote(disk.path)?, disk.format.as_str());
     Ok(format!(
         r#"disk-create {out} {fmt} {size}
 add {out} format:{fmt}
@@ -144,7 +144,7 @@ mod tests {
     fn the_script_creates_the_disk_in_its_format_and_quotes_paths() {
         let disk = Disk {
             path: Path::new("/c/my \"disk\".qcow2"),
-            format: Format::Qcow2,
+            format: ImageFormat::Qcow2,
             size: 2 << 30,
         };
         let s = script(

@@ -62,7 +62,7 @@ pub(crate) const BASE_PACKAGES: &[&str] = &[
 const MIN_SIZE: u64 = 1 << 30;
 
 /// The disk's format: qemu-img's (qcow2 or raw).
-pub(crate) use super::qemu_img::Format;
+pub(crate) use super::qemu_img::ImageFormat;
 
 /// Everything a debootstrap disk depends on, validated, with the mirror resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +74,7 @@ pub struct Recipe {
     pub packages: Vec<String>,
     /// Bytes.
     pub size: u64,
-    pub format: Format,
+    pub format: ImageFormat,
 }
 
 impl Recipe {
@@ -85,7 +85,7 @@ impl Recipe {
         mirror: Option<&str>,
         packages: &[String],
         size: &str,
-        format: Format,
+        format: ImageFormat,
         apt_dir: &Path,
     ) -> Result<Recipe> {
         check_suite(suite).map_err(Error::Recipe)?;
@@ -132,7 +132,7 @@ impl Recipe {
             "mirror": self.mirror,
             "packages": self.packages,
             "size": self.size,
-            "format": self.format.name(),
+            "format": self.format.as_str(),
         })
     }
 }
@@ -282,7 +282,7 @@ fn build_in(
     let what = format!(
         "guestfish: {} MiB {} disk, ext4, GRUB",
         recipe.size >> 20,
-        recipe.format.name()
+        recipe.format.as_str()
     );
     let checked = timed(progress, &what, || {
         bootdisk::make(&disk, &tarball, work.path(), &runner)
@@ -362,7 +362,7 @@ mod tests {
     use super::*;
 
     fn recipe(mirror: Option<&str>, apt: &Path) -> Result<Recipe> {
-        Recipe::new("bookworm", mirror, &[], "2G", Format::Qcow2, apt)
+        Recipe::new("bookworm", mirror, &[], "2G", ImageFormat::Qcow2, apt)
     }
 
     #[test]
@@ -437,7 +437,7 @@ mod tests {
             Some("http://m/d"),
             &[],
             "512M",
-            Format::Raw,
+            ImageFormat::Raw,
             apt,
         );
         assert!(small.unwrap_err().to_string().contains("too small"));
@@ -446,7 +446,7 @@ mod tests {
             Some("http://m/d"),
             &["vim".into(), "sudo".into()],
             "1536M",
-            Format::Raw,
+            ImageFormat::Raw,
             apt,
         )
         .unwrap();
@@ -469,7 +469,7 @@ mod tests {
         other.packages.push("vim".into());
         assert_ne!(key, other.key());
         let mut other = base;
-        other.format = Format::Raw;
+        other.format = ImageFormat::Raw;
         assert_ne!(key, other.key());
     }
 }

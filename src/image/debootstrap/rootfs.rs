@@ -278,7 +278,7 @@ fn empty_dir(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Format;
+    use super::super::ImageFormat;
     use super::*;
 
     fn recipe() -> Recipe {
@@ -287,7 +287,7 @@ mod tests {
             mirror: "http://mirror.lan/debian".into(),
             packages: vec![],
             size: 2 << 30,
-            format: Format::Qcow2,
+            format: ImageFormat::Qcow2,
         }
     }
 
