@@ -46,6 +46,12 @@ pub(crate) fn private_dir(dir: &Path) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(at(dir))
 }
 
+/// The bytes a file takes on disk (its blocks: a sparse file takes less than its length).
+pub(crate) fn allocated_bytes(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata(path).map_err(at(path))?.blocks() * 512)
+}
+
 /// A temp name no other writer of `path` uses at the same time: other processes differ
 /// in the PID, other threads (and calls) of this one in the counter.
 fn unique_temp(path: &Path) -> PathBuf {

@@ -53,8 +53,9 @@ pub(super) fn create(pool_dir: &Path, new: &NewVolume) -> Result<Volume> {
 }
 
 pub(super) fn upload(volume: &Path, from: &Path) -> Result<()> {
-    let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
-    std::fs::write(volume, data).map_err(|e| Error::io(volume, e))
+    std::fs::copy(from, volume)
+        .map(|_| ())
+        .map_err(|e| Error::io(volume, e))
 }
 
 pub(super) fn delete(path: &Path) -> Result<()> {

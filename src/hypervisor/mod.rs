@@ -91,8 +91,6 @@ pub trait Hypervisor: Send + Sync {
     fn uri(&self) -> String;
     /// The directory of a `dir` storage pool; an error if the pool is missing or inactive.
     fn pool_path(&self, pool: &str) -> Result<PathBuf>;
-    /// Let libvirt notice volumes we created or removed behind its back.
-    fn refresh_pool(&self, pool: &str);
     /// An error if the network is missing or not active.
     fn check_network(&self, network: &str) -> Result<()>;
     fn define(&self, xml: &str) -> Result<()>;
@@ -237,12 +235,6 @@ impl Hypervisor for Libvirt {
         })
     }
 
-    fn refresh_pool(&self, pool: &str) {
-        if let Ok(p) = self.conn.lookup_storage_pool_by_name(pool) {
-            let _ = p.refresh(0);
-        }
-    }
-
     fn check_network(&self, network: &str) -> Result<()> {
         let problem = match self.conn.lookup_network_by_name(network) {
             Ok(n) if n.is_active().unwrap_or(false) => return Ok(()),
@@ -381,7 +373,8 @@ impl Hypervisor for Libvirt {
                 volume.display()
             )
         };
-        let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+        let mut file = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+        let length = file.metadata().map_err(|e| Error::io(from, e))?.len();
         let vol = self.lookup_volume(volume)?.ok_or_else(|| Error::Libvirt {
             what: what(),
             message: "no such volume".into(),
@@ -389,17 +382,27 @@ impl Hypervisor for Libvirt {
         })?;
         let stream =
             virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
-        vol.upload(&stream, 0, data.len() as u64, 0)
+        vol.upload(&stream, 0, length, 0)
             .map_err(|e| libvirt_error(what(), e))?;
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            match stream.send(rest) {
-                Ok(n) if n > 0 => rest = &rest[n as usize..],
-                Ok(_) => break,
+        // In pieces: a template disk is gigabytes, and need not be in memory at once.
+        let mut buffer = vec![0u8; 4 << 20];
+        loop {
+            let n = match std::io::Read::read(&mut file, &mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let _ = stream.abort();
-                    return Err(libvirt_error(what(), e));
+                    return Err(Error::io(from, e));
                 }
+            };
+            if let Err(message) = send_all(&stream, &buffer[..n]) {
+                let _ = stream.abort();
+                return Err(Error::Libvirt {
+                    what: what(),
+                    message,
+                    hint: String::new(),
+                });
             }
         }
         stream.finish().map_err(|e| libvirt_error(what(), e))
@@ -440,6 +443,19 @@ impl Hypervisor for Libvirt {
             available: info.available,
         })
     }
+}
+
+/// Send all of `data` into `stream` (a send may take only part of it).
+/// A blocking stream sends something or fails; never spin on a send of nothing.
+fn send_all(stream: &virt::stream::Stream, mut data: &[u8]) -> Result<(), String> {
+    while !data.is_empty() {
+        let sent = stream.send(data).map_err(|e| e.message().to_string())?;
+        match usize::try_from(sent) {
+            Ok(n) if n > 0 => data = &data[n.min(data.len())..],
+            _ => return Err(format!("libvirt's stream took no data ({sent})")),
+        }
+    }
+    Ok(())
 }
 
 /// The XML of a new volume. Allocation 0: nothing is preallocated (an overlay or a seed
@@ -502,8 +518,8 @@ impl Libvirt {
     }
 
     /// The volume at `path`. libvirt's list of a pool's volumes changes only when it makes
-    /// or deletes one, or refreshes the pool: a file a tool wrote into the pool's directory
-    /// (virt-builder's template) is missing from it, and one removed by hand is still in
+    /// or deletes one, or refreshes the pool: a file another tool wrote into the pool's
+    /// directory (a template disk of an older virt-up, which built it there) is missing from it, and one removed by hand is still in
     /// it. So a volume not found, or found but without a file (its info fails), is looked
     /// up again after one refresh of that pool.
     fn lookup_volume(&self, path: &Path) -> Result<Option<StorageVol>> {

@@ -6,14 +6,17 @@ mod playbook;
 
 use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
 use crate::context::Context;
-use crate::error::{Error, IoContext, Result};
-use crate::fsutil::remove_if_exists;
+use crate::error::{Error, Result};
+use crate::fsutil::TempPath;
 use crate::hypervisor::domain_xml::{Disk, DomainSpec};
+use crate::hypervisor::{NewVolume, PoolCapacity, VolumeSource};
 use crate::identity::{self, SecretFiles};
+use crate::image::qemu_img::QemuImg;
 use crate::lock::Lock;
 use crate::names::template_stem;
 use crate::records::{now_rfc3339, Login, Phase, Record};
 use crate::runner::argv;
+use crate::size;
 use crate::sshkeys;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -100,9 +103,10 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
 /// Build the template's disk: through the step cache when it has a virt-maker `spec`
 /// (loaded and validated by the caller), else with virt-builder.
 ///
-/// virt-builder and the step cache's export write the disk as a file in the pool's
-/// directory (virt-builder -o takes a path) and the pool is refreshed so that libvirt
-/// knows it as a volume; uploading a disk built elsewhere is for later.
+/// The disk is built here, in the cache directory (virt-builder -o takes a local path), and
+/// then uploaded into the pool through libvirt's storage API: the pool may be one this user
+/// cannot write, or on another host. Nothing is written to the pool's directory by a file
+/// operation.
 fn build(
     ctx: &Context,
     plan: &TemplatePlan,
@@ -114,10 +118,11 @@ fn build(
     let format = plan.format;
     let pool_dir = ctx.hv.pool_path(pool)?;
     ctx.hv.check_network(&plan.host.network)?;
-    let disk = pool_dir.join(format!("{stem}.{format}"));
+    let volume_name = format!("{stem}.{format}");
+    let disk = pool_dir.join(&volume_name);
     // A domain or disk of this name that our records do not know belongs to someone else
     // (another data dir): never overwrite it, clones elsewhere may depend on it.
-    if ctx.hv.is_defined(&stem)? || disk.exists() || ctx.hv.volume(&disk)?.is_some() {
+    if ctx.hv.is_defined(&stem)? || ctx.hv.volume(&disk)?.is_some() {
         return Err(Error::Unrecorded {
             template: template.to_string(),
             stem,
@@ -125,10 +130,11 @@ fn build(
             disk,
         });
     }
-    // Built under a temporary name and renamed into place only when complete, so a killed
-    // build never leaves a disk that looks like a template.
-    let partial = pool_dir.join(format!(".{stem}.{format}.part"));
-    remove_if_exists(&partial)?;
+    // Built locally under a temporary name (removed whatever happens) and uploaded only
+    // when complete, so a killed build never leaves a volume that looks like a template.
+    let staging = plan.cache_dir.join("builds");
+    crate::fsutil::private_dir(&staging)?;
+    let staged = TempPath::fresh(staging.join(format!("{stem}.{format}.part")))?;
 
     let key_pair = sshkeys::generate(&format!("virt-up template {template}"))?;
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
@@ -145,28 +151,30 @@ fn build(
             .unwrap_or_else(|| plan.os_version.clone())
     ));
     let output = Output {
-        disk: &partial,
+        disk: staged.path(),
         public_key: &key_pair.public_openssh,
     };
-    let result = match (spec, &plan.source) {
-        (Some((spec, cache)), _) => {
-            build_customized(ctx, plan, (spec, cache), &output).and_then(|final_layer| {
-                std::fs::rename(&partial, &disk).at(&disk)?;
-                // The template's layers stay in the cache while the template exists.
-                let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
-                cache.pin(&format!("virt-up template {template}"), &final_layer, &disk)
-            })
+    let final_layer = match (spec, &plan.source) {
+        (Some((spec, cache)), _) => Some(build_customized(ctx, plan, (spec, cache), &output)?),
+        (None, TemplateSource::VirtBuilder(image)) => {
+            run_virt_builder(ctx, plan, image, &output)?;
+            None
         }
-        (None, TemplateSource::VirtBuilder(image)) => run_virt_builder(ctx, plan, image, &output)
-            .and_then(|_| std::fs::rename(&partial, &disk).at(&disk)),
         (None, _) => unreachable!("a customized template is built from its spec"),
     };
-    if let Err(e) = result {
-        let _ = remove_if_exists(&partial);
-        return Err(e);
-    }
     ctx.ui.phase(template, "build", started.elapsed());
-    ctx.hv.refresh_pool(pool);
+    let started = std::time::Instant::now();
+    let disk = upload(ctx, plan, staged.path(), &volume_name)?;
+    drop(staged);
+    ctx.ui.phase(template, "upload", started.elapsed());
+    if let Some(final_layer) = final_layer {
+        // The template's layers stay in the cache while the template exists.
+        let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
+        if let Err(e) = cache.pin(&format!("virt-up template {template}"), &final_layer, &disk) {
+            let _ = ctx.hv.delete_volume(&disk);
+            return Err(e);
+        }
+    }
 
     let record = template_record(ctx, plan, &disk, login);
     if let Some(playbook) = &plan.playbook {
@@ -180,6 +188,47 @@ fn build(
         .define(&template_domain(&record, &plan.host).to_xml())?;
     ctx.store.save(&stem, &record)?;
     Ok(record)
+}
+
+/// Put the disk built at `built` into the template's pool as volume `name`: an empty volume
+/// of the disk's size, then its bytes (virStorageVolUpload). Refused, before anything is
+/// written, when the pool has less room than the file takes. A failed upload deletes the
+/// volume.
+fn upload(ctx: &Context, plan: &TemplatePlan, built: &Path, name: &str) -> Result<PathBuf> {
+    let pool = plan.host.pool.as_str();
+    let runner = ctx.runner(plan.host.virt_type);
+    let info = QemuImg::new(&runner).info(built, Some(plan.format.as_str()))?;
+    let bytes = crate::fsutil::allocated_bytes(built)?;
+    room_for(&plan.name, pool, bytes, ctx.hv.pool_capacity(pool)?)?;
+    let volume = ctx.hv.create_volume(&NewVolume {
+        pool,
+        name,
+        format: plan.format,
+        source: VolumeSource::Empty {
+            capacity: info.virtual_size,
+        },
+    })?;
+    if let Err(e) = ctx.hv.upload_volume(&volume.path, built) {
+        let _ = ctx.hv.delete_volume(&volume.path);
+        return Err(e);
+    }
+    Ok(volume.path)
+}
+
+/// An error naming the pool and both figures when `bytes` do not fit in it.
+fn room_for(template: &str, pool: &str, bytes: u64, room: PoolCapacity) -> Result<()> {
+    if room.available >= bytes {
+        return Ok(());
+    }
+    Err(Error::Libvirt {
+        what: format!("storage pool '{pool}'"),
+        message: format!(
+            "template {template} needs {} and the pool has {} available",
+            size::human(bytes),
+            size::human(room.available)
+        ),
+        hint: "\nfree space in the pool, or set 'pool' to another one".into(),
+    })
 }
 
 fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login) -> Record {
@@ -349,7 +398,7 @@ fn build_customized(
     };
     let built = builder.build(&spec, &Default::default())?;
     // Layers are qcow2; a bar on a terminal for this long copy.
-    crate::image::qemu_img::QemuImg::new(&runner).convert(
+    QemuImg::new(&runner).convert(
         &built.layer,
         "qcow2",
         output,
@@ -486,4 +535,27 @@ fn virt_up_customizations(
         "--ssh-inject".to_string(),
         format!("root:file:{}", p(&pubkey)),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_does_not_fit_in_its_pool_is_refused_with_both_figures() {
+        let room = |available| PoolCapacity {
+            capacity: 10 << 30,
+            allocation: (10 << 30) - available,
+            available,
+        };
+        assert!(room_for("deb", "default", 1 << 30, room(1 << 30)).is_ok());
+        let err = room_for("deb", "default", 3 << 29, room(1 << 30)).unwrap_err();
+        assert_eq!(err.exit_code(), 4, "the host is not ready for it");
+        let text = err.to_string();
+        assert!(text.contains("storage pool 'default'"), "{text}");
+        assert!(
+            text.contains("template deb needs 1.5 GiB and the pool has 1 GiB available"),
+            "{text}"
+        );
+    }
 }

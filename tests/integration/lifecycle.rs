@@ -1,4 +1,5 @@
 use crate::harness::TestEnv;
+use std::path::Path;
 
 /// A record as virt-up writes it, for states a test cannot reach through the test driver.
 fn write_record(env: &TestEnv, name: &str, phase: &str, pid: u32, disk: &str) {
@@ -67,6 +68,28 @@ fn failed_template_build_leaves_no_disk_or_record() {
         .fails(1, "virt-builder failed with exit code 1 (building template deb):\nvirt-builder: error: cannot find os-version");
     assert!(env.ls("pool").is_empty(), "{:?}", env.ls("pool"));
     assert!(env.ls("data/instance").is_empty());
+    // Nor a partial disk where it was built.
+    assert!(
+        env.ls("cache/builds").is_empty(),
+        "{:?}",
+        env.ls("cache/builds")
+    );
+}
+
+#[test]
+fn a_template_is_built_locally_and_uploaded_into_the_pool() {
+    let env = TestEnv::new();
+    env.run(&["deb", "--no-clone"]).ok();
+    // virt-builder wrote a local file, not one in the pool's directory...
+    let args = env.read("log/virt-builder.log");
+    let lines: Vec<&str> = args.lines().collect();
+    let output = lines.iter().position(|l| *l == "--output").unwrap();
+    let built = Path::new(lines[output + 1]);
+    assert!(built.starts_with(env.path("cache")), "{}", built.display());
+    // ...which is gone once its bytes are in the pool's volume.
+    assert!(!built.exists());
+    assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
+    assert!(env.ls("cache/builds").is_empty());
 }
 
 #[test]

@@ -36,9 +36,6 @@ impl Hypervisor for Recorder {
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
         self.inner.pool_path(pool)
     }
-    fn refresh_pool(&self, pool: &str) {
-        self.inner.refresh_pool(pool)
-    }
     fn check_network(&self, network: &str) -> Result<()> {
         self.inner.check_network(network)
     }
