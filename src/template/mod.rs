@@ -256,7 +256,7 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         },
         user: login,
         address_source: plan.address_source.to_string(),
-        ssh_options: crate::inventory::ssh_options(&ctx.paths, &stem),
+        ssh_options: crate::records::inventory::ssh_options(&ctx.paths, &stem),
         address: None,
         // Templates boot only for a template-playbook; a fresh MAC each time is fine.
         mac: crate::mac::random(),

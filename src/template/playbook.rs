@@ -7,9 +7,9 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::domain_xml::Disk;
 use crate::identity::{self, Account, Identity, SecretFiles};
-use crate::inventory;
 use crate::lock::Lock;
 use crate::readiness::{self, Target};
+use crate::records::inventory;
 use crate::records::Record;
 use crate::sshkeys;
 use std::io::Write;
@@ -124,7 +124,7 @@ fn generalize_and_power_off(
     address: &str,
     plan: &TemplatePlan,
 ) -> Result<()> {
-    let mut cmd = crate::ssh::command("ssh", host, &host.root, address, &["-T"]);
+    let mut cmd = crate::records::ssh::command("ssh", host, &host.root, address, &["-T"]);
     cmd.arg("sh -s");
     let mut child = cmd
         .stdin(Stdio::piped())

@@ -33,7 +33,7 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>
         (false, true) => &["-t"],
         (false, false) => &["-T"],
     };
-    let mut cmd = crate::ssh::command(tool, &record, &record.user, &address, tty);
+    let mut cmd = crate::records::ssh::command(tool, &record, &record.user, &address, tty);
     if let Some(c) = command {
         // ssh sends the command as one string for the remote login shell to run.
         cmd.arg(c);

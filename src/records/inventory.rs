@@ -5,10 +5,10 @@
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::paths::Paths;
+use crate::records::ssh::ssh_option_args;
 use crate::records::Record;
-use crate::ssh::ssh_option_args;
 // Where records are made today; the options belong to ssh.
-pub use crate::ssh::ssh_options;
+pub use crate::records::ssh::ssh_options;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

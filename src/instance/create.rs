@@ -1,22 +1,20 @@
-//! Instances: a linked clone of the template disk, a new identity, a libvirt domain, and
-//! the wait until SSH answers. Records are written while the guest boots; a record stays in
-//! phase `creating` until the instance is ready, so a killed run is cleaned up by the next.
+//! Creating an instance: reserve the name, clone the template's disk, give it an identity,
+//! define and boot the domain, wait until it is ready; undo all of it on failure.
 
-use crate::config::plan::{self, AddressSource, ImageFormat, InstancePlan, TemplatePlan};
+use super::remove::{clean_abandoned, remove};
+use super::{save_and_publish, wait_ready, PhaseTimer};
+use crate::config::plan::{self, ImageFormat, InstancePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::fsutil::remove_if_exists;
 use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::hypervisor::virt_install;
 use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Account, Identity};
-use crate::inventory;
 use crate::lock::Lock;
-use crate::readiness::{self, Target};
+use crate::records::inventory;
 use crate::records::{now_rfc3339, Login, Phase, Record};
 use crate::sshkeys;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
 /// Create the instance `name` of `plan` from its already built template.
 pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
@@ -137,116 +135,6 @@ fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Rec
         crate::playbook::run(ctx, &name, playbook)?;
     }
     Ok(())
-}
-
-/// Wait until the booting guest has an address and answers SSH with the host key virt-up
-/// made for it (`host_key`, OpenSSH public key form); its address.
-fn wait_ready(
-    ctx: &Context,
-    plan: &TemplatePlan,
-    record: &Record,
-    source: AddressSource,
-    host_key: &str,
-) -> Result<String> {
-    let name = &record.name;
-    let target = Target {
-        domain: &record.domain,
-        mac: &record.mac,
-        hostname: &record.hostname,
-        source,
-        address_timeout: plan.timeouts.address,
-        ssh_timeout: plan.timeouts.ssh,
-        console_log: &record.console_log,
-        neighbours: ctx.neighbours.clone(),
-    };
-    let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
-        ctx.ui.phase(name, phase, took)
-    })?;
-    let mut timer = PhaseTimer::new(ctx, name);
-    readiness::verify_host_key(
-        &ctx.runner(plan.host.virt_type),
-        name,
-        &address,
-        host_key,
-        &record.console_log,
-    )?;
-    timer.done("hostkey");
-    Ok(address)
-}
-
-/// Start the made instance `record` if it is stopped, and wait until it is ready as a new
-/// one is (address, SSH, its own host key). `plan` is its template's, for the timeouts.
-/// The instance is kept whatever happens: a start that times out leaves it running.
-pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
-    let name = &record.name;
-    if !ctx.hv.is_defined(&record.domain)? {
-        return Err(Error::InstanceNotUsable {
-            name: name.clone(),
-            why: format!(
-                "its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
-                record.domain
-            ),
-        });
-    }
-    let host_key = inventory::known_host(&ctx.paths, name).ok_or_else(|| {
-        Error::InstanceNotUsable {
-            name: name.clone(),
-            why: format!(
-                "no host key recorded in {}, so its SSH server cannot be checked; recreate it (virt-up {name} --delete first)",
-                ctx.paths.known_hosts().display()
-            ),
-        }
-    })?;
-    if !ctx.hv.is_running(&record.domain)? {
-        ctx.ui.info(format!("starting {name}"));
-        // Another run may have started it meanwhile: only a domain still stopped fails.
-        if let Err(e) = ctx.hv.start(&record.domain) {
-            if !ctx.hv.is_running(&record.domain)? {
-                return Err(e);
-            }
-        }
-    }
-    let source = AddressSource::parse(&record.address_source).unwrap_or(plan.address_source);
-    let address = wait_ready(ctx, plan, record, source, &host_key)?;
-    let mut record = record.clone();
-    if record.address.as_deref() != Some(address.as_str()) {
-        record.address = Some(address);
-        save_and_publish(ctx, &record)?;
-    }
-    Ok(record)
-}
-
-/// Write the record and regenerate the inventory and ssh_config (under the global lock).
-pub fn save_and_publish(ctx: &Context, record: &Record) -> Result<()> {
-    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
-    ctx.store.save(&record.name, record)?;
-    publish(ctx)
-}
-
-/// Regenerate the inventory and ssh_config from the records (caller holds the lock).
-pub fn publish(ctx: &Context) -> Result<()> {
-    let (records, _) = ctx.store.all()?;
-    inventory::write_all(&ctx.paths, &records)
-}
-
-struct PhaseTimer<'a> {
-    ctx: &'a Context,
-    name: &'a str,
-    last: Instant,
-}
-
-impl<'a> PhaseTimer<'a> {
-    fn new(ctx: &'a Context, name: &'a str) -> Self {
-        PhaseTimer {
-            ctx,
-            name,
-            last: Instant::now(),
-        }
-    }
-    fn done(&mut self, phase: &str) {
-        self.ctx.ui.phase(self.name, phase, self.last.elapsed());
-        self.last = Instant::now();
-    }
 }
 
 /// qcow2: a linked clone backed by the template (instant); raw: a full sparse copy. Both
@@ -371,65 +259,4 @@ fn domain_spec(plan: &InstancePlan, record: &Record) -> Result<DomainSpec> {
     }
     virt_install::apply(&mut spec, &plan.virt_install_args)?;
     Ok(spec)
-}
-
-/// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log
-/// and record; regenerate the inventory. The MAC stays reserved for the name.
-pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
-    discard_resources(ctx, record)?;
-    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
-    forget(ctx, record)
-}
-
-fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
-    ctx.hv.destroy(&record.domain)?;
-    ctx.hv.undefine(&record.domain)?;
-    for volume in std::iter::once(&record.disk).chain(&record.extra_files) {
-        ctx.hv.delete_volume(volume)?;
-    }
-    let keys = ctx.paths.sshkeys();
-    let files: [PathBuf; 3] = [
-        record.console_log.clone(),
-        keys.join(&record.name),
-        keys.join(format!("{}.pub", record.name)),
-    ];
-    for f in &files {
-        remove_if_exists(f)?;
-    }
-    Ok(())
-}
-
-/// Drop the record and its known_hosts entry and republish (caller holds the global lock).
-fn forget(ctx: &Context, record: &Record) -> Result<()> {
-    inventory::set_known_host(&ctx.paths, &record.name, None)?;
-    ctx.store.remove(&record.name)?;
-    publish(ctx)
-}
-
-/// Remove instances whose creating process died (Ctrl-C, kill, crash). Caller holds the
-/// global lock.
-fn clean_abandoned(ctx: &Context) -> Result<()> {
-    let (records, _) = ctx.store.all()?;
-    let abandoned = records
-        .into_iter()
-        .filter(|r| r.phase == Phase::Creating && !process_alive(r.pid));
-    for r in abandoned {
-        ctx.ui.info(format!(
-            "cleaning up {}, left half-made by an interrupted run (pid {})",
-            r.name, r.pid
-        ));
-        discard_resources(ctx, &r)?;
-        forget(ctx, &r)?;
-    }
-    Ok(())
-}
-
-/// True if `pid` is a live virt-up process (a recycled PID of another program is not).
-pub fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|comm| comm.trim_end().starts_with("virt-up"))
-        .unwrap_or(false)
 }

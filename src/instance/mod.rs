@@ -1,0 +1,98 @@
+//! Instances: a linked clone of the template disk, a new identity, a libvirt domain, and
+//! the wait until SSH answers. Records are written while the guest boots; a record stays in
+//! phase `creating` until the instance is ready, so a killed run is cleaned up by the next.
+
+mod create;
+mod remove;
+mod start;
+
+pub use create::create;
+pub use remove::remove;
+pub use start::start;
+
+use crate::config::plan::{AddressSource, TemplatePlan};
+use crate::context::Context;
+use crate::error::Result;
+use crate::lock::Lock;
+use crate::readiness::{self, Target};
+use crate::records::inventory;
+use crate::records::Record;
+use std::time::Instant;
+
+/// Wait until the booting guest has an address and answers SSH with the host key virt-up
+/// made for it (`host_key`, OpenSSH public key form); its address.
+fn wait_ready(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    record: &Record,
+    source: AddressSource,
+    host_key: &str,
+) -> Result<String> {
+    let name = &record.name;
+    let target = Target {
+        domain: &record.domain,
+        mac: &record.mac,
+        hostname: &record.hostname,
+        source,
+        address_timeout: plan.timeouts.address,
+        ssh_timeout: plan.timeouts.ssh,
+        console_log: &record.console_log,
+        neighbours: ctx.neighbours.clone(),
+    };
+    let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
+        ctx.ui.phase(name, phase, took)
+    })?;
+    let mut timer = PhaseTimer::new(ctx, name);
+    readiness::verify_host_key(
+        &ctx.runner(plan.host.virt_type),
+        name,
+        &address,
+        host_key,
+        &record.console_log,
+    )?;
+    timer.done("hostkey");
+    Ok(address)
+}
+
+/// Write the record and regenerate the inventory and ssh_config (under the global lock).
+pub fn save_and_publish(ctx: &Context, record: &Record) -> Result<()> {
+    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
+    ctx.store.save(&record.name, record)?;
+    publish(ctx)
+}
+
+/// Regenerate the inventory and ssh_config from the records (caller holds the lock).
+pub fn publish(ctx: &Context) -> Result<()> {
+    let (records, _) = ctx.store.all()?;
+    inventory::write_all(&ctx.paths, &records)
+}
+
+struct PhaseTimer<'a> {
+    ctx: &'a Context,
+    name: &'a str,
+    last: Instant,
+}
+
+impl<'a> PhaseTimer<'a> {
+    fn new(ctx: &'a Context, name: &'a str) -> Self {
+        PhaseTimer {
+            ctx,
+            name,
+            last: Instant::now(),
+        }
+    }
+    fn done(&mut self, phase: &str) {
+        self.ctx.ui.phase(self.name, phase, self.last.elapsed());
+        self.last = Instant::now();
+    }
+}
+
+/// True if `pid` is a live virt-up process (a recycled PID of another program is not).
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|comm| comm.trim_end().starts_with("virt-up"))
+        .unwrap_or(false)
+}

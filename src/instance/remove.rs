@@ -1,0 +1,61 @@
+//! Removing an instance, and cleaning up those a killed run left half-made.
+
+use super::{process_alive, publish};
+use crate::context::Context;
+use crate::error::Result;
+use crate::fsutil::remove_if_exists;
+use crate::lock::Lock;
+use crate::records::inventory;
+use crate::records::{Phase, Record};
+use std::path::PathBuf;
+
+/// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log
+/// and record; regenerate the inventory. The MAC stays reserved for the name.
+pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
+    discard_resources(ctx, record)?;
+    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
+    forget(ctx, record)
+}
+
+fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
+    ctx.hv.destroy(&record.domain)?;
+    ctx.hv.undefine(&record.domain)?;
+    for volume in std::iter::once(&record.disk).chain(&record.extra_files) {
+        ctx.hv.delete_volume(volume)?;
+    }
+    let keys = ctx.paths.sshkeys();
+    let files: [PathBuf; 3] = [
+        record.console_log.clone(),
+        keys.join(&record.name),
+        keys.join(format!("{}.pub", record.name)),
+    ];
+    for f in &files {
+        remove_if_exists(f)?;
+    }
+    Ok(())
+}
+
+/// Drop the record and its known_hosts entry and republish (caller holds the global lock).
+fn forget(ctx: &Context, record: &Record) -> Result<()> {
+    inventory::set_known_host(&ctx.paths, &record.name, None)?;
+    ctx.store.remove(&record.name)?;
+    publish(ctx)
+}
+
+/// Remove instances whose creating process died (Ctrl-C, kill, crash). Caller holds the
+/// global lock.
+pub(super) fn clean_abandoned(ctx: &Context) -> Result<()> {
+    let (records, _) = ctx.store.all()?;
+    let abandoned = records
+        .into_iter()
+        .filter(|r| r.phase == Phase::Creating && !process_alive(r.pid));
+    for r in abandoned {
+        ctx.ui.info(format!(
+            "cleaning up {}, left half-made by an interrupted run (pid {})",
+            r.name, r.pid
+        ));
+        discard_resources(ctx, &r)?;
+        forget(ctx, &r)?;
+    }
+    Ok(())
+}
