@@ -637,3 +637,147 @@ fn templates_d_steps_errors_name_the_file_and_step_and_keep_the_old_template() {
         both.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Template helpers as the original's (template/filters/__init__.py)
+
+/// What `date` prints for `fmt` in time zone `tz` at each second from `from` to `to`.
+fn dates(tz: &str, fmt: &str, from: u64, to: u64) -> Vec<String> {
+    (from..=to)
+        .map(|s| {
+            let out = std::process::Command::new("date")
+                .env("TZ", tz)
+                .args([format!("-d@{s}"), format!("+{fmt}")])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect()
+}
+
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn date_helpers_are_in_local_time() {
+    let mut env = TestEnv::new();
+    // 14 hours east of UTC (a POSIX TZ, no tzdata needed): UTC would be another day.
+    env.set("TZ", "XST-14");
+    env.write(
+        "t/d.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - copy: {dest: /etc/stamp, content: '{{ now() }}|{{ year() }}-{{ month() }}-{{ day() }} {{ hour() }}:{{ minute() }}:{{ second() }}'}\n",
+    );
+    let file = env.path("t/d.yml");
+    let before = epoch();
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    let after = epoch();
+    let got = env.read("log/virt-customize.uploads");
+    let want = dates(
+        "XST-14",
+        "%Y-%m-%d_%H-%M-%S|%Y-%m-%d %H:%M:%S",
+        before,
+        after,
+    );
+    assert!(want.contains(&got), "{got} not in {want:?}");
+    let utc = dates("UTC0", "%Y-%m-%d_%H-%M-%S", before, after);
+    assert!(!utc.iter().any(|u| got.starts_with(u)), "{got} is UTC");
+}
+
+const HELPERS: &str = r#"params:
+  count: ' 41 '
+  vars: "{{ from_yaml(file_contents('vars.yml')) }}"
+spec:
+  import:
+    virt-builder: debian-12
+  steps:
+    - copy:
+        dest: /etc/out
+        content: "{% for i, p in enumerate(from_yaml(file_contents('vars.yml')).pkgs) %}{{ i }}:{{ p }},{% endfor %} n={{ int(count) + 1 }} [{{ file_contents('absent.txt', ignore_missing=true) }}] {{ file_contents(download(url, 'dl/motd.txt')) }}"
+"#;
+
+#[test]
+fn enumerate_int_from_yaml_file_contents_and_download() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    server.put("motd.txt", b"from the server".to_vec(), "\"e1\"");
+    env.write("t/h.yml", HELPERS);
+    env.write("t/vars.yml", "pkgs: [nginx, curl]\n");
+    let file = env.path("t/h.yml");
+    let url = format!("url={}", server.url("motd.txt"));
+    let args = ["build", "-f", file.to_str().unwrap(), "-p", &url];
+    env.maker(&args).ok();
+    assert_eq!(
+        env.read("log/virt-customize.uploads"),
+        "0:nginx,1:curl, n=42 [] from the server"
+    );
+    // download(url, path) wrote path (relative to the template) and returned it.
+    assert_eq!(env.read("t/dl/motd.txt"), "from the server");
+    assert_eq!(env.ls("t/dl"), ["motd.txt"]);
+    // As the original: a file already at path is not downloaded again.
+    env.maker(&args).ok();
+    assert_eq!(server.log().len(), 1, "{:?}", server.log());
+}
+
+#[test]
+fn a_dry_run_downloads_nothing() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    server.put("motd.txt", b"from the server".to_vec(), "\"e1\"");
+    env.write(
+        "t/h.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - hostname: \"{{ download(url, 'dl/motd.txt') }}\"\n",
+    );
+    let file = env.path("t/h.yml");
+    let url = format!("url={}", server.url("motd.txt"));
+    let out = env
+        .maker(&[
+            "build",
+            "-f",
+            file.to_str().unwrap(),
+            "-p",
+            &url,
+            "--dry-run",
+        ])
+        .ok();
+    assert!(out.stdout.contains("dl/motd.txt"), "{}", out.stdout);
+    assert!(server.log().is_empty(), "{:?}", server.log());
+    assert!(!env.path("t/dl").exists());
+}
+
+#[test]
+fn helper_errors_name_the_file_and_the_step_and_build_nothing() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let file = env.path("t/e.yml");
+    let cases = [
+        ("{{ file_contents('nope.txt') }}", "file_contents(nope.txt)"),
+        ("{{ int('4.5') }}", "int('4.5'): not a base-10 integer"),
+        ("{{ from_yaml('a: [') }}", "from_yaml: invalid YAML"),
+        ("{{ enumerate(3) }}", "enumerate(3): cannot enumerate"),
+        (
+            &format!("{{{{ download('{}', 'x.img') }}}}", server.url("missing")),
+            "HTTP 404",
+        ),
+        (
+            "{{ download('ftp://h/x', 'x.img') }}",
+            "only http:// and https://",
+        ),
+    ];
+    for (expr, needle) in cases {
+        env.write(
+            "t/e.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: \"echo {expr}\"\n"),
+        );
+        let out = env
+            .maker(&["build", "-f", file.to_str().unwrap()])
+            .fails(2, needle);
+        assert!(out.stderr.contains("e.yml"), "{}", out.stderr);
+        assert!(out.stderr.contains("step"), "{}", out.stderr);
+    }
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert!(!env.path("t/x.img").exists());
+}
