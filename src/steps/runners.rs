@@ -148,7 +148,7 @@ pub const RUNNERS: &[RunnerDef] = &[
         example: "import:\n  virt-builder:\n    image: debian-12\n    size: 6G",
         commands: &["virt-builder", "qemu-img"], unsupported: None },
     RunnerDef { name: "download", role: Role::Importer, primary: Some("url"),
-        args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.zst are decompressed."),
+        args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.bz2/.zst are decompressed."),
                 a("checksum", Ty::Str, false, "sha256:<hex> (or a bare hex sha256, or <algorithm>:<hex>) of the file as given (compressed or not); verified as it is downloaded."),
                 a("resize", Ty::Resize, false, "New virtual size, e.g. 10G; or, as the original, {size: 10G, expand: /dev/sda5, /dev/sda1: +1G} through virt-resize.")],
         doc: "Start from a qcow2 or raw image file or URL.",

@@ -781,3 +781,39 @@ fn helper_errors_name_the_file_and_the_step_and_build_nothing() {
     assert_eq!(env.tool_runs("virt-builder"), 0);
     assert!(!env.path("t/x.img").exists());
 }
+
+#[test]
+fn download_imports_a_bzip2_image_as_the_original_does() {
+    // The original's download importer takes .qcow2.bz2 and .img.bz2 (bunzip2).
+    let env = TestEnv::new();
+    let img = env.path("t/base.qcow2");
+    std::fs::create_dir_all(env.path("t")).unwrap();
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "48M"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    use std::io::Write;
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&std::fs::read(&img).unwrap()).unwrap();
+    let bz = bz.finish().unwrap();
+    std::fs::write(env.path("t/local.qcow2.bz2"), &bz).unwrap();
+    let server = crate::http::Server::start();
+    server.put("base.qcow2.bz2", bz, "\"b1\"");
+    for url in [server.url("base.qcow2.bz2"), "local.qcow2.bz2".to_string()] {
+        env.write(
+            "t/b.yml",
+            &format!(
+                "spec:\n  import:\n    download:\n      url: {url}\n  export:\n    raw: out.img\n"
+            ),
+        );
+        let file = env.path("t/b.yml");
+        env.maker(&["build", "-f", file.to_str().unwrap(), "-F", "-X"])
+            .ok();
+        assert_eq!(
+            std::fs::metadata(env.path("t/out.img")).unwrap().len(),
+            48 << 20,
+            "{url}"
+        );
+    }
+}
