@@ -296,14 +296,13 @@ impl Builder<'_> {
                 _ => "export",
             };
             plan.export = Some(action == "export");
-            let compress = step.args.get("compress").and_then(Value::as_str);
             let path = step.args.get("path").and_then(Value::as_str).unwrap_or("");
             let msg = format!(
                 "step=export runner={} key={} cached={} action={action} path={}: {}",
                 step.runner,
                 last.as_deref().unwrap_or("unknown"),
                 yes_no(cached),
-                apply::export_path(&t.dir, path, compress).display(),
+                apply::export_path(&t.dir, path).display(),
                 apply::summary(step)
             );
             self.line("export", &display, &msg);
@@ -426,8 +425,7 @@ impl Builder<'_> {
 
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
-        let compress = step.args.get("compress").and_then(Value::as_str);
-        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
+        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;

@@ -226,17 +226,98 @@ fn runners_are_listed_with_schemas() {
     env.maker(&["-V"]).ok();
 }
 
+/// `tool` in wrap/ logs its arguments to log/<tool>.args, then runs the real one (wrap/
+/// taken off PATH).
+fn wrap_tool(env: &mut TestEnv, tool: &str) {
+    let dir = env.path("wrap");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$FAKE_LOG/{tool}.args\"\nPATH=${{PATH#*:}} exec {tool} \"$@\"\n"
+    );
+    env.write(&format!("wrap/{tool}"), &script);
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(tool);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
-fn export_compression_and_raw() {
+fn export_compression_writes_path_as_named_at_the_originals_default_level() {
+    let mut env = TestEnv::new();
+    for tool in ["xz", "lz4", "gzip", "zstd"] {
+        wrap_tool(&mut env, tool);
+    }
+    let wrap = env.path("wrap");
+    env.prepend_path(&wrap);
+    // (runner, path, compress, level, the file's first bytes)
+    let cases: [(&str, &str, &str, &str, &[u8]); 5] = [
+        ("raw", "r.img", "gzip", "", &[0x1f, 0x8b]),
+        (
+            "qcow2",
+            "out/c.qcow2.lz",
+            "lz4",
+            "",
+            &[0x04, 0x22, 0x4d, 0x18],
+        ),
+        ("qcow2", "c.qcow2.xz", "xz", "", b"\xfd7zXZ\0"),
+        ("qcow2", "l9/c.qcow2", "xz", "level: 9", b"\xfd7zXZ\0"),
+        (
+            "raw",
+            "z.img.zst",
+            "zstd",
+            "level: 19",
+            &[0x28, 0xb5, 0x2f, 0xfd],
+        ),
+    ];
+    for (runner, path, compress, level, magic) in cases {
+        env.write(
+            "t/c.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  export:\n    {runner}:\n      path: {path}\n      create_dir: true\n      compress: {compress}\n      {level}\n"),
+        );
+        let file = env.path("t/c.yml");
+        let out = env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+        // As the original: the output is `path` itself, no suffix added or replaced.
+        let written = env.path(&format!("t/{path}"));
+        assert!(out.stdout.contains(path), "{}", out.stdout);
+        let data = std::fs::read(&written).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(data.starts_with(magic), "{path}: {:x?}", &data[..8]);
+        let dir = written.parent().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let stem = written.file_name().unwrap().to_str().unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with(stem) && n != stem),
+            "{path}: {names:?}"
+        );
+        let args = env.read(&format!("log/{compress}.args"));
+        let want = if level.is_empty() {
+            "-1 ".to_string()
+        } else {
+            format!("-{} ", level.trim_start_matches("level: "))
+        };
+        assert!(
+            args.lines().last().unwrap_or("").starts_with(&want),
+            "{compress}: {args}"
+        );
+    }
+    // gzip's own record of its level: XFL 4 is "fastest" (-1); 0 would be the default -6.
+    let gz = std::fs::read(env.path("t/r.img")).unwrap();
+    assert_eq!(gz[8], 4, "{:x?}", &gz[..10]);
+}
+
+#[test]
+fn a_compression_level_out_of_range_is_a_template_error() {
     let env = TestEnv::new();
     env.write(
-        "t/r.yml",
-        "spec:\n  import:\n    virt-builder: debian-12\n  export:\n    raw:\n      path: r.img\n      compress: gzip\n      level: 1\n",
+        "t/c.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  export:\n    qcow2: {path: c.qcow2, compress: xz, level: 10}\n",
     );
-    let file = env.path("t/r.yml");
-    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
-    let gz = std::fs::read(env.path("t/r.img.gz")).unwrap();
-    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let file = env.path("t/c.yml");
+    let out = env
+        .maker(&["build", "-f", file.to_str().unwrap()])
+        .fails(2, "'level' must be 1 to 9, not 10");
+    assert!(out.stderr.contains("c.yml"), "{}", out.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 0);
 }
 
 #[test]
