@@ -898,3 +898,28 @@ fn download_imports_a_bzip2_image_as_the_original_does() {
         );
     }
 }
+
+#[test]
+fn verbose_and_verbosity_variables_set_the_verbosity_as_the_originals() {
+    let verbose = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut env = TestEnv::new();
+        for (k, v) in vars {
+            env.set(k, v);
+        }
+        let mut all = args.to_vec();
+        all.extend(["runners", "exporters"]);
+        env.maker(&all)
+    };
+    // -v's listing (schemas, commands) from the variables alone.
+    let listing = |r: crate::harness::Run| r.ok().stdout.contains("commands: qemu-img");
+    assert!(!listing(verbose(&[], &[])));
+    assert!(listing(verbose(&[("VERBOSE", "1")], &[])));
+    assert!(listing(verbose(&[("VERBOSITY", "2")], &[])));
+    // A set variable wins over -v, and VERBOSE over VERBOSITY.
+    assert!(!listing(verbose(&[("VERBOSE", "0")], &["-v"])));
+    assert!(!listing(verbose(
+        &[("VERBOSE", "0"), ("VERBOSITY", "1")],
+        &[]
+    )));
+    verbose(&[("VERBOSE", "loud")], &[]).fails(2, "VERBOSE='loud' is not an integer");
+}
