@@ -638,9 +638,17 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     let result = (|| {
         let target = if compress.is_some() { &conv } else { &tmp };
         if step.args.get("sparsify").and_then(Value::as_bool) == Some(true) {
+            // As the original: a qcow2 not compressed afterwards is written with qcow2's
+            // own compression (virt-sparsify --compress); raw cannot be (the original
+            // asked for it there too, which virt-sparsify refuses).
+            let mut a: Vec<&std::ffi::OsStr> = vec![];
+            if compress.is_none() && fmt == "qcow2" {
+                a.push("--compress".as_ref());
+            }
+            a.extend([layer.as_os_str(), "--convert".as_ref(), fmt.as_ref()]);
             runner
                 .tool("virt-sparsify")
-                .args([layer.as_os_str(), "--convert".as_ref(), fmt.as_ref()])
+                .args(a)
                 .arg(target)
                 .context(&ctx)
                 .run()?;

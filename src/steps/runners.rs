@@ -122,7 +122,7 @@ const EXPORT_ARGS: &[Arg] = &[
         "sparsify",
         Ty::Bool,
         false,
-        "Convert with virt-sparsify (drops unused blocks).",
+        "Convert with virt-sparsify (drops unused blocks; a qcow2 without compress gets qcow2 compression).",
     ),
     a(
         "pre_script",

@@ -923,3 +923,42 @@ fn verbose_and_verbosity_variables_set_the_verbosity_as_the_originals() {
     )));
     verbose(&[("VERBOSE", "loud")], &[]).fails(2, "VERBOSE='loud' is not an integer");
 }
+
+#[test]
+fn sparsify_compresses_a_qcow2_that_is_not_compressed_afterwards_as_the_original() {
+    let mut env = TestEnv::new();
+    // A fake virt-sparsify: logs its arguments, writes an empty image of --convert's format.
+    env.write(
+        "bin3/virt-sparsify",
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$FAKE_LOG/virt-sparsify.args\"\nfmt=qcow2\nprev=\nfor a; do [ \"$prev\" = --convert ] && fmt=$a; prev=$a; out=$a; done\nqemu-img create -q -f \"$fmt\" \"$out\" 64M\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let p = env.path("bin3/virt-sparsify");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin3 = env.path("bin3");
+    env.prepend_path(&bin3);
+    let file = env.path("t/s.yml");
+    for export in [
+        "qcow2: {path: a.qcow2, sparsify: true}",
+        "qcow2: {path: b.qcow2.xz, sparsify: true, compress: xz}",
+        "raw: {path: c.img, sparsify: true}",
+    ] {
+        env.write(
+            "t/s.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  export:\n    {export}\n"),
+        );
+        env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    }
+    let runs = env.read("log/virt-sparsify.args");
+    let runs: Vec<&str> = runs.lines().collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(
+        runs[0].starts_with("--compress ") && runs[0].contains("--convert qcow2"),
+        "{runs:?}"
+    );
+    assert!(!runs[1].contains("--compress"), "{runs:?}");
+    assert!(
+        !runs[2].contains("--compress") && runs[2].contains("--convert raw"),
+        "{runs:?}"
+    );
+}
