@@ -1,4 +1,4 @@
-//! Compressed inputs (.xz, .gz, .zst), recognised by their magic number rather than by
+//! Compressed inputs (.xz, .gz, .bz2, .zst), recognised by their magic number rather than by
 //! their name, and decompressed as a stream into a sparse file.
 
 use super::cancel::Cancel;
@@ -12,6 +12,8 @@ pub(crate) enum Compression {
     None,
     Xz,
     Gzip,
+    /// As virt-maker's download importer (.qcow2.bz2, .img.bz2).
+    Bzip2,
     Zstd,
 }
 
@@ -22,6 +24,11 @@ impl Compression {
             Compression::Xz
         } else if header.starts_with(&[0x1F, 0x8B]) {
             Compression::Gzip
+        } else if header.len() >= 4
+            && header.starts_with(b"BZh")
+            && (b'1'..=b'9').contains(&header[3])
+        {
+            Compression::Bzip2
         } else if header.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
             Compression::Zstd
         } else {
@@ -48,6 +55,7 @@ impl Compression {
             Compression::None => "none",
             Compression::Xz => "xz",
             Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
             Compression::Zstd => "zstd",
         }
     }
@@ -58,6 +66,7 @@ impl Compression {
             Compression::None => Box::new(reader),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(reader)
                     .map_err(|e| Error::Invalid(format!("zstd: {e}")))?,
@@ -132,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn xz_gzip_zstd_and_plain_round_trip_sparsely() {
+    fn xz_gzip_bzip2_zstd_and_plain_round_trip_sparsely() {
         let data = content();
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&data).unwrap();
@@ -140,6 +149,9 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&data).unwrap();
         round_trip(Compression::Gzip, gz.finish().unwrap());
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&data).unwrap();
+        round_trip(Compression::Bzip2, bz.finish().unwrap());
         round_trip(Compression::Zstd, zstd::encode_all(&data[..], 1).unwrap());
         round_trip(Compression::None, data);
     }

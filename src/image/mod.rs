@@ -6,7 +6,7 @@
 //! - [`download`]: resumable, atomic HTTP(S) downloads, hashed in the same pass;
 //! - [`download_cache`]: one download per URL in a directory, shared between processes;
 //! - [`checksum`]: the algorithms users have (hashlib's names), `read_bytes`, `buffer_size`;
-//! - [`compress`]: .xz/.gz/.zst detection by magic number and streaming decompression;
+//! - [`compress`]: .xz/.gz/.bz2/.zst detection by magic number and streaming decompression;
 //! - [`copy`]: a byte copy (O_DIRECT, from a memory map) of an input already in shape;
 //! - [`progress`]: progress bars on stderr, drawn only on a terminal;
 //! - [`qemu_img`]: qemu-img info/convert/create/resize/check through the [`Runner`];

@@ -2,3 +2,4 @@
 //! cache and runners commands.
 
 pub mod cli;
+pub mod verbosity;

@@ -607,7 +607,7 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     let ctx = format!("export {}", step.runner);
     let fmt = step.runner.as_str();
     let compress = s(step, "compress");
-    let out = export_path(dir, s(step, "path").unwrap_or(""), compress);
+    let out = export_path(dir, s(step, "path").unwrap_or(""));
     let parent = out.parent().unwrap_or(Path::new(".")).to_path_buf();
     if !parent.is_dir() {
         if step.args.get("create_dir").and_then(Value::as_bool) == Some(true) {
@@ -638,9 +638,17 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     let result = (|| {
         let target = if compress.is_some() { &conv } else { &tmp };
         if step.args.get("sparsify").and_then(Value::as_bool) == Some(true) {
+            // As the original: a qcow2 not compressed afterwards is written with qcow2's
+            // own compression (virt-sparsify --compress); raw cannot be (the original
+            // asked for it there too, which virt-sparsify refuses).
+            let mut a: Vec<&std::ffi::OsStr> = vec![];
+            if compress.is_none() && fmt == "qcow2" {
+                a.push("--compress".as_ref());
+            }
+            a.extend([layer.as_os_str(), "--convert".as_ref(), fmt.as_ref()]);
             runner
                 .tool("virt-sparsify")
-                .args([layer.as_os_str(), "--convert".as_ref(), fmt.as_ref()])
+                .args(a)
                 .arg(target)
                 .context(&ctx)
                 .run()?;
@@ -656,10 +664,12 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
             )?;
         }
         if let Some(c) = compress {
-            let mut a: Vec<OsString> = vec![];
-            if let Some(level) = step.args.get("level").and_then(Value::as_i64) {
-                a.push(format!("-{level}").into());
-            }
+            let level = step
+                .args
+                .get("level")
+                .and_then(Value::as_i64)
+                .unwrap_or(DEFAULT_LEVEL);
+            let mut a: Vec<OsString> = vec![format!("-{level}").into()];
             if c == "xz" || c == "zstd" {
                 a.push("-T0".into());
             }
@@ -679,23 +689,17 @@ pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<
     Ok(out)
 }
 
-/// Where an exporter writes: `path` under the template's directory, with the compressor's
-/// extension added when `path` lacks it.
-pub fn export_path(dir: &Path, path: &str, compress: Option<&str>) -> PathBuf {
-    let out = dir.join(path);
-    let Some(c) = compress else { return out };
-    let ext = match c {
-        "xz" => ".xz",
-        "gzip" => ".gz",
-        "lz4" => ".lz4",
-        _ => ".zst",
-    };
-    if out.to_string_lossy().ends_with(ext) {
-        out
-    } else {
-        PathBuf::from(format!("{}{ext}", out.display()))
-    }
+/// Where an exporter writes: `path` under the template's directory, as it is: the
+/// original moves the (compressed) image to `path` without adding or changing a suffix
+/// (runners/exporters/qcow2.py), so `path: x.qcow2.lz` with `compress: lz4` is
+/// `x.qcow2.lz`, and `path: x.img` with `compress: gzip` is gzip data in `x.img`.
+pub fn export_path(dir: &Path, path: &str) -> PathBuf {
+    dir.join(path)
 }
+
+/// The compression level when the template gives none: the original's schema default,
+/// 1, for every compressor (qcow2.py's `level` default; lz4's explicit `level = 1`).
+pub const DEFAULT_LEVEL: i64 = 1;
 
 /// virt-customize operations that hand `data` to `script` through a file in the guest
 /// (/var/lib/virt-maker/<name>): user values reach the script as data, never as shell text.

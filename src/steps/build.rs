@@ -3,7 +3,7 @@
 //! per runner, `[ TAG  ] <file>: <message>`, cached runners marked as such.
 
 use super::apply;
-use super::template::{Step, Template};
+use super::template::{Downloads, Step, Template};
 use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -123,7 +123,7 @@ impl Builder<'_> {
     pub fn build_files(&self, files: &[PathBuf], opts: &Options) -> Result<Vec<Built>> {
         let mut order = vec![];
         for f in files {
-            self.plan(f, opts, &mut order, 0)?;
+            self.plan(f, opts, Downloads::Fetch, &mut order, 0)?;
         }
         let mut built = vec![];
         for t in &order {
@@ -141,6 +141,7 @@ impl Builder<'_> {
         &self,
         file: &Path,
         opts: &Options,
+        downloads: Downloads,
         order: &mut Vec<Template>,
         depth: usize,
     ) -> Result<()> {
@@ -151,16 +152,16 @@ impl Builder<'_> {
                 message: "'before'/'after' nest too deep (a cycle?)".into(),
             });
         }
-        let t = Template::load(file, &opts.params, self.cache.dir())?;
+        let t = Template::load_with(file, &opts.params, self.cache.dir(), downloads)?;
         for b in &t.before {
-            self.plan(b, opts, order, depth + 1)?;
+            self.plan(b, opts, downloads, order, depth + 1)?;
         }
         let after = t.after.clone();
         if !order.iter().any(|o| o.file == t.file) {
             order.push(t);
         }
         for a in &after {
-            self.plan(a, opts, order, depth + 1)?;
+            self.plan(a, opts, downloads, order, depth + 1)?;
         }
         Ok(())
     }
@@ -232,7 +233,7 @@ impl Builder<'_> {
     pub fn dry_run(&self, files: &[PathBuf], opts: &Options) -> Result<Vec<Plan>> {
         let mut order = vec![];
         for f in files {
-            self.plan(f, opts, &mut order, 0)?;
+            self.plan(f, opts, Downloads::Skip, &mut order, 0)?;
         }
         order.iter().map(|t| self.dry_run_one(t, opts)).collect()
     }
@@ -295,14 +296,13 @@ impl Builder<'_> {
                 _ => "export",
             };
             plan.export = Some(action == "export");
-            let compress = step.args.get("compress").and_then(Value::as_str);
             let path = step.args.get("path").and_then(Value::as_str).unwrap_or("");
             let msg = format!(
                 "step=export runner={} key={} cached={} action={action} path={}: {}",
                 step.runner,
                 last.as_deref().unwrap_or("unknown"),
                 yes_no(cached),
-                apply::export_path(&t.dir, path, compress).display(),
+                apply::export_path(&t.dir, path).display(),
                 apply::summary(step)
             );
             self.line("export", &display, &msg);
@@ -425,8 +425,7 @@ impl Builder<'_> {
 
     /// The export's file if it is there, unchanged since it was written from `key`.
     fn exported(&self, step: &Step, t: &Template, key: &str) -> Option<PathBuf> {
-        let compress = step.args.get("compress").and_then(Value::as_str);
-        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?, compress);
+        let out = apply::export_path(&t.dir, step.args.get("path")?.as_str()?);
         let record: ExportRecord =
             serde_json::from_slice(&std::fs::read(self.export_record_path(&out)).ok()?).ok()?;
         let (size, modified) = modified(&out)?;

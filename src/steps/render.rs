@@ -1,9 +1,14 @@
 //! Rendering of template keys and values with minijinja (Jinja-compatible), repeated until
 //! the text is stable so params may reference params, and the helper functions virt-maker
-//! templates use.
+//! templates use (the original's `template/filters/__init__.py`: same names, arguments,
+//! defaults and results).
+// localtime_r (libc) for the date helpers: the original's date.today()/datetime.now()
+// are local time.
+#![allow(unsafe_code)]
 
+use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, Error as JError, ErrorKind, UndefinedBehavior, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How many passes before a value that keeps changing is an error (a self-reference).
 const MAX_PASSES: usize = 16;
@@ -26,9 +31,187 @@ fn read_proc(path: &str, key: &str) -> u64 {
         / 1024
 }
 
-/// Local time parts (UTC; the original used local time, this host runs in UTC).
+/// The local time's year, month, day, hour, minute and second (`TZ` as the C library
+/// reads it), as the original's date.today()/datetime.now(); UTC if the C library cannot
+/// say.
 fn time_parts() -> [u64; 6] {
-    crate::records::utc_parts(crate::stepcache::now())
+    let now = crate::stepcache::now();
+    local_parts(now).unwrap_or_else(|| crate::records::utc_parts(now))
+}
+
+fn local_parts(secs: u64) -> Option<[u64; 6]> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: an all-zero `tm` is a valid value of the plain C struct; localtime_r reads
+    // `t` and writes only into `tm`, both owned here, and is thread-safe.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; a null return (nothing written) is handled.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    let part = |v: libc::c_int| u64::try_from(v).ok();
+    Some([
+        part(tm.tm_year)? + 1900,
+        part(tm.tm_mon)? + 1,
+        part(tm.tm_mday)?,
+        part(tm.tm_hour)?,
+        part(tm.tm_min)?,
+        part(tm.tm_sec)?,
+    ])
+}
+
+fn fail(msg: String) -> JError {
+    JError::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// `enumerate(to_enumerate)`: (index, item) pairs, as Python's enumerate() (a mapping's
+/// keys, a string's characters), so `{% for i, x in enumerate(xs) %}` unpacks them.
+fn enumerate_fn(v: Value) -> Result<Value, JError> {
+    let items = v
+        .try_iter()
+        .map_err(|_| fail(format!("enumerate({v}): cannot enumerate a {}", v.kind())))?;
+    Ok(Value::from(
+        items
+            .enumerate()
+            .map(|(i, x)| Value::from(vec![Value::from(i), x]))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `int(number)` as Python's int(): an integer as it is, a float truncated toward zero,
+/// a boolean 0/1, a string of an optionally signed decimal integer (surrounding
+/// whitespace and single `_` between digits allowed); anything else is an error.
+fn int_fn(v: Value) -> Result<Value, JError> {
+    let bad = |why: &str| fail(format!("int({}): {why}", repr(&v)));
+    match v.kind() {
+        ValueKind::Bool => return Ok(Value::from(i64::from(v.is_true()))),
+        ValueKind::Number => {
+            if let Ok(i) = i128::try_from(v.clone()) {
+                return Ok(Value::from(i));
+            }
+            let f = f64::try_from(v.clone()).map_err(|_| bad("not a number"))?;
+            if !f.is_finite() {
+                return Err(bad("cannot convert an infinite or NaN float to an integer"));
+            }
+            return Ok(Value::from(f.trunc() as i128));
+        }
+        _ => {}
+    }
+    let Some(s) = v.as_str() else {
+        return Err(bad(&format!(
+            "expected a string or a number, got {}",
+            v.kind()
+        )));
+    };
+    parse_python_int(s)
+        .map(Value::from)
+        .ok_or_else(|| bad("not a base-10 integer"))
+}
+
+/// Python's int(str) for base 10.
+fn parse_python_int(s: &str) -> Option<i128> {
+    let t = s.trim();
+    let (neg, digits) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let ok_underscores = !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '_');
+    if digits.is_empty() || !ok_underscores {
+        return None;
+    }
+    let n: i128 = digits.replace('_', "").parse().ok()?;
+    Some(if neg { -n } else { n })
+}
+
+/// A value as a message shows it: strings quoted.
+fn repr(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => format!("'{s}'"),
+        None => v.to_string(),
+    }
+}
+
+/// `from_yaml(yaml_string)`: the value the YAML text describes.
+fn from_yaml_fn(text: String) -> Result<Value, JError> {
+    let v: serde_json::Value =
+        yaml_serde::from_str(&text).map_err(|e| fail(format!("from_yaml: invalid YAML: {e}")))?;
+    Ok(Value::from_serialize(&v))
+}
+
+/// Whether the helpers may fetch from the network (`download`): not in a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downloads {
+    Fetch,
+    /// `download(url, path)` returns `path` without fetching (a dry run writes nothing).
+    Skip,
+}
+
+/// `download(url, path)`: fetch `url` to `path` unless a file is there already, and return
+/// `path` as given, as the original (which ran wget). The data goes to a partial file
+/// renamed into place when complete; the directory is made when missing.
+fn download_fn(base: &Path, mode: Downloads, url: &str, path: &str) -> Result<String, JError> {
+    let dest = resolve(base, path);
+    if dest.is_file() || mode == Downloads::Skip {
+        return Ok(path.to_string());
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(fail(format!(
+            "download({url}, {path}): only http:// and https:// URLs can be downloaded"
+        )));
+    }
+    let failed = |e: &dyn std::fmt::Display| {
+        fail(format!(
+            "download({url}, {path}): to {}: {e}",
+            dest.display()
+        ))
+    };
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| failed(&e))?;
+    }
+    let cancel = crate::image::cancel::Cancel::new();
+    let req = crate::image::download::Request {
+        url,
+        dest: &dest,
+        expected: None,
+        cancel: &cancel,
+        progress: false,
+    };
+    crate::image::download::fetch(&req, &mut |_| {}).map_err(|e| failed(&e))?;
+    Ok(path.to_string())
+}
+
+/// `file_contents(path, ignore_missing=False)`: the file's text; with `ignore_missing`
+/// true, '' when there is no such file.
+fn file_contents_fn(
+    base: &Path,
+    path: String,
+    ignore: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<String, JError> {
+    let ignore = match (ignore, kwargs.get::<Option<Value>>("ignore_missing")?) {
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "file_contents(): ignore_missing given twice".to_string(),
+            ))
+        }
+        (a, b) => a.or(b).is_some_and(|v| v.is_true()),
+    };
+    kwargs.assert_all_used()?;
+    let p = resolve(base, &path);
+    if ignore && !p.is_file() {
+        return Ok(String::new());
+    }
+    std::fs::read_to_string(&p).map_err(|e| {
+        let hint = if p.exists() {
+            ""
+        } else {
+            " (ignore_missing=true gives '' instead)"
+        };
+        fail(format!("file_contents({path}): {}: {e}{hint}", p.display()))
+    })
 }
 
 const WORDS: &[&str] = &[
@@ -55,7 +238,7 @@ fn random_word(min: usize, max: usize) -> String {
 }
 
 /// `random_word(max_length=16, min_length=4)`, keywords as the original takes them.
-fn random_word_fn(kwargs: minijinja::value::Kwargs) -> Result<String, JError> {
+fn random_word_fn(kwargs: Kwargs) -> Result<String, JError> {
     let max: Option<usize> = kwargs.get("max_length")?;
     let min: Option<usize> = kwargs.get("min_length")?;
     kwargs.assert_all_used()?;
@@ -66,6 +249,11 @@ impl Renderer {
     /// `base` is the template's directory (file_contents resolves against it, then the
     /// working directory); `cache_dir` is what `cache_dir()` returns.
     pub fn new(base: &Path, cache_dir: &Path) -> Renderer {
+        Renderer::with_downloads(base, cache_dir, Downloads::Fetch)
+    }
+
+    /// As [`Renderer::new`], with `download()` fetching or not.
+    pub fn with_downloads(base: &Path, cache_dir: &Path, downloads: Downloads) -> Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
@@ -97,16 +285,20 @@ impl Renderer {
             read_proc("/proc/meminfo", "MemAvailable:")
         });
         env.add_function("total_memory", || read_proc("/proc/meminfo", "MemTotal:"));
-        let base = base.to_path_buf();
-        env.add_function("file_contents", move |path: String| {
-            let p = resolve(&base, &path);
-            std::fs::read_to_string(&p).map_err(|e| {
-                JError::new(
-                    ErrorKind::InvalidOperation,
-                    format!("file_contents({path}): {}: {e}", p.display()),
-                )
-            })
+        let dir: PathBuf = base.to_path_buf();
+        env.add_function(
+            "file_contents",
+            move |path: String, ignore: Option<Value>, kwargs: Kwargs| {
+                file_contents_fn(&dir, path, ignore, kwargs)
+            },
+        );
+        let dir: PathBuf = base.to_path_buf();
+        env.add_function("download", move |url: String, path: String| {
+            download_fn(&dir, downloads, &url, &path)
         });
+        env.add_function("enumerate", enumerate_fn);
+        env.add_function("int", int_fn);
+        env.add_function("from_yaml", from_yaml_fn);
         let cache = cache_dir.display().to_string();
         env.add_function("cache_dir", move || cache.clone());
         env.add_function("at_least", |min: Value, v: Value| -> Value {
@@ -269,6 +461,68 @@ mod tests {
         );
         let err = r.render("{{ file_contents('nope') }}", &ctx).unwrap_err();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_originals_other_helpers() {
+        let ctx = json!({"xs": ["a", "b"], "n": "42", "f": 3.9, "m": {"k": 1}});
+        let r = r();
+        let out = |t: &str| r.render(t, &ctx).unwrap();
+        // enumerate: (index, item) pairs, unpacked by a for loop.
+        assert_eq!(
+            out("{% for i, x in enumerate(xs) %}{{ i }}={{ x }};{% endfor %}"),
+            "0=a;1=b;"
+        );
+        assert_eq!(
+            out("{% for i, k in enumerate(m) %}{{ i }}{{ k }}{% endfor %}"),
+            "0k"
+        );
+        assert_eq!(out("{{ enumerate('ab') | list | length }}"), "2");
+        assert!(r.render("{{ enumerate(3) }}", &ctx).is_err());
+        // int: Python's int().
+        assert_eq!(out("{{ int(n) + 1 }}"), "43");
+        assert_eq!(out("{{ int(f) }}"), "3");
+        assert_eq!(out("{{ int(-2.5) }}"), "-2");
+        assert_eq!(out("{{ int(' -1_000 ') }}"), "-1000");
+        assert_eq!(out("{{ int(true) }}"), "1");
+        for bad in ["'3.5'", "'abc'", "''", "'1__0'", "'_1'", "none", "xs"] {
+            let e = r
+                .render(&format!("{{{{ int({bad}) }}}}"), &ctx)
+                .unwrap_err();
+            assert!(e.starts_with("int("), "{bad}: {e}");
+        }
+        let e = r.render("{{ int('x8') }}", &ctx).unwrap_err();
+        assert!(e.contains("int('x8'): not a base-10 integer"), "{e}");
+        // from_yaml: the value the text describes.
+        assert_eq!(out("{{ from_yaml('a: [1, 2]').a[1] }}"), "2");
+        assert_eq!(out("{{ from_yaml('- x\n- y') | join(',') }}"), "x,y");
+        let e = r.render("{{ from_yaml('a: [') }}", &ctx).unwrap_err();
+        assert!(e.contains("from_yaml: invalid YAML"), "{e}");
+    }
+
+    #[test]
+    fn file_contents_ignore_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("motd"), "hello").unwrap();
+        let r = Renderer::new(dir.path(), Path::new("/c"));
+        let ctx = json!({});
+        let out = |t: &str| r.render(t, &ctx);
+        assert_eq!(out("{{ file_contents('motd', true) }}").unwrap(), "hello");
+        assert_eq!(out("[{{ file_contents('nope', true) }}]").unwrap(), "[]");
+        assert_eq!(
+            out("[{{ file_contents('nope', ignore_missing=true) }}]").unwrap(),
+            "[]"
+        );
+        let e = out("{{ file_contents('nope', ignore_missing=false) }}").unwrap_err();
+        assert!(
+            e.contains("file_contents(nope)") && e.contains("ignore_missing"),
+            "{e}"
+        );
+        assert!(out("{{ file_contents('motd', ignore=true) }}").is_err());
+        // A directory is not a file: '' when ignored, an error otherwise (as open()).
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert_eq!(out("[{{ file_contents('d', true) }}]").unwrap(), "[]");
+        assert!(out("{{ file_contents('d') }}").is_err());
     }
 
     #[test]

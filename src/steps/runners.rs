@@ -108,7 +108,7 @@ const EXPORT_ARGS: &[Arg] = &[
         "path",
         Ty::Str,
         true,
-        "Output file (relative to the template); the compression suffix is added if missing.",
+        "Output file (relative to the template), written as named: no suffix is added for compress.",
     ),
     a(
         "create_dir",
@@ -117,12 +117,12 @@ const EXPORT_ARGS: &[Arg] = &[
         "Create the output directory if missing.",
     ),
     a("compress", Ty::Str, false, "xz, gzip, lz4 or zstd."),
-    a("level", Ty::Int, false, "Compression level."),
+    a("level", Ty::Int, false, "Compression level, 1-9 (zstd: 1-19); default 1."),
     a(
         "sparsify",
         Ty::Bool,
         false,
-        "Convert with virt-sparsify (drops unused blocks).",
+        "Convert with virt-sparsify (drops unused blocks; a qcow2 without compress gets qcow2 compression).",
     ),
     a(
         "pre_script",
@@ -148,7 +148,7 @@ pub const RUNNERS: &[RunnerDef] = &[
         example: "import:\n  virt-builder:\n    image: debian-12\n    size: 6G",
         commands: &["virt-builder", "qemu-img"], unsupported: None },
     RunnerDef { name: "download", role: Role::Importer, primary: Some("url"),
-        args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.zst are decompressed."),
+        args: &[a("url", Ty::Str, true, "http(s)://, file:// URL or a local path; .xz/.gz/.bz2/.zst are decompressed."),
                 a("checksum", Ty::Str, false, "sha256:<hex> (or a bare hex sha256, or <algorithm>:<hex>) of the file as given (compressed or not); verified as it is downloaded."),
                 a("resize", Ty::Resize, false, "New virtual size, e.g. 10G; or, as the original, {size: 10G, expand: /dev/sda5, /dev/sda1: +1G} through virt-resize.")],
         doc: "Start from a qcow2 or raw image file or URL.",
@@ -238,7 +238,7 @@ pub const RUNNERS: &[RunnerDef] = &[
         doc: "Write the image as qcow2.", example: "export:\n  qcow2:\n    path: images/web.qcow2",
         commands: &["qemu-img", "virt-sparsify", "xz", "gzip", "lz4", "zstd"], unsupported: None },
     RunnerDef { name: "raw", role: Role::Exporter, primary: Some("path"), args: EXPORT_ARGS,
-        doc: "Write the image as raw.", example: "export:\n  raw:\n    path: images/web.img\n    compress: xz",
+        doc: "Write the image as raw.", example: "export:\n  raw:\n    path: images/web.img.xz\n    compress: xz",
         commands: &["qemu-img", "virt-sparsify", "xz", "gzip", "lz4", "zstd"], unsupported: None },
 ];
 
@@ -358,7 +358,17 @@ pub fn normalize(def: &RunnerDef, args: &Value) -> Result<Map<String, Value>, (S
                     ));
                 }
             }
-            Ok(map)
+            let max = match map.get("compress").and_then(Value::as_str) {
+                Some("zstd") => 19,
+                _ => 9,
+            };
+            match map.get("level").and_then(Value::as_i64) {
+                Some(l) if !(1..=max).contains(&l) => Err((
+                    "level".into(),
+                    format!("'level' must be 1 to {max}, not {l}"),
+                )),
+                _ => Ok(map),
+            }
         }
         _ => Ok(map),
     }
@@ -554,6 +564,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(k, "compress");
+        let q = |v: Value| normalize(find("qcow2").unwrap(), &v);
+        let (k, msg) = q(json!({"path": "x", "compress": "xz", "level": 10})).unwrap_err();
+        assert_eq!(
+            (k.as_str(), msg.as_str()),
+            ("level", "'level' must be 1 to 9, not 10")
+        );
+        assert!(q(json!({"path": "x", "compress": "gzip", "level": "0"})).is_err());
+        assert!(q(json!({"path": "x", "compress": "zstd", "level": 19})).is_ok());
+        assert!(q(json!({"path": "x", "compress": "lz4", "level": "9"})).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! there but the working directory has it (the original resolved against the working
 //! directory), that is used.
 
+pub use super::render::Downloads;
 use super::render::{resolve, Renderer};
 use super::runners::{self, Role};
 use crate::error::{Error, Result};
@@ -227,7 +228,18 @@ fn check_download(file: &Path, step: &Step) -> Result<()> {
 impl Template {
     /// Load, merge, render and validate a template file.
     pub fn load(file: &Path, overrides: &[(String, Value)], cache_dir: &Path) -> Result<Template> {
-        Template::from_doc(file, load_merged(file, 0)?, overrides, cache_dir)
+        Template::load_with(file, overrides, cache_dir, Downloads::Fetch)
+    }
+
+    /// As [`Template::load`]; with [`Downloads::Skip`] (a dry run) the `download()`
+    /// helper fetches nothing.
+    pub fn load_with(
+        file: &Path,
+        overrides: &[(String, Value)],
+        cache_dir: &Path,
+        downloads: Downloads,
+    ) -> Result<Template> {
+        Template::from_doc_with(file, load_merged(file, 0)?, overrides, cache_dir, downloads)
     }
 
     /// Render and validate a template document that came from `file` (a YAML template,
@@ -238,6 +250,16 @@ impl Template {
         doc: Map<String, Value>,
         overrides: &[(String, Value)],
         cache_dir: &Path,
+    ) -> Result<Template> {
+        Template::from_doc_with(file, doc, overrides, cache_dir, Downloads::Fetch)
+    }
+
+    fn from_doc_with(
+        file: &Path,
+        doc: Map<String, Value>,
+        overrides: &[(String, Value)],
+        cache_dir: &Path,
+        downloads: Downloads,
     ) -> Result<Template> {
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         for key in doc.keys() {
@@ -255,7 +277,7 @@ impl Template {
                 ));
             }
         }
-        let renderer = Renderer::new(&dir, cache_dir);
+        let renderer = Renderer::with_downloads(&dir, cache_dir, downloads);
         let mut params = match doc.get("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),

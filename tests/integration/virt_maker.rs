@@ -226,17 +226,98 @@ fn runners_are_listed_with_schemas() {
     env.maker(&["-V"]).ok();
 }
 
+/// `tool` in wrap/ logs its arguments to log/<tool>.args, then runs the real one (wrap/
+/// taken off PATH).
+fn wrap_tool(env: &mut TestEnv, tool: &str) {
+    let dir = env.path("wrap");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$FAKE_LOG/{tool}.args\"\nPATH=${{PATH#*:}} exec {tool} \"$@\"\n"
+    );
+    env.write(&format!("wrap/{tool}"), &script);
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(tool);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
-fn export_compression_and_raw() {
+fn export_compression_writes_path_as_named_at_the_originals_default_level() {
+    let mut env = TestEnv::new();
+    for tool in ["xz", "lz4", "gzip", "zstd"] {
+        wrap_tool(&mut env, tool);
+    }
+    let wrap = env.path("wrap");
+    env.prepend_path(&wrap);
+    // (runner, path, compress, level, the file's first bytes)
+    let cases: [(&str, &str, &str, &str, &[u8]); 5] = [
+        ("raw", "r.img", "gzip", "", &[0x1f, 0x8b]),
+        (
+            "qcow2",
+            "out/c.qcow2.lz",
+            "lz4",
+            "",
+            &[0x04, 0x22, 0x4d, 0x18],
+        ),
+        ("qcow2", "c.qcow2.xz", "xz", "", b"\xfd7zXZ\0"),
+        ("qcow2", "l9/c.qcow2", "xz", "level: 9", b"\xfd7zXZ\0"),
+        (
+            "raw",
+            "z.img.zst",
+            "zstd",
+            "level: 19",
+            &[0x28, 0xb5, 0x2f, 0xfd],
+        ),
+    ];
+    for (runner, path, compress, level, magic) in cases {
+        env.write(
+            "t/c.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  export:\n    {runner}:\n      path: {path}\n      create_dir: true\n      compress: {compress}\n      {level}\n"),
+        );
+        let file = env.path("t/c.yml");
+        let out = env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+        // As the original: the output is `path` itself, no suffix added or replaced.
+        let written = env.path(&format!("t/{path}"));
+        assert!(out.stdout.contains(path), "{}", out.stdout);
+        let data = std::fs::read(&written).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(data.starts_with(magic), "{path}: {:x?}", &data[..8]);
+        let dir = written.parent().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let stem = written.file_name().unwrap().to_str().unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with(stem) && n != stem),
+            "{path}: {names:?}"
+        );
+        let args = env.read(&format!("log/{compress}.args"));
+        let want = if level.is_empty() {
+            "-1 ".to_string()
+        } else {
+            format!("-{} ", level.trim_start_matches("level: "))
+        };
+        assert!(
+            args.lines().last().unwrap_or("").starts_with(&want),
+            "{compress}: {args}"
+        );
+    }
+    // gzip's own record of its level: XFL 4 is "fastest" (-1); 0 would be the default -6.
+    let gz = std::fs::read(env.path("t/r.img")).unwrap();
+    assert_eq!(gz[8], 4, "{:x?}", &gz[..10]);
+}
+
+#[test]
+fn a_compression_level_out_of_range_is_a_template_error() {
     let env = TestEnv::new();
     env.write(
-        "t/r.yml",
-        "spec:\n  import:\n    virt-builder: debian-12\n  export:\n    raw:\n      path: r.img\n      compress: gzip\n      level: 1\n",
+        "t/c.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  export:\n    qcow2: {path: c.qcow2, compress: xz, level: 10}\n",
     );
-    let file = env.path("t/r.yml");
-    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
-    let gz = std::fs::read(env.path("t/r.img.gz")).unwrap();
-    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let file = env.path("t/c.yml");
+    let out = env
+        .maker(&["build", "-f", file.to_str().unwrap()])
+        .fails(2, "'level' must be 1 to 9, not 10");
+    assert!(out.stderr.contains("c.yml"), "{}", out.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 0);
 }
 
 #[test]
@@ -635,5 +716,249 @@ fn templates_d_steps_errors_name_the_file_and_step_and_keep_the_old_template() {
         both.code != 0 && both.stderr.contains("both 'customize'"),
         "{}",
         both.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Template helpers as the original's (template/filters/__init__.py)
+
+/// What `date` prints for `fmt` in time zone `tz` at each second from `from` to `to`.
+fn dates(tz: &str, fmt: &str, from: u64, to: u64) -> Vec<String> {
+    (from..=to)
+        .map(|s| {
+            let out = std::process::Command::new("date")
+                .env("TZ", tz)
+                .args([format!("-d@{s}"), format!("+{fmt}")])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect()
+}
+
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn date_helpers_are_in_local_time() {
+    let mut env = TestEnv::new();
+    // 14 hours east of UTC (a POSIX TZ, no tzdata needed): UTC would be another day.
+    env.set("TZ", "XST-14");
+    env.write(
+        "t/d.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - copy: {dest: /etc/stamp, content: '{{ now() }}|{{ year() }}-{{ month() }}-{{ day() }} {{ hour() }}:{{ minute() }}:{{ second() }}'}\n",
+    );
+    let file = env.path("t/d.yml");
+    let before = epoch();
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    let after = epoch();
+    let got = env.read("log/virt-customize.uploads");
+    let want = dates(
+        "XST-14",
+        "%Y-%m-%d_%H-%M-%S|%Y-%m-%d %H:%M:%S",
+        before,
+        after,
+    );
+    assert!(want.contains(&got), "{got} not in {want:?}");
+    let utc = dates("UTC0", "%Y-%m-%d_%H-%M-%S", before, after);
+    assert!(!utc.iter().any(|u| got.starts_with(u)), "{got} is UTC");
+}
+
+const HELPERS: &str = r#"params:
+  count: ' 41 '
+  vars: "{{ from_yaml(file_contents('vars.yml')) }}"
+spec:
+  import:
+    virt-builder: debian-12
+  steps:
+    - copy:
+        dest: /etc/out
+        content: "{% for i, p in enumerate(from_yaml(file_contents('vars.yml')).pkgs) %}{{ i }}:{{ p }},{% endfor %} n={{ int(count) + 1 }} [{{ file_contents('absent.txt', ignore_missing=true) }}] {{ file_contents(download(url, 'dl/motd.txt')) }}"
+"#;
+
+#[test]
+fn enumerate_int_from_yaml_file_contents_and_download() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    server.put("motd.txt", b"from the server".to_vec(), "\"e1\"");
+    env.write("t/h.yml", HELPERS);
+    env.write("t/vars.yml", "pkgs: [nginx, curl]\n");
+    let file = env.path("t/h.yml");
+    let url = format!("url={}", server.url("motd.txt"));
+    let args = ["build", "-f", file.to_str().unwrap(), "-p", &url];
+    env.maker(&args).ok();
+    assert_eq!(
+        env.read("log/virt-customize.uploads"),
+        "0:nginx,1:curl, n=42 [] from the server"
+    );
+    // download(url, path) wrote path (relative to the template) and returned it.
+    assert_eq!(env.read("t/dl/motd.txt"), "from the server");
+    assert_eq!(env.ls("t/dl"), ["motd.txt"]);
+    // As the original: a file already at path is not downloaded again.
+    env.maker(&args).ok();
+    assert_eq!(server.log().len(), 1, "{:?}", server.log());
+}
+
+#[test]
+fn a_dry_run_downloads_nothing() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    server.put("motd.txt", b"from the server".to_vec(), "\"e1\"");
+    env.write(
+        "t/h.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - hostname: \"{{ download(url, 'dl/motd.txt') }}\"\n",
+    );
+    let file = env.path("t/h.yml");
+    let url = format!("url={}", server.url("motd.txt"));
+    let out = env
+        .maker(&[
+            "build",
+            "-f",
+            file.to_str().unwrap(),
+            "-p",
+            &url,
+            "--dry-run",
+        ])
+        .ok();
+    assert!(out.stdout.contains("dl/motd.txt"), "{}", out.stdout);
+    assert!(server.log().is_empty(), "{:?}", server.log());
+    assert!(!env.path("t/dl").exists());
+}
+
+#[test]
+fn helper_errors_name_the_file_and_the_step_and_build_nothing() {
+    let env = TestEnv::new();
+    let server = crate::http::Server::start();
+    let file = env.path("t/e.yml");
+    let cases = [
+        ("{{ file_contents('nope.txt') }}", "file_contents(nope.txt)"),
+        ("{{ int('4.5') }}", "int('4.5'): not a base-10 integer"),
+        ("{{ from_yaml('a: [') }}", "from_yaml: invalid YAML"),
+        ("{{ enumerate(3) }}", "enumerate(3): cannot enumerate"),
+        (
+            &format!("{{{{ download('{}', 'x.img') }}}}", server.url("missing")),
+            "HTTP 404",
+        ),
+        (
+            "{{ download('ftp://h/x', 'x.img') }}",
+            "only http:// and https://",
+        ),
+    ];
+    for (expr, needle) in cases {
+        env.write(
+            "t/e.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: \"echo {expr}\"\n"),
+        );
+        let out = env
+            .maker(&["build", "-f", file.to_str().unwrap()])
+            .fails(2, needle);
+        assert!(out.stderr.contains("e.yml"), "{}", out.stderr);
+        assert!(out.stderr.contains("step"), "{}", out.stderr);
+    }
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert!(!env.path("t/x.img").exists());
+}
+
+#[test]
+fn download_imports_a_bzip2_image_as_the_original_does() {
+    // The original's download importer takes .qcow2.bz2 and .img.bz2 (bunzip2).
+    let env = TestEnv::new();
+    let img = env.path("t/base.qcow2");
+    std::fs::create_dir_all(env.path("t")).unwrap();
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "48M"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    use std::io::Write;
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&std::fs::read(&img).unwrap()).unwrap();
+    let bz = bz.finish().unwrap();
+    std::fs::write(env.path("t/local.qcow2.bz2"), &bz).unwrap();
+    let server = crate::http::Server::start();
+    server.put("base.qcow2.bz2", bz, "\"b1\"");
+    for url in [server.url("base.qcow2.bz2"), "local.qcow2.bz2".to_string()] {
+        env.write(
+            "t/b.yml",
+            &format!(
+                "spec:\n  import:\n    download:\n      url: {url}\n  export:\n    raw: out.img\n"
+            ),
+        );
+        let file = env.path("t/b.yml");
+        env.maker(&["build", "-f", file.to_str().unwrap(), "-F", "-X"])
+            .ok();
+        assert_eq!(
+            std::fs::metadata(env.path("t/out.img")).unwrap().len(),
+            48 << 20,
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn verbose_and_verbosity_variables_set_the_verbosity_as_the_originals() {
+    let verbose = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut env = TestEnv::new();
+        for (k, v) in vars {
+            env.set(k, v);
+        }
+        let mut all = args.to_vec();
+        all.extend(["runners", "exporters"]);
+        env.maker(&all)
+    };
+    // -v's listing (schemas, commands) from the variables alone.
+    let listing = |r: crate::harness::Run| r.ok().stdout.contains("commands: qemu-img");
+    assert!(!listing(verbose(&[], &[])));
+    assert!(listing(verbose(&[("VERBOSE", "1")], &[])));
+    assert!(listing(verbose(&[("VERBOSITY", "2")], &[])));
+    // A set variable wins over -v, and VERBOSE over VERBOSITY.
+    assert!(!listing(verbose(&[("VERBOSE", "0")], &["-v"])));
+    assert!(!listing(verbose(
+        &[("VERBOSE", "0"), ("VERBOSITY", "1")],
+        &[]
+    )));
+    verbose(&[("VERBOSE", "loud")], &[]).fails(2, "VERBOSE='loud' is not an integer");
+}
+
+#[test]
+fn sparsify_compresses_a_qcow2_that_is_not_compressed_afterwards_as_the_original() {
+    let mut env = TestEnv::new();
+    // A fake virt-sparsify: logs its arguments, writes an empty image of --convert's format.
+    env.write(
+        "bin3/virt-sparsify",
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$FAKE_LOG/virt-sparsify.args\"\nfmt=qcow2\nprev=\nfor a; do [ \"$prev\" = --convert ] && fmt=$a; prev=$a; out=$a; done\nqemu-img create -q -f \"$fmt\" \"$out\" 64M\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let p = env.path("bin3/virt-sparsify");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin3 = env.path("bin3");
+    env.prepend_path(&bin3);
+    let file = env.path("t/s.yml");
+    for export in [
+        "qcow2: {path: a.qcow2, sparsify: true}",
+        "qcow2: {path: b.qcow2.xz, sparsify: true, compress: xz}",
+        "raw: {path: c.img, sparsify: true}",
+    ] {
+        env.write(
+            "t/s.yml",
+            &format!("spec:\n  import:\n    virt-builder: debian-12\n  export:\n    {export}\n"),
+        );
+        env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    }
+    let runs = env.read("log/virt-sparsify.args");
+    let runs: Vec<&str> = runs.lines().collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(
+        runs[0].starts_with("--compress ") && runs[0].contains("--convert qcow2"),
+        "{runs:?}"
+    );
+    assert!(!runs[1].contains("--compress"), "{runs:?}");
+    assert!(
+        !runs[2].contains("--compress") && runs[2].contains("--convert raw"),
+        "{runs:?}"
     );
 }
