@@ -82,7 +82,7 @@ pub const KEYS: &[Key] = &[
     key("virt-builder-fingerprint", Kind::Text, None, "GPG fingerprint that signs virt-builder-source; without it that source's signature is not checked."),
     key("virt-builder-args", Kind::Args, None, "Extra virt-builder arguments for the template build."),
     key("virt-sysprep-args", Kind::Args, None, "Extra virt-sysprep arguments (identity = sysprep)."),
-    key("virt-install-args", Kind::Args, None, "virt-install options for the domain; supported: --cpu, --machine, --os-variant/--osinfo, --os-type, --hvm, --noautoconsole, --noreboot, --rng, --video, --graphics."),
+    key("virt-install-args", Kind::Args, None, "virt-install options for the instance's domain (--channel, --rng, --cpu, --features, ...): virt-install --print-xml says what they add, merged in; those for what virt-up manages (--name, --disk, --import, --boot, --memory, --vcpus, --network, --graphics) are refused."),
     key("template-playbook", Kind::Text, None, "Ansible playbook run once on a new template, before instances depend on it."),
     key("instance-playbook", Kind::Text, None, "Ansible playbook run on each new instance."),
     key("address-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait for the instance's address."),

@@ -174,6 +174,7 @@ pub fn run(
         rng: true,
         console_log: console_log.clone(),
         template: "gen-vm-image-configure".into(),
+        extra: Default::default(),
     };
     let guard = DomainGuard {
         hv: &hv,

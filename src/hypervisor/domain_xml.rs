@@ -37,7 +37,47 @@ pub struct DomainSpec {
     pub console_log: PathBuf,
     /// The template the domain belongs to, recorded in the domain's metadata.
     pub template: String,
+    /// What virt-install made of virt-install-args, merged in (see [`Extra`]).
+    pub extra: Extra,
 }
+
+/// Elements `virt-install --print-xml` made for the template's virt-install-args, kept as
+/// virt-install wrote them, to merge into the domain virt-up builds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    /// Top-level elements. One virt-up writes too (`cpu`, `clock`, `on_poweroff`,
+    /// `on_reboot`, `on_crash`) replaces virt-up's.
+    pub elements: Vec<Element>,
+    /// Children of `<features>`, after virt-up's own; one named like one of those (`acpi`,
+    /// `apic`) replaces it.
+    pub features: Vec<Element>,
+    /// Devices, after virt-up's own; an `rng`, `video` or `memballoon` replaces virt-up's.
+    pub devices: Vec<Element>,
+}
+
+/// One XML element, its name and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    pub name: String,
+    pub xml: String,
+}
+
+impl Extra {
+    fn element(&self, name: &str) -> Option<&Element> {
+        self.elements.iter().find(|e| e.name == name)
+    }
+
+    fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|e| e.name == name)
+    }
+
+    fn has_device(&self, name: &str) -> bool {
+        self.devices.iter().any(|e| e.name == name)
+    }
+}
+
+/// Elements virt-up writes itself and an [`Extra`] element of the same name replaces.
+const REPLACEABLE: &[&str] = &["cpu", "clock", "on_poweroff", "on_reboot", "on_crash"];
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -77,22 +117,40 @@ impl DomainSpec {
             "  <os><type arch='{}'{machine}>hvm</type><boot dev='hd'/></os>",
             e(&self.arch)
         );
-        x.push_str("  <features><acpi/><apic/></features>\n");
-        match self.cpu.as_deref() {
-            None => {}
-            Some(mode @ ("host-passthrough" | "host-model")) => {
-                let _ = writeln!(x, "  <cpu mode='{mode}'/>");
-            }
-            Some(model) => {
-                let _ = writeln!(
-                    x,
-                    "  <cpu mode='custom' match='exact'><model fallback='allow'>{}</model></cpu>",
-                    e(model)
-                );
+        x.push_str("  <features>");
+        for own in ["acpi", "apic"] {
+            if !self.extra.has_feature(own) {
+                let _ = write!(x, "<{own}/>");
             }
         }
-        x.push_str("  <clock offset='utc'/>\n");
-        x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
+        for feature in &self.extra.features {
+            let _ = write!(x, "\n    {}", feature.xml);
+        }
+        x.push_str("</features>\n");
+        let mut own = |name: &str, xml: &str| match self.extra.element(name) {
+            Some(theirs) => {
+                let _ = writeln!(x, "  {}", theirs.xml);
+            }
+            None => x.push_str(xml),
+        };
+        let cpu = match self.cpu.as_deref() {
+            None => String::new(),
+            Some(mode @ ("host-passthrough" | "host-model")) => format!("  <cpu mode='{mode}'/>\n"),
+            Some(model) => format!(
+                "  <cpu mode='custom' match='exact'><model fallback='allow'>{}</model></cpu>\n",
+                e(model)
+            ),
+        };
+        own("cpu", &cpu);
+        own("clock", "  <clock offset='utc'/>\n");
+        own("on_poweroff", "  <on_poweroff>destroy</on_poweroff>\n");
+        own("on_reboot", "  <on_reboot>restart</on_reboot>\n");
+        own("on_crash", "  <on_crash>destroy</on_crash>\n");
+        for element in &self.extra.elements {
+            if !REPLACEABLE.contains(&element.name.as_str()) {
+                let _ = writeln!(x, "  {}", element.xml);
+            }
+        }
         x.push_str("  <devices>\n");
         for (i, disk) in self.disks.iter().enumerate() {
             self.write_disk(&mut x, i, disk);
@@ -110,7 +168,7 @@ impl DomainSpec {
         );
         x.push_str("    <console type='pty'><target type='serial' port='0'/></console>\n");
         x.push_str("    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n");
-        if self.rng {
+        if self.rng && !self.extra.has_device("rng") {
             x.push_str(
                 "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n",
             );
@@ -126,10 +184,16 @@ impl DomainSpec {
             .video
             .as_ref()
             .or((self.graphics != "none").then_some(&"virtio".to_string()))
+            .filter(|_| !self.extra.has_device("video"))
         {
             let _ = writeln!(x, "    <video><model type='{}'/></video>", e(video));
         }
-        x.push_str("    <memballoon model='virtio'/>\n");
+        for device in &self.extra.devices {
+            let _ = writeln!(x, "    {}", device.xml);
+        }
+        if !self.extra.has_device("memballoon") {
+            x.push_str("    <memballoon model='virtio'/>\n");
+        }
         x.push_str("  </devices>\n</domain>\n");
         x
     }
@@ -187,6 +251,7 @@ mod tests {
             rng: true,
             console_log: "/data/console/web1.log".into(),
             template: "deb".into(),
+            extra: Extra::default(),
         }
     }
 

@@ -302,6 +302,7 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
         rng: true,
         console_log: record.console_log.clone(),
         template: record.template.clone(),
+        extra: Default::default(),
     }
 }
 

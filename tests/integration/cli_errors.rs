@@ -88,15 +88,63 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn unsupported_virt_install_option_is_named_before_anything_is_built() {
+fn virt_install_options_virt_up_manages_are_named_before_anything_is_built() {
     let env = TestEnv::new();
+    for (args, option) in [
+        ("--hvm --boot uefi", "--boot"),
+        ("--name other", "--name"),
+        ("--import", "--import"),
+        ("--disk path=/x.qcow2", "--disk"),
+        ("--memory 2048", "--memory"),
+        ("--network bridge=br0", "--network"),
+    ] {
+        env.write(
+            "config/templates.d/test.cfg",
+            &format!("[deb]\nos-version = x\nvirt-install-args = {args}\n"),
+        );
+        env.run(&["web1", "--template", "deb"])
+            .fails(2, &format!("option '{option}' is not accepted"));
+    }
+    // An abbreviation virt-install would take is caught by what virt-install prints.
     env.write(
         "config/templates.d/test.cfg",
-        "[deb]\nos-version = x\nvirt-install-args = --hvm --boot uefi\n",
+        "[deb]\nos-version = x\nvirt-install-args = --nam other\n",
     );
     env.run(&["web1", "--template", "deb"])
-        .fails(2, "option '--boot' is not supported");
+        .fails(2, "as option '--name' does");
+    // An option virt-install itself rejects, with what it said.
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nvirt-install-args = --no-such-option 1\n",
+    );
+    env.run(&["web1", "--template", "deb"])
+        .fails(2, "virt-install does not accept '--no-such-option 1'");
     assert_eq!(env.tool_runs("virt-builder"), 0);
+}
+
+#[test]
+fn virt_install_args_need_virt_install_only_when_given() {
+    let mut env = TestEnv::new();
+    // The fake tools only: no virt-install on PATH.
+    let fakes = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bin");
+    env.set("PATH", fakes);
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nvirt-install-args = --channel unix,name=org.example.0\n",
+    );
+    env.run(&["web1", "--template", "deb"]).fails(
+        4,
+        "virt-install is not installed (install the Debian package 'virtinst')",
+    );
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    // Without virt-install-args it is never looked for.
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nvirt-install-args = --machine q35 --os-variant debian12\n",
+    );
+    let run = env.run(&["web1", "--template", "deb"]);
+    assert!(!run.stderr.contains("virt-install"), "{}", run.stderr);
+    assert_eq!(env.tool_runs("virt-builder"), 1);
 }
 
 #[test]

@@ -26,6 +26,8 @@ struct Recorder {
     uploads: Mutex<Vec<(PathBuf, Vec<u8>)>>,
     /// The instance disk's volume when its domain was defined.
     defined_with: Mutex<Vec<Option<Volume>>>,
+    /// The domain XML of each define libvirt accepted.
+    defined: Mutex<Vec<String>>,
     watch: PathBuf,
 }
 
@@ -47,7 +49,9 @@ impl Hypervisor for Recorder {
         );
         let volume = self.inner.volume(&self.watch)?;
         self.defined_with.lock().unwrap().push(volume);
-        self.inner.define(xml)
+        self.inner.define(xml)?;
+        self.defined.lock().unwrap().push(xml.to_string());
+        Ok(())
     }
     fn start(&self, name: &str) -> Result<()> {
         self.inner.start(name)
@@ -114,6 +118,11 @@ const GIB: u64 = 1 << 30;
 /// A context on the test driver (its pool in the tempdir) with a built qcow2 template of
 /// 1 GiB: a volume created through the API and its record.
 fn world() -> World {
+    world_with("")
+}
+
+/// [`world`], with more settings of the template.
+fn world_with(template_settings: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = |rel: &str| dir.path().join(rel);
     for d in ["pool", "config", "data", "run"] {
@@ -132,6 +141,7 @@ fn world() -> World {
         inner,
         uploads: Mutex::default(),
         defined_with: Mutex::default(),
+        defined: Mutex::default(),
         watch: path("pool/web1.qcow2"),
     });
     let env: HashMap<&str, PathBuf> = [
@@ -152,7 +162,7 @@ fn world() -> World {
     config
         .add_text(
             &path("config/templates.d/t.cfg"),
-            "[deb]\nos-version = x\n",
+            &format!("[deb]\nos-version = x\n{template_settings}"),
             true,
         )
         .unwrap();
@@ -261,4 +271,36 @@ fn size_grows_the_clone_and_a_smaller_one_is_refused() {
             .contains("--size \"512M\": expected at least the template's disk size"),
         "{err}"
     );
+}
+
+#[test]
+fn virt_install_args_devices_are_in_the_defined_domain_once() {
+    let w = world_with(
+        "virt-install-args = --channel unix,target.type=virtio,name=org.example.test.0\n    \
+         --rng /dev/random --watchdog i6300esb --features kvm_hidden=on\n",
+    );
+    w.create(Overrides::default());
+    let defined = w.hv.defined.lock().unwrap();
+    let xml = &defined[0];
+    assert!(
+        xml.contains("name=\"org.example.test.0\""),
+        "the channel: {xml}"
+    );
+    assert!(
+        xml.contains("<backend model=\"random\">/dev/random</backend>"),
+        "the rng: {xml}"
+    );
+    assert_eq!(
+        xml.matches("<rng").count(),
+        1,
+        "virt-up's rng replaced: {xml}"
+    );
+    assert!(xml.contains("<watchdog model=\"i6300esb\""), "{xml}");
+    assert!(xml.contains("<hidden state=\"on\"/>"), "{xml}");
+    // What virt-up manages is there once, virt-install's test-driver defaults not at all.
+    assert_eq!(xml.matches("<interface").count(), 1, "{xml}");
+    assert_eq!(xml.matches("<disk").count(), 2, "root and seed: {xml}");
+    assert_eq!(xml.matches("<console").count(), 1, "{xml}");
+    assert_eq!(xml.matches("org.qemu.guest_agent.0").count(), 1, "{xml}");
+    assert!(!xml.contains("test-hv") && !xml.contains("ich9"), "{xml}");
 }

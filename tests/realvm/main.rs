@@ -162,13 +162,33 @@ fn t3_instances_get_distinct_identities_and_arp_discovery_works() {
 fn t4_sysprep_identity_works() {
     let w = world();
     let _cleanup = w.cleanup(&["vut-sp"]);
-    w.set_common("identity = sysprep");
+    // virt-install-args: a channel and an rng of the user's, made by virt-install and
+    // merged into the domain (the rng replacing virt-up's own).
+    w.set_common(
+        "identity = sysprep\nvirt-install-args = --channel unix,target.type=virtio,name=org.virtup.test.0\n    --rng /dev/random",
+    );
     let run = w.vu(&["vut-sp", "--template", "vut-deb", "--user", "alice"]);
     w.set_common("");
     run.ok();
     assert_eq!(w.ssh("vut-sp", "id -un"), "alice");
     assert_eq!(w.ssh("vut-sp", "hostname"), "vut-sp");
     assert_eq!(w.ssh("vut-sp", "sudo -n true && echo ok"), "ok");
+    let ports = w.ssh("vut-sp", "cat /sys/class/virtio-ports/*/name");
+    assert!(
+        ports.lines().any(|p| p == "org.virtup.test.0"),
+        "the channel is not in the guest: {ports}"
+    );
+    let rngs = w.ssh("vut-sp", "cat /sys/class/misc/hw_random/rng_available");
+    assert_eq!(
+        rngs.matches("virtio_rng").count(),
+        1,
+        "one virtio rng in the guest: {rngs}"
+    );
+    let xml = w.virsh(&["dumpxml", "vut-sp"]);
+    assert!(
+        xml.contains("<backend model='random'>/dev/random</backend>"),
+        "the rng is the one of virt-install-args: {xml}"
+    );
     w.vu(&["vut-sp", "--delete"]).ok();
     w.assert_gone("vut-sp");
 }
