@@ -47,7 +47,7 @@ test-realvm: host base-image cloudinit-image
 	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
 
 # Shell scripts shellcheck reads (the fake tools have no .sh suffix).
-SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/*
+SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/* etc/virt-up/scripts/*.sh
 
 lint: lint-tools
 	$(CARGO) fmt --all -- --check

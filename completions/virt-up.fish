@@ -1,23 +1,23 @@
 complete -c virt-up -s n -l name -d 'Instance name (same as the positional <name>)' -r
 complete -c virt-up -l playbook -d 'Run an ansible playbook on the instance' -r
 complete -c virt-up -s t -l template -d 'Template name (default: <name>)' -r
-complete -c virt-up -l root-password -d 'Root password of the new instance (default: none, root logs in with the instance\'s key only)' -r
-complete -c virt-up -l user -d 'Username (default: the template\'s, \'virt\')' -r
-complete -c virt-up -l password -d 'Password of the login user (default: none, the user logs in with the instance\'s key only)' -r
-complete -c virt-up -l size -d 'Instance disk size, e.g. 20G (default: image size)' -r
-complete -c virt-up -l memory -d 'Instance memory in MiB (default: 512)' -r
-complete -c virt-up -l vcpus -d 'Instance vcpus (default: 1)' -r
-complete -c virt-up -l graphics -d 'Instance graphics type: none, vnc or spice (default: none)' -r -f -a "none\t''
+complete -c virt-up -l root-password -d 'Root password of the new instance, set in the guest as a hash, never stored (default: none, root\'s password stays locked and root logs in with the instance\'s key)' -r
+complete -c virt-up -l user -d 'Login user (default: the template\'s, \'virt\'); another name is created in the new instance, with passwordless sudo' -r
+complete -c virt-up -l password -d 'Password of the login user, set in the guest as a hash, never stored (default: none, the user logs in with the instance\'s key only)' -r
+complete -c virt-up -l size -d 'Instance disk size, e.g. 20G; not below the template\'s (default: the template\'s disk size)' -r
+complete -c virt-up -l memory -d 'Instance memory in MiB (default: the template\'s \'memory\' setting, 512)' -r
+complete -c virt-up -l vcpus -d 'Instance vcpus (default: the template\'s \'vcpus\' setting, 1)' -r
+complete -c virt-up -l graphics -d 'Instance graphics type: none, vnc or spice (default: the template\'s \'graphics\' setting, none)' -r -f -a "none\t''
 vnc\t''
 spice\t''"
-complete -c virt-up -l dns-domain -d 'DNS domain name' -r
+complete -c virt-up -l dns-domain -d 'DNS domain appended to the instance\'s host name (default: the \'dns-domain\' setting)' -r
 complete -c virt-up -l command -d 'With --login: run this command over ssh and return its exit code' -r
 complete -c virt-up -l completions -d 'Print a shell completion script' -r -f -a "bash\t''
 elvish\t''
 fish\t''
 powershell\t''
 zsh\t''"
-complete -c virt-up -l init -d 'Initialize configuration files in the user\'s config directory'
+complete -c virt-up -l init -d 'Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks): as root in /etc/virt-up, otherwise in the user\'s config directory'
 complete -c virt-up -l list -d 'List instances'
 complete -c virt-up -l show-templates -d 'Show template definitions'
 complete -c virt-up -l show-paths -d 'Show configuration and data paths'

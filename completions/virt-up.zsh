@@ -20,17 +20,17 @@ _virt-up() {
 '--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
 '-t+[Template name (default\: <name>)]:template:_default' \
 '--template=[Template name (default\: <name>)]:template:_default' \
-'--root-password=[Root password of the new instance (default\: none, root logs in with the instance'\''s key only)]:root-password:_default' \
-'--user=[Username (default\: the template'\''s, '\''virt'\'')]:user:_default' \
-'--password=[Password of the login user (default\: none, the user logs in with the instance'\''s key only)]:password:_default' \
-'--size=[Instance disk size, e.g. 20G (default\: image size)]:size:_default' \
-'--memory=[Instance memory in MiB (default\: 512)]:memory:_default' \
-'--vcpus=[Instance vcpus (default\: 1)]:vcpus:_default' \
-'--graphics=[Instance graphics type\: none, vnc or spice (default\: none)]:graphics:(none vnc spice)' \
-'--dns-domain=[DNS domain name]:dns-domain:_default' \
+'--root-password=[Root password of the new instance, set in the guest as a hash, never stored (default\: none, root'\''s password stays locked and root logs in with the instance'\''s key)]:root-password:_default' \
+'--user=[Login user (default\: the template'\''s, '\''virt'\''); another name is created in the new instance, with passwordless sudo]:user:_default' \
+'--password=[Password of the login user, set in the guest as a hash, never stored (default\: none, the user logs in with the instance'\''s key only)]:password:_default' \
+'--size=[Instance disk size, e.g. 20G; not below the template'\''s (default\: the template'\''s disk size)]:size:_default' \
+'--memory=[Instance memory in MiB (default\: the template'\''s '\''memory'\'' setting, 512)]:memory:_default' \
+'--vcpus=[Instance vcpus (default\: the template'\''s '\''vcpus'\'' setting, 1)]:vcpus:_default' \
+'--graphics=[Instance graphics type\: none, vnc or spice (default\: the template'\''s '\''graphics'\'' setting, none)]:graphics:(none vnc spice)' \
+'--dns-domain=[DNS domain appended to the instance'\''s host name (default\: the '\''dns-domain'\'' setting)]:dns-domain:_default' \
 '(--sftp)--command=[With --login\: run this command over ssh and return its exit code]:command:_default' \
 '--completions=[Print a shell completion script]:shell:(bash elvish fish powershell zsh)' \
-'--init[Initialize configuration files in the user'\''s config directory]' \
+'--init[Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks)\: as root in /etc/virt-up, otherwise in the user'\''s config directory]' \
 '--list[List instances]' \
 '--show-templates[Show template definitions]' \
 '--show-paths[Show configuration and data paths]' \

@@ -21,7 +21,7 @@ pub mod lock;
 pub(crate) mod log;
 pub mod mac;
 pub mod names;
-// unsafe: getuid, for the runtime directory.
+// unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]
 pub mod paths;
 pub mod random;

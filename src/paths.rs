@@ -99,6 +99,12 @@ impl Paths {
     }
 }
 
+/// The effective user id (`--init` as root writes the system directory).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 fn lock_file(env: Env) -> PathBuf {
     if let Some(dir) = env("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
         return PathBuf::from(dir).join("virt-up.lock");

@@ -72,9 +72,14 @@ pub fn neighbour_ip(table: &Path, mac: &str) -> Option<String> {
 
 /// True when something on `ip:22` answers with an SSH identification string.
 pub fn ssh_banner(ip: &str, timeout: Duration) -> bool {
-    let Ok(addr) = format!("{ip}:22").parse::<SocketAddr>() else {
-        return false;
-    };
+    match format!("{ip}:22").parse::<SocketAddr>() {
+        Ok(addr) => ssh_banner_at(addr, timeout),
+        Err(_) => false,
+    }
+}
+
+/// True when the server at `addr` sends an SSH identification string ("SSH-") first.
+fn ssh_banner_at(addr: SocketAddr, timeout: Duration) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;
     };
@@ -214,12 +219,42 @@ mod tests {
         assert_eq!(neighbour_ip(&dir.path().join("missing"), "x"), None);
     }
 
-    #[test]
-    fn banner_check_needs_an_ssh_server() {
+    /// A local server that accepts one connection, sends `greeting` and closes.
+    fn server(greeting: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        // Not port 22, so nothing answers there; a closed port is "not ready".
-        assert!(!ssh_banner("127.0.0.1", Duration::from_millis(200)) || port == 22);
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            // Byte by byte: a banner split over several reads still counts.
+            for b in greeting {
+                let _ = conn.write_all(std::slice::from_ref(b));
+                let _ = conn.flush();
+            }
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn an_ssh_banner_means_ready() {
+        let (addr, handle) = server(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+        assert!(ssh_banner_at(addr, Duration::from_secs(5)));
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn anything_else_is_not_ready() {
+        for greeting in [&b"HTTP/1.1 400 Bad Request\r\n"[..], b"SS", b""] {
+            let (addr, handle) = server(greeting);
+            assert!(!ssh_banner_at(addr, Duration::from_secs(5)), "{greeting:?}");
+            handle.join().unwrap();
+        }
+        // A closed port: bound, then released, so nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(!ssh_banner_at(addr, Duration::from_millis(200)));
         assert!(!ssh_banner("not-an-ip", Duration::from_millis(200)));
     }
 

@@ -43,12 +43,23 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// The configuration directories `{scripts}` and `{playbooks}` are looked up in, the
+    /// user's first (its files override the system's): set by [`Config::load`].
+    pub dirs: Vec<PathBuf>,
 }
 
 impl Config {
     /// Read the system files, then the user's (the user's keys win).
     pub fn load(paths: &Paths) -> Result<Config> {
-        let mut config = Config::default();
+        let mut config = Config {
+            dirs: paths
+                .config_dirs()
+                .iter()
+                .rev()
+                .map(|d| d.to_path_buf())
+                .collect(),
+            ..Config::default()
+        };
         for dir in paths.config_dirs() {
             config.read_file(&dir.join("settings.cfg"), FileKind::Settings)?;
             for file in cfg_files(&dir.join("templates.d"))? {
@@ -173,7 +184,8 @@ impl Config {
                 hint,
             }
         })?;
-        let settings = self.resolve_layers(&[layer, &self.common], Some(template))?;
+        let mut settings = self.resolve_layers(&[layer, &self.common], Some(template))?;
+        settings.sysprep_for_its_args();
         if settings.get("os-version").is_none() && settings.get("customize").is_none() {
             return Err(Error::Config(format!(
                 "{origin}: template [{template}] has no 'os-version' (the virt-builder image name) or 'customize' (a virt-maker template)"
@@ -213,6 +225,7 @@ impl Config {
                     };
                     let value = ini::interpolate(key.name, &v.raw, &lookup)
                         .map_err(|e| Error::Config(format!("{}: {e}", v.origin)))?;
+                    let value = self.expand_dirs(key.name, value, &v.origin)?;
                     (value, Some(v.origin.clone()))
                 }
                 None => match self.defaults.get(key.name) {
@@ -230,6 +243,63 @@ impl Config {
             template: template.map(str::to_string),
             values,
         })
+    }
+}
+
+impl Config {
+    /// The original tool's placeholders `{scripts}` and `{playbooks}` (its `--init` wrote
+    /// them as `<config>/scripts` and `<config>/playbooks`; virt_up/config.py,
+    /// create_files) resolved here, file by file, so the user's `scripts/NAME` overrides
+    /// the system's: `{scripts}/NAME` is the first of `<user config>/scripts/NAME` and
+    /// `/etc/virt-up/scripts/NAME` that exists; a bare `{scripts}` the first such
+    /// directory. Nothing else in braces is touched.
+    fn expand_dirs(&self, key: &str, value: String, origin: &Origin) -> Result<String> {
+        const NAMES: [&str; 2] = ["scripts", "playbooks"];
+        let next = |text: &str| {
+            NAMES
+                .iter()
+                .filter_map(|n| text.find(&format!("{{{n}}}")).map(|i| (i, *n)))
+                .min()
+        };
+        if next(&value).is_none() {
+            return Ok(value);
+        }
+        let mut out = String::new();
+        let mut rest = value.as_str();
+        while let Some((i, name)) = next(rest) {
+            out.push_str(&rest[..i]);
+            rest = &rest[i + name.len() + 2..];
+            let rel = rest
+                .strip_prefix('/')
+                .map(|r| {
+                    let end = r
+                        .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                        .unwrap_or(r.len());
+                    &r[..end]
+                })
+                .unwrap_or("");
+            let dirs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join(name)).collect();
+            let found = dirs.iter().find(|d| match rel {
+                "" => d.is_dir(),
+                rel => d.join(rel).exists(),
+            });
+            let Some(dir) = found else {
+                let wanted = if rel.is_empty() {
+                    format!("a {name}/ directory")
+                } else {
+                    format!("{name}/{rel}")
+                };
+                let places: Vec<String> =
+                    self.dirs.iter().map(|d| d.display().to_string()).collect();
+                return Err(Error::Config(format!(
+                    "{origin}: '{key}' uses {{{name}}}, but no configuration directory has {wanted} (looked in: {}; 'virt-up --init' installs the shipped ones)",
+                    if places.is_empty() { "none".to_string() } else { places.join(", ") }
+                )));
+            };
+            out.push_str(&dir.display().to_string());
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 }
 
@@ -275,6 +345,21 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `virt-sysprep-args` run only with `identity = sysprep`; the original ran
+    /// virt-sysprep, with them, on every clone (virt_up/instance.py, clone). So a template
+    /// that has them and says nothing of `identity` gets `sysprep`, set where the
+    /// arguments are: they reach virt-sysprep instead of being dropped. An explicit
+    /// `identity = firstboot` keeps the fast path (and the arguments are unused).
+    fn sysprep_for_its_args(&mut self) {
+        let explicit = self.origin("identity").is_some();
+        if explicit || self.get("virt-sysprep-args").is_none() {
+            return;
+        }
+        let origin = self.origin("virt-sysprep-args").cloned();
+        self.values
+            .insert("identity", ("sysprep".to_string(), origin));
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values
             .get(schema::canonical(key))
@@ -411,6 +496,65 @@ mod tests {
             "/u/templates.d/u.cfg:2: template [a-b] and template [a/b] (/etc/virt-up/templates.d/t.cfg:1) both have the disk name 'TEMPLATE-a-b': rename one of them"
         );
         assert_eq!(err.exit_code(), 2);
+    }
+
+    /// `{scripts}/NAME`: the user's scripts/NAME if there is one, else the system's.
+    #[test]
+    fn scripts_placeholder_resolves_file_by_file_user_first() {
+        let sys = tempfile::tempdir().unwrap();
+        let user = tempfile::tempdir().unwrap();
+        for (dir, name) in [(&sys, "both.sh"), (&user, "both.sh"), (&sys, "sys.sh")] {
+            std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+            std::fs::write(dir.path().join("scripts").join(name), "#!/bin/sh\n").unwrap();
+        }
+        let mut c = config(
+            "",
+            "[deb]\nos-version = x\nvirt-builder-args = --firstboot \"{scripts}/both.sh\"\n  --run {scripts}/sys.sh --write '/etc/x:{y}'\ninstance-playbook = {playbooks}/p.yml\n",
+        );
+        c.dirs = vec![user.path().into(), sys.path().into()];
+        let err = c.resolve("deb").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "/etc/virt-up/templates.d/t.cfg:5: 'instance-playbook' uses {{playbooks}}, but no configuration directory has playbooks/p.yml (looked in: {}, {}; 'virt-up --init' installs the shipped ones)",
+                user.path().display(),
+                sys.path().display()
+            )
+        );
+        std::fs::create_dir_all(sys.path().join("playbooks")).unwrap();
+        std::fs::write(sys.path().join("playbooks/p.yml"), "").unwrap();
+        let s = c.resolve("deb").unwrap();
+        let u = user.path().join("scripts");
+        let y = sys.path().join("scripts");
+        assert_eq!(
+            s.args("virt-builder-args"),
+            [
+                "--firstboot".to_string(),
+                format!("{}/both.sh", u.display()),
+                "--run".into(),
+                format!("{}/sys.sh", y.display()),
+                "--write".into(),
+                "/etc/x:{y}".into(),
+            ]
+        );
+        assert_eq!(
+            s.get("instance-playbook").unwrap(),
+            format!("{}/playbooks/p.yml", sys.path().display())
+        );
+    }
+
+    #[test]
+    fn virt_sysprep_args_choose_sysprep_unless_identity_is_set() {
+        let c = config(
+            "",
+            "[a]\nos-version = x\nvirt-sysprep-args = --selinux-relabel\n[b]\nos-version = x\n[c]\nos-version = x\nidentity = firstboot\nvirt-sysprep-args = --selinux-relabel\n",
+        );
+        let a = c.resolve("a").unwrap();
+        assert_eq!(a.text("identity"), "sysprep");
+        assert_eq!(a.origin("identity").unwrap().line, 3);
+        assert_eq!(c.resolve("b").unwrap().text("identity"), "firstboot");
+        assert_eq!(c.resolve("c").unwrap().text("identity"), "firstboot");
     }
 
     #[test]

@@ -210,6 +210,14 @@ pub fn instance(
     if let Some(user) = &given.user {
         validate_username(user)?;
     }
+    let login_user = given.user.as_deref().unwrap_or(&plan.username);
+    if login_user == "root" && given.password.is_some() {
+        // The login user is root, whose password is --root-password's: refused rather than
+        // dropped.
+        return Err(Error::Config(
+            "--password sets the login user's password, and the login user is root: use --root-password".into(),
+        ));
+    }
     if let Some(m) = given.memory {
         flag("memory", &m, kind("memory"))?;
     }
@@ -458,6 +466,22 @@ mod tests {
         .unwrap();
         assert_eq!(ok.size.unwrap().bytes, 3 << 29);
         assert_eq!(ok.vcpus, 4);
+        // Root's password is --root-password's: --password for a root login is refused.
+        let err = bad(Overrides {
+            user: Some("root".into()),
+            password: Some("pw".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            err,
+            "--password sets the login user's password, and the login user is root: use --root-password"
+        );
+        let c = config("", "[deb]\nos-version = x\nusername = root\n");
+        let o = Overrides {
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        assert!(instance(&c, &paths(), "deb", &o).is_err());
     }
 
     #[test]

@@ -71,10 +71,14 @@ pub fn render_inventory(records: &[Record]) -> String {
             group.insert(r.name.clone(), host);
         }
     }
-    let mut children = BTreeMap::from([("virt_up_managed", Group { hosts: managed })]);
-    if !templates.is_empty() {
-        children.insert("virt_up_templates", Group { hosts: templates });
-    }
+    // Both groups always, as the original wrote them (virt_up/instance.py,
+    // update_inventory): `all.children.virt_up_managed` for instances and
+    // `all.children.virt_up_templates` for templates, each with `hosts`. A host needs an
+    // address there as here; a template has one while it runs (for its template-playbook).
+    let children = BTreeMap::from([
+        ("virt_up_managed", Group { hosts: managed }),
+        ("virt_up_templates", Group { hosts: templates }),
+    ]);
     yaml_serde::to_string(&Inventory {
         all: All { children },
     })
@@ -207,6 +211,33 @@ mod tests {
         );
         assert!(hosts.get("nowhere").is_none());
         assert!(hosts.get("hidden").is_none());
+        // The templates' group is there, empty, when no template runs.
+        assert_eq!(
+            v["all"]["children"]["virt_up_templates"]["hosts"],
+            yaml_serde::Value::Mapping(Default::default())
+        );
+    }
+
+    #[test]
+    fn templates_go_under_virt_up_templates_by_their_domain_name() {
+        let mut template = record("TEMPLATE-generic-debian11", Some("192.168.122.9"));
+        template.template = "generic/debian11".into();
+        template.cloned = None;
+        let yaml = render_inventory(&[template, record("web1", Some("192.168.122.5"))]);
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
+        let children = &v["all"]["children"];
+        let t = &children["virt_up_templates"]["hosts"]["TEMPLATE-generic-debian11"];
+        assert_eq!(t["ansible_host"].as_str(), Some("192.168.122.9"));
+        assert_eq!(t["ansible_user"].as_str(), Some("virt"));
+        assert_eq!(t["ansible_connection"].as_str(), Some("ssh"));
+        assert_eq!(
+            t["ansible_private_key_file"].as_str(),
+            Some("/d/sshkeys/TEMPLATE-generic-debian11")
+        );
+        assert!(children["virt_up_managed"]["hosts"]
+            .get("TEMPLATE-generic-debian11")
+            .is_none());
+        assert!(children["virt_up_templates"]["hosts"].get("web1").is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use clap::{ArgAction, Parser};
        virt-up --init [--force]
        virt-up --list [--all] [--json]
        virt-up --show-templates | --show-paths [--json]",
-    after_help = "Environment: LIBVIRT_DEFAULT_URI, VIRTUP_CONFIG_HOME, XDG_CONFIG_HOME, VIRTUP_DATA_HOME, XDG_DATA_HOME."
+    after_help = "Environment: LIBVIRT_DEFAULT_URI, VIRTUP_CONFIG_HOME, XDG_CONFIG_HOME, VIRTUP_DATA_HOME, XDG_DATA_HOME, VIRTUP_CACHE_HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR, VIRTUP_SYSTEM_CONFIG (replaces /etc/virt-up)."
 )]
 pub struct Cli {
     /// Instance name(s); several names create several instances at once
@@ -28,7 +28,8 @@ pub struct Cli {
     #[arg(short = 'n', long = "name", value_name = "name", action = ArgAction::Append)]
     pub name_flag: Vec<String>,
 
-    /// Initialize configuration files in the user's config directory
+    /// Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks):
+    /// as root in /etc/virt-up, otherwise in the user's config directory
     #[arg(long, group = "mode")]
     pub init: bool,
 
@@ -61,35 +62,38 @@ pub struct Cli {
     #[arg(short = 't', long, value_name = "template")]
     pub template: Option<String>,
 
-    /// Root password of the new instance (default: none, root logs in with the instance's key only)
+    /// Root password of the new instance, set in the guest as a hash, never stored
+    /// (default: none, root's password stays locked and root logs in with the instance's key)
     #[arg(long, value_name = "root-password")]
     pub root_password: Option<String>,
 
-    /// Username (default: the template's, 'virt')
+    /// Login user (default: the template's, 'virt'); another name is created in the new
+    /// instance, with passwordless sudo
     #[arg(long, value_name = "user")]
     pub user: Option<String>,
 
-    /// Password of the login user (default: none, the user logs in with the instance's key only)
+    /// Password of the login user, set in the guest as a hash, never stored
+    /// (default: none, the user logs in with the instance's key only)
     #[arg(long, value_name = "password")]
     pub password: Option<String>,
 
-    /// Instance disk size, e.g. 20G (default: image size)
+    /// Instance disk size, e.g. 20G; not below the template's (default: the template's disk size)
     #[arg(long, value_name = "size")]
     pub size: Option<String>,
 
-    /// Instance memory in MiB (default: 512)
+    /// Instance memory in MiB (default: the template's 'memory' setting, 512)
     #[arg(long, value_name = "memory")]
     pub memory: Option<u64>,
 
-    /// Instance vcpus (default: 1)
+    /// Instance vcpus (default: the template's 'vcpus' setting, 1)
     #[arg(long, value_name = "vcpus")]
     pub vcpus: Option<u64>,
 
-    /// Instance graphics type: none, vnc or spice (default: none)
+    /// Instance graphics type: none, vnc or spice (default: the template's 'graphics' setting, none)
     #[arg(long, value_name = "graphics", value_parser = ["none", "vnc", "spice"])]
     pub graphics: Option<String>,
 
-    /// DNS domain name
+    /// DNS domain appended to the instance's host name (default: the 'dns-domain' setting)
     #[arg(long, value_name = "dns-domain")]
     pub dns_domain: Option<String>,
 

@@ -1,6 +1,15 @@
 //! The configuration files and playbooks shipped in etc/virt-up and playbooks/, embedded so
 //! `virt-up --init` works wherever the binary is.
 
+/// The mode `--init` gives a shipped file: scripts are executable.
+pub fn mode(rel: &str) -> u32 {
+    if rel.starts_with("scripts/") {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 pub const FILES: &[(&str, &str)] = &[
     (
         "settings.cfg",
@@ -18,6 +27,15 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "templates.d/debian-12-local.yml",
         include_str!("../../etc/virt-up/templates.d/debian-12-local.yml"),
+    ),
+    // The original's first-boot scripts, for templates that say {scripts}/NAME.
+    (
+        "scripts/fixup-network-interfaces.sh",
+        include_str!("../../etc/virt-up/scripts/fixup-network-interfaces.sh"),
+    ),
+    (
+        "scripts/fixup-netplan-netcfg.sh",
+        include_str!("../../etc/virt-up/scripts/fixup-netplan-netcfg.sh"),
     ),
     (
         "playbooks/hello.yml",

@@ -158,3 +158,21 @@ fn man_page_and_completions_come_from_the_cli_definition() {
     let bash = env.run(&["--completions", "bash"]).ok().stdout;
     assert!(bash.contains("--no-inventory"));
 }
+
+/// The help says --password is the login user's: for a root login it would set nothing.
+#[test]
+fn password_for_a_root_login_is_refused_before_anything_is_built() {
+    let env = TestEnv::new();
+    env.run(&[
+        "web1",
+        "--template",
+        "deb",
+        "--user",
+        "root",
+        "--password",
+        "pw",
+    ])
+    .fails(2, "the login user is root: use --root-password");
+    assert!(env.ls("pool").is_empty());
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+}

@@ -53,6 +53,16 @@ fn user_config_overrides_system_config() {
     assert_eq!(v["sysonly"]["os-version"], "other");
 }
 
+/// Whether the tests run as root (the owner of a file they made).
+fn running_as_root(env: &TestEnv) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(env.path("log")).unwrap().uid() == 0
+}
+
+/// `--init` writes the shipped files where virt-up reads them: as root the system directory
+/// (/etc/virt-up; `VIRTUP_SYSTEM_CONFIG` stands for it here), else the user's, as the
+/// original did. Which of the two this test sees depends on who runs it; the next test
+/// covers the other when it can.
 #[test]
 fn init_installs_shipped_files_and_refuses_to_overwrite() {
     let mut env = TestEnv::new();
@@ -60,18 +70,59 @@ fn init_installs_shipped_files_and_refuses_to_overwrite() {
         "VIRTUP_CONFIG_HOME",
         &env.path("fresh").display().to_string(),
     );
-    env.run(&["--init"]).ok();
-    assert!(env.read("fresh/settings.cfg").contains("[common]"));
+    let (dest, other) = match running_as_root(&env) {
+        true => ("system", "fresh"),
+        false => ("fresh", "system"),
+    };
+    let run = env.run(&["--init"]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "initializing files in {}",
+            env.path(dest).display()
+        )),
+        "{}",
+        run.stderr
+    );
     assert!(env
-        .read("fresh/templates.d/local.cfg")
+        .read(&format!("{dest}/settings.cfg"))
+        .contains("[common]"));
+    assert!(env
+        .read(&format!("{dest}/templates.d/local.cfg"))
         .contains("[debian-12-local]"));
-    assert!(env.read("fresh/playbooks/hello.yml").contains("hosts: all"));
-    env.write("fresh/settings.cfg", "# mine\n");
+    assert!(env
+        .read(&format!("{dest}/playbooks/hello.yml"))
+        .contains("hosts: all"));
+    for script in ["fixup-network-interfaces.sh", "fixup-netplan-netcfg.sh"] {
+        let rel = format!("{dest}/scripts/{script}");
+        assert!(env.read(&rel).starts_with("#!/bin/sh\n"), "{rel}");
+        assert_eq!(env.mode(&rel), 0o755, "{rel}");
+    }
+    assert_eq!(env.mode(&format!("{dest}/settings.cfg")), 0o644);
+    assert!(env.ls(other).is_empty(), "{:?}", env.ls(other));
+
+    env.write(&format!("{dest}/settings.cfg"), "# mine\n");
     env.run(&["--init"]).fails(2, "use --force");
-    assert_eq!(env.read("fresh/settings.cfg"), "# mine\n");
+    assert_eq!(env.read(&format!("{dest}/settings.cfg")), "# mine\n");
     env.run(&["--init", "--force"]).ok();
-    assert!(env.read("fresh/settings.cfg").contains("[common]"));
-    let shown = env.run(&["--show-templates"]).ok().stdout;
+    assert!(env
+        .read(&format!("{dest}/settings.cfg"))
+        .contains("[common]"));
+
+    // The installed scripts are what {scripts}/NAME finds.
+    env.write(
+        "fresh/templates.d/mine.cfg",
+        "[mine]\nos-version = debian-10\nvirt-builder-args = --firstboot {scripts}/fixup-network-interfaces.sh\n",
+    );
+    let shown = env.run(&["--show-templates", "--json"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        v["mine"]["virt-builder-args"],
+        format!(
+            "--firstboot {}",
+            env.path(&format!("{dest}/scripts/fixup-network-interfaces.sh"))
+                .display()
+        )
+    );
     for t in [
         "debian-12",
         "ubuntu-22.04",
@@ -79,8 +130,46 @@ fn init_installs_shipped_files_and_refuses_to_overwrite() {
         "centosstream-9",
         "debian-12-local",
     ] {
-        assert!(shown.contains(t), "{shown}");
+        assert!(v.get(t).is_some(), "{shown}");
     }
+}
+
+/// A regular user's `--init` writes the user's directory and not the system's. Only a
+/// root test process can run virt-up as another user (nobody); run by a regular user,
+/// the test above is this case.
+#[test]
+fn init_as_a_regular_user_writes_the_users_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let mut env = TestEnv::new();
+    if !running_as_root(&env) {
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let perms = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(env.dir.path(), perms).unwrap();
+    std::fs::create_dir(env.path("nobody")).unwrap();
+    std::os::unix::fs::chown(env.path("nobody"), Some(NOBODY), Some(NOBODY)).unwrap();
+    let home = env.path("nobody").display().to_string();
+    env.set("HOME", &home);
+    env.set("VIRTUP_CONFIG_HOME", &format!("{home}/config"));
+    env.set("VIRTUP_DATA_HOME", &format!("{home}/data"));
+    let out = env
+        .command(&["--init"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.read("nobody/config/settings.cfg").contains("[common]"));
+    assert!(env
+        .read("nobody/config/scripts/fixup-network-interfaces.sh")
+        .starts_with("#!/bin/sh"));
+    assert!(env.ls("system").is_empty(), "{:?}", env.ls("system"));
 }
 
 #[test]

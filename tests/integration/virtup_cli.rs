@@ -341,3 +341,31 @@ fn cp_args_is_accepted_with_a_warning_that_it_is_ignored() {
         run.stderr
     );
 }
+
+/// The inventory has the original's layout: `all.children.virt_up_managed.hosts` for the
+/// instances and `all.children.virt_up_templates.hosts` for templates, the latter there
+/// even when empty (a template is a host of it only while it runs, for its
+/// template-playbook: a built template is powered off and has no address).
+#[test]
+fn inventory_has_the_managed_and_templates_groups() {
+    let env = template_and_instance();
+    write_instance(&env, "web2", false);
+    env.run(&["web2", "--delete"]).ok();
+    let text = env.read("data/inventory.yaml");
+    let v: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let children = &v["all"]["children"];
+    let web1 = &children["virt_up_managed"]["hosts"]["web1"];
+    assert_eq!(
+        web1["ansible_host"].as_str(),
+        Some("192.168.122.77"),
+        "{text}"
+    );
+    assert_eq!(web1["ansible_user"].as_str(), Some("virt"), "{text}");
+    assert!(children["virt_up_managed"]["hosts"].get("web2").is_none());
+    assert_eq!(
+        children["virt_up_templates"]["hosts"],
+        yaml_serde::Value::Mapping(Default::default()),
+        "{text}"
+    );
+    assert_eq!(env.mode("data/inventory.yaml"), 0o600);
+}
