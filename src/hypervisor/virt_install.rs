@@ -448,15 +448,10 @@ fn merge(baseline: &str, theirs: &str, passed: &[String]) -> Result<Extra> {
             "disk" => return Err(conflict("--disk", "a disk")),
             "interface" => return Err(conflict("--network", "a network interface")),
             "graphics" => return Err(conflict("--graphics", "a display")),
-            "channel" if xml.contains(&format!("name=\"{AGENT_CHANNEL}\"")) => {
-                return Err(Error::Setting {
-                    setting: SETTING,
-                    message: format!(
-                        "'{}' adds the guest agent's channel ({AGENT_CHANNEL}), which virt-up adds itself",
-                        passed.join(" ")
-                    ),
-                })
-            }
+            // virt-up gives every instance this channel, with its own socket; the original's
+            // templates ask for it too (with one socket path for all instances): honoured by
+            // virt-up's, not added twice.
+            "channel" if xml.contains(&format!("name=\"{AGENT_CHANNEL}\"")) => {}
             _ => extra.devices.push(element(theirs, device)),
         }
     }
@@ -660,11 +655,6 @@ mod tests {
                 "option '--network'",
             ),
             (
-                with("", "    <channel type=\"unix\"><target type=\"virtio\" name=\"org.qemu.guest_agent.0\"/></channel>\n"),
-                "--channel unix,name=org.qemu.guest_agent.0",
-                "guest agent",
-            ),
-            (
                 BASELINE.replace("<boot dev=\"hd\"/>", "<boot dev=\"network\"/>"),
                 "--bo network",
                 "option '--boot'",
@@ -676,6 +666,19 @@ mod tests {
             let err = err.to_string();
             assert!(err.contains(expected) && err.contains(args), "{err}");
         }
+    }
+
+    #[test]
+    fn the_guest_agents_channel_is_virt_ups_own_and_not_added_twice() {
+        let theirs = with(
+            "",
+            "    <channel type=\"unix\"><target type=\"virtio\" name=\"org.qemu.guest_agent.0\"/></channel>\n",
+        );
+        let args = words(
+            "--channel unix,mode=bind,path=/x.agent,target_type=virtio,name=org.qemu.guest_agent.0",
+        );
+        let extra = merge(BASELINE, &theirs, &args).unwrap();
+        assert!(extra.devices.is_empty(), "{:?}", extra.devices);
     }
 
     #[test]
