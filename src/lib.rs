@@ -7,6 +7,7 @@
 //! binaries are thin.
 
 mod choice;
+pub mod clock;
 pub mod config;
 pub(crate) mod digest;
 pub mod error;

@@ -3,6 +3,7 @@
 
 use super::remove::{clean_abandoned, remove};
 use super::{save_and_publish, wait_ready, PhaseTimer};
+use crate::clock::now_rfc3339;
 use crate::config::plan::{self, ImageFormat, InstancePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::lock::Lock;
 use crate::records::inventory;
-use crate::records::{now_rfc3339, Login, Phase, Record};
+use crate::records::{Login, Phase, Record};
 use crate::sshkeys;
 use std::path::Path;
 

@@ -1,13 +1,14 @@
 //! The `virt-maker` command line (the original tool's commands and flags) and what each
 //! command does. The binary only parses and maps errors to exit codes.
 
+use crate::clock::parse_age;
 use crate::config::plan::{self, MakerPlan};
 use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::runner::Runner;
 use crate::size::human_short;
-use crate::stepcache::{parse_age, Cache, GcPolicy, Manifest};
+use crate::stepcache::{Cache, GcPolicy, Manifest};
 use crate::steps::build::{Builder, Options};
 use crate::steps::runners::{self, Role};
 use crate::steps::template::parse_param;
@@ -200,7 +201,7 @@ pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
 }
 
 fn layer_line(m: &Manifest, size: &dyn Fn(u64) -> String) -> String {
-    let age = crate::stepcache::now().saturating_sub(m.last_used);
+    let age = crate::clock::now().saturating_sub(m.last_used);
     format!(
         "{:>10}  {}  used {} ago  {}: {}",
         size(m.size),

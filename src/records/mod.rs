@@ -190,52 +190,9 @@ impl Store {
     }
 }
 
-/// Now as an RFC 3339 UTC timestamp, without a date-time dependency.
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_rfc3339(secs)
-}
-
-fn format_rfc3339(secs: u64) -> String {
-    let [year, month, day, hour, minute, second] = utc_parts(secs);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
-}
-
-/// Year, month, day, hour, minute, second (UTC) of a Unix time, without a date-time
-/// dependency (Howard Hinnant's civil_from_days).
-pub fn utc_parts(secs: u64) -> [u64; 6] {
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    [
-        year as u64,
-        month as u64,
-        day as u64,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 
     #[test]
     fn macs_are_stable_and_unique() {

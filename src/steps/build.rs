@@ -342,7 +342,7 @@ impl Builder<'_> {
             held.push(self.cache.use_lock(key)?);
             if let Some(m) = self.cache.lookup(key)? {
                 self.line(tag, &display, &format!("{summary} (cached)"));
-                if crate::stepcache::now().saturating_sub(m.last_used) > TOUCH_AFTER {
+                if crate::clock::now().saturating_sub(m.last_used) > TOUCH_AFTER {
                     self.cache.touch(key)?;
                 }
                 continue;

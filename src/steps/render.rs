@@ -2,10 +2,8 @@
 //! the text is stable so params may reference params, and the helper functions virt-maker
 //! templates use (the original's `template/filters/__init__.py`: same names, arguments,
 //! defaults and results).
-// localtime_r (libc) for the date helpers: the original's date.today()/datetime.now()
-// are local time.
-#![allow(unsafe_code)]
 
+use crate::clock;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, Error as JError, ErrorKind, UndefinedBehavior, Value};
 use std::path::{Path, PathBuf};
@@ -35,28 +33,8 @@ fn read_proc(path: &str, key: &str) -> u64 {
 /// reads it), as the original's date.today()/datetime.now(); UTC if the C library cannot
 /// say.
 fn time_parts() -> [u64; 6] {
-    let now = crate::stepcache::now();
-    local_parts(now).unwrap_or_else(|| crate::records::utc_parts(now))
-}
-
-fn local_parts(secs: u64) -> Option<[u64; 6]> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: an all-zero `tm` is a valid value of the plain C struct; localtime_r reads
-    // `t` and writes only into `tm`, both owned here, and is thread-safe.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; a null return (nothing written) is handled.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return None;
-    }
-    let part = |v: libc::c_int| u64::try_from(v).ok();
-    Some([
-        part(tm.tm_year)? + 1900,
-        part(tm.tm_mon)? + 1,
-        part(tm.tm_mday)?,
-        part(tm.tm_hour)?,
-        part(tm.tm_min)?,
-        part(tm.tm_sec)?,
-    ])
+    let now = clock::now();
+    clock::local_parts(now).unwrap_or_else(|| clock::utc_parts(now))
 }
 
 fn fail(msg: String) -> JError {

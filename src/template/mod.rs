@@ -4,6 +4,7 @@
 
 mod playbook;
 
+use crate::clock::now_rfc3339;
 use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use crate::identity::{self, SecretFiles};
 use crate::image::qemu_img::QemuImg;
 use crate::lock::Lock;
 use crate::names::template_stem;
-use crate::records::{now_rfc3339, Login, Phase, Record};
+use crate::records::{Login, Phase, Record};
 use crate::runner::argv;
 use crate::size;
 use crate::sshkeys;
