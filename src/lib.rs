@@ -7,37 +7,37 @@
 //! binaries are thin.
 
 mod choice;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub(crate) mod digest;
 pub mod error;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod genvm;
 // unsafe: geteuid, for the default libvirt URI.
 #[allow(unsafe_code)]
 pub mod hypervisor;
-pub mod identity;
+pub(crate) mod identity;
 pub mod image;
-pub mod lock;
+pub(crate) mod lock;
 pub(crate) mod log;
 pub mod mac;
-pub mod names;
+pub(crate) mod names;
 // unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]
 pub mod paths;
 pub mod random;
-pub mod readiness;
+pub(crate) mod readiness;
 pub mod records;
-pub mod runner;
+pub(crate) mod runner;
 pub(crate) mod size;
-pub mod sshkeys;
-pub mod stepcache;
-pub mod steps;
+pub(crate) mod sshkeys;
+pub(crate) mod stepcache;
+pub(crate) mod steps;
 
 pub use error::{Error, Result};
 pub mod context;
 pub mod instance;
 pub mod maker;
-pub mod playbook;
-pub mod template;
+pub(crate) mod playbook;
+pub(crate) mod template;
 pub mod virtup;

@@ -149,6 +149,7 @@ pub enum IniError {
 impl IniFile {
     /// The section called exactly `name`; section names are case-sensitive,
     /// as in configparser.
+    #[cfg(test)]
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|section| section.name == name)
     }

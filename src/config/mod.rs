@@ -2,9 +2,9 @@
 //! template), system files in /etc/virt-up overridden key by key by the user's. Values
 //! resolve as template key, then `[common]`, then the built-in default.
 
-pub mod ini;
+pub(crate) mod ini;
 pub mod plan;
-pub mod schema;
+pub(crate) mod schema;
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -330,9 +330,10 @@ fn validate(key: &schema::Key, value: &str, origin: Option<&Origin>) -> Result<(
         .unwrap_or_else(|| "built-in default: ".into());
     match schema::problem(key.kind, value) {
         None => Ok(()),
+        // The key's own description, so the user sees what it is for as well.
         Some(accepted) => Err(Error::Config(format!(
-            "{at}invalid value {value:?} for '{}': expected {accepted}",
-            key.name
+            "{at}invalid value {value:?} for '{}': expected {accepted}\n  {}: {}",
+            key.name, key.name, key.doc
         ))),
     }
 }
@@ -454,7 +455,7 @@ mod tests {
         let err = c.resolve("deb").unwrap_err().to_string();
         assert_eq!(
             err,
-            "/etc/virt-up/templates.d/t.cfg:3: invalid value \"vmdk\" for 'image-format': expected one of: qcow2, raw"
+            "/etc/virt-up/templates.d/t.cfg:3: invalid value \"vmdk\" for 'image-format': expected one of: qcow2, raw\n  image-format: Disk format: qcow2 instances are linked clones; raw instances are full copies."
         );
         let c = config("[common]\nvcpus = many\n", "[deb]\nos-version = x\n");
         let err = c.resolve("deb").unwrap_err().to_string();

@@ -6,14 +6,14 @@
 //! files, output naming, concurrency of `multiple`, the cloud-init `configure` pass and the
 //! mapping of errors to the original return codes.
 
-pub mod architecture;
+pub(crate) mod architecture;
 pub mod cli;
-pub mod configure;
-pub mod generate;
+pub(crate) mod configure;
+pub(crate) mod generate;
 // unsafe: getpwnam_r, for --generated-image-owner.
 #[allow(unsafe_code)]
-pub mod legacy;
-pub mod multiple;
+pub(crate) mod legacy;
+pub(crate) mod multiple;
 
 use serde::Serialize;
 

@@ -7,7 +7,7 @@
 
 pub mod domain_xml;
 mod local_dir;
-pub mod virt_install;
+pub(crate) mod virt_install;
 
 use crate::config::plan::ImageFormat;
 use crate::error::{Error, Result};

@@ -16,15 +16,15 @@
 //! [`Runner`]: crate::runner::Runner
 
 pub mod cancel;
-pub mod checksum;
+pub(crate) mod checksum;
 pub(crate) mod compress;
 pub(crate) mod copy;
 pub mod debootstrap;
 pub(crate) mod download;
 pub(crate) mod download_cache;
 pub(crate) mod progress;
-pub mod qemu_img;
-pub mod source;
+pub(crate) mod qemu_img;
+pub(crate) mod source;
 
 use crate::runner::ToolError;
 use std::path::PathBuf;

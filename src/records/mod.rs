@@ -2,8 +2,8 @@
 //! (`instance/<name>.json`, 0600) and the stable MAC addresses (`macaddrs.json`).
 //! Writes are atomic; callers hold the global lock around read-modify-write sequences.
 
-pub mod inventory;
-pub mod ssh;
+pub(crate) mod inventory;
+pub(crate) mod ssh;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{private_dir, remove_if_exists, write_atomic};

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-pub use key::{layer_key, KeyInput, KEY_FORMAT};
+pub use key::{layer_key, KeyInput};
 
 /// The manifest format version.
 pub const MANIFEST_FORMAT: u32 = 1;

@@ -81,13 +81,9 @@ pub struct Builder<'a> {
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct Built {
-    pub file: PathBuf,
     /// The final layer's key and file.
     pub key: String,
     pub layer: PathBuf,
-    pub export: Option<PathBuf>,
-    /// Locations ("import", "step 2", "export") of the runners that ran (not cached).
-    pub ran: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -330,7 +326,6 @@ impl Builder<'_> {
             let keys: Vec<String> = chain.iter().map(|(_, k, _)| k.clone()).collect();
             self.cache.remove_with_descendants(&keys)?;
         }
-        let mut ran = vec![];
         let mut held: Vec<Lock> = vec![];
         for (step, key, parent) in &chain {
             let tag = if step.location == "import" {
@@ -348,7 +343,7 @@ impl Builder<'_> {
                 continue;
             }
             self.line(tag, &display, &summary);
-            let (_, built) = self.cache.get_or_build(
+            self.cache.get_or_build(
                 key,
                 parent.as_deref(),
                 &step.runner,
@@ -379,39 +374,27 @@ impl Builder<'_> {
                         })
                 },
             )?;
-            if built {
-                ran.push(step.location.clone());
-            }
         }
         let (_, key, _) = chain.last().expect("an import at least");
         let layer = self.cache.layer_path(key);
-        let mut export = None;
         if let Some(step) = &t.export {
             let summary = apply::summary(step);
             let path = self.exported(step, t, key);
             match path.filter(|_| !opts.force_export) {
-                Some(p) => {
-                    self.line("export", &display, &format!("{summary} (cached)"));
-                    export = Some(p);
-                }
+                Some(_) => self.line("export", &display, &format!("{summary} (cached)")),
                 None => {
                     self.line("export", &display, &summary);
                     let out = apply::export(step, &t.dir, &layer, &self.runner).map_err(|e| {
                         step_failed(&t.file, &format!("export ({})", step.runner), e)
                     })?;
                     self.record_export(&out, key)?;
-                    ran.push("export".into());
-                    export = Some(out);
                 }
             }
         }
         drop(held);
         Ok(Built {
-            file: t.file.clone(),
             key: key.clone(),
             layer,
-            export,
-            ran,
         })
     }
 

@@ -226,6 +226,7 @@ fn random_word_fn(kwargs: Kwargs) -> Result<String, JError> {
 impl Renderer {
     /// `base` is the template's directory (file_contents resolves against it, then the
     /// working directory); `cache_dir` is what `cache_dir()` returns.
+    #[cfg(test)]
     pub fn new(base: &Path, cache_dir: &Path) -> Renderer {
         Renderer::with_downloads(base, cache_dir, Downloads::Fetch)
     }

@@ -29,7 +29,6 @@ pub struct Template {
     pub file: PathBuf,
     /// The directory relative paths resolve against.
     pub dir: PathBuf,
-    pub params: Map<String, Value>,
     /// None only in a template that just names others (`before`/`after`, no `spec`).
     pub import: Option<Step>,
     pub steps: Vec<Step>,
@@ -318,7 +317,6 @@ impl Template {
                     return Ok(Template {
                         file: file.to_path_buf(),
                         dir,
-                        params,
                         import: None,
                         steps: vec![],
                         export: None,
@@ -375,7 +373,6 @@ impl Template {
         Ok(Template {
             file: file.to_path_buf(),
             dir,
-            params,
             import: Some(import),
             steps,
             export,
@@ -424,7 +421,7 @@ mod tests {
     #[test]
     fn from_prepends_lists_and_to_appends_them() {
         let base = "params:\n  name: base\n  keep: true\nspec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: from-step\n";
-        let main = "from: base.yml\nto: [tail.yml]\nparams:\n  name: main\nspec:\n  steps:\n    - run: main-step\n";
+        let main = "from: base.yml\nto: [tail.yml]\nparams:\n  name: main\nspec:\n  steps:\n    - run: main-step-{{ name }}-{{ keep }}\n";
         let tail = "spec:\n  steps:\n    - run: to-step\n  export:\n    raw: out.img\n";
         let t = load(
             &[("base.yml", base), ("main.yml", main), ("tail.yml", tail)],
@@ -437,9 +434,8 @@ mod tests {
             .iter()
             .map(|s| s.args["script"].as_str().unwrap())
             .collect();
-        assert_eq!(scripts, ["from-step", "main-step", "to-step"]);
-        assert_eq!(t.params["name"], "main");
-        assert_eq!(t.params["keep"], true);
+        // main's params override base's, and base's others are kept.
+        assert_eq!(scripts, ["from-step", "main-step-main-True", "to-step"]);
         assert_eq!(t.export.unwrap().runner, "raw");
     }
 

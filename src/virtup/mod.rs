@@ -7,5 +7,5 @@ mod create;
 mod delete;
 mod init;
 mod login;
-pub mod shipped;
+pub(crate) mod shipped;
 mod show;

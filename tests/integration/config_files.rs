@@ -6,8 +6,10 @@ fn invalid_value_names_file_line_and_accepted_values() {
     env.write("config/settings.cfg", "[common]\n\nimage-format = vmdk\n");
     let run = env.run(&["web1", "--template", "deb"]).fails(
         2,
-        "settings.cfg:3: invalid value \"vmdk\" for 'image-format': expected one of: qcow2, raw",
+        "settings.cfg:3: invalid value \"vmdk\" for 'image-format': expected one of: qcow2, raw\n  image-format: ",
     );
+    // What the key is for, from the settings' own descriptions.
+    assert!(run.stderr.contains("linked clone"), "{}", run.stderr);
     assert!(run
         .stderr
         .contains(&env.path("config").display().to_string()));
