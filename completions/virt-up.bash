@@ -23,7 +23,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -h -V --name --init --list --show-templates --show-paths --delete --login --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

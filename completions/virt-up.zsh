@@ -36,15 +36,20 @@ _virt-up() {
 '--show-paths[Show configuration and data paths]' \
 '--delete[Delete the instance; with --all and a template name\: that template; --all without a name\: every instance, then every template (asks first, see --yes)]' \
 '--login[Login to the instance (a stopped one is started and waited for first)]' \
+'--start[Start the stopped instance(s) and wait until each is ready (host key checked)]' \
+'--stop[Stop the instance(s)\: ACPI power-off, then off after the '\''stop-timeout'\'' setting]' \
+'--restart[Stop, then start the instance(s)]' \
+'--info[Show one instance\: its record and live state (state, address, disk use, ...)]' \
 '--sftp[With --login\: use sftp]' \
 '--no-clone[Build the template instance only]' \
 '--no-inventory[Exclude the instance from the ansible inventory]' \
 '--all[With --list\: include templates; with --delete\: see --delete]' \
 '--yes[Answer yes to the question of --delete --all (needed without a terminal)]' \
-'--quiet[Show less output]' \
+'-q[Show less output; with --list\: the names only]' \
+'--quiet[Show less output; with --list\: the names only]' \
 '--debug[Show debug tracing (commands run, phase durations)]' \
 '--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
-'--json[With --list and --show-*\: machine-readable output (JSON)]' \
+'--json[Machine-readable output on stdout (JSON)\: with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
 '--man[Print the man page]' \
 '-h[Print help]' \
 '--help[Print help]' \

@@ -5,10 +5,12 @@
 mod create;
 mod remove;
 mod start;
+mod stop;
 
 pub use create::create;
 pub use remove::remove;
 pub use start::start;
+pub use stop::{stop, Stopped};
 
 use crate::config::plan::{AddressSource, TemplatePlan};
 use crate::context::Context;

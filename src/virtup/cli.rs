@@ -12,10 +12,12 @@ use clap::{ArgAction, Parser};
        virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
        virt-up [--name] <name> --login [--sftp|--command \"<command>\"]
        virt-up [--name] <name> --playbook <playbook>
-       virt-up [--name] <name>... --delete [--all]
+       virt-up [--name] <name>... --start | --stop | --restart [--json]
+       virt-up [--name] <name> --info [--json]
+       virt-up [--name] <name>... --delete [--all] [--json]
        virt-up --delete --all [--yes]
        virt-up --init [--force]
-       virt-up --list [--all] [--json]
+       virt-up --list [<name>...] [--all] [-q|--json]
        virt-up --show-templates | --show-paths [--json]",
     after_help = "Environment: LIBVIRT_DEFAULT_URI, VIRTUP_CONFIG_HOME, XDG_CONFIG_HOME, VIRTUP_DATA_HOME, XDG_DATA_HOME, VIRTUP_CACHE_HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR, VIRTUP_SYSTEM_CONFIG (replaces /etc/virt-up)."
 )]
@@ -53,6 +55,22 @@ pub struct Cli {
     /// Login to the instance (a stopped one is started and waited for first)
     #[arg(long, group = "mode")]
     pub login: bool,
+
+    /// Start the stopped instance(s) and wait until each is ready (host key checked)
+    #[arg(long, group = "mode")]
+    pub start: bool,
+
+    /// Stop the instance(s): ACPI power-off, then off after the 'stop-timeout' setting
+    #[arg(long, group = "mode")]
+    pub stop: bool,
+
+    /// Stop, then start the instance(s)
+    #[arg(long, group = "mode")]
+    pub restart: bool,
+
+    /// Show one instance: its record and live state (state, address, disk use, ...)
+    #[arg(long, group = "mode")]
+    pub info: bool,
 
     /// Run an ansible playbook on the instance
     #[arg(long, value_name = "playbook", group = "mode")]
@@ -126,8 +144,8 @@ pub struct Cli {
     #[arg(long)]
     pub yes: bool,
 
-    /// Show less output
-    #[arg(long)]
+    /// Show less output; with --list: the names only
+    #[arg(short = 'q', long)]
     pub quiet: bool,
 
     /// Show debug tracing (commands run, phase durations)
@@ -138,7 +156,8 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
-    /// With --list and --show-*: machine-readable output (JSON)
+    /// Machine-readable output on stdout (JSON): with --list, --info and --show-*; with a
+    /// create, --start, --stop, --restart and --delete, the records of the instances
     #[arg(long)]
     pub json: bool,
 
@@ -160,6 +179,10 @@ pub enum Mode {
     List,
     Delete,
     Login,
+    Start,
+    Stop,
+    Restart,
+    Info,
     Playbook,
     /// Build a template only (`--no-clone`).
     Template,
@@ -175,6 +198,10 @@ impl Mode {
             Mode::List => "--list",
             Mode::Delete => "--delete",
             Mode::Login => "--login",
+            Mode::Start => "--start",
+            Mode::Stop => "--stop",
+            Mode::Restart => "--restart",
+            Mode::Info => "--info",
             Mode::Playbook => "--playbook",
             Mode::Template => "--no-clone",
             Mode::Create => "creating instances",
@@ -183,10 +210,7 @@ impl Mode {
 
     /// Whether the mode works on named instances or templates.
     fn takes_names(self) -> bool {
-        !matches!(
-            self,
-            Mode::Init | Mode::ShowPaths | Mode::ShowTemplates | Mode::List
-        )
+        !matches!(self, Mode::Init | Mode::ShowPaths | Mode::ShowTemplates)
     }
 }
 
@@ -204,6 +228,14 @@ impl Cli {
             Mode::Delete
         } else if self.login {
             Mode::Login
+        } else if self.start {
+            Mode::Start
+        } else if self.stop {
+            Mode::Stop
+        } else if self.restart {
+            Mode::Restart
+        } else if self.info {
+            Mode::Info
         } else if self.playbook.is_some() {
             Mode::Playbook
         } else if self.no_clone {
@@ -252,7 +284,21 @@ impl Cli {
             ("--all", self.all, &[List, Delete]),
             ("--yes", self.yes, &[Delete]),
             ("--force", self.force, &[Init, Template]),
-            ("--json", self.json, &[List, ShowTemplates, ShowPaths]),
+            (
+                "--json",
+                self.json,
+                &[
+                    List,
+                    ShowTemplates,
+                    ShowPaths,
+                    Info,
+                    Create,
+                    Start,
+                    Stop,
+                    Restart,
+                    Delete,
+                ],
+            ),
         ]
     }
 
@@ -283,6 +329,10 @@ mod tests {
             "--show-templates",
             "--show-paths",
             "--delete",
+            "--start",
+            "--stop",
+            "--restart",
+            "--info",
         ];
         let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];
         // Checked by clap: they require --login.

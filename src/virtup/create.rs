@@ -1,6 +1,6 @@
 //! Creating instances (and `--no-clone` templates); existing ones are started instead.
 
-use super::app::bring_up;
+use super::app::{bring_up, concurrently, finish, print_records};
 use crate::config::plan::{self, InstancePlan, Overrides};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -8,7 +8,6 @@ use crate::instance;
 use crate::records::{Phase, Record};
 use crate::virtup::cli::Cli;
 use crate::{playbook, template};
-use std::sync::Mutex;
 
 /// `--no-clone`: the template is the <name> or `--template` (as the original tool took it).
 pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
@@ -54,29 +53,30 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         fresh_plan = Some((plan, template));
     }
     warn_unapplied(ctx, cli, &made);
+    let mut ready = Vec::new();
     let mut failures = Vec::new();
     for record in &made {
         match bring_up(ctx, record) {
-            Ok(r) => report_ready(ctx, &r),
+            Ok(r) => {
+                report_ready(ctx, &r);
+                ready.push(r);
+            }
             Err(e) => failures.push((record.name.clone(), e)),
         }
     }
     if let Some((plan, template)) = &fresh_plan {
-        failures.extend(create_all(ctx, plan, &fresh, template));
+        let (made, failed) = concurrently(ctx, &fresh, String::clone, |name| {
+            let r = instance::create(ctx, plan, name, template)?;
+            report_ready(ctx, &r);
+            Ok(r)
+        })?;
+        ready.extend(made);
+        failures.extend(failed);
     }
-    match failures.len() {
-        0 => Ok(()),
-        1 if names.len() == 1 => Err(failures.into_iter().next().expect("one").1),
-        n => {
-            for (name, e) in &failures {
-                eprintln!("virt-up: {name}: {e}");
-            }
-            Err(Error::SomeFailed {
-                failed: n,
-                total: names.len(),
-            })
-        }
+    if cli.json {
+        print_records(ctx, &ready)?;
     }
+    finish(names.len(), failures)
 }
 
 /// The plan for the instances, every value checked before anything is built.
@@ -98,32 +98,6 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         playbook::find(ctx, pb)?;
     }
     Ok(plan)
-}
-
-/// Create the instances concurrently, at most `parallel` at a time.
-fn create_all(
-    ctx: &Context,
-    plan: &InstancePlan,
-    names: &[String],
-    template: &Record,
-) -> Vec<(String, Error)> {
-    let queue = Mutex::new(names.iter());
-    let failures = Mutex::new(Vec::new());
-    let workers = plan.parallel.clamp(1, names.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let Some(name) = queue.lock().expect("queue").next() else {
-                    break;
-                };
-                match instance::create(ctx, plan, name, template) {
-                    Ok(r) => report_ready(ctx, &r),
-                    Err(e) => failures.lock().expect("failures").push((name.clone(), e)),
-                }
-            });
-        }
-    });
-    failures.into_inner().expect("failures")
 }
 
 fn report_ready(ctx: &Context, r: &Record) {
