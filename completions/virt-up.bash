@@ -23,7 +23,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,14 @@ _virt__up() {
                     return 0
                     ;;
                 --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root-password-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -4,6 +4,8 @@ complete -c virt-up -s t -l template -d 'Template name (default: <name>)' -r
 complete -c virt-up -l root-password -d 'Root password of the new instance, set in the guest as a hash, never stored (default: none, root\'s password stays locked and root logs in with the instance\'s key)' -r
 complete -c virt-up -l user -d 'Login user (default: the template\'s, \'virt\'); another name is created in the new instance, with passwordless sudo' -r
 complete -c virt-up -l password -d 'Password of the login user, set in the guest as a hash, never stored (default: none, the user logs in with the instance\'s key only)' -r
+complete -c virt-up -l password-file -d '--password read from the first line of this file (\'-\': standard input), so it is not in the process list' -r -F
+complete -c virt-up -l root-password-file -d '--root-password read from the first line of this file (\'-\': standard input)' -r -F
 complete -c virt-up -l size -d 'Instance disk size, e.g. 20G; not below the template\'s (default: the template\'s disk size)' -r
 complete -c virt-up -l memory -d 'Instance memory in MiB (default: the template\'s \'memory\' setting, 512)' -r
 complete -c virt-up -l vcpus -d 'Instance vcpus (default: the template\'s \'vcpus\' setting, 1)' -r

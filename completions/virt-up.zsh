@@ -23,6 +23,8 @@ _virt-up() {
 '--root-password=[Root password of the new instance, set in the guest as a hash, never stored (default\: none, root'\''s password stays locked and root logs in with the instance'\''s key)]:root-password:_default' \
 '--user=[Login user (default\: the template'\''s, '\''virt'\''); another name is created in the new instance, with passwordless sudo]:user:_default' \
 '--password=[Password of the login user, set in the guest as a hash, never stored (default\: none, the user logs in with the instance'\''s key only)]:password:_default' \
+'(--password)--password-file=[--password read from the first line of this file ('\''-'\''\: standard input), so it is not in the process list]:file:_files' \
+'(--root-password)--root-password-file=[--root-password read from the first line of this file ('\''-'\''\: standard input)]:file:_files' \
 '--size=[Instance disk size, e.g. 20G; not below the template'\''s (default\: the template'\''s disk size)]:size:_default' \
 '--memory=[Instance memory in MiB (default\: the template'\''s '\''memory'\'' setting, 512)]:memory:_default' \
 '--vcpus=[Instance vcpus (default\: the template'\''s '\''vcpus'\'' setting, 1)]:vcpus:_default' \

@@ -5,7 +5,7 @@ use super::create::{build_template, create};
 use super::delete::delete;
 use super::init::init;
 use super::lifecycle::{self, Verb};
-use super::login::login;
+use super::login::{login, Remote};
 use super::show::{info, list, record_json, show_paths, show_templates};
 use crate::config::plan::{self};
 use crate::config::Config;
@@ -71,7 +71,12 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         }
     };
     if cli.login {
-        return login(&ctx, name()?, cli.sftp, cli.command.as_deref());
+        let remote = match (&cli.command, cli.argv.is_empty()) {
+            (Some(line), _) => Remote::Line(line),
+            (None, false) => Remote::Argv(&cli.argv),
+            (None, true) => Remote::Shell,
+        };
+        return login(&ctx, name()?, cli.sftp, remote);
     }
     if cli.info {
         return info(&ctx, name()?, cli.json).map(|_| 0);

@@ -10,7 +10,7 @@ use clap::{ArgAction, Parser};
     about = "Create ready-to-use virtual machines from templates on a libvirt host, in seconds",
     override_usage = "virt-up [--name] <name>... --template <template> [create-options]
        virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
-       virt-up [--name] <name> --login [--sftp|--command \"<command>\"]
+       virt-up [--name] <name> --login [--sftp | --command \"<command>\" | -- <command> <arg>...]
        virt-up [--name] <name> --playbook <playbook>
        virt-up [--name] <name>... --start | --stop | --restart [--json]
        virt-up [--name] <name> --info [--json]
@@ -95,6 +95,15 @@ pub struct Cli {
     #[arg(long, value_name = "password")]
     pub password: Option<String>,
 
+    /// --password read from the first line of this file ('-': standard input), so it is
+    /// not in the process list
+    #[arg(long, value_name = "file", conflicts_with = "password")]
+    pub password_file: Option<std::path::PathBuf>,
+
+    /// --root-password read from the first line of this file ('-': standard input)
+    #[arg(long, value_name = "file", conflicts_with = "root_password")]
+    pub root_password_file: Option<std::path::PathBuf>,
+
     /// Instance disk size, e.g. 20G; not below the template's (default: the template's disk size)
     #[arg(long, value_name = "size")]
     pub size: Option<String>,
@@ -127,6 +136,16 @@ pub struct Cli {
         conflicts_with = "sftp"
     )]
     pub command: Option<String>,
+
+    /// With --login: after '--', a command and its arguments, run as they are (no shell
+    /// string to quote); its exit code is returned
+    #[arg(
+        last = true,
+        value_name = "argv",
+        requires = "login",
+        conflicts_with_all = ["sftp", "command"]
+    )]
+    pub argv: Vec<String>,
 
     /// Build the template instance only
     #[arg(long)]
@@ -266,7 +285,7 @@ impl Cli {
     }
 
     /// The flags that mean something only in some modes: each with whether it was given.
-    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 15] {
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 17] {
         use Mode::*;
         const INSTANCE: &[Mode] = &[Create];
         [
@@ -275,6 +294,12 @@ impl Cli {
             ("--root-password", self.root_password.is_some(), INSTANCE),
             ("--user", self.user.is_some(), INSTANCE),
             ("--password", self.password.is_some(), INSTANCE),
+            ("--password-file", self.password_file.is_some(), INSTANCE),
+            (
+                "--root-password-file",
+                self.root_password_file.is_some(),
+                INSTANCE,
+            ),
             ("--size", self.size.is_some(), INSTANCE),
             ("--memory", self.memory.is_some(), INSTANCE),
             ("--vcpus", self.vcpus.is_some(), INSTANCE),

@@ -8,6 +8,7 @@ use crate::instance;
 use crate::records::{Phase, Record};
 use crate::virtup::cli::Cli;
 use crate::{playbook, template};
+use std::path::{Path, PathBuf};
 
 /// `--no-clone`: the template is the <name> or `--template` (as the original tool took it).
 pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
@@ -81,10 +82,21 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
 
 /// The plan for the instances, every value checked before anything is built.
 fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
+    if cli.password_file.as_deref() == Some(Path::new("-"))
+        && cli.root_password_file.as_deref() == Some(Path::new("-"))
+    {
+        return Err(Error::Usage(
+            "--password-file and --root-password-file cannot both read standard input".into(),
+        ));
+    }
     let given = Overrides {
-        root_password: cli.root_password.clone(),
+        root_password: password(
+            &cli.root_password,
+            &cli.root_password_file,
+            "--root-password-file",
+        )?,
         user: cli.user.clone(),
-        password: cli.password.clone(),
+        password: password(&cli.password, &cli.password_file, "--password-file")?,
         size: cli.size.clone(),
         memory: cli.memory,
         vcpus: cli.vcpus,
@@ -162,4 +174,30 @@ fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
             given.join(", ")
         ));
     }
+}
+
+/// The password given on the command line, or the first line of `file` (`-`: standard
+/// input), so that it need not be in the process list. An empty one is refused.
+fn password(given: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Result<Option<String>> {
+    let Some(file) = file else {
+        return Ok(given.clone());
+    };
+    let text = if file == Path::new("-") {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::Usage(format!("{flag} -: {e}")))?;
+        line
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Error::Usage(format!("{flag} {}: {e}", file.display())))?
+    };
+    let first = text.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(Error::Usage(format!(
+            "{flag} {}: the first line is empty (it is the password)",
+            file.display()
+        )));
+    }
+    Ok(Some(first.to_string()))
 }

@@ -7,7 +7,21 @@ use crate::records::Phase;
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 
-pub(super) fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>) -> Result<i32> {
+/// What to run in the guest instead of a login shell.
+pub(super) enum Remote<'a> {
+    Shell,
+    /// `--command`: a shell command line, as the user wrote it.
+    Line(&'a str),
+    /// After `--`: a command and its arguments, each passed as it is.
+    Argv(&'a [String]),
+}
+
+pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Result<i32> {
+    let command = match remote {
+        Remote::Shell => None,
+        Remote::Line(line) => Some(line.to_string()),
+        Remote::Argv(argv) => Some(quoted(argv)?),
+    };
     let mut record = existing(ctx, name)?;
     if record.phase != Phase::Ready {
         return Err(Error::InstanceNotUsable {
@@ -41,4 +55,39 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, command: Option<&str>
     ctx.ui.debug(format!("exec {cmd:?}"));
     let err = cmd.exec();
     Err(crate::runner::spawn_error(tool, err).into())
+}
+
+/// One line the remote (POSIX) shell splits back into exactly `argv`: ssh can only send
+/// the guest a string, so each word is quoted for it.
+fn quoted(argv: &[String]) -> Result<String> {
+    let words = argv
+        .iter()
+        .map(|w| {
+            shlex::try_quote(w)
+                .map_err(|_| Error::Config(format!("the command's argument {w:?} has a NUL byte")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_argv_survives_the_remote_shell_word_for_word() {
+        let argv: Vec<String> = ["sh", "-c", "echo \"$1\"; exit 3", "-", "a b'c $HOME"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let line = quoted(&argv).unwrap();
+        // What a POSIX shell makes of the line is the argv again.
+        assert_eq!(shlex::split(&line).unwrap(), argv);
+        let out = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b'c $HOME\n");
+        assert_eq!(out.status.code(), Some(3));
+    }
 }

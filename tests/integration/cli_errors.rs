@@ -80,6 +80,12 @@ fn usage_errors_exit_2() {
     env.run(&["--list", "--delete"])
         .fails(2, "cannot be used with");
     env.run(&["web1", "--sftp"]).fails(2, "--login");
+    // A command after '--' is for --login, and only one command form at a time.
+    env.run(&["web1", "--", "uname", "-a"]).fails(2, "--login");
+    env.run(&["web1", "--login", "--command", "true", "--", "true"])
+        .fails(2, "cannot be used with");
+    env.run(&["ghost", "--login", "--", "true"])
+        .fails(3, "instance 'ghost' not found");
     env.run(&[]).fails(2, "nothing to do");
     env.run(&["web1", "--template", "deb", "--user", "Bad User"])
         .fails(2, "invalid name 'Bad User'");
