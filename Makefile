@@ -66,10 +66,7 @@ lint-tools:
 
 # Regenerate the man page and completions from the clap definitions.
 man:
-	$(CARGO) build --locked
-	target/debug/virt-up --man > man/virt-up.1
-	mkdir -p completions
-	for s in bash zsh fish; do target/debug/virt-up --completions $$s > completions/virt-up.$$s; done
+	$(CARGO) run --locked --example docs
 
 bench: host build base-image
 	bench/run.sh

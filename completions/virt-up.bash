@@ -23,7 +23,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,10 +91,6 @@ _virt__up() {
                     ;;
                 --command)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --completions)
-                    COMPREPLY=($(compgen -W "bash elvish fish powershell zsh" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -14,11 +14,6 @@ vnc\t''
 spice\t''"
 complete -c virt-up -l dns-domain -d 'DNS domain appended to the instance\'s host name (default: the \'dns-domain\' setting)' -r
 complete -c virt-up -l command -d 'With --login: run this command over ssh and return its exit code' -r
-complete -c virt-up -l completions -d 'Print a shell completion script' -r -f -a "bash\t''
-elvish\t''
-fish\t''
-powershell\t''
-zsh\t''"
 complete -c virt-up -l init -d 'Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks): as root in /etc/virt-up, otherwise in the user\'s config directory'
 complete -c virt-up -l list -d 'List instances'
 complete -c virt-up -l show-templates -d 'Show template definitions'
@@ -38,6 +33,5 @@ complete -c virt-up -s q -l quiet -d 'Show less output; with --list: the names o
 complete -c virt-up -l debug -d 'Show debug tracing (commands run, phase durations)'
 complete -c virt-up -l force -d 'With --init: overwrite files; with --no-clone: rebuild the template'
 complete -c virt-up -l json -d 'Machine-readable output on stdout (JSON): with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances'
-complete -c virt-up -l man -d 'Print the man page'
 complete -c virt-up -s h -l help -d 'Print help'
 complete -c virt-up -s V -l version -d 'Print version'

@@ -31,7 +31,6 @@ _virt-up() {
 '--graphics=[Instance graphics type\: none, vnc or spice (default\: the template'\''s '\''graphics'\'' setting, none)]:graphics:(none vnc spice)' \
 '--dns-domain=[DNS domain appended to the instance'\''s host name (default\: the '\''dns-domain'\'' setting)]:dns-domain:_default' \
 '(--sftp)--command=[With --login\: run this command over ssh and return its exit code]:command:_default' \
-'--completions=[Print a shell completion script]:shell:(bash elvish fish powershell zsh)' \
 '--init[Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks)\: as root in /etc/virt-up, otherwise in the user'\''s config directory]' \
 '--list[List instances]' \
 '--show-templates[Show template definitions]' \
@@ -52,7 +51,6 @@ _virt-up() {
 '--debug[Show debug tracing (commands run, phase durations)]' \
 '--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
 '--json[Machine-readable output on stdout (JSON)\: with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
-'--man[Print the man page]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \

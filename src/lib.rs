@@ -21,6 +21,7 @@ pub mod image;
 pub(crate) mod lock;
 pub(crate) mod log;
 pub mod mac;
+pub mod manpage;
 pub(crate) mod names;
 // unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]

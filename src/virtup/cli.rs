@@ -179,14 +179,68 @@ pub struct Cli {
     /// create, --start, --stop, --restart and --delete, the records of the instances
     #[arg(long)]
     pub json: bool,
+}
 
-    /// Print a shell completion script
-    #[arg(long, value_name = "shell", hide = true)]
-    pub completions: Option<clap_complete::Shell>,
-
-    /// Print the man page
-    #[arg(long, hide = true)]
-    pub man: bool,
+/// The man page: the command line, exit codes, environment and files.
+pub fn man_page() -> String {
+    use crate::manpage::{render, Section, PATH_VARIABLES};
+    use clap::CommandFactory;
+    let mut environment = vec![(
+        "LIBVIRT_DEFAULT_URI",
+        "The libvirt connection when no libvirt-uri setting gives one (else qemu:///system as root, qemu:///session otherwise).",
+    )];
+    environment.extend_from_slice(PATH_VARIABLES);
+    render(
+        Cli::command(),
+        &[
+            Section {
+                title: "EXIT STATUS",
+                items: &[
+                    ("0", "Success."),
+                    ("1", "Anything else (a tool failed, an I/O error)."),
+                    ("2", "Bad input or configuration; nothing was done."),
+                    ("3", "Instance or template state: exists, not found, in use, not usable."),
+                    ("4", "Host not ready: a missing tool, libvirtd, pool or network, no room in the pool."),
+                    ("5", "Timeout waiting for an address or SSH (the phase and console log are named)."),
+                    ("130", "Interrupted."),
+                    ("--login --command, --login --", "The remote command's exit code."),
+                ],
+            },
+            Section {
+                title: "ENVIRONMENT",
+                items: &environment,
+            },
+            Section {
+                title: "FILES",
+                items: &[
+                    (
+                        "/etc/virt-up/settings.cfg, /etc/virt-up/templates.d/*.cfg",
+                        "System-wide settings and templates; the user's files override them key by key.",
+                    ),
+                    (
+                        "~/.config/virt-up/settings.cfg, ~/.config/virt-up/templates.d/*.cfg",
+                        "The user's settings and templates (virt-up --init writes them).",
+                    ),
+                    (
+                        "~/.config/virt-up/playbooks, ~/.config/virt-up/scripts",
+                        "Playbooks (--playbook, template-playbook, instance-playbook) and {scripts}.",
+                    ),
+                    (
+                        "~/.local/share/virt-up/instance/NAME.json",
+                        "Each instance's and template's record (0600).",
+                    ),
+                    (
+                        "~/.local/share/virt-up/sshkeys",
+                        "Each instance's login key (0600).",
+                    ),
+                    (
+                        "~/.local/share/virt-up/inventory.yaml, ssh_config, known_hosts",
+                        "The ansible inventory, an ssh_config to Include, and the pinned host keys.",
+                    ),
+                ],
+            },
+        ],
+    )
 }
 
 /// What a command line asks for; each flag applies to some of these.
