@@ -73,15 +73,7 @@ fn apply(ctx: &Context, verb: Verb, record: &Record) -> Result<Record> {
 
 fn stop(ctx: &Context, record: &Record) -> Result<()> {
     let name = &record.name;
-    if !ctx.hv.is_defined(&record.domain)? {
-        return Err(Error::InstanceNotUsable {
-            name: name.clone(),
-            why: format!(
-                "its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
-                record.domain
-            ),
-        });
-    }
+    instance::require_domain(ctx, record)?;
     let timeout = plan::template(&ctx.config, &ctx.paths, &record.template)
         .map(|p| p.timeouts.stop)
         .map_err(|e| {
