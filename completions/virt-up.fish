@@ -1,4 +1,5 @@
 complete -c virt-up -s n -l name -d 'Instance name (same as the positional <name>)' -r
+complete -c virt-up -l copy -d 'Copy files into or out of an instance with scp (its key, its pinned host key; directories too): --copy SRC NAME:DST or --copy NAME:SRC DST' -r
 complete -c virt-up -l playbook -d 'Run an ansible playbook on the instance' -r
 complete -c virt-up -s t -l template -d 'Template name (default: <name>)' -r
 complete -c virt-up -l root-password -d 'Root password of the new instance, set in the guest as a hash, never stored (default: none, root\'s password stays locked and root logs in with the instance\'s key)' -r

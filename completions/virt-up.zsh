@@ -17,6 +17,7 @@ _virt-up() {
     _arguments "${_arguments_options[@]}" : \
 '*-n+[Instance name (same as the positional <name>)]:name:_default' \
 '*--name=[Instance name (same as the positional <name>)]:name:_default' \
+'*--copy=[Copy files into or out of an instance with scp (its key, its pinned host key; directories too)\: --copy SRC NAME\:DST or --copy NAME\:SRC DST]:src:_default:src:_default' \
 '--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
 '-t+[Template name (default\: <name>)]:template:_default' \
 '--template=[Template name (default\: <name>)]:template:_default' \

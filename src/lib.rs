@@ -10,6 +10,7 @@ mod choice;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod digest;
+pub mod docs;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod genvm;

@@ -5,7 +5,7 @@ use super::create::{build_template, create};
 use super::delete::delete;
 use super::init::init;
 use super::lifecycle::{self, Verb};
-use super::login::{login, Remote};
+use super::login::{copy, login, Remote};
 use super::show::{info, list, record_json, show_paths, show_templates};
 use crate::config::plan::{self};
 use crate::config::Config;
@@ -77,6 +77,9 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
             (None, true) => Remote::Shell,
         };
         return login(&ctx, name()?, cli.sftp, remote);
+    }
+    if let [src, dst] = cli.copy.as_slice() {
+        return copy(&ctx, src, dst);
     }
     if cli.info {
         return info(&ctx, name()?, cli.json).map(|_| 0);

@@ -14,6 +14,7 @@ use clap::{ArgAction, Parser};
        virt-up [--name] <name> --playbook <playbook>
        virt-up [--name] <name>... --start | --stop | --restart [--json]
        virt-up [--name] <name> --info [--json]
+       virt-up --copy <src> <name>:<dst> | --copy <name>:<src> <dst>
        virt-up [--name] <name>... --delete [--all] [--json]
        virt-up --delete --all [--yes]
        virt-up --init [--force]
@@ -71,6 +72,11 @@ pub struct Cli {
     /// Show one instance: its record and live state (state, address, disk use, ...)
     #[arg(long, group = "mode")]
     pub info: bool,
+
+    /// Copy files into or out of an instance with scp (its key, its pinned host key;
+    /// directories too): --copy SRC NAME:DST or --copy NAME:SRC DST
+    #[arg(long, num_args = 2, value_names = ["src", "dst"], group = "mode")]
+    pub copy: Vec<String>,
 
     /// Run an ansible playbook on the instance
     #[arg(long, value_name = "playbook", group = "mode")]
@@ -256,6 +262,7 @@ pub enum Mode {
     Stop,
     Restart,
     Info,
+    Copy,
     Playbook,
     /// Build a template only (`--no-clone`).
     Template,
@@ -275,6 +282,7 @@ impl Mode {
             Mode::Stop => "--stop",
             Mode::Restart => "--restart",
             Mode::Info => "--info",
+            Mode::Copy => "--copy",
             Mode::Playbook => "--playbook",
             Mode::Template => "--no-clone",
             Mode::Create => "creating instances",
@@ -283,7 +291,10 @@ impl Mode {
 
     /// Whether the mode works on named instances or templates.
     fn takes_names(self) -> bool {
-        !matches!(self, Mode::Init | Mode::ShowPaths | Mode::ShowTemplates)
+        !matches!(
+            self,
+            Mode::Init | Mode::ShowPaths | Mode::ShowTemplates | Mode::Copy
+        )
     }
 }
 
@@ -309,6 +320,8 @@ impl Cli {
             Mode::Restart
         } else if self.info {
             Mode::Info
+        } else if !self.copy.is_empty() {
+            Mode::Copy
         } else if self.playbook.is_some() {
             Mode::Playbook
         } else if self.no_clone {
@@ -412,6 +425,7 @@ mod tests {
             "--stop",
             "--restart",
             "--info",
+            "--copy",
         ];
         let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];
         // Checked by clap: they require --login.

@@ -3,7 +3,7 @@
 use super::app::{bring_up, existing};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::records::Phase;
+use crate::records::{Phase, Record};
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 
@@ -22,23 +22,7 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Re
         Remote::Line(line) => Some(line.to_string()),
         Remote::Argv(argv) => Some(quoted(argv)?),
     };
-    let mut record = existing(ctx, name)?;
-    if record.phase != Phase::Ready {
-        return Err(Error::InstanceNotUsable {
-            name: name.to_string(),
-            why: "it is still being created; wait for that run to finish".into(),
-        });
-    }
-    if !ctx.hv.is_running(&record.domain)? {
-        record = bring_up(ctx, &record)?;
-    }
-    let address = record
-        .address
-        .clone()
-        .ok_or_else(|| Error::InstanceNotUsable {
-            name: name.to_string(),
-            why: format!("it has no known address; restart it with: virt-up {name}"),
-        })?;
+    let (record, address) = reachable(ctx, name)?;
     let tool = if sftp { "sftp" } else { "ssh" };
     // A terminal for interactive logins only: a forced tty would mangle piped output.
     let interactive = command.is_none() && std::io::stdin().is_terminal();
@@ -57,6 +41,63 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Re
     Err(crate::runner::spawn_error(tool, err).into())
 }
 
+/// A made instance, started and waited for if it was stopped, and its address.
+fn reachable(ctx: &Context, name: &str) -> Result<(Record, String)> {
+    let mut record = existing(ctx, name)?;
+    if record.phase != Phase::Ready {
+        return Err(Error::InstanceNotUsable {
+            name: name.to_string(),
+            why: "it is still being created; wait for that run to finish".into(),
+        });
+    }
+    if !ctx.hv.is_running(&record.domain)? {
+        record = bring_up(ctx, &record)?;
+    }
+    let address = record
+        .address
+        .clone()
+        .ok_or_else(|| Error::InstanceNotUsable {
+            name: name.to_string(),
+            why: format!("it has no known address; restart it with: virt-up {name} --restart"),
+        })?;
+    Ok((record, address))
+}
+
+/// `--copy SRC DST`: one side is `NAME:PATH`, an instance's path, the other a local path;
+/// scp's exit code is returned.
+pub(super) fn copy(ctx: &Context, src: &str, dst: &str) -> Result<i32> {
+    let (name, remote, local, to_guest) = match (instance_path(src), instance_path(dst)) {
+        (None, Some((name, path))) => (name, path, src, true),
+        (Some((name, path)), None) => (name, path, dst, false),
+        _ => {
+            return Err(Error::Usage(format!(
+                "--copy {src} {dst}: exactly one side is NAME:PATH, an instance's path (the other a local one)"
+            )))
+        }
+    };
+    crate::names::validate_instance_name(name)?;
+    let (record, address) = reachable(ctx, name)?;
+    let mut cmd = crate::records::ssh::scp(
+        &record,
+        &record.user,
+        &address,
+        remote,
+        std::path::Path::new(local),
+        to_guest,
+    );
+    ctx.ui.debug(format!("run {cmd:?}"));
+    let status = cmd
+        .status()
+        .map_err(|e| crate::runner::spawn_error("scp", e))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// `NAME:PATH` as (NAME, PATH); a path with a '/' before its first ':' is local.
+fn instance_path(arg: &str) -> Option<(&str, &str)> {
+    let (name, path) = arg.split_once(':')?;
+    (!name.is_empty() && !name.contains('/')).then_some((name, path))
+}
+
 /// One line the remote (POSIX) shell splits back into exactly `argv`: ssh can only send
 /// the guest a string, so each word is quoted for it.
 fn quoted(argv: &[String]) -> Result<String> {
@@ -73,6 +114,18 @@ fn quoted(argv: &[String]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_path_is_name_colon_path_and_a_local_path_may_have_colons() {
+        assert_eq!(
+            instance_path("web1:/etc/hosts"),
+            Some(("web1", "/etc/hosts"))
+        );
+        assert_eq!(instance_path("web1:"), Some(("web1", "")));
+        assert_eq!(instance_path("./a:b"), None);
+        assert_eq!(instance_path("/tmp/x"), None);
+        assert_eq!(instance_path(":x"), None);
+    }
 
     #[test]
     fn an_argv_survives_the_remote_shell_word_for_word() {

@@ -86,6 +86,18 @@ fn usage_errors_exit_2() {
         .fails(2, "cannot be used with");
     env.run(&["ghost", "--login", "--", "true"])
         .fails(3, "instance 'ghost' not found");
+    // --copy: exactly one side in an instance, which must exist; no <name> besides.
+    env.run(&["--copy", "a", "b"])
+        .fails(2, "exactly one side is NAME:PATH");
+    env.run(&["--copy", "web1:a", "web2:b"])
+        .fails(2, "exactly one side is NAME:PATH");
+    env.run(&["--copy", "./file", "ghost:/tmp/"])
+        .fails(3, "instance 'ghost' not found");
+    env.run(&["--copy", "Bad_Name:/x", "y"])
+        .fails(2, "invalid name");
+    env.run(&["web1", "--copy", "a", "web1:b"])
+        .fails(2, "--copy takes no <name>");
+    env.run(&["--copy", "a"]).fails(2, "2 values required");
     env.run(&[]).fails(2, "nothing to do");
     env.run(&["web1", "--template", "deb", "--user", "Bad User"])
         .fails(2, "invalid name 'Bad User'");
@@ -158,7 +170,7 @@ fn virt_install_args_need_virt_install_only_when_given() {
 #[test]
 fn man_pages_have_exit_status_environment_and_files_and_completions_no_hidden_options() {
     let files: std::collections::BTreeMap<String, String> =
-        virt_up::manpage::files().into_iter().collect();
+        virt_up::docs::files().into_iter().collect();
     for page in ["man/virt-up.1", "man/virt-maker.1", "man/gen-vm-image.1"] {
         let text = &files[page];
         for section in ["EXIT STATUS", "ENVIRONMENT", "FILES"] {
@@ -181,7 +193,7 @@ fn man_pages_have_exit_status_environment_and_files_and_completions_no_hidden_op
 #[test]
 fn committed_man_pages_and_completions_are_not_stale() {
     let root = env!("CARGO_MANIFEST_DIR");
-    for (rel, text) in virt_up::manpage::files() {
+    for (rel, text) in virt_up::docs::files() {
         let committed = std::fs::read_to_string(format!("{root}/{rel}"))
             .unwrap_or_else(|e| panic!("{rel}: {e} (run 'make man')"));
         assert_eq!(text, committed, "{rel} is stale: run 'make man'");
