@@ -116,18 +116,6 @@ impl World {
             .to_string()
     }
 
-    /// Wait (polling, 3 minutes at most) until the domain is shut off.
-    pub fn wait_shut_off(&self, domain: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        while !self.virsh(&["domstate", domain]).contains("shut off") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{domain} did not shut down within 3 minutes"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    }
-
     pub fn virsh(&self, args: &[&str]) -> String {
         let mut full = vec!["-c", "qemu:///system"];
         full.extend_from_slice(args);
