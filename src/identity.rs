@@ -273,8 +273,11 @@ mod tests {
         &AGENT_SCRIPT[begin..end]
     }
 
-    /// A disk's first sector: an MBR with these (type, start, sectors) entries.
-    fn mbr(entries: &[(u8, u32, u32)]) -> Vec<u8> {
+    /// MBR entries: (type, start, sectors).
+    type Table<'a> = &'a [(u8, u32, u32)];
+
+    /// A disk's first sector: an MBR with these entries.
+    fn mbr(entries: Table) -> Vec<u8> {
         let mut sector = vec![0u8; 512];
         for (i, (kind, start, size)) in entries.iter().enumerate() {
             let e = 446 + i * 16;
@@ -301,7 +304,7 @@ mod tests {
     }
 
     impl FakeGuest {
-        fn new(table: &[(u8, u32, u32)], size: u64, sectors: u64) -> FakeGuest {
+        fn new(table: Table, size: u64, sectors: u64) -> FakeGuest {
             let dir = tempfile::tempdir().unwrap();
             let g = FakeGuest { dir };
             let write = |rel: &str, text: &str| {
@@ -442,7 +445,7 @@ mod tests {
     /// the root is not ext2/3/4; the console says why where it is a choice.
     #[test]
     fn growth_leaves_other_layouts_alone() {
-        let cases: [(&[(u8, u32, u32)], &str); 3] = [
+        let cases: [(Table, &str); 3] = [
             (
                 &[(0x83, 2048, 4096), (0x82, 8192, 2048)],
                 "is not the last one",
