@@ -46,8 +46,8 @@ test-integration:
 test-realvm: host base-image cloudinit-image
 	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
 
-# Shell scripts shellcheck reads (the fake tools have no .sh suffix).
-SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/* etc/virt-up/scripts/*.sh
+# Shell scripts shellcheck reads (the fake tools and the guest scripts have no .sh suffix).
+SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/* etc/virt-up/scripts/*.sh guest/virt-up-identity guest/template-setup guest/generalize
 
 lint: lint-tools
 	$(CARGO) fmt --all -- --check

@@ -18,7 +18,9 @@ pub fn command(
     let mut cmd = Command::new(tool);
     cmd.arg("-i").arg(&login.ssh_identity);
     cmd.args(ssh_option_args(&record.ssh_options));
-    cmd.arg("-q");
+    // Errors only: no banner or diagnostics, but a refused host key still says why. (`-q`
+    // silenced that too: a changed host key failed with exit 255 and no word.)
+    cmd.args(["-o", "LogLevel=ERROR"]);
     cmd.args(options);
     cmd.arg(format!("{}@{address}", login.username));
     cmd
@@ -110,6 +112,7 @@ mod tests {
             "HostKeyAlias=web1",
             known_hosts.as_str(),
             "IdentitiesOnly=yes",
+            "LogLevel=ERROR",
         ] {
             let at = args.iter().position(|a| a == option);
             assert!(
@@ -117,6 +120,7 @@ mod tests {
                 "-o {option} missing from {args:?}"
             );
         }
+        assert!(!args.iter().any(|a| a == "-q"), "{args:?}");
         assert_eq!(args[..2], ["-i", "/k"]);
         // Options before the destination, where ssh stops reading them.
         assert_eq!(args.last().unwrap(), "virt@10.0.0.2");

@@ -456,3 +456,43 @@ fn delete_json_gives_the_deleted_records() {
     assert_eq!(rows[0]["state"], "deleted");
     assert_eq!(rows[0]["address"], "192.168.122.77");
 }
+
+/// A playbook for an instance left out of the inventory (`--no-inventory`) runs on a
+/// one-host inventory of its own: the shared one has no such host for `--limit`.
+#[test]
+fn a_playbook_reaches_an_instance_that_is_not_in_the_inventory() {
+    let mut env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    let path = env.path("data/instance/web1.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"inventory\":true", "\"inventory\":false"),
+    )
+    .unwrap();
+    define_domain(&env, "web1", true);
+    env.write("config/playbooks/hello.yml", "- hosts: all\n  tasks: []\n");
+    // ansible-playbook: keeps the inventory it was given and its arguments.
+    env.write(
+        "bin/ansible-playbook",
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG/ansible-playbook.args\"\ncp \"$2\" \"$FAKE_LOG/inventory.yaml\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let fake = env.path("bin/ansible-playbook");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = env.path("bin");
+    env.prepend_path(&bin);
+    env.run(&["web1", "--playbook", "hello"]).ok();
+    let args = env.read("log/ansible-playbook.args");
+    assert!(args.contains("--limit\nweb1\n"), "{args}");
+    let given = env.read("log/inventory.yaml");
+    let v: yaml_serde::Value = yaml_serde::from_str(&given).unwrap();
+    let web1 = &v["all"]["children"]["virt_up_managed"]["hosts"]["web1"];
+    assert_eq!(
+        web1["ansible_host"].as_str(),
+        Some("192.168.122.77"),
+        "{given}"
+    );
+    assert!(!args.contains(&env.path("data/inventory.yaml").display().to_string()));
+    assert!(!env.read("data/inventory.yaml").contains("web1"));
+}

@@ -10,6 +10,7 @@ mod run;
 
 mod gen_vm_image;
 mod guard;
+mod options;
 mod virt_maker;
 mod world;
 
