@@ -156,6 +156,11 @@ pub enum Error {
     #[error("{failed} of {total} instances failed")]
     SomeFailed { failed: usize, total: usize },
 
+    /// A saved guest's memory image that a warm clone cannot be made from (a warm create
+    /// then falls back to a cold one, saying this).
+    #[error("the save image cannot be used: {0}")]
+    SaveImage(String),
+
     #[error("interrupted")]
     Interrupted,
 }

@@ -25,6 +25,12 @@ pub const GENERALIZE: &str = include_str!("../guest/generalize");
 
 /// The serial of the seed disk; the agent looks for it in /sys/block/*/serial.
 pub const SEED_SERIAL: &str = "virtup-seed";
+/// The serial of a warm template's own seed disk: its boot parks (see `virt-up-park.service`).
+pub const PARK_SERIAL: &str = "virtup-park";
+/// The host name a parked warm template reports through the guest agent.
+pub const PARKED_HOSTNAME: &str = "virt-up-parked";
+/// The unit that waits, in a warm template's boot, for an instance's seed.
+pub const PARK_UNIT: &str = include_str!("../guest/virt-up-park.service");
 
 /// One account that gets keys (and optionally a password) in the guest.
 pub struct Account {
@@ -41,6 +47,8 @@ pub struct Identity {
     pub hostname: String,
     pub host_key: KeyPair,
     pub accounts: Vec<Account>,
+    /// Written into /etc/machine-id by a warm clone (a cold one's systemd makes its own).
+    pub machine_id: String,
 }
 
 /// A random identifier (128 bits, hex).
@@ -101,6 +109,14 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
         format!("{}\n", identity.host_key.public_openssh).as_bytes(),
         0o644,
     )?;
+    add(
+        "machine-id",
+        format!("{}\n", identity.machine_id).as_bytes(),
+        0o644,
+    )?;
+    // Mixed into a warm clone's entropy pool, which is the template's until reseeded.
+    let random: [u8; 64] = crate::random::bytes();
+    add("random", &random, 0o600)?;
     for account in &identity.accounts {
         let dir = format!("users/{}", account.username);
         add(
@@ -547,6 +563,7 @@ mod tests {
                 authorized_key: "ssh-ed25519 AAAA x".into(),
                 password: Some("secret".into()),
             }],
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
         };
         write_seed(&path, &identity).unwrap();
         assert_eq!(
@@ -558,8 +575,15 @@ mod tests {
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
             let name = entry.path().unwrap().display().to_string();
-            let mut body = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            let mut bytes = vec![];
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            let body = String::from_utf8_lossy(&bytes);
+            if name == "random" {
+                assert_eq!(bytes.len(), 64, "entropy for a warm clone's pool");
+            }
+            if name == "machine-id" {
+                assert_eq!(body, "0123456789abcdef0123456789abcdef\n");
+            }
             if name == "users/virt/password-hash" {
                 assert!(body.starts_with("$6$"), "{body}");
                 assert!(!body.contains("secret"));
@@ -576,6 +600,8 @@ mod tests {
                 "hostname",
                 "ssh_host_ed25519_key",
                 "ssh_host_ed25519_key.pub",
+                "machine-id",
+                "random",
                 "users/virt/authorized_keys",
                 "users/virt/password-hash"
             ]

@@ -147,6 +147,7 @@ pub fn run(
     }
     let spec = DomainSpec {
         name: domain.clone(),
+        uuid: None,
         virt_type: opts.virt_type.clone(),
         arch: std::env::consts::ARCH.to_string(),
         machine: None,
@@ -169,6 +170,8 @@ pub fn run(
         ],
         network: opts.network.clone(),
         mac: crate::mac::random(),
+        without_nic: false,
+        genid: false,
         graphics: "none".into(),
         video: None,
         rng: true,

@@ -20,6 +20,8 @@ pub struct Disk {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DomainSpec {
     pub name: String,
+    /// The domain's UUID; None lets libvirt choose one.
+    pub uuid: Option<String>,
     /// `kvm` or `qemu` (TCG).
     pub virt_type: String,
     pub arch: String,
@@ -31,6 +33,12 @@ pub struct DomainSpec {
     pub disks: Vec<Disk>,
     pub network: String,
     pub mac: String,
+    /// No network interface (a warm template's boot: its clones' NICs are plugged in
+    /// after they are restored, each with its own MAC).
+    pub without_nic: bool,
+    /// A VM generation ID device (`<genid/>`): a guest restored from saved memory learns
+    /// it is a new one, and its kernel reseeds its random number generator.
+    pub genid: bool,
     pub graphics: String,
     pub video: Option<String>,
     pub rng: bool,
@@ -100,6 +108,12 @@ impl DomainSpec {
         let mut x = String::new();
         let _ = writeln!(x, "<domain type='{}'>", e(&self.virt_type));
         let _ = writeln!(x, "  <name>{}</name>", e(&self.name));
+        if let Some(uuid) = &self.uuid {
+            let _ = writeln!(x, "  <uuid>{}</uuid>", e(uuid));
+        }
+        if self.genid {
+            x.push_str("  <genid/>\n");
+        }
         let _ = writeln!(
             x,
             "  <metadata><virtup:domain xmlns:virtup='{METADATA_NS}' template='{}'/></metadata>",
@@ -153,14 +167,11 @@ impl DomainSpec {
         }
         x.push_str("  <devices>\n");
         for (i, disk) in self.disks.iter().enumerate() {
-            self.write_disk(&mut x, i, disk);
+            let _ = writeln!(x, "    {}", disk.to_xml(i));
         }
-        let _ = writeln!(
-            x,
-            "    <interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/></interface>",
-            e(&self.network),
-            e(&self.mac)
-        );
+        if !self.without_nic {
+            let _ = writeln!(x, "    {}", interface_xml(&self.network, &self.mac));
+        }
         let _ = writeln!(
             x,
             "    <serial type='pty'><log file='{}' append='off'/><target port='0'/></serial>",
@@ -197,23 +208,35 @@ impl DomainSpec {
         x.push_str("  </devices>\n</domain>\n");
         x
     }
+}
 
-    fn write_disk(&self, x: &mut String, index: usize, disk: &Disk) {
+/// A virtio NIC on a libvirt network, with its MAC.
+pub fn interface_xml(network: &str, mac: &str) -> String {
+    format!(
+        "<interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/></interface>",
+        escape(network),
+        escape(mac)
+    )
+}
+
+impl Disk {
+    /// The disk as the `index`th virtio disk (vda, vdb, ...).
+    pub fn to_xml(&self, index: usize) -> String {
         let e = escape;
         let target = format!("vd{}", (b'a' + index as u8) as char);
-        let _ = write!(
-            x,
-            "    <disk type='file' device='disk'><driver name='qemu' type='{}'/><source file='{}'/><target dev='{target}' bus='virtio'/>",
-            e(&disk.format),
-            e(&disk.path.display().to_string())
+        let mut x = format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='{}'/><source file='{}'/><target dev='{target}' bus='virtio'/>",
+            e(&self.format),
+            e(&self.path.display().to_string())
         );
-        if let Some(serial) = &disk.serial {
+        if let Some(serial) = &self.serial {
             let _ = write!(x, "<serial>{}</serial>", e(serial));
         }
-        if disk.readonly {
+        if self.readonly {
             x.push_str("<readonly/>");
         }
-        x.push_str("</disk>\n");
+        x.push_str("</disk>");
+        x
     }
 }
 
@@ -224,6 +247,7 @@ mod tests {
     fn spec() -> DomainSpec {
         DomainSpec {
             name: "web1".into(),
+            uuid: None,
             virt_type: "qemu".into(),
             arch: "x86_64".into(),
             machine: None,
@@ -246,6 +270,8 @@ mod tests {
             ],
             network: "default".into(),
             mac: "52:54:00:01:02:03".into(),
+            without_nic: false,
+            genid: false,
             graphics: "none".into(),
             video: None,
             rng: true,

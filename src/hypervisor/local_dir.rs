@@ -58,6 +58,24 @@ pub(super) fn upload(volume: &Path, from: &Path) -> Result<()> {
         .map_err(|e| Error::io(volume, e))
 }
 
+pub(super) fn read_head(path: &Path, length: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = vec![];
+    std::fs::File::open(path)
+        .and_then(|f| f.take(length).read_to_end(&mut out))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(out)
+}
+
+pub(super) fn write_head(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| Error::io(path, e))
+}
+
 pub(super) fn delete(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),

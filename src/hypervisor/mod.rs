@@ -7,6 +7,7 @@
 
 pub mod domain_xml;
 mod local_dir;
+pub mod save_image;
 pub(crate) mod virt_install;
 
 use crate::config::plan::ImageFormat;
@@ -119,6 +120,20 @@ pub trait Hypervisor: Send + Sync {
     /// The volume at `path`, if the hypervisor has one there.
     fn volume(&self, path: &Path) -> Result<Option<Volume>>;
     fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity>;
+    /// The first `length` bytes of the volume at `path` (fewer if it is shorter).
+    fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>>;
+    /// Write `bytes` over the start of the volume at `path`, leaving the rest as it is.
+    fn write_volume_head(&self, path: &Path, bytes: &[u8]) -> Result<()>;
+
+    /// Save the running domain's memory to `to` (a volume's path on the hypervisor's
+    /// host); the domain stops. Used once per warm template.
+    fn save(&self, name: &str, to: &Path) -> Result<()>;
+    /// Start the domain saved in `from` (its header's XML says which), running.
+    fn restore(&self, from: &Path) -> Result<()>;
+    /// Add a device to the running domain (not to its persistent definition).
+    fn attach_live(&self, name: &str, device_xml: &str) -> Result<()>;
+    /// The host name the guest agent reports; None while the agent does not answer.
+    fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
 }
 
 /// Names of the defined domains and of the running ones.
@@ -445,6 +460,125 @@ impl Hypervisor for Libvirt {
             available: info.available,
         })
     }
+
+    fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::read_head(path, length);
+        }
+        let what = || format!("reading volume {}", path.display());
+        let vol = self.lookup_volume(path)?.ok_or_else(|| Error::Libvirt {
+            what: what(),
+            message: "no such volume".into(),
+            hint: String::new(),
+        })?;
+        let stream =
+            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        vol.download(&stream, 0, length, 0)
+            .map_err(|e| libvirt_error(what(), e))?;
+        let mut out = Vec::with_capacity(length as usize);
+        let mut buffer = vec![0u8; 256 << 10];
+        loop {
+            match stream.recv(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) if n > 0 => out.extend_from_slice(&buffer[..n as usize]),
+                Ok(n) => {
+                    let _ = stream.abort();
+                    return Err(Error::Libvirt {
+                        what: what(),
+                        message: format!("libvirt's stream returned {n}"),
+                        hint: String::new(),
+                    });
+                }
+                Err(e) => {
+                    let _ = stream.abort();
+                    return Err(libvirt_error(what(), e));
+                }
+            }
+        }
+        stream.finish().map_err(|e| libvirt_error(what(), e))?;
+        Ok(out)
+    }
+
+    fn write_volume_head(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        if self.storage == Storage::LocalDir {
+            return local_dir::write_head(path, bytes);
+        }
+        let what = || format!("writing the start of volume {}", path.display());
+        let vol = self.lookup_volume(path)?.ok_or_else(|| Error::Libvirt {
+            what: what(),
+            message: "no such volume".into(),
+            hint: String::new(),
+        })?;
+        let stream =
+            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        // An upload with a length writes that range only: the file is not truncated.
+        vol.upload(&stream, 0, bytes.len() as u64, 0)
+            .map_err(|e| libvirt_error(what(), e))?;
+        if let Err(message) = send_all(&stream, bytes) {
+            let _ = stream.abort();
+            return Err(Error::Libvirt {
+                what: what(),
+                message,
+                hint: String::new(),
+            });
+        }
+        stream.finish().map_err(|e| libvirt_error(what(), e))
+    }
+
+    fn save(&self, name: &str, to: &Path) -> Result<()> {
+        let domain = self.existing(name)?;
+        let path = std::ffi::CString::new(to.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Config(format!("{}: a path with a NUL byte", to.display())))?;
+        save_domain(&domain, &path)
+            .map_err(|e| libvirt_error(format!("saving domain '{name}' to {}", to.display()), e))
+    }
+
+    fn restore(&self, from: &Path) -> Result<()> {
+        self.conn
+            .restore_domain_flags(
+                &from.display().to_string(),
+                None,
+                virt::sys::VIR_DOMAIN_SAVE_RUNNING,
+            )
+            .map_err(|e| libvirt_error(format!("restoring {}", from.display()), e))
+    }
+
+    fn attach_live(&self, name: &str, device_xml: &str) -> Result<()> {
+        self.existing(name)?
+            .attach_device_flags(device_xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map(|_| ())
+            .map_err(|e| libvirt_error(format!("adding a device to running domain '{name}'"), e))
+    }
+
+    fn agent_hostname(&self, name: &str) -> Result<Option<String>> {
+        // Any failure here means "not yet": the agent is not running or not answering.
+        Ok(self
+            .existing(name)?
+            .hostname(virt::sys::VIR_DOMAIN_GET_HOSTNAME_AGENT)
+            .ok())
+    }
+}
+
+/// virDomainSaveFlags, which the `virt` crate does not wrap.
+#[allow(unsafe_code)]
+fn save_domain(
+    domain: &Domain,
+    path: &std::ffi::CStr,
+) -> std::result::Result<(), virt::error::Error> {
+    // SAFETY: the domain pointer is valid for the borrow of `domain`; the path is a
+    // NUL-terminated string that outlives the call; a null dxml means "keep the XML".
+    let rc = unsafe {
+        virt::sys::virDomainSaveFlags(
+            domain.as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+            virt::sys::VIR_DOMAIN_SAVE_RUNNING,
+        )
+    };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    Ok(())
 }
 
 /// Send all of `data` into `stream` (a send may take only part of it).

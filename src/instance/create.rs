@@ -13,14 +13,21 @@ use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::lock::Lock;
 use crate::records::inventory;
-use crate::records::{Login, Phase, Record};
+use crate::records::{Login, Phase, Record, Warm};
 use crate::sshkeys;
 use std::path::Path;
 
 /// Create the instance `name` of `plan` from its already built template.
 pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
-    let mut record = reserve(ctx, plan, name, template)?;
-    match build(ctx, plan, &mut record, template) {
+    let warm = match crate::template::warm::unusable(ctx, plan, template) {
+        None => template.warm.clone(),
+        Some(why) => {
+            ctx.ui.debug(format!("{name}: booting cold: {why}"));
+            None
+        }
+    };
+    let mut record = reserve(ctx, plan, name, template, warm.is_some())?;
+    match build(ctx, plan, &mut record, template, warm) {
         Ok(()) => Ok(record),
         Err(e) => {
             ctx.ui.debug(format!("{name}: cleaning up after: {e}"));
@@ -34,7 +41,13 @@ pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record)
 
 /// Under the global lock: clean up half-made instances of dead runs, refuse an existing
 /// name, and write the `creating` record that claims the name.
-fn reserve(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
+fn reserve(
+    ctx: &Context,
+    plan: &InstancePlan,
+    name: &str,
+    template: &Record,
+    warm: bool,
+) -> Result<Record> {
     let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
     clean_abandoned(ctx)?;
     if ctx.store.load(name)?.is_some() || ctx.hv.is_defined(name)? {
@@ -53,7 +66,7 @@ fn reserve(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) ->
         Some(domain) => format!("{name}.{domain}"),
         None => name.to_string(),
     };
-    let record = Record {
+    let mut record = Record {
         name: name.to_string(),
         template: template.template.clone(),
         created: now_rfc3339(),
@@ -83,28 +96,44 @@ fn reserve(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) ->
         cloned: Some(true),
         from: Some(template.disk.clone()),
         definition: None,
+        parks: false,
+        warm: None,
     };
+    if warm {
+        // Listed before it exists, so that the cleanup of a killed create removes it.
+        record.extra_files.push(super::warm::save_path(&record));
+    }
     ctx.store.save(name, &record)?;
     Ok(record)
 }
 
-fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Record) -> Result<()> {
+fn build(
+    ctx: &Context,
+    plan: &InstancePlan,
+    record: &mut Record,
+    template: &Record,
+    warm: Option<Warm>,
+) -> Result<()> {
     let name = record.name.clone();
-    let mut timer = PhaseTimer::new(ctx, &name);
-    clone_disk(ctx, plan, template, record)?;
-    timer.done("clone");
-
     let identity = new_identity(ctx, plan, record, template)?;
-    apply_identity(ctx, plan, record, &identity)?;
-    timer.done("identity");
-
     crate::fsutil::private_dir(&ctx.paths.console_logs())?;
     let spec = domain_spec(plan, record)?;
-    ctx.hv.define(&spec.to_xml())?;
-    ctx.hv.set_autostart(&name, true)?;
-    timer.done("define");
-    ctx.hv.start(&name)?;
-    timer.done("boot");
+    if let Some(image) = warm {
+        ctx.ui
+            .debug(format!("{name}: restoring from the warm image"));
+        match super::warm::create(ctx, plan, record, &image, &identity, spec.clone()) {
+            Ok(()) => record.warm = Some(image),
+            Err(e) if e.is_interrupted() => return Err(e),
+            Err(e) => {
+                ctx.ui
+                    .warn(format!("{name}: not restored warm ({e}); booting it cold"));
+                super::warm::undo(ctx, record)?;
+            }
+        }
+    }
+    if record.warm.is_none() {
+        boot_cold(ctx, plan, record, template, &identity, &spec)?;
+    }
 
     // While the guest boots: everything that does not depend on it.
     {
@@ -127,6 +156,28 @@ fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Rec
     if let Some(playbook) = &plan.playbook {
         crate::playbook::run(ctx, &name, playbook)?;
     }
+    Ok(())
+}
+
+fn boot_cold(
+    ctx: &Context,
+    plan: &InstancePlan,
+    record: &Record,
+    template: &Record,
+    identity: &Identity,
+    spec: &DomainSpec,
+) -> Result<()> {
+    let name = &record.name;
+    let mut timer = PhaseTimer::new(ctx, name);
+    clone_disk(ctx, plan, template, record)?;
+    timer.done("clone");
+    apply_identity(ctx, plan, record, identity)?;
+    timer.done("identity");
+    ctx.hv.define(&spec.to_xml())?;
+    ctx.hv.set_autostart(name, true)?;
+    timer.done("define");
+    ctx.hv.start(name)?;
+    timer.done("boot");
     Ok(())
 }
 
@@ -213,6 +264,7 @@ fn new_identity(
         hostname: record.hostname.clone(),
         host_key: sshkeys::generate(&record.name)?,
         accounts,
+        machine_id: identity::random_id(),
     })
 }
 

@@ -6,6 +6,7 @@ mod create;
 mod remove;
 mod start;
 mod stop;
+mod warm;
 
 pub use create::create;
 pub use remove::remove;

@@ -185,6 +185,8 @@ mod tests {
             cloned: Some(true),
             from: None,
             definition: None,
+            parks: false,
+            warm: None,
         }
     }
 

@@ -87,6 +87,36 @@ pub struct Record {
     /// `template::definition`), so a changed definition is noticed when it is reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
+    /// Templates: whether its identity agent can park a warm boot (built by a virt-up
+    /// that has warm clones).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parks: bool,
+    /// Templates: its warm image, once made. Instances: whether it was restored from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<Warm>,
+}
+
+/// A template's warm image: the disk and memory of its boot parked before an identity,
+/// read-only once saved, which instances are restored from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warm {
+    /// The overlay of the template's disk that the parked boot ran on.
+    pub disk: PathBuf,
+    /// The parked boot's own seed disk (clones keep it attached, read-only).
+    pub seed: PathBuf,
+    /// The saved memory (libvirt's save image).
+    pub save: PathBuf,
+    /// The domain's shape when saved: a clone must have the same.
+    pub memory: u64,
+    pub vcpus: u64,
+    pub graphics: String,
+    /// The digest of the virt-install-args the domain was made with.
+    pub devices: String,
+    /// The console log path in the saved domain (each clone's replaces it).
+    pub console_log: PathBuf,
+    pub created: String,
+    /// How long making it took, in seconds.
+    pub build_seconds: f64,
 }
 
 impl Record {

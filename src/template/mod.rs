@@ -3,6 +3,7 @@
 //! nothing can write a disk that clones depend on.
 
 mod playbook;
+pub mod warm;
 
 use crate::clock::now_rfc3339;
 use crate::config::plan::{Host, TemplatePlan, TemplateSource, VirtBuilder};
@@ -96,6 +97,9 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
     if let Some(old) = ctx.store.load(&stem)? {
         ctx.hv.destroy(&old.domain)?;
         ctx.hv.undefine(&old.domain)?;
+        if let Some(image) = &old.warm {
+            warm::remove(ctx, image)?;
+        }
         ctx.hv.delete_volume(&old.disk)?;
     }
     ctx.store.remove(&stem)
@@ -261,6 +265,8 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         cloned: None,
         from: None,
         definition: Some(definition(plan)),
+        parks: true,
+        warm: None,
     }
 }
 
@@ -276,6 +282,7 @@ fn template_domain(record: &Record, host: &Host) -> DomainSpec {
 pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
     DomainSpec {
         name: record.domain.clone(),
+        uuid: None,
         virt_type: host.virt_type.to_string(),
         arch: host.arch.clone(),
         machine: None,
@@ -290,6 +297,8 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
         }],
         network: host.network.clone(),
         mac: record.mac.clone(),
+        without_nic: false,
+        genid: false,
         graphics: record.graphics.clone(),
         video: None,
         rng: true,
@@ -500,6 +509,7 @@ fn virt_up_customizations(
 ) -> Result<Vec<OsString>> {
     let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
     let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
+    let park = files.write("virt-up-park.service", identity::PARK_UNIT, 0o644)?;
     let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
     let user_file = files.write("template-user", username, 0o644)?;
     let pubkey = files.write("key.pub", public_key, 0o644)?;
@@ -520,6 +530,10 @@ fn virt_up_customizations(
         format!("{}:/etc/systemd/system/virt-up-identity.service", p(&unit)),
         "--link".to_string(),
         "/etc/systemd/system/virt-up-identity.service:/etc/systemd/system/sysinit.target.wants/virt-up-identity.service".to_string(),
+        "--upload".to_string(),
+        format!("{}:/etc/systemd/system/virt-up-park.service", p(&park)),
+        "--link".to_string(),
+        "/etc/systemd/system/virt-up-park.service:/etc/systemd/system/multi-user.target.wants/virt-up-park.service".to_string(),
         "--upload".to_string(),
         format!("{}:/var/lib/virt-up/template-user", p(&user_file)),
         "--run".to_string(),

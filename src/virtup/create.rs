@@ -29,7 +29,8 @@ pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Resu
         }
     };
     let plan = instance_plan(ctx, cli, template_name)?;
-    template::ensure(ctx, &plan.template, cli.force)?;
+    let record = template::ensure(ctx, &plan.template, cli.force)?;
+    with_warm_image(ctx, &plan, record)?;
     ctx.ui.info(format!("template {template_name} is ready"));
     Ok(())
 }
@@ -51,6 +52,7 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
         let plan = instance_plan(ctx, cli, &template_name)?;
         let template = template::ensure(ctx, &plan.template, false)?;
+        let template = with_warm_image(ctx, &plan, template)?;
         fresh_plan = Some((plan, template));
     }
     warn_unapplied(ctx, cli, &made);
@@ -78,6 +80,25 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         print_records(ctx, &ready)?;
     }
     finish(names.len(), failures)
+}
+
+/// The template's record with its warm image where the plan's instances can use one (made
+/// now if missing). A warm image that cannot be made is said, and instances boot cold.
+fn with_warm_image(ctx: &Context, plan: &InstancePlan, template: Record) -> Result<Record> {
+    if template::warm::unusable(ctx, plan, &template).is_some() {
+        return Ok(template);
+    }
+    match template::warm::ensure(ctx, plan, &template) {
+        Ok(warm) => Ok(warm),
+        Err(e) if e.is_interrupted() => Err(e),
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "template {}: no warm image ({e}); instances boot cold",
+                plan.template.name
+            ));
+            Ok(template)
+        }
+    }
 }
 
 /// The plan for the instances, every value checked before anything is built.

@@ -104,6 +104,24 @@ impl Hypervisor for Recorder {
     fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity> {
         self.inner.pool_capacity(pool)
     }
+    fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>> {
+        self.inner.read_volume_head(path, length)
+    }
+    fn write_volume_head(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.inner.write_volume_head(path, bytes)
+    }
+    fn save(&self, name: &str, to: &Path) -> Result<()> {
+        self.inner.save(name, to)
+    }
+    fn restore(&self, from: &Path) -> Result<()> {
+        self.inner.restore(from)
+    }
+    fn attach_live(&self, name: &str, device_xml: &str) -> Result<()> {
+        self.inner.attach_live(name, device_xml)
+    }
+    fn agent_hostname(&self, name: &str) -> Result<Option<String>> {
+        self.inner.agent_hostname(name)
+    }
 }
 
 struct World {

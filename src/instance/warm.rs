@@ -1,0 +1,331 @@
+//! A warm create: the instance is restored from its template's saved memory instead of
+//! booted. Its disk is an overlay of the template's warm disk (the disk state the memory
+//! belongs to); its save image is the template's with the domain XML of the header
+//! replaced (name, UUID, disk, console log, VM generation ID), made server-side: a copy of
+//! the template's save volume, then only its header region uploaded. Once restored, the
+//! instance's seed disk is plugged in; the parked agent applies the identity (host key,
+//! users, machine-id, clock) and reports the instance's host name, and only then is the
+//! NIC plugged in with the instance's MAC, so its first DHCP request already carries its
+//! own name and MAC. The persistent definition is the one a cold create makes, so a later
+//! stop and start boots it cold with the same identity.
+
+use super::PhaseTimer;
+use crate::config::plan::{ImageFormat, InstancePlan};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::{escape, interface_xml, Disk, DomainSpec};
+use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
+use crate::hypervisor::{NewVolume, VolumeSource};
+use crate::identity::{self, Identity};
+use crate::records::{Record, Warm};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where a clone's save image goes: next to its disk, removed once it is restored.
+pub(super) fn save_path(record: &Record) -> PathBuf {
+    record.disk.with_file_name(format!("{}.save", record.name))
+}
+
+/// Restore `record`'s instance from `warm` and give it `identity`, up to the moment its
+/// NIC is plugged in; the caller waits for SSH. `persistent` is the definition a cold
+/// create would make (its UUID is set here). On error the caller undoes it all with
+/// [`undo`] and creates the instance cold.
+pub(super) fn create(
+    ctx: &Context,
+    plan: &InstancePlan,
+    record: &Record,
+    warm: &Warm,
+    identity: &Identity,
+    mut persistent: DomainSpec,
+) -> Result<()> {
+    let hv = ctx.hv.as_ref();
+    let name = &record.name;
+    let pool = plan.template.host.pool.as_str();
+    let mut timer = PhaseTimer::new(ctx, name);
+    let warm_disk = hv
+        .volume(&warm.disk)?
+        .ok_or_else(|| missing(warm, &warm.disk))?;
+    let warm_save = hv
+        .volume(&warm.save)?
+        .ok_or_else(|| missing(warm, &warm.save))?;
+    hv.create_volume(&NewVolume {
+        pool,
+        name: file_name(&record.disk),
+        format: ImageFormat::Qcow2,
+        source: VolumeSource::Overlay {
+            backing: &warm_disk,
+            capacity: None,
+        },
+    })?;
+    identity::upload_seed(hv, (pool, &record.extra_files[0]), identity)?;
+    timer.done("clone");
+
+    let save = save_path(record);
+    hv.create_volume(&NewVolume {
+        pool,
+        name: file_name(&save),
+        format: ImageFormat::Raw,
+        source: VolumeSource::Copy {
+            from: &warm_save,
+            capacity: None,
+        },
+    })?;
+    let first = hv.read_volume_head(&save, HEADER_LEN as u64)?;
+    let header =
+        SaveHeader::parse(&hv.read_volume_head(&save, SaveHeader::region_len(&first)? as u64)?)?;
+    let uuid = random_uuid();
+    let xml = clone_xml(
+        &header.xml,
+        &Clone {
+            name,
+            uuid: &uuid,
+            genid: &random_uuid(),
+            disk: (&warm.disk, &record.disk),
+            console_log: (&warm.console_log, &record.console_log),
+        },
+    )?;
+    hv.write_volume_head(&save, &header.with_xml(&xml)?)?;
+    timer.done("save-image");
+
+    hv.restore(&save)?;
+    // The running guest no longer reads it.
+    hv.delete_volume(&save)?;
+    timer.done("restore");
+
+    let seed = Disk {
+        path: record.extra_files[0].clone(),
+        format: "raw".into(),
+        readonly: true,
+        serial: Some(identity::SEED_SERIAL.into()),
+    };
+    // vda and vdb are the warm disk and the parked boot's seed.
+    hv.attach_live(&record.domain, &seed.to_xml(2))?;
+    wait_applied(ctx, plan, record)?;
+    timer.done("identity");
+    hv.attach_live(
+        &record.domain,
+        &interface_xml(&plan.template.host.network, &record.mac),
+    )?;
+    persistent.uuid = Some(uuid);
+    persistent.genid = true;
+    hv.define(&persistent.to_xml())?;
+    hv.set_autostart(&record.domain, true)?;
+    timer.done("nic");
+    Ok(())
+}
+
+/// Remove what a failed warm create made (domain, save image, disk), so that the instance
+/// can be created cold under the same name.
+pub(super) fn undo(ctx: &Context, record: &Record) -> Result<()> {
+    ctx.hv.destroy(&record.domain)?;
+    ctx.hv.undefine(&record.domain)?;
+    ctx.hv.delete_volume(&save_path(record))?;
+    ctx.hv.delete_volume(&record.disk)
+}
+
+fn missing(warm: &Warm, part: &Path) -> Error {
+    Error::SaveImage(format!(
+        "the warm image's {} is not in the pool (made {})",
+        part.display(),
+        warm.created
+    ))
+}
+
+fn file_name(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
+/// Wait until the guest agent reports the instance's host name: the parked agent sets it
+/// last, once the whole identity is applied.
+fn wait_applied(ctx: &Context, plan: &InstancePlan, record: &Record) -> Result<()> {
+    let limit = plan.template.timeouts.ssh;
+    let deadline = Instant::now() + limit;
+    loop {
+        if ctx.hv.agent_hostname(&record.domain)?.as_deref() == Some(record.hostname.as_str()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                name: record.name.clone(),
+                phase: "warm identity".into(),
+                seconds: limit.as_secs(),
+                console_log: record.console_log.display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn random_uuid() -> String {
+    let mut b: [u8; 16] = crate::random::bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// What a clone's domain changes in the saved one: (saved, clone's) for paths.
+struct Clone<'a> {
+    name: &'a str,
+    uuid: &'a str,
+    genid: &'a str,
+    disk: (&'a Path, &'a Path),
+    console_log: (&'a Path, &'a Path),
+}
+
+/// The text between `<tag>` and `</tag>`, once.
+fn element<'x>(xml: &'x str, tag: &str) -> Result<&'x str> {
+    let open = format!("<{tag}>");
+    let start = xml
+        .find(&open)
+        .ok_or_else(|| Error::SaveImage(format!("its domain XML has no <{tag}>")))?
+        + open.len();
+    let end = xml[start..]
+        .find(&format!("</{tag}>"))
+        .ok_or_else(|| Error::SaveImage(format!("its domain XML has no </{tag}>")))?;
+    Ok(&xml[start..start + end])
+}
+
+/// Replace every `from` in `xml` by `to`; an error if there is none (the saved domain is
+/// not the one this code made, and a clone would share its disk or identity).
+fn replace_all(xml: &str, from: &str, to: &str, what: &str) -> Result<String> {
+    if !xml.contains(from) {
+        return Err(Error::SaveImage(format!(
+            "its domain XML does not have the {what} ({from})"
+        )));
+    }
+    Ok(xml.replace(from, to))
+}
+
+/// The saved domain's XML (as libvirt wrote it in the save image) made the clone's. The
+/// device set and addresses stay as they were: that is what the saved memory expects.
+fn clone_xml(xml: &str, clone: &Clone) -> Result<String> {
+    let e = escape;
+    let path = |p: &Path| format!("file='{}'", e(&p.display().to_string()));
+    let name = element(xml, "name")?;
+    let uuid = element(xml, "uuid")?;
+    let genid = element(xml, "genid").map_err(|_| {
+        Error::SaveImage("its domain has no VM generation ID (<genid>) to renew".into())
+    })?;
+    let xml = replace_all(
+        xml,
+        &format!("<name>{name}</name>"),
+        &format!("<name>{}</name>", e(clone.name)),
+        "name",
+    )?;
+    let xml = replace_all(
+        &xml,
+        &format!("<uuid>{uuid}</uuid>"),
+        &format!("<uuid>{}</uuid>", clone.uuid),
+        "UUID",
+    )?;
+    let xml = replace_all(
+        &xml,
+        &format!("<genid>{genid}</genid>"),
+        &format!("<genid>{}</genid>", clone.genid),
+        "VM generation ID",
+    )?;
+    let xml = replace_all(&xml, &path(clone.disk.0), &path(clone.disk.1), "warm disk")?;
+    replace_all(
+        &xml,
+        &path(clone.console_log.0),
+        &path(clone.console_log.1),
+        "console log",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A warm template's domain as libvirt 9 writes it into a save image (trimmed).
+    const SAVED: &str = "<domain type='qemu'>
+  <name>TEMPLATE-deb-warm</name>
+  <uuid>5f1398cf-ba61-4033-9db5-30e2dc8d46cf</uuid>
+  <genid>d8d56e69-eee3-45be-bf58-9e1888db3ae3</genid>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/pool/TEMPLATE-deb-warm.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <source file='/pool/TEMPLATE-deb-warm-seed.tar'/>
+      <serial>virtup-park</serial>
+    </disk>
+    <serial type='pty'>
+      <log file='/logs/TEMPLATE-deb-warm.log' append='off'/>
+    </serial>
+    <console type='pty'>
+      <log file='/logs/TEMPLATE-deb-warm.log' append='off'/>
+    </console>
+  </devices>
+</domain>";
+
+    fn clone<'a>(disk: &'a Path, log: &'a Path) -> Clone<'a> {
+        Clone {
+            name: "web1",
+            uuid: "11111111-2222-4333-8444-555555555555",
+            genid: "66666666-7777-4888-9999-000000000000",
+            disk: (Path::new("/pool/TEMPLATE-deb-warm.qcow2"), disk),
+            console_log: (Path::new("/logs/TEMPLATE-deb-warm.log"), log),
+        }
+    }
+
+    #[test]
+    fn a_clone_gets_its_own_name_uuid_genid_disk_and_console_log_and_keeps_the_park_seed() {
+        let xml = clone_xml(
+            SAVED,
+            &clone(Path::new("/pool/web1.qcow2"), Path::new("/logs/web1.log")),
+        )
+        .unwrap();
+        assert!(xml.contains("<name>web1</name>"), "{xml}");
+        assert!(xml.contains("<uuid>11111111-2222-4333-8444-555555555555</uuid>"));
+        assert!(xml.contains("<genid>66666666-7777-4888-9999-000000000000</genid>"));
+        assert!(xml.contains("<source file='/pool/web1.qcow2'/>"));
+        assert_eq!(xml.matches("<log file='/logs/web1.log'").count(), 2);
+        for saved in [
+            "TEMPLATE-deb-warm.qcow2",
+            "5f1398cf",
+            "d8d56e69",
+            "TEMPLATE-deb-warm.log",
+        ] {
+            assert!(!xml.contains(saved), "{saved} left in {xml}");
+        }
+        assert!(
+            xml.contains("<source file='/pool/TEMPLATE-deb-warm-seed.tar'/>"),
+            "the parked boot's seed stays: the saved memory has its device"
+        );
+    }
+
+    #[test]
+    fn a_saved_domain_that_is_not_a_warm_templates_is_refused() {
+        let no_genid = SAVED.replace(
+            "  <genid>d8d56e69-eee3-45be-bf58-9e1888db3ae3</genid>\n",
+            "",
+        );
+        let clone = clone(Path::new("/pool/web1.qcow2"), Path::new("/logs/web1.log"));
+        let err = clone_xml(&no_genid, &clone).unwrap_err().to_string();
+        assert!(err.contains("no VM generation ID"), "{err}");
+        let other_disk = SAVED.replace("TEMPLATE-deb-warm.qcow2", "other.qcow2");
+        let err = clone_xml(&other_disk, &clone).unwrap_err().to_string();
+        assert!(err.contains("does not have the warm disk"), "{err}");
+    }
+
+    #[test]
+    fn uuids_are_random_version_4() {
+        let a = random_uuid();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, random_uuid());
+    }
+}

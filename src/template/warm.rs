@@ -1,0 +1,283 @@
+//! A template's warm image: its disk booted once (through an overlay, so the template's
+//! own disk is never written), parked by the identity agent with everything up but the
+//! network (no NIC) and no instance identity yet, then its memory saved through libvirt.
+//! Instances are restored from it (see `instance::warm`). Disk overlay, park seed and save
+//! image are volumes in the template's pool, read-only from then on, removed with it.
+
+use crate::clock::now_rfc3339;
+use crate::config::plan::InstancePlan;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::hypervisor::domain_xml::{Disk, DomainSpec};
+use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
+use crate::hypervisor::{virt_install, NewVolume, VolumeSource};
+use crate::identity::{self, Identity};
+use crate::lock::Lock;
+use crate::names::template_stem;
+use crate::records::{Record, Warm};
+use crate::sshkeys;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why instances of `plan` cannot be restored from a warm image of `template`; None if
+/// they can. Said to the user when an instance boots cold.
+pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option<String> {
+    let t = &plan.template;
+    if !t.warm {
+        return Some("warm = no".into());
+    }
+    if t.identity != crate::config::plan::Identity::Firstboot {
+        return Some("identity = sysprep edits each new disk before its first boot".into());
+    }
+    if ctx.hv.uri().starts_with("test:") {
+        return Some("libvirt's test driver runs no guest whose memory could be saved".into());
+    }
+    if !template.parks {
+        return Some(format!(
+            "template {} was built by a virt-up without warm clones; rebuild it to get them (delete its instances, then 'virt-up {} --no-clone --force')",
+            t.name, t.name
+        ));
+    }
+    if t.format != crate::config::plan::ImageFormat::Qcow2 {
+        return Some("image-format = raw: instances are full copies, not overlays".into());
+    }
+    if plan.size.is_some() {
+        return Some("--size: a restored guest keeps the disk size it was saved with".into());
+    }
+    let differs = |what: &str, ours: String, its: String| {
+        (ours != its).then(|| format!("{what} {ours} is not the template's {its}"))
+    };
+    differs(
+        "--memory",
+        plan.memory_mib.to_string(),
+        t.memory_mib.to_string(),
+    )
+    .or_else(|| differs("--vcpus", plan.vcpus.to_string(), t.vcpus.to_string()))
+    .or_else(|| {
+        differs(
+            "--graphics",
+            plan.graphics.to_string(),
+            t.graphics.to_string(),
+        )
+    })
+}
+
+/// The template's record with its warm image, made now if it has none (or none that fits
+/// `plan`'s devices). Under the template's lock: concurrent creates wait and make it once.
+/// A failure is returned (the caller creates cold); nothing of a failed attempt remains.
+pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<Record> {
+    let stem = template_stem(&plan.template.name);
+    let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
+    let mut record = ctx.store.load(&stem)?.unwrap_or_else(|| template.clone());
+    let devices = devices_digest(plan);
+    if let Some(warm) = &record.warm {
+        if warm.devices == devices && present(ctx, warm)? {
+            return Ok(record);
+        }
+        ctx.ui.info(format!(
+            "template {}: its warm image is missing a part or was made for other virt-install-args: making it again",
+            plan.template.name
+        ));
+        remove(ctx, warm)?;
+        record.warm = None;
+        ctx.store.save(&stem, &record)?;
+    }
+    ctx.ui.info(format!(
+        "template {}: making its warm image (one boot, once)",
+        plan.template.name
+    ));
+    let started = Instant::now();
+    let parts = Parts::of(ctx, plan, &record)?;
+    match make(ctx, plan, &record, &parts) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = ctx.hv.destroy(&parts.domain);
+            let _ = ctx.hv.undefine(&parts.domain);
+            let _ = remove(ctx, &parts.warm(plan, &devices, 0.0));
+            return Err(e);
+        }
+    }
+    let took = started.elapsed();
+    ctx.ui.phase(&plan.template.name, "warm-image", took);
+    record.warm = Some(parts.warm(plan, &devices, took.as_secs_f64()));
+    ctx.store.save(&stem, &record)?;
+    Ok(record)
+}
+
+/// Whether every volume of the warm image is still there.
+fn present(ctx: &Context, warm: &Warm) -> Result<bool> {
+    for path in [&warm.disk, &warm.seed, &warm.save] {
+        if ctx.hv.volume(path)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Delete a warm image's volumes (no error for those already gone).
+pub fn remove(ctx: &Context, warm: &Warm) -> Result<()> {
+    for path in [&warm.save, &warm.disk, &warm.seed] {
+        ctx.hv.delete_volume(path)?;
+    }
+    Ok(())
+}
+
+fn devices_digest(plan: &InstancePlan) -> String {
+    crate::digest::sha256_hex(&plan.virt_install_args.join("\0"))
+}
+
+/// The names of a warm image's parts.
+struct Parts {
+    pool: String,
+    domain: String,
+    disk: PathBuf,
+    seed: PathBuf,
+    save: PathBuf,
+    console_log: PathBuf,
+}
+
+impl Parts {
+    fn of(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<Parts> {
+        let pool = plan.template.host.pool.clone();
+        let dir = ctx.hv.pool_path(&pool)?;
+        let domain = format!("{}-warm", template.name);
+        Ok(Parts {
+            disk: dir.join(format!("{domain}.qcow2")),
+            seed: dir.join(format!("{domain}-seed.tar")),
+            save: dir.join(format!("{domain}.save")),
+            console_log: ctx.paths.console_logs().join(format!("{domain}.log")),
+            pool,
+            domain,
+        })
+    }
+
+    fn warm(&self, plan: &InstancePlan, devices: &str, build_seconds: f64) -> Warm {
+        let t = &plan.template;
+        Warm {
+            disk: self.disk.clone(),
+            seed: self.seed.clone(),
+            save: self.save.clone(),
+            memory: t.memory_mib,
+            vcpus: t.vcpus,
+            graphics: t.graphics.to_string(),
+            devices: devices.to_string(),
+            console_log: self.console_log.clone(),
+            created: now_rfc3339(),
+            build_seconds,
+        }
+    }
+}
+
+fn name_of(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
+fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<()> {
+    let hv = ctx.hv.as_ref();
+    // A killed earlier attempt may have left parts behind (we hold the template's lock).
+    hv.destroy(&parts.domain)?;
+    hv.undefine(&parts.domain)?;
+    remove(ctx, &parts.warm(plan, "", 0.0))?;
+
+    let base = hv.volume(&template.disk)?.ok_or_else(|| Error::Libvirt {
+        what: format!("template {}", template.template),
+        message: format!("its disk {} is not in the pool", template.disk.display()),
+        hint: String::new(),
+    })?;
+    hv.create_volume(&NewVolume {
+        pool: &parts.pool,
+        name: name_of(&parts.disk),
+        format: crate::config::plan::ImageFormat::Qcow2,
+        source: VolumeSource::Overlay {
+            backing: &base,
+            capacity: None,
+        },
+    })?;
+    // The parked boot's own identity: a host key so that sshd is up when parked (the
+    // instance's replaces it), no accounts.
+    let park = Identity {
+        instance_id: identity::random_id(),
+        hostname: parts.domain.to_lowercase(),
+        host_key: sshkeys::generate(&parts.domain)?,
+        accounts: vec![],
+        machine_id: identity::random_id(),
+    };
+    identity::upload_seed(hv, (&parts.pool, &parts.seed), &park)?;
+    hv.create_volume(&NewVolume {
+        pool: &parts.pool,
+        name: name_of(&parts.save),
+        format: crate::config::plan::ImageFormat::Raw,
+        source: VolumeSource::Empty { capacity: 0 },
+    })?;
+
+    crate::fsutil::private_dir(&ctx.paths.console_logs())?;
+    hv.define(&domain(plan, template, parts)?.to_xml())?;
+    hv.start(&parts.domain)?;
+    wait_parked(ctx, plan, parts)?;
+    hv.save(&parts.domain, &parts.save)?;
+    hv.undefine(&parts.domain)?;
+    // Read back what clones will be made from: a header this code cannot rewrite is
+    // found now, not at every create.
+    let first = hv.read_volume_head(&parts.save, HEADER_LEN as u64)?;
+    let region = SaveHeader::region_len(&first)?;
+    SaveHeader::parse(&hv.read_volume_head(&parts.save, region as u64)?)?;
+    Ok(())
+}
+
+/// The parked boot's domain: the template's shape (memory, vCPUs, graphics,
+/// virt-install-args), its overlay disk, its seed, a VM generation ID, and no NIC.
+fn domain(plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<DomainSpec> {
+    let t = &plan.template;
+    let mut shape = template.clone();
+    shape.domain = parts.domain.clone();
+    shape.disk = parts.disk.clone();
+    shape.format = "qcow2".into();
+    shape.memory = t.memory_mib;
+    shape.vcpus = t.vcpus;
+    shape.graphics = t.graphics.to_string();
+    shape.console_log = parts.console_log.clone();
+    let mut spec = super::domain_base(&shape, &t.host);
+    spec.without_nic = true;
+    spec.genid = true;
+    spec.disks.push(Disk {
+        path: parts.seed.clone(),
+        format: "raw".into(),
+        readonly: true,
+        serial: Some(identity::PARK_SERIAL.into()),
+    });
+    virt_install::apply(&mut spec, &plan.virt_install_args)?;
+    Ok(spec)
+}
+
+/// Wait until the agent reports the parked host name (its boot finished, waiting for an
+/// instance's seed), within the template's address and SSH timeouts together.
+fn wait_parked(ctx: &Context, plan: &InstancePlan, parts: &Parts) -> Result<()> {
+    let t = &plan.template;
+    let limit = t.timeouts.address + t.timeouts.ssh;
+    let deadline = Instant::now() + limit;
+    loop {
+        if ctx.hv.agent_hostname(&parts.domain)?.as_deref() == Some(identity::PARKED_HOSTNAME) {
+            return Ok(());
+        }
+        if !ctx.hv.is_running(&parts.domain)? {
+            return Err(Error::Guest {
+                name: parts.domain.clone(),
+                message: format!(
+                    "the warm boot stopped before it parked; console log: {}",
+                    parts.console_log.display()
+                ),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                name: parts.domain.clone(),
+                phase: "park".into(),
+                seconds: limit.as_secs(),
+                console_log: parts.console_log.display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
