@@ -71,11 +71,16 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
     let mut record = ctx.store.load(&stem)?.unwrap_or_else(|| template.clone());
     let devices = devices_digest(plan);
     if let Some(warm) = &record.warm {
-        if warm.devices == devices && present(ctx, warm)? {
+        let problem = if warm.devices != devices {
+            Some("it was made for other virt-install-args".to_string())
+        } else {
+            damage(ctx, warm)?
+        };
+        let Some(problem) = problem else {
             return Ok(record);
-        }
-        ctx.ui.info(format!(
-            "template {}: its warm image is missing a part or was made for other virt-install-args: making it again",
+        };
+        ctx.ui.warn(format!(
+            "template {}: its warm image cannot be used ({problem}): making it again",
             plan.template.name
         ));
         remove(ctx, warm)?;
@@ -104,14 +109,22 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
     Ok(record)
 }
 
-/// Whether every volume of the warm image is still there.
-fn present(ctx: &Context, warm: &Warm) -> Result<bool> {
+/// What is wrong with a warm image: a volume missing, or a save image whose header
+/// cannot be rewritten; None if nothing is.
+fn damage(ctx: &Context, warm: &Warm) -> Result<Option<String>> {
     for path in [&warm.disk, &warm.seed, &warm.save] {
         if ctx.hv.volume(path)?.is_none() {
-            return Ok(false);
+            return Ok(Some(format!("{} is missing", path.display())));
         }
     }
-    Ok(true)
+    Ok(check_header(ctx, &warm.save).err().map(|e| e.to_string()))
+}
+
+/// An error unless the save image at `save` has a header clones can be made from.
+fn check_header(ctx: &Context, save: &Path) -> Result<()> {
+    let first = ctx.hv.read_volume_head(save, HEADER_LEN as u64)?;
+    let region = SaveHeader::region_len(&first)?;
+    SaveHeader::parse(&ctx.hv.read_volume_head(save, region as u64)?).map(|_| ())
 }
 
 /// Delete a warm image's volumes (no error for those already gone).
@@ -220,10 +233,7 @@ fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) ->
     hv.undefine(&parts.domain)?;
     // Read back what clones will be made from: a header this code cannot rewrite is
     // found now, not at every create.
-    let first = hv.read_volume_head(&parts.save, HEADER_LEN as u64)?;
-    let region = SaveHeader::region_len(&first)?;
-    SaveHeader::parse(&hv.read_volume_head(&parts.save, region as u64)?)?;
-    Ok(())
+    check_header(ctx, &parts.save)
 }
 
 /// The parked boot's domain: the template's shape (memory, vCPUs, graphics,

@@ -231,6 +231,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
     let console = w.path("boot-console.log");
     let spec = DomainSpec {
         name: "vut-gvi-boot".into(),
+        uuid: None,
         virt_type: "qemu".into(),
         arch: "x86_64".into(),
         machine: None,
@@ -245,6 +246,8 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
         }],
         network: "default".into(),
         mac: virt_up::mac::random(),
+        without_nic: false,
+        genid: false,
         graphics: "none".into(),
         video: None,
         rng: true,

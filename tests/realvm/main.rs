@@ -12,6 +12,7 @@ mod gen_vm_image;
 mod guard;
 mod options;
 mod virt_maker;
+mod warm;
 mod world;
 
 use guard::KillOnDrop;

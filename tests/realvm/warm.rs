@@ -1,0 +1,153 @@
+//! Warm clones on real guests: instances restored from the template's saved memory are
+//! each their own machine, work like cold ones, and a broken warm image is made again.
+
+use crate::world::world;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const POOL: &str = "/var/lib/libvirt/images";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
+    let w = world();
+    let _cleanup = w.cleanup(&["vut-wa", "vut-wb", "vut-wc"]);
+    let template = w.data("instance/TEMPLATE-vut-deb.json");
+    let text = std::fs::read_to_string(&template).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let save = record["warm"]["save"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the template has no warm image: {text}"))
+        .to_string();
+
+    let made = w
+        .vu(&["vut-wa", "vut-wb", "--template", "vut-deb", "--debug"])
+        .ok();
+    for name in ["vut-wa", "vut-wb"] {
+        assert!(
+            made.stderr.contains(&format!("{name}: phase restore took")),
+            "{name} was not restored warm: {}",
+            made.stderr
+        );
+        assert!(w.record(name)["warm"].is_object(), "{name}'s record");
+    }
+    assert!(!made.stderr.contains("booting it cold"), "{}", made.stderr);
+    let (a, b) = ("vut-wa", "vut-wb");
+    assert_eq!(w.ssh(a, "hostname"), a);
+    assert_eq!(w.ssh(b, "hostname"), b);
+    let machine_id = |n: &str| w.ssh(n, "cat /etc/machine-id");
+    assert_ne!(machine_id(a), machine_id(b), "shared machine-id");
+    assert_eq!(machine_id(a).len(), 32);
+    let host_key = |n: &str| w.ssh(n, "cut -d' ' -f2 /etc/ssh/ssh_host_ed25519_key.pub");
+    assert_ne!(host_key(a), host_key(b), "shared host key");
+    let known = std::fs::read_to_string(w.data("known_hosts")).unwrap();
+    assert!(
+        known.contains(&host_key(a)),
+        "the pinned key is the guest's"
+    );
+    let mac = |n: &str| w.ssh(n, "cat /sys/class/net/ens*/address");
+    assert_eq!(
+        mac(a),
+        w.record(a)["mac"].as_str().unwrap(),
+        "the guest uses its MAC"
+    );
+    assert_ne!(mac(a), mac(b));
+    let listed = w.list();
+    let address = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["address"].clone();
+    assert_ne!(address(a), address(b));
+    let genid = |n: &str| {
+        let xml = w.virsh(&["dumpxml", n]);
+        let at = xml
+            .find("<genid>")
+            .unwrap_or_else(|| panic!("{n} has no genid: {xml}"));
+        xml[at..at + 45].to_string()
+    };
+    assert_ne!(genid(a), genid(b), "one VM generation ID for two guests");
+    // The clock was stopped when the template was saved: each guest has the host's.
+    for n in [a, b] {
+        let before = now();
+        let theirs: u64 = w.ssh(n, "date +%s").parse().unwrap();
+        let after = now();
+        assert!(
+            theirs + 2 >= before && theirs <= after + 2,
+            "{n}'s clock is {theirs}, the host's {before}..{after}"
+        );
+    }
+    // The journal of this boot is found under the new machine-id.
+    assert!(!w.ssh(a, "sudo journalctl -b -q -n 1 --no-pager").is_empty());
+    w.run(
+        "ansible",
+        &["-i", &w.data("inventory.yaml"), "all", "-m", "ping"],
+    )
+    .ok();
+
+    // Shut down from inside and started cold: the same identity and host key.
+    let id = machine_id(a);
+    w.vu(&[a, "--stop"]).ok();
+    let out = w
+        .vu(&[a, "--login", "--command", "hostname; cat /etc/machine-id"])
+        .ok();
+    assert_eq!(out.stdout.trim(), format!("{a}\n{id}"));
+
+    // warm = no: created cold.
+    w.set_common("warm = no");
+    let cold = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]);
+    w.set_common("");
+    let cold = cold.ok();
+    assert!(
+        cold.stderr.contains("vut-wc: booting cold: warm = no"),
+        "{}",
+        cold.stderr
+    );
+    assert!(w.record("vut-wc")["warm"].is_null());
+    assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    w.vu(&["vut-wc", "--delete"]).ok();
+    w.assert_gone("vut-wc");
+
+    // A warm image whose save image is damaged is found and made again; the template's
+    // own disk is untouched and still passes qemu-img check.
+    let garbage = std::env::temp_dir().join(format!("vut-garbage-{}", std::process::id()));
+    std::fs::write(&garbage, [0u8; 64]).unwrap();
+    w.virsh(&[
+        "vol-upload",
+        &save,
+        &garbage.display().to_string(),
+        "--offset",
+        "0",
+        "--length",
+        "64",
+    ]);
+    std::fs::remove_file(&garbage).unwrap();
+    let again = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]).ok();
+    assert!(
+        again.stderr.contains("its warm image cannot be used")
+            && again.stderr.contains("making it again"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("vut-wc: phase restore took"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    w.run(
+        "qemu-img",
+        &["check", "-U", &format!("{POOL}/TEMPLATE-vut-deb.qcow2")],
+    )
+    .ok();
+
+    for n in [a, b, "vut-wc"] {
+        w.vu(&[n, "--delete"]).ok();
+        w.assert_gone(n);
+        assert!(
+            !std::path::Path::new(&format!("{POOL}/{n}.save")).exists(),
+            "{n}'s save image left behind"
+        );
+    }
+}
