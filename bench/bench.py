@@ -4,7 +4,10 @@ vCPUs:
 
   F  floor: a hand-made linked clone of the template disk, defined and started, polled for
      an SSH banner (the guest's own boot time);
-  U  us:    `virt-up NAME --template T` until `virt-up NAME --login --command true` works;
+  U  us:    `virt-up NAME --template T` until `virt-up NAME --login --command true` works,
+     booted cold (warm = no);
+  W  warm:  the same, restored from the template's warm image (warm = yes, the default);
+     W4 four warm instances in one command;
   P  peer:  the original Python virt-up 2.2.0 (bench/peer.sh), same image;
   N  N instances in one virt-up command (N = 1, 2, 4);
   L  `virt-up --list` with 50 instances.
@@ -72,12 +75,16 @@ class VirtUp:
         (work / "config" / "templates.d").mkdir(parents=True, exist_ok=True)
         # As in a login session: libguestfs resolves XDG_RUNTIME_DIR and needs it to exist.
         (work / "run").mkdir(mode=0o700, exist_ok=True)
-        (work / "config" / "settings.cfg").write_text(
-            f"[common]\nvirt-type = qemu\nmemory = {MEMORY}\nvcpus = {VCPUS}\n"
-            "address-source = lease\nparallel = 4\n"
-        )
+        self.warm(False)
         (work / "config" / "templates.d" / "bench.cfg").write_text(
             f"[{TEMPLATE}]\nos-version = debian-12-local\nvirt-builder-source = file://{index}\n"
+        )
+
+    def warm(self, on: bool):
+        """Cold creates (U, N) or warm ones (W), and whether --no-clone makes the warm image."""
+        (self.work / "config" / "settings.cfg").write_text(
+            f"[common]\nvirt-type = qemu\nmemory = {MEMORY}\nvcpus = {VCPUS}\n"
+            f"address-source = lease\nparallel = 4\nwarm = {'yes' if on else 'no'}\n"
         )
 
     def __call__(self, *args, check=True):
@@ -91,7 +98,7 @@ class VirtUp:
 def phases_of(stderr: str) -> dict:
     """Phase durations from `virt-up --debug` ("NAME: phase X took S s")."""
     out = {}
-    for m in re.finditer(r": phase (\w+) took ([0-9.]+) s", stderr):
+    for m in re.finditer(r": phase ([\w-]+) took ([0-9.]+) s", stderr):
         out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
     return out
 
@@ -105,12 +112,20 @@ def ssh_banner(ip: str) -> bool:
         return False
 
 
-def lease_ip(domain: str, mac: str):
-    out = virsh("domifaddr", domain, "--source", "lease").stdout
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) >= 4 and f[1].lower() == mac and f[2] == "ipv4":
-            return f[3].split("/")[0]
+LEASES = Path("/var/lib/libvirt/dnsmasq/virbr0.status")
+
+
+def lease_ip(mac: str):
+    """The address dnsmasq leased to `mac`, read from libvirt's lease file in this process
+    (as virt-up reads it): a `virsh domifaddr` every 0.1 s would spawn processes on a
+    2-core host while the guest it waits for boots, and slow the floor down."""
+    try:
+        leases = json.loads(LEASES.read_text() or "[]")
+    except (OSError, ValueError):
+        return None
+    for lease in leases:
+        if lease.get("mac-address", "").lower() == mac and "." in lease.get("ip-address", ""):
+            return lease["ip-address"]
     return None
 
 
@@ -135,7 +150,7 @@ def floor_once(template_disk: Path, n: int) -> dict:
     t_start = time.monotonic()
     ip = None
     while time.monotonic() - t0 < 600:
-        ip = ip or lease_ip(name, mac)
+        ip = ip or lease_ip(mac)
         if ip and ssh_banner(ip):
             break
         time.sleep(0.1)
@@ -231,7 +246,8 @@ def chart(summary, path: Path):
     except ImportError:
         log("matplotlib missing: no chart (bench/run.sh installs it)")
         return
-    tools = [("F (floor)", summary["floor"]), ("U (virt-up)", summary["us"])]
+    tools = [("F (floor)", summary["floor"]), ("U (virt-up, cold)", summary["us"]),
+             ("W (virt-up, warm)", summary["warm"])]
     if summary.get("peer"):
         tools.append(("P (virt-up 2.2.0)", summary["peer"]))
     fig, ax = plt.subplots(figsize=(9, 3.5))
@@ -269,6 +285,11 @@ def main():
     t0 = time.monotonic()
     vu(TEMPLATE, "--no-clone")
     template_build = time.monotonic() - t0
+    log(f"making the warm image of {TEMPLATE}")
+    vu.warm(True)
+    t0 = time.monotonic()
+    vu(TEMPLATE, "--no-clone")
+    warm_build = time.monotonic() - t0
     if WITH_PEER:
         log("building the peer's template")
         run([str(ROOT / "bench" / "peer.sh"), "template"])
@@ -276,12 +297,19 @@ def main():
         # also pay for its shutdown. One throwaway create keeps that out of the figures.
         peer_once(99)
 
-    floor, us, peer = [], [], []
+    floor, us, warm, warm4, peer = [], [], [], [], []
     for i in range(RUNS):
         log(f"round {i + 1}/{RUNS}: F")
         floor.append(floor_once(vu.template_disk(), i))
         log(f"round {i + 1}/{RUNS}: U")
+        vu.warm(False)
         us.append(us_once(vu, [f"bench-u{i}"]))
+        log(f"round {i + 1}/{RUNS}: W")
+        vu.warm(True)
+        warm.append(us_once(vu, [f"bench-w{i}"]))
+        log(f"round {i + 1}/{RUNS}: W4")
+        warm4.append(us_once(vu, [f"bench-w4-{i}-{j}" for j in range(4)]))
+        vu.warm(False)
         if WITH_PEER:
             log(f"round {i + 1}/{RUNS}: P")
             peer.append(peer_once(i))
@@ -303,6 +331,9 @@ def main():
         "template_build_s": template_build,
         "floor": {"median": median(floor), "phases": median_phases(floor), "all": [r["total"] for r in floor]},
         "us": {"median": median(us), "phases": median_phases(us), "all": [r["total"] for r in us]},
+        "warm": {"median": median(warm), "phases": median_phases(warm), "all": [r["total"] for r in warm]},
+        "warm_4": {"median": median(warm4), "all": [r["total"] for r in warm4]},
+        "warm_image_build_s": warm_build,
         "peer": {"median": median(peer), "phases": {}, "all": [r["total"] for r in peer]} if peer else None,
         "instances_in_one_command": {"vcpus": N_VCPUS, "1": multi[1], "2": multi[2], "4": multi[4]},
         "cores_used_by_one_boot": {f"{VCPUS}_vcpus": statistics.median(r["cores_used"] for r in us),
@@ -313,6 +344,9 @@ def main():
     summary["u_over_f"] = summary["us"]["median"] / summary["floor"]["median"]
     summary["u_over_p"] = summary["us"]["median"] / peer_median if (peer_median := (summary["peer"] or {}).get("median")) else None
     summary["n4_over_n1"] = multi[4] / multi[1]
+    summary["w_over_f"] = summary["warm"]["median"] / summary["floor"]["median"]
+    summary["w4_over_w1"] = summary["warm_4"]["median"] / summary["warm"]["median"]
+    summary["warm_image_build_over_f"] = warm_build / summary["floor"]["median"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     chart(summary, RESULTS / "bench.png")
@@ -321,7 +355,12 @@ def main():
     print(f"U  virt-up create + login        median {summary['us']['median']:6.1f} s  {summary['us']['all']}")
     if peer:
         print(f"P  virt-up 2.2.0 create + login  median {summary['peer']['median']:6.1f} s  {summary['peer']['all']}")
+    print(f"W  virt-up warm create + login   median {summary['warm']['median']:6.1f} s  {summary['warm']['all']}")
+    print(f"W4 four warm in one command      median {summary['warm_4']['median']:6.1f} s  {summary['warm_4']['all']}")
     print(f"U/F = {summary['u_over_f']:.2f}   (target <= 1.10)")
+    print(f"W/F = {summary['w_over_f']:.2f}   (target <= 0.15)   W4/W1 = {summary['w4_over_w1']:.2f} (target <= 2)")
+    print(f"warm image made in {warm_build:.1f} s = {summary['warm_image_build_over_f']:.2f} x F")
+    print(f"phases of W (median): {json.dumps({k: round(v, 2) for k, v in summary['warm']['phases'].items()})}")
     if summary["u_over_p"] is not None:
         print(f"U/P = {summary['u_over_p']:.2f}   (target <= 0.50)")
     print(f"N=1,2,4 in one command ({N_VCPUS} vCPU each): {multi[1]:.1f} / {multi[2]:.1f} / {multi[4]:.1f} s;"

@@ -49,7 +49,7 @@ pub(super) fn list(
 }
 
 /// The listing's columns, each as wide as its widest value.
-const COLUMNS: [(&str, &str); 8] = [
+const COLUMNS: [(&str, &str); 9] = [
     ("NAME", "name"),
     ("TEMPLATE", "template"),
     ("STATE", "state"),
@@ -57,6 +57,7 @@ const COLUMNS: [(&str, &str); 8] = [
     ("VCPUS", "vcpus"),
     ("MEMORY", "memory"),
     ("USER", "user"),
+    ("WARM", "warm"),
     ("CREATED", "created"),
 ];
 
@@ -65,6 +66,7 @@ fn table(rows: &[serde_json::Value]) -> String {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) if key == "memory" => format!("{n}M"),
         serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(true) => "yes".to_string(),
         _ => "-".to_string(),
     };
     let widths: Vec<usize> = COLUMNS
@@ -107,6 +109,9 @@ pub(super) fn record_json(domains: &DomainNames, r: &Record) -> serde_json::Valu
         "memory": r.memory,
         "created": r.created,
         "is_template": r.is_template(),
+        // Templates: it has a warm image; instances: restored from one.
+        "warm": r.warm.is_some(),
+        "warm_image": r.warm.as_ref().filter(|_| r.is_template()),
     })
 }
 
@@ -172,14 +177,22 @@ fn state_of(domains: &DomainNames, r: &Record) -> &'static str {
     }
 }
 
-pub(super) fn show_templates(config: &Config, json: bool) -> Result<()> {
+pub(super) fn show_templates(paths: &Paths, config: &Config, json: bool) -> Result<()> {
+    let store = crate::records::Store::new(paths)?;
     let mut all = serde_json::Map::new();
     for name in config.template_names() {
         let settings = config.resolve(name)?;
-        let values: serde_json::Map<String, serde_json::Value> = settings
+        let mut values: serde_json::Map<String, serde_json::Value> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.into()))
             .collect();
+        // What is built of it (records only: no libvirt connection for this listing).
+        let built = store.load(&crate::names::template_stem(name))?;
+        values.insert("built".into(), built.is_some().into());
+        values.insert(
+            "warm-image".into(),
+            serde_json::to_value(built.and_then(|r| r.warm))?,
+        );
         all.insert(name.to_string(), values.into());
     }
     if json {

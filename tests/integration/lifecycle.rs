@@ -93,6 +93,28 @@ fn a_template_is_built_locally_and_uploaded_into_the_pool() {
 }
 
 #[test]
+fn where_warm_clones_cannot_work_the_instance_boots_cold_saying_why() {
+    let env = TestEnv::new();
+    // The test driver runs no guest whose memory could be saved: no warm image is made.
+    let run = env
+        .run(&["web1", "--template", "deb", "--debug"])
+        .fails(5, "timed out");
+    assert!(
+        run.stderr
+            .contains("web1: booting cold: libvirt's test driver runs no guest"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("warm image"), "{}", run.stderr);
+    assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.run(&["--show-templates", "--json"]).ok().stdout).unwrap();
+    assert_eq!(shown["deb"]["warm"], "yes", "the setting's default");
+    assert_eq!(shown["deb"]["built"], true);
+    assert!(shown["deb"]["warm-image"].is_null());
+}
+
+#[test]
 fn concurrent_creates_build_the_template_once() {
     let mut env = TestEnv::new();
     env.set(
