@@ -151,3 +151,69 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
         );
     }
 }
+
+/// Wait (polling every 10 ms, up to 120 s) until `done` says so.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn sha256(path: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn w2_a_warm_create_killed_midway_is_cleaned_up_and_the_warm_image_is_unchanged() {
+    let w = world();
+    let name = "vut-wk";
+    let _cleanup = w.cleanup(&[name]);
+    let record = w.record("TEMPLATE-vut-deb");
+    let save = record["warm"]["save"]
+        .as_str()
+        .expect("a warm image")
+        .to_string();
+    let disk = record["warm"]["disk"].as_str().unwrap().to_string();
+    let before = sha256(&save);
+    let clone_save = format!("{POOL}/{name}.save");
+    // Killed while its save image is being written, then right after the restore.
+    type Reached<'a> = Box<dyn Fn() -> bool + 'a>;
+    let points: [(&str, Reached); 2] = [
+        (
+            "its save image exists",
+            Box::new(|| std::path::Path::new(&clone_save).exists()),
+        ),
+        (
+            "its domain runs",
+            Box::new(|| w.virsh(&["domstate", name]).contains("running")),
+        ),
+    ];
+    for (point, reached) in points {
+        let mut child = crate::guard::KillOnDrop::new(
+            w.vu_command(&[name, "--template", "vut-deb"])
+                .spawn()
+                .unwrap(),
+        );
+        wait_until(point, reached);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The next create of that name cleans up what the killed one left, and succeeds.
+        w.vu(&[name, "--template", "vut-deb"]).ok();
+        assert_eq!(w.ssh(name, "hostname"), name, "after a kill when {point}");
+        w.vu(&[name, "--delete"]).ok();
+        w.assert_gone(name);
+        assert!(!std::path::Path::new(&clone_save).exists());
+    }
+    assert_eq!(sha256(&save), before, "the template's save image changed");
+    w.run("qemu-img", &["check", "-U", &disk]).ok();
+}
