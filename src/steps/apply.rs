@@ -351,11 +351,11 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         }
         "boot" => {
             let a = boot_args(step, image, runner.is_tcg());
-            runner
-                .tool("qemu-system-x86_64")
-                .args(&a)
-                .context(&ctx)
-                .run()?;
+            let qemu = runner.tool("qemu-system-x86_64").args(&a).context(&ctx);
+            // serial: the guest's console is virt-maker's own output (-serial mon:stdio),
+            // not captured and dropped.
+            let serial = step.args.get("serial").and_then(Value::as_bool) == Some(true);
+            if serial { qemu.on_terminal() } else { qemu }.run()?;
             return Ok(());
         }
         other => return Err(step_error(&ctx, format!("'{other}' is not a step"))),

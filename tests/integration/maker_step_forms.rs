@@ -229,3 +229,30 @@ fn the_originals_download_resize_mapping_goes_through_virt_resize() {
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(v["virtual-size"], 64 << 20);
 }
+
+#[test]
+fn boot_with_serial_shows_the_guests_console_on_virt_makers_output() {
+    let env = TestEnv::new();
+    // A fake qemu whose "guest" writes to its serial console (qemu's stdout) and powers off.
+    let p = env.path("bin2/qemu-system-x86_64");
+    env.write(
+        "bin2/qemu-system-x86_64",
+        "#!/bin/sh\necho 'guest console: login prompt'\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let template = |serial: bool| {
+        format!("spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - boot: {{serial: {serial}}}\n")
+    };
+    env.write("t/forms.yml", &template(true));
+    let out = build(&env).ok();
+    assert!(
+        out.stdout.contains("guest console: login prompt"),
+        "{}",
+        out.stdout
+    );
+    // Without serial the console is not shown (qemu's -serial null).
+    env.write("t/forms.yml", &template(false));
+    let out = build(&env).ok();
+    assert!(!out.stdout.contains("guest console"), "{}", out.stdout);
+}
