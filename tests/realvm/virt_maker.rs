@@ -77,7 +77,7 @@ fn virt_up(dir: &Path) -> Command {
 }
 
 /// The content of files in an image, in one guestfish session (one appliance boot).
-fn cat_files(image: &Path, files: &[&str]) -> Vec<String> {
+pub fn cat_files(image: &Path, files: &[&str]) -> Vec<String> {
     let mut args = vec!["--ro", "-a", image.to_str().unwrap(), "-i"];
     for (i, f) in files.iter().enumerate() {
         if i > 0 {

@@ -1,0 +1,395 @@
+//! virt-maker's step types on real tools: one template, on the local base image, with
+//! every step type that needs no internet (all but `inject_qemu_ga`, which installs the
+//! guest agent from the distribution's repositories or osinfo-db, and
+//! `inject_virtio_win`, which is for Windows guests). Its `firstboot` script writes what
+//! each step did, as seen from inside the booted guest, to /root/vm-report and powers
+//! the guest off; its `boot` step is that one boot; the exported image's report is then
+//! read with one guestfish session and every effect checked.
+//!
+//! The package: a tiny .deb built on the host with `dpkg-deb`, put into the image by
+//! `copy` and installed by `install` (virt-customize --install, that is `apt-get install
+//! /path/to.deb`: apt installs a local file by its path).
+//!
+//! Each step is its own libguestfs appliance run (see README.rst, "Customized templates
+//! and virt-maker"), so this test costs about a dozen appliance boots under TCG. The
+//! import is the `download` importer on the base image's .raw.xz (checked against the
+//! index's sha512): no virt-builder appliance (m1 covers virt-builder).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::guard::{Cleanup, KillOnDrop};
+
+const PACKAGE: &str = "vm-every-step";
+const DEB_IN_IMAGE: &str = "/var/cache/vm-every-step_1.0_all.deb";
+const HOSTNAME: &str = "vm-every-step";
+const ROOT_PASSWORD: &str = "Every-step-1";
+const INJECTED_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZtLWV2ZXJ5LXN0ZXAtdGVzdC1rZXktMDEyMzQ1Njc4 vm-every-step";
+
+/// `run`: a user for `ssh_keygen`, a marker, a file for `virtcustomize --delete` and one
+/// for `sysprep`'s tmp-files operation.
+const RUN_SH: &str = r#"#!/bin/sh
+set -e
+useradd -m -s /bin/sh alice
+echo "ran by the run step as $(id -un)" > /etc/vm-run
+echo "virtcustomize deletes this" > /etc/vm-delete-me
+echo "sysprep removes this" > /var/tmp/vm-sysprep-me
+"#;
+
+/// `firstboot`: every step's effect from inside the booted guest, one `key=value` a line
+/// (a command's error lands in the report too), then power off: the `boot` step waits
+/// for that.
+const REPORT_SH: &str = r#"#!/bin/sh
+deb=/var/cache/vm-every-step_1.0_all.deb
+gone() { if [ -e "$1" ]; then echo no; else echo yes; fi; }
+{
+echo "firstboot=ran"
+echo "hostname=$(hostname)"
+echo "cmdline=$(cat /proc/cmdline)"
+echo "dpkg_status=$(dpkg -s vm-every-step | sed -n 's/^Status: //p')"
+echo "dpkg_version=$(dpkg -s vm-every-step | sed -n 's/^Version: //p')"
+echo "package_file=$(cat /usr/share/vm-every-step/hello)"
+echo "copied=$(stat -c '%a %U' "$deb") $(sha256sum "$deb" | cut -d' ' -f1)"
+echo "alice_key=$(stat -c '%a %U' /home/alice/.ssh/id_rsa)"
+echo "alice_ssh_dir=$(stat -c '%a %U' /home/alice/.ssh)"
+echo "alice_key_fp=$(ssh-keygen -l -f /home/alice/.ssh/id_rsa)"
+echo "alice_pub_fp=$(ssh-keygen -l -f /home/alice/.ssh/id_rsa.pub)"
+echo "rsa_hostkey=$(stat -c %a /etc/ssh/ssh_host_rsa_key) $(ssh-keygen -l -f /etc/ssh/ssh_host_rsa_key.pub | awk '{print $NF}')"
+echo "selinux_config=$(tr '\n' ';' < /etc/selinux/config)"
+echo "root_shadow=$(getent shadow root | cut -d: -f2)"
+echo "run=$(cat /etc/vm-run)"
+echo "sysprep_removed=$(gone /var/tmp/vm-sysprep-me)"
+echo "written=$(stat -c %a /etc/vm-dir/written) $(cat /etc/vm-dir/written)"
+echo "link=$(readlink /etc/vm-link)"
+echo "deleted=$(gone /etc/vm-delete-me)"
+echo "localtime=$(readlink /etc/localtime)"
+echo "root_authorized_keys=$(cat /root/.ssh/authorized_keys)"
+} > /root/vm-report.tmp 2>&1
+mv /root/vm-report.tmp /root/vm-report
+sync
+echo "vm-every-step: report written, powering off" > /dev/console
+systemctl --no-block poweroff
+"#;
+
+/// `local_run`: on the host, against the layer being built ($IMAGE).
+const LOCAL_SH: &str = r#"#!/bin/sh
+set -e
+qemu-img info --output=json "$IMAGE" > "$(dirname "$0")/local-run.json"
+"#;
+
+/// The base image's .raw.xz and its sha512, from the virt-builder index.
+fn base_image(index: &str) -> (PathBuf, String) {
+    let text = std::fs::read_to_string(index).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {index}:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    let dir = Path::new(index).parent().unwrap();
+    (dir.join(value("file=")), value("checksum[sha512]="))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A package with one file, built on the host.
+fn build_deb(dir: &Path) -> PathBuf {
+    let root = dir.join("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share").join(PACKAGE)).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: {PACKAGE}\nVersion: 1.0\nArchitecture: all\nMaintainer: virt-up tests <root@localhost>\nDescription: installed by virt-maker's install step from a local file\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("usr/share").join(PACKAGE).join("hello"),
+        "installed from a local .deb\n",
+    )
+    .unwrap();
+    let deb = dir.join("vm-every-step_1.0_all.deb");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("--root-owner-group")
+            .arg("--build")
+            .arg(&root)
+            .arg(&deb),
+    );
+    deb
+}
+
+fn template(xz: &Path, sha512: &str) -> serde_json::Value {
+    json!({"spec": {
+        "import": {"download": {"url": xz.display().to_string(), "checksum": format!("sha512:{sha512}")}},
+        "steps": [
+            {"run": {"file": "run.sh"}},
+            {"sysprep": {"operations": "tmp-files"}},
+            {"copy": {"src": "vm-every-step_1.0_all.deb", "dest": DEB_IN_IMAGE, "chmod": "0604"}},
+            {"install": [DEB_IN_IMAGE]},
+            {"ssh_keygen": "alice"},
+            {"ssh_hostkeys": null},
+            {"grub_append": ["vm_every_step=grub", "vm_second=2"]},
+            {"rootpass": format!("locked:password:{ROOT_PASSWORD}")},
+            {"hostname": HOSTNAME},
+            {"virtcustomize": [
+                "--mkdir", "/etc/vm-dir",
+                "--write", "/etc/vm-dir/written:written by virtcustomize",
+                "--chmod", "0640:/etc/vm-dir/written",
+                "--link", "/etc/vm-dir/written:/etc/vm-link",
+                "--delete", "/etc/vm-delete-me",
+                "--timezone", "Europe/Paris",
+                "--ssh-inject", format!("root:string:{INJECTED_KEY}"),
+            ]},
+            {"firstboot": {"file": "report.sh"}},
+            {"selinux": "permissive"},
+            {"local_run": {"file": "local.sh"}},
+            {"boot": {"cpus": 2, "memory": 1024, "serial": true}},
+        ],
+        "export": {"qcow2": {"path": "out/every.qcow2", "create_dir": true}},
+    }})
+}
+
+/// `virt-maker build`, its output shown as it comes; killed (with its tools and guest)
+/// when it takes longer than `limit`, or when its boot step does not end within
+/// `boot_limit` (a guest that never powers itself off).
+fn build(dir: &Path, limit: Duration, boot_limit: Duration) -> String {
+    let mut child = KillOnDrop::group(
+        Command::new(env!("CARGO_BIN_EXE_virt-maker"))
+            .args(["build", "-f"])
+            .arg(dir.join("every.yml"))
+            .env("VIRTUP_CONFIG_HOME", dir.join("config"))
+            .env("VIRTUP_SYSTEM_CONFIG", dir.join("no-system-config"))
+            .env("VIRTUP_CACHE_HOME", dir.join("cache"))
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel::<(bool, String)>();
+    for (is_stdout, pipe) in [
+        (
+            true,
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        ),
+        (false, Box::new(child.stderr.take().unwrap())),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send((is_stdout, line));
+            }
+        });
+    }
+    drop(tx);
+    let start = Instant::now();
+    let (mut stdout, mut all) = (String::new(), String::new());
+    let mut boot_started: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((is_stdout, line)) => {
+                eprintln!("realvm: | {line}");
+                if is_stdout {
+                    if line.contains("[ BOOT ]") && boot_started.is_none() {
+                        boot_started = Some(Instant::now());
+                    }
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+                all.push_str(&line);
+                all.push('\n');
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Both pipes closed: the build is ending (a polling interval, not a wait for
+            // something to have happened).
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            // The rest of the output.
+            for (_, line) in rx.try_iter() {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            assert!(status.success(), "virt-maker build failed:\n{all}");
+            return stdout;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "virt-maker build took over {limit:?}; killed:\n{all}"
+        );
+        assert!(
+            boot_started.is_none_or(|t| t.elapsed() < boot_limit),
+            "the guest of the boot step did not power itself off within {boot_limit:?}; killed:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn m2_every_offline_step_type_shows_its_effect_in_the_booted_guest() {
+    let t0 = Instant::now();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let index = crate::world::base_image_index(root);
+    let (xz, sha512) = base_image(&index);
+    let dir = std::env::temp_dir().join(format!("virt-maker-steps-{}", std::process::id()));
+    let mut cleanup = Cleanup::new();
+    cleanup.path(dir.clone());
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    std::fs::write(
+        dir.join("config/settings.cfg"),
+        "[common]\nvirt-type = qemu\n",
+    )
+    .unwrap();
+    let deb = build_deb(&dir);
+    let deb_sha256 = run_ok(Command::new("sha256sum").arg(&deb));
+    let deb_sha256 = deb_sha256.split_whitespace().next().unwrap();
+    for (name, text) in [
+        ("run.sh", RUN_SH),
+        ("report.sh", REPORT_SH),
+        ("local.sh", LOCAL_SH),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    // JSON is YAML: no quoting to get wrong.
+    std::fs::write(
+        dir.join("every.yml"),
+        serde_json::to_string_pretty(&template(&xz, &sha512)).unwrap(),
+    )
+    .unwrap();
+
+    let t = Instant::now();
+    let stdout = build(
+        &dir,
+        Duration::from_secs(30 * 60),
+        Duration::from_secs(5 * 60),
+    );
+    eprintln!(
+        "realvm: virt-maker build of every step took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // Every step ran (a fresh cache).
+    assert!(!stdout.contains("(cached)"), "{stdout}");
+    for label in ["[ BOOT ]", "[EXPORT]"] {
+        assert!(stdout.contains(label), "{label}: {stdout}");
+    }
+    // boot with serial: the guest's console is on virt-maker's output.
+    assert!(
+        stdout.contains("vm-every-step: report written, powering off"),
+        "{stdout}"
+    );
+
+    // local_run ran on the host against the layer being built: a qcow2 overlay on its
+    // parent layer, in the cache.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("local-run.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert!(
+        info["filename"]
+            .as_str()
+            .unwrap()
+            .starts_with(dir.join("cache").to_str().unwrap()),
+        "{info}"
+    );
+    assert!(info["backing-filename"].is_string(), "{info}");
+
+    // The report the first boot wrote, from the exported image.
+    let t = Instant::now();
+    let lines = crate::virt_maker::cat_files(&dir.join("out/every.qcow2"), &["/root/vm-report"]);
+    eprintln!(
+        "realvm: report read in {:.1} s:\n{}",
+        t.elapsed().as_secs_f64(),
+        lines.join("\n")
+    );
+    let report: BTreeMap<&str, &str> = lines.iter().filter_map(|l| l.split_once('=')).collect();
+    let all = lines.join("\n");
+    let get = |k: &str| -> &str { report.get(k).unwrap_or_else(|| panic!("no {k}:\n{all}")) };
+
+    // firstboot: the script ran at the boot (the report is its output).
+    assert_eq!(get("firstboot"), "ran");
+    // hostname.
+    assert_eq!(get("hostname"), HOSTNAME, "{all}");
+    // grub_append: the arguments are on the booted kernel's command line, the image's own
+    // are kept.
+    let cmdline: Vec<&str> = get("cmdline").split_whitespace().collect();
+    for arg in [
+        "vm_every_step=grub",
+        "vm_second=2",
+        "console=ttyS0,115200n8",
+    ] {
+        assert!(cmdline.contains(&arg), "{arg} not in {cmdline:?}");
+    }
+    // copy: the host's file, byte for byte, with its chmod.
+    assert_eq!(get("copied"), format!("604 root {deb_sha256}"), "{all}");
+    // install: the local .deb is installed.
+    assert_eq!(get("dpkg_status"), "install ok installed", "{all}");
+    assert_eq!(get("dpkg_version"), "1.0", "{all}");
+    assert_eq!(get("package_file"), "installed from a local .deb", "{all}");
+    // ssh_keygen: alice's RSA 2048 pair, hers, private.
+    assert_eq!(get("alice_key"), "600 alice", "{all}");
+    assert_eq!(get("alice_ssh_dir"), "700 alice", "{all}");
+    let fp = get("alice_key_fp");
+    assert!(
+        fp.starts_with("2048 SHA256:") && fp.ends_with("(RSA)"),
+        "{all}"
+    );
+    assert_eq!(fp, get("alice_pub_fp"), "not one pair:\n{all}");
+    // ssh_hostkeys: ssh-keygen -A made an RSA host key (the image's own first-boot unit
+    // makes only Ed25519 and ECDSA keys).
+    assert_eq!(get("rsa_hostkey"), "600 (RSA)", "{all}");
+    // selinux: the mode file, written although Debian has no SELinux.
+    assert_eq!(get("selinux_config"), "SELINUX=permissive;", "{all}");
+    // rootpass locked:password: a locked ('!') SHA-512 hash of that password.
+    let shadow = get("root_shadow");
+    let hash = shadow
+        .strip_prefix('!')
+        .unwrap_or_else(|| panic!("root is not locked: {shadow}"));
+    let salt = hash
+        .strip_prefix("$6$")
+        .and_then(|h| h.split('$').next())
+        .unwrap_or_else(|| panic!("not a SHA-512 crypt hash: {shadow}"));
+    let expected = run_ok(
+        Command::new("openssl")
+            .args(["passwd", "-6", "-salt", salt])
+            .arg(ROOT_PASSWORD),
+    );
+    assert_eq!(hash, expected.trim(), "the hash is not of the password");
+    // run: as root in the image.
+    assert_eq!(get("run"), "ran by the run step as root", "{all}");
+    // sysprep (tmp-files): the file the run step left in /var/tmp is gone.
+    assert_eq!(get("sysprep_removed"), "yes", "{all}");
+    // virtcustomize: mkdir, write, chmod, link, delete, timezone, ssh-inject.
+    assert_eq!(get("written"), "640 written by virtcustomize", "{all}");
+    assert_eq!(get("link"), "/etc/vm-dir/written", "{all}");
+    assert_eq!(get("deleted"), "yes", "{all}");
+    assert_eq!(
+        get("localtime"),
+        "/usr/share/zoneinfo/Europe/Paris",
+        "{all}"
+    );
+    assert_eq!(get("root_authorized_keys"), INJECTED_KEY, "{all}");
+    eprintln!("realvm: m2 took {:.1} s in all", t0.elapsed().as_secs_f64());
+}
