@@ -196,8 +196,10 @@ fn build(dir: &Path, limit: Duration, boot_limit: Duration) -> String {
     ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send((is_stdout, line));
+            // Bytes, not UTF-8 lines: a guest's console may write anything, and a pipe
+            // left unread would block it.
+            for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
+                let _ = tx.send((is_stdout, String::from_utf8_lossy(&line).into_owned()));
             }
         });
     }
@@ -205,6 +207,7 @@ fn build(dir: &Path, limit: Duration, boot_limit: Duration) -> String {
     let start = Instant::now();
     let (mut stdout, mut all) = (String::new(), String::new());
     let mut boot_started: Option<Instant> = None;
+    // Until both pipes are closed: virt-maker (and every tool it ran) has ended.
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok((is_stdout, line)) => {
@@ -218,23 +221,9 @@ fn build(dir: &Path, limit: Duration, boot_limit: Duration) -> String {
                 }
                 all.push_str(&line);
                 all.push('\n');
-                continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Both pipes closed: the build is ending (a polling interval, not a wait for
-            // something to have happened).
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            // The rest of the output.
-            for (_, line) in rx.try_iter() {
-                all.push_str(&line);
-                all.push('\n');
-            }
-            assert!(status.success(), "virt-maker build failed:\n{all}");
-            return stdout;
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         assert!(
             start.elapsed() < limit,
@@ -245,6 +234,9 @@ fn build(dir: &Path, limit: Duration, boot_limit: Duration) -> String {
             "the guest of the boot step did not power itself off within {boot_limit:?}; killed:\n{all}"
         );
     }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "virt-maker build failed:\n{all}");
+    stdout
 }
 
 #[test]
