@@ -7,7 +7,7 @@ CARGO     ?= cargo
 VIRT_TYPE ?= qemu
 export VIRT_TYPE
 
-.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm lint lint-tools man bench bench-virt-maker bench-gen-vm-image
+.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm test-install lint lint-tools man bench bench-virt-maker bench-gen-vm-image install uninstall
 
 all: build
 
@@ -35,7 +35,7 @@ demo: host build
 	scripts/demo.sh
 
 # All three tiers: unit, integration (libvirt test driver + fake tools), real VMs.
-test: host base-image lint test-unit test-integration test-realvm
+test: host base-image lint test-unit test-integration test-install test-realvm
 
 test-unit:
 	$(CARGO) test --locked --lib
@@ -46,8 +46,8 @@ test-integration:
 test-realvm: host base-image cloudinit-image
 	$(CARGO) test --locked --release --test realvm -- --test-threads=1 --nocapture
 
-# Shell scripts shellcheck reads (the fake tools have no .sh suffix).
-SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/* etc/virt-up/scripts/*.sh
+# Shell scripts shellcheck reads (the fake tools and the guest scripts have no .sh suffix).
+SHELL_SCRIPTS = scripts/*.sh bench/*.sh tests/fixtures/bin/* etc/virt-up/scripts/*.sh guest/virt-up-identity guest/template-setup guest/generalize
 
 lint: lint-tools
 	$(CARGO) fmt --all -- --check
@@ -64,12 +64,55 @@ lint-tools:
 	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is missing: run 'make host' (or apt-get install shellcheck)" >&2; exit 1; }
 	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny --version "^0.20"
 
+# Install the binaries, man pages, completions, the shipped configuration (into
+# $(SYSCONFDIR)/virt-up, never over files that are there), playbooks and guest files.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+BINDIR      = $(DESTDIR)$(PREFIX)/bin
+MANDIR      = $(DESTDIR)$(PREFIX)/share/man/man1
+SHAREDIR    = $(DESTDIR)$(PREFIX)/share/virt-up
+CONFDIR     = $(DESTDIR)$(SYSCONFDIR)/virt-up
+BINARIES    = virt-up virt-maker gen-vm-image
+
+install: build
+	install -d $(BINDIR) $(MANDIR) $(SHAREDIR)/guest \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	for b in $(BINARIES); do \
+	  install -m 0755 target/release/$$b $(BINDIR)/$$b; \
+	  install -m 0644 man/$$b.1 $(MANDIR)/$$b.1; \
+	  install -m 0644 completions/$$b.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$b; \
+	  install -m 0644 completions/$$b.zsh $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$b; \
+	  install -m 0644 completions/$$b.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$b.fish; \
+	done
+	install -m 0644 guest/* $(SHAREDIR)/guest/
+	install -d $(CONFDIR)/templates.d $(CONFDIR)/scripts $(CONFDIR)/playbooks
+	cp -n etc/virt-up/settings.cfg $(CONFDIR)/
+	cp -n etc/virt-up/templates.d/*.cfg $(CONFDIR)/templates.d/
+	cp -n etc/virt-up/scripts/* $(CONFDIR)/scripts/
+	cp -n playbooks/*.yml $(CONFDIR)/playbooks/
+
+# Everything install wrote but the configuration in $(SYSCONFDIR)/virt-up (it may hold
+# the user's edits: remove it by hand).
+uninstall:
+	for b in $(BINARIES); do \
+	  rm -f $(BINDIR)/$$b $(MANDIR)/$$b.1 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$b \
+	    $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$b \
+	    $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$b.fish; \
+	done
+	rm -rf $(SHAREDIR)
+
+# install into a scratch root, run the installed binaries, uninstall, and check that
+# only the configuration is left.
+test-install:
+	scripts/test-install.sh
+
 # Regenerate the man page and completions from the clap definitions.
 man:
-	$(CARGO) build --locked
-	target/debug/virt-up --man > man/virt-up.1
-	mkdir -p completions
-	for s in bash zsh fish; do target/debug/virt-up --completions $$s > completions/virt-up.$$s; done
+	$(CARGO) run --locked --example docs
 
 bench: host build base-image
 	bench/run.sh

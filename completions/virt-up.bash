@@ -23,7 +23,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -h -V --name --init --list --show-templates --show-paths --delete --login --playbook --template --root-password --user --password --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --completions --man --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -34,6 +34,10 @@ _virt__up() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --copy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -61,6 +65,14 @@ _virt__up() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -83,10 +95,6 @@ _virt__up() {
                     ;;
                 --command)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --completions)
-                    COMPREPLY=($(compgen -W "bash elvish fish powershell zsh" -- "${cur}"))
                     return 0
                     ;;
                 *)

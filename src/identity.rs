@@ -260,6 +260,260 @@ pub fn sysprep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The agent's root growth part, alone (between its markers).
+    fn growth_part() -> &'static str {
+        let begin = AGENT_SCRIPT
+            .find("# --- root growth: begin ---")
+            .expect("begin marker");
+        let end = AGENT_SCRIPT
+            .find("# --- root growth: end ---")
+            .expect("end marker");
+        &AGENT_SCRIPT[begin..end]
+    }
+
+    /// MBR entries: (type, start, sectors).
+    type Table<'a> = &'a [(u8, u32, u32)];
+
+    /// A disk's first sector: an MBR with these entries.
+    fn mbr(entries: Table) -> Vec<u8> {
+        let mut sector = vec![0u8; 512];
+        for (i, (kind, start, size)) in entries.iter().enumerate() {
+            let e = 446 + i * 16;
+            sector[e + 4] = *kind;
+            sector[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+            sector[e + 12..e + 16].copy_from_slice(&size.to_le_bytes());
+        }
+        sector[510] = 0x55;
+        sector[511] = 0xaa;
+        sector
+    }
+
+    fn entry_size(disk: &Path, partno: usize) -> u32 {
+        let bytes = std::fs::read(disk).unwrap();
+        let e = 446 + (partno - 1) * 16 + 12;
+        u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap())
+    }
+
+    /// A stand-in for the guest's /: an MBR disk `vda` (`sectors` long, as sysfs says) whose
+    /// partition 1 (sectors 2048..2048+`size`) is the ext4 root, a console that is a file, and
+    /// fake resizepart and resize2fs that record how they were called.
+    struct FakeGuest {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeGuest {
+        fn new(table: Table, size: u64, sectors: u64) -> FakeGuest {
+            let dir = tempfile::tempdir().unwrap();
+            let g = FakeGuest { dir };
+            let write = |rel: &str, text: &str| {
+                let p = g.path(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            };
+            write(
+                "proc/self/mountinfo",
+                "21 26 0:20 / /proc rw - proc proc rw\n\
+                 26 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro\n",
+            );
+            write(
+                "sys/block/vda/uevent",
+                "MAJOR=252\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
+            );
+            write("sys/block/vda/size", &format!("{sectors}\n"));
+            write("sys/block/vda/queue/logical_block_size", "512\n");
+            write(
+                "sys/block/vda/vda1/uevent",
+                "MAJOR=252\nMINOR=1\nDEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\n",
+            );
+            write("sys/block/vda/vda1/partition", "1\n");
+            write("sys/block/vda/vda1/start", "2048\n");
+            write("sys/block/vda/vda1/size", &format!("{size}\n"));
+            std::fs::create_dir_all(g.path("sys/dev/block")).unwrap();
+            std::os::unix::fs::symlink("../../block/vda/vda1", g.path("sys/dev/block/252:1"))
+                .unwrap();
+            std::os::unix::fs::symlink("../../block/vda", g.path("sys/dev/block/252:0")).unwrap();
+            let mut disk = mbr(table);
+            disk.resize(64 * 1024, 0);
+            write("dev/vda1", "");
+            std::fs::write(g.path("dev/vda"), disk).unwrap();
+            write("dev/console", "");
+            for tool in ["resizepart", "resize2fs"] {
+                write(
+                    &format!("bin/{tool}"),
+                    &format!("#!/bin/sh\necho \"{tool} $*\" >> \"$(dirname \"$0\")/../calls\"\n"),
+                );
+                let p = g.path(&format!("bin/{tool}"));
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            g
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        fn root(&self) -> String {
+            self.dir.path().display().to_string()
+        }
+
+        /// Run `call` (a function of the growth part, with its arguments) with this fake
+        /// root; its stdout, and the tools it called.
+        fn run(&self, call: &[&str]) -> (String, String) {
+            let _ = std::fs::remove_file(self.path("calls"));
+            let script = format!(
+                "set -eu\nroot=$1\nshift\n{}\n\"$@\"\necho \"grown=${{grown:-}}\"\n",
+                growth_part()
+            );
+            let path = format!(
+                "{}:{}",
+                self.path("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg("sh")
+                .arg(self.root())
+                .args(call)
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let calls = std::fs::read_to_string(self.path("calls")).unwrap_or_default();
+            (String::from_utf8(out.stdout).unwrap(), calls)
+        }
+
+        fn console(&self) -> String {
+            std::fs::read_to_string(self.path("dev/console")).unwrap()
+        }
+    }
+
+    /// The growth an instance with --size gets at boot: the root partition's entry reaches
+    /// the disk's end (nothing else in the disk changes), the kernel is told, the
+    /// filesystem grown, and the console says so.
+    #[test]
+    fn root_partition_and_filesystem_grow_to_the_disk_end() {
+        let g = FakeGuest::new(&[(0x83, 2048, 4096)], 4096, 16384);
+        let before = std::fs::read(g.path("dev/vda")).unwrap();
+        let (out, calls) = g.run(&["grow_root"]);
+        let root = g.root();
+        assert_eq!(
+            calls,
+            format!("resizepart {root}/dev/vda 1 14336\nresize2fs {root}/dev/vda1\n")
+        );
+        assert_eq!(entry_size(&g.path("dev/vda"), 1), 14336);
+        let after = std::fs::read(g.path("dev/vda")).unwrap();
+        let changed: Vec<usize> = (0..before.len())
+            .filter(|&i| before[i] != after[i])
+            .collect();
+        assert!(
+            changed.iter().all(|i| (458..462).contains(i)),
+            "{changed:?}"
+        );
+        assert!(!g.path("var/lib/virt-up/grow-pending").exists());
+        let console = g.console();
+        assert!(
+            console.contains("grew partition 1 of")
+                && console.contains("from 4096 to 14336 sectors (7 MiB)")
+                && console.contains("grew the ext4 filesystem on"),
+            "{console}"
+        );
+        assert!(out.contains("grew partition 1"), "{out}");
+
+        // The next boot (the kernel now knows the size) has nothing to do.
+        std::fs::write(g.path("sys/block/vda/vda1/size"), "14336\n").unwrap();
+        let (_, calls) = g.run(&["grow_root"]);
+        assert_eq!(calls, "");
+        assert_eq!(std::fs::read(g.path("dev/vda")).unwrap(), after);
+    }
+
+    /// A boot that grew the partition but stopped before the filesystem: the next one grows
+    /// the filesystem (and touches no table).
+    #[test]
+    fn a_pending_filesystem_growth_is_finished_at_the_next_boot() {
+        let g = FakeGuest::new(&[(0x83, 2048, 14336)], 14336, 16384);
+        std::fs::create_dir_all(g.path("var/lib/virt-up")).unwrap();
+        std::fs::write(g.path("var/lib/virt-up/grow-pending"), "").unwrap();
+        let (_, calls) = g.run(&["grow_root"]);
+        assert_eq!(calls, format!("resize2fs {}/dev/vda1\n", g.root()));
+        assert!(!g.path("var/lib/virt-up/grow-pending").exists());
+    }
+
+    /// Nothing is written when the root is not the last partition, the table is GPT, or
+    /// the root is not ext2/3/4; the console says why where it is a choice.
+    #[test]
+    fn growth_leaves_other_layouts_alone() {
+        let cases: [(Table, &str); 3] = [
+            (
+                &[(0x83, 2048, 4096), (0x82, 8192, 2048)],
+                "is not the last one",
+            ),
+            (&[(0xee, 1, 16383)], "GPT partition table (not handled)"),
+            (
+                &[(0x83, 2048, 4096), (0x05, 6144, 8192)],
+                "is not the last one",
+            ),
+        ];
+        for (table, why) in cases {
+            let g = FakeGuest::new(table, 4096, 16384);
+            let before = std::fs::read(g.path("dev/vda")).unwrap();
+            let (_, calls) = g.run(&["grow_root"]);
+            assert_eq!(calls, "", "{table:?}");
+            assert_eq!(std::fs::read(g.path("dev/vda")).unwrap(), before);
+            assert!(g.console().contains(why), "{table:?}: {}", g.console());
+            assert!(!g.path("var/lib/virt-up/grow-pending").exists());
+        }
+        let g = FakeGuest::new(&[(0x83, 2048, 4096)], 4096, 16384);
+        let info = g.path("proc/self/mountinfo");
+        let text = std::fs::read_to_string(&info)
+            .unwrap()
+            .replace("ext4", "xfs");
+        std::fs::write(&info, text).unwrap();
+        let (_, calls) = g.run(&["grow_root"]);
+        assert_eq!(
+            (calls.as_str(), entry_size(&g.path("dev/vda"), 1)),
+            ("", 4096)
+        );
+    }
+
+    /// The table entry must be what the kernel says it is, a Linux partition, primary; a
+    /// disk past 2 TiB gets the largest size an MBR entry holds.
+    #[test]
+    fn mbr_entries_are_checked_before_they_are_written() {
+        let g = FakeGuest::new(&[(0x83, 2048, 4096)], 4096, 16384);
+        let disk = g.path("dev/vda").display().to_string();
+        let grow = |args: &[&str]| {
+            let mut call = vec!["mbr_grow", disk.as_str()];
+            call.extend_from_slice(args);
+            g.run(&call).0
+        };
+        assert!(grow(&["1", "2048", "2048", "16384"]).contains("grown=\n"));
+        assert!(g
+            .console()
+            .contains("not a Linux partition at sector 2048 of 2048 sectors"));
+        assert!(grow(&["5", "2048", "4096", "16384"]).contains("grown=\n"));
+        assert!(g.console().contains("not a primary MBR partition"));
+        assert!(grow(&["1", "2048", "4096", "6144"]).contains("grown=\n"));
+        assert_eq!(entry_size(&g.path("dev/vda"), 1), 4096);
+        let out = grow(&["1", "2048", "4096", &(8u64 << 32).to_string()]);
+        assert!(
+            out.contains(&format!("grown={}\n", u32::MAX - 2048)),
+            "{out}"
+        );
+        assert_eq!(entry_size(&g.path("dev/vda"), 1), u32::MAX - 2048);
+
+        let g = FakeGuest::new(&[(0x83, 2048, 4096)], 4096, 16384);
+        let mut bytes = std::fs::read(g.path("dev/vda")).unwrap();
+        bytes[510] = 0;
+        std::fs::write(g.path("dev/vda"), &bytes).unwrap();
+        let (out, calls) = g.run(&["grow_root"]);
+        assert!(
+            out.contains("no MBR partition table") && calls.is_empty(),
+            "{out}"
+        );
+    }
 
     /// crypt(3)'s SHA-512 form, with 16 salt characters, which the guest's
     /// chpasswd -e / usermod -p accept; and the hash is of that password.
@@ -295,7 +549,6 @@ mod tests {
             }],
         };
         write_seed(&path, &identity).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600

@@ -10,6 +10,7 @@ mod choice;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod digest;
+pub mod docs;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod genvm;
@@ -21,6 +22,7 @@ pub mod image;
 pub(crate) mod lock;
 pub(crate) mod log;
 pub mod mac;
+pub mod manpage;
 pub(crate) mod names;
 // unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]

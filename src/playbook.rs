@@ -28,9 +28,24 @@ pub fn find(ctx: &Context, playbook: &str) -> Result<PathBuf> {
 }
 
 /// `ansible-playbook -i <inventory> --limit <name> <playbook>`; the playbook's own output is
-/// shown; a failure is an error with its exit code.
+/// shown; a failure is an error with its exit code. An instance left out of the inventory
+/// (`--no-inventory`) gets a private one-host inventory, written by the same serializer:
+/// `--limit` would find no host in the shared one.
 pub fn run(ctx: &Context, name: &str, playbook: &str) -> Result<()> {
-    run_with_inventory(ctx, &ctx.paths.inventory(), name, playbook)
+    match ctx.store.load(name)? {
+        Some(record) if !record.inventory => {
+            let mut host = record;
+            host.inventory = true;
+            let files = crate::identity::SecretFiles::new()?;
+            let inventory = files.write(
+                "inventory.yaml",
+                &crate::records::inventory::render_inventory(std::slice::from_ref(&host)),
+                0o600,
+            )?;
+            run_with_inventory(ctx, &inventory, name, playbook)
+        }
+        _ => run_with_inventory(ctx, &ctx.paths.inventory(), name, playbook),
+    }
 }
 
 /// As [`run`], with another inventory (a template's, while it is being built).

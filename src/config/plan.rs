@@ -47,6 +47,8 @@ pub struct Host {
 pub struct Timeouts {
     pub address: Duration,
     pub ssh: Duration,
+    /// How long a guest may take to power off when asked (ACPI) before it is turned off.
+    pub stop: Duration,
 }
 
 /// A virt-builder image and how to fetch it.
@@ -181,6 +183,7 @@ fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> 
         timeouts: Timeouts {
             address: Duration::from_secs(s.int("address-timeout")),
             ssh: Duration::from_secs(s.int("ssh-timeout")),
+            stop: Duration::from_secs(s.int("stop-timeout")),
         },
         playbook: s.get("template-playbook").map(str::to_string),
         cache_dir: cache_dir(s, paths),
@@ -334,6 +337,11 @@ fn definition(s: &Settings) -> String {
         ));
     }
     text
+}
+
+/// How many instances one command works on at once (`parallel` in `[common]`).
+pub fn parallel(config: &Config) -> Result<usize> {
+    Ok(config.common()?.int("parallel") as usize)
 }
 
 /// What virt-maker takes from settings.cfg's `[common]`: the step cache it shares with

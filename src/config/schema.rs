@@ -87,10 +87,11 @@ pub const KEYS: &[Key] = &[
     key("instance-playbook", Kind::Text, None, "Ansible playbook run on each new instance."),
     key("address-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait for the instance's address."),
     key("ssh-timeout", Kind::Int(1, 86400), Some("300"), "Seconds to wait, after the address is known, for the SSH server."),
+    key("stop-timeout", Kind::Int(1, 86400), Some("60"), "Seconds --stop waits for the guest to power off (ACPI) before it is turned off."),
     key("cache-dir", Kind::Text, None, "The step cache directory (default: $VIRTUP_CACHE_HOME, else $XDG_CACHE_HOME/virt-up)."),
     key("steps", Kind::Text, None, "virt-maker steps, one per line as in YAML ('install: [nginx]', 'run: setup.sh'), applied through the step cache to the os-version image (virt-builder); paths relative to the templates.d file's directory. Not with 'customize'."),
     key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
-    key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates at once."),
+    key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates, starts or stops at once."),
 ];
 
 /// What a value of `kind` must look like, if `value` is not one; None if it is.

@@ -49,6 +49,60 @@ pub enum Command {
     Legacy(LegacyArgs),
 }
 
+/// The man page: the command line, return codes, environment and files.
+pub fn man_page() -> String {
+    use crate::manpage::{render, Section};
+    use clap::CommandFactory;
+    render(
+        Cli::command(),
+        &[
+            Section {
+                title: "EXIT STATUS",
+                items: &[
+                    ("0", "Success."),
+                    ("1", "Path not found."),
+                    ("2", "The architecture file cannot be loaded."),
+                    ("3", "The image cannot be created."),
+                    ("4", "A required attribute is missing."),
+                    ("5", "An attribute is invalid."),
+                    ("6", "Checksum mismatch."),
+                    ("7", "The image cannot be resized."),
+                    ("8", "The image fails its check."),
+                    ("9", "JSON output failed."),
+                    ("10", "The download failed."),
+                    ("11", "Bad size."),
+                    ("12", "configure: the guest, libvirt or cloud-init failed or timed out."),
+                    ("13", "configure: virt-sysprep failed."),
+                    ("130", "Interrupted; nothing half-written is left."),
+                ],
+            },
+            Section {
+                title: "ENVIRONMENT",
+                items: &[
+                    (
+                        "LIBVIRT_DEFAULT_URI",
+                        "configure: the libvirt connection without --connect.",
+                    ),
+                    ("HOME", "The base of the default directories."),
+                ],
+            },
+            Section {
+                title: "FILES",
+                items: &[
+                    (
+                        "generated-images/",
+                        "The default output directory of single and multiple.",
+                    ),
+                    (
+                        "architecture.yml",
+                        "The default architecture file of the older command line (--architecture-path).",
+                    ),
+                ],
+            },
+        ],
+    )
+}
+
 #[derive(Debug, Args)]
 pub struct SingleArgs {
     /// The name of the image that will be generated.

@@ -77,6 +77,7 @@ pub(super) fn volume(path: &Path) -> Result<Option<Volume>> {
     Ok(Some(Volume {
         path: path.to_path_buf(),
         capacity: info["virtual-size"].as_u64().unwrap_or(0),
+        allocation: info["actual-size"].as_u64().unwrap_or(0),
         format: info["format"].as_str().map(str::to_string),
         backing: info["backing-filename"].as_str().map(Into::into),
     }))

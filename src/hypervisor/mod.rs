@@ -47,6 +47,8 @@ pub struct Volume {
     pub path: PathBuf,
     /// The size the guest sees, in bytes.
     pub capacity: u64,
+    /// The bytes it takes in the pool (an overlay: what the guest wrote).
+    pub allocation: u64,
     pub format: Option<String>,
     /// The volume this one is an overlay of.
     pub backing: Option<PathBuf>,
@@ -501,9 +503,11 @@ fn describe(vol: &StorageVol) -> std::result::Result<Volume, virt::error::Error>
         .map(|at| &xml[at + 14..])
         .and_then(|rest| rest.split('\'').next())
         .map(str::to_string);
+    let info = vol.info()?;
     Ok(Volume {
         path: PathBuf::from(vol.path()?),
-        capacity: vol.info()?.capacity,
+        capacity: info.capacity,
+        allocation: info.allocation,
         format,
         backing,
     })

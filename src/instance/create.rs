@@ -69,16 +69,8 @@ fn reserve(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) ->
         vcpus: plan.vcpus,
         graphics: plan.graphics.to_string(),
         size: plan.size.as_ref().map(|s| s.text.clone()),
-        root: Login {
-            username: "root".into(),
-            password: None,
-            ssh_identity: key.clone(),
-        },
-        user: Login {
-            username,
-            password: None,
-            ssh_identity: key,
-        },
+        root: Login::with_key("root", key.clone()),
+        user: Login::with_key(username, key),
         address_source: plan.template.address_source.to_string(),
         ssh_options: inventory::ssh_options(&ctx.paths, name),
         address: None,

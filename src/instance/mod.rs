@@ -5,10 +5,12 @@
 mod create;
 mod remove;
 mod start;
+mod stop;
 
 pub use create::create;
 pub use remove::remove;
 pub use start::start;
+pub use stop::{stop, Stopped};
 
 use crate::config::plan::{AddressSource, TemplatePlan};
 use crate::context::Context;
@@ -18,6 +20,22 @@ use crate::readiness::{self, Target};
 use crate::records::inventory;
 use crate::records::Record;
 use std::time::Instant;
+
+/// An error unless the instance's domain is still defined (it may have been removed outside
+/// virt-up), saying how to remove the rest.
+pub fn require_domain(ctx: &Context, record: &Record) -> Result<()> {
+    if ctx.hv.is_defined(&record.domain)? {
+        return Ok(());
+    }
+    let name = &record.name;
+    Err(crate::error::Error::InstanceNotUsable {
+        name: name.clone(),
+        why: format!(
+            "its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
+            record.domain
+        ),
+    })
+}
 
 /// Wait until the booting guest has an address and answers SSH with the host key virt-up
 /// made for it (`host_key`, OpenSSH public key form); its address.

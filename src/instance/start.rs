@@ -12,15 +12,7 @@ use crate::records::Record;
 /// The instance is kept whatever happens: a start that times out leaves it running.
 pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
     let name = &record.name;
-    if !ctx.hv.is_defined(&record.domain)? {
-        return Err(Error::InstanceNotUsable {
-            name: name.clone(),
-            why: format!(
-                "its domain '{}' was removed outside virt-up; remove the rest with: virt-up {name} --delete",
-                record.domain
-            ),
-        });
-    }
+    super::require_domain(ctx, record)?;
     let host_key = inventory::known_host(&ctx.paths, name).ok_or_else(|| {
         Error::InstanceNotUsable {
             name: name.clone(),

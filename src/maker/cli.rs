@@ -87,6 +87,59 @@ pub enum RunnerKind {
     Exporters,
 }
 
+/// The man page: the command line, exit codes, environment and files.
+pub fn man_page() -> String {
+    use crate::manpage::{render, Section, PATH_VARIABLES};
+    use clap::CommandFactory;
+    let mut environment = vec![
+        (
+            "VERBOSE, VERBOSITY",
+            "The verbosity instead of the -v count, as the original's (VERBOSE first).",
+        ),
+        (
+            "LIBGUESTFS_BACKEND",
+            "Set to direct (with force_tcg) by virt-maker itself for virt-type = qemu.",
+        ),
+    ];
+    environment.extend_from_slice(PATH_VARIABLES);
+    render(
+        Cli::command(),
+        &[
+            Section {
+                title: "EXIT STATUS",
+                items: &[
+                    ("0", "Success."),
+                    ("1", "A step or tool failed (its output is shown)."),
+                    (
+                        "2",
+                        "A template error (file and step named), bad usage or configuration.",
+                    ),
+                    ("3", "A cache layer is in use by another build."),
+                    ("4", "A tool is missing."),
+                    ("130", "Interrupted (Ctrl-C); nothing half-written is left."),
+                ],
+            },
+            Section {
+                title: "ENVIRONMENT",
+                items: &environment,
+            },
+            Section {
+                title: "FILES",
+                items: &[
+                    (
+                        "/etc/virt-up/settings.cfg, ~/.config/virt-up/settings.cfg",
+                        "[common] cache-dir and virt-type, shared with virt-up.",
+                    ),
+                    (
+                        "~/.cache/virt-up/layers",
+                        "The step cache: one qcow2 overlay and one JSON manifest per layer.",
+                    ),
+                ],
+            },
+        ],
+    )
+}
+
 pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
     match cli.command {
         Command::Runners { kind } => {

@@ -22,6 +22,17 @@ pub struct Login {
     pub ssh_identity: PathBuf,
 }
 
+impl Login {
+    /// A login with `key` and no password (the only kind virt-up records).
+    pub fn with_key(username: impl Into<String>, key: impl Into<PathBuf>) -> Login {
+        Login {
+            username: username.into(),
+            password: None,
+            ssh_identity: key.into(),
+        }
+    }
+}
+
 /// Where an instance is in its life: a record in `Creating` whose process is gone
 /// is a half-made instance that the next run cleans up.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -18,9 +18,38 @@ pub fn command(
     let mut cmd = Command::new(tool);
     cmd.arg("-i").arg(&login.ssh_identity);
     cmd.args(ssh_option_args(&record.ssh_options));
-    cmd.arg("-q");
+    // Errors only: no banner or diagnostics, but a refused host key still says why. (`-q`
+    // silenced that too: a changed host key failed with exit 255 and no word.)
+    cmd.args(["-o", "LogLevel=ERROR"]);
     cmd.args(options);
     cmd.arg(format!("{}@{address}", login.username));
+    cmd
+}
+
+/// `scp -r -i KEY -o ... SRC DST`; `remote` is the instance's side of the copy (its path),
+/// `local` the other, `to_guest` which way the copy goes.
+pub fn scp(
+    record: &Record,
+    login: &Login,
+    address: &str,
+    remote: &str,
+    local: &std::path::Path,
+    to_guest: bool,
+) -> Command {
+    let host = match address.contains(':') {
+        true => format!("[{address}]"),
+        false => address.to_string(),
+    };
+    let remote = format!("{}@{host}:{remote}", login.username);
+    let mut cmd = Command::new("scp");
+    cmd.args(["-r", "-q", "-i"]).arg(&login.ssh_identity);
+    cmd.args(ssh_option_args(&record.ssh_options));
+    // After "--" nothing is an option, whatever the paths look like.
+    cmd.arg("--");
+    match to_guest {
+        true => cmd.arg(local).arg(remote),
+        false => cmd.arg(remote).arg(local),
+    };
     cmd
 }
 
@@ -50,6 +79,7 @@ pub fn ssh_option_args(options: &BTreeMap<String, String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn record(paths: &Paths) -> Record {
         serde_json::from_value(serde_json::json!({
@@ -82,6 +112,7 @@ mod tests {
             "HostKeyAlias=web1",
             known_hosts.as_str(),
             "IdentitiesOnly=yes",
+            "LogLevel=ERROR",
         ] {
             let at = args.iter().position(|a| a == option);
             assert!(
@@ -89,9 +120,50 @@ mod tests {
                 "-o {option} missing from {args:?}"
             );
         }
+        assert!(!args.iter().any(|a| a == "-q"), "{args:?}");
         assert_eq!(args[..2], ["-i", "/k"]);
         // Options before the destination, where ssh stops reading them.
         assert_eq!(args.last().unwrap(), "virt@10.0.0.2");
         assert_eq!(args[args.len() - 2], "-T");
+    }
+
+    #[test]
+    fn scp_copies_with_the_instances_key_and_pinned_host_key_after_a_double_dash() {
+        let paths =
+            Paths::from_env(&|k| (k == "VIRTUP_DATA_HOME").then(|| "/d".to_string())).unwrap();
+        let r = record(&paths);
+        let args = |to_guest| -> Vec<String> {
+            let cmd = scp(
+                &r,
+                &r.user,
+                "192.168.122.5",
+                "/tmp/x y",
+                Path::new("-f"),
+                to_guest,
+            );
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let up = args(true);
+        assert_eq!(up[..4], ["-r", "-q", "-i", "/k"]);
+        assert!(
+            up.contains(&"StrictHostKeyChecking=yes".to_string()),
+            "{up:?}"
+        );
+        assert!(up.contains(&"HostKeyAlias=web1".to_string()), "{up:?}");
+        assert_eq!(
+            up[up.len() - 3..],
+            ["--", "-f", "virt@192.168.122.5:/tmp/x y"]
+        );
+        let down = args(false);
+        assert_eq!(
+            down[down.len() - 2..],
+            ["virt@192.168.122.5:/tmp/x y", "-f"]
+        );
+        let v6 = scp(&r, &r.user, "fe80::1", "p", Path::new("l"), true);
+        assert!(v6
+            .get_args()
+            .any(|a| a.to_string_lossy() == "virt@[fe80::1]:p"));
     }
 }

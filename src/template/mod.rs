@@ -139,11 +139,7 @@ fn build(
 
     let key_pair = sshkeys::generate(&format!("virt-up template {template}"))?;
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
-    let login = Login {
-        username: plan.username.clone(),
-        password: None,
-        ssh_identity: key.clone(),
-    };
+    let login = Login::with_key(plan.username.clone(), key.clone());
     let started = std::time::Instant::now();
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
@@ -250,11 +246,7 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         vcpus: plan.vcpus,
         graphics: plan.graphics.to_string(),
         size: plan.size.as_ref().map(|s| s.text.clone()),
-        root: Login {
-            username: "root".into(),
-            password: None,
-            ssh_identity: login.ssh_identity.clone(),
-        },
+        root: Login::with_key("root", login.ssh_identity.clone()),
         user: login,
         address_source: plan.address_source.to_string(),
         ssh_options: crate::records::inventory::ssh_options(&ctx.paths, &stem),

@@ -4,8 +4,9 @@
 use super::create::{build_template, create};
 use super::delete::delete;
 use super::init::init;
-use super::login::login;
-use super::show::{list, show_paths, show_templates};
+use super::lifecycle::{self, Verb};
+use super::login::{copy, login, Remote};
+use super::show::{info, list, record_json, show_paths, show_templates};
 use crate::config::plan::{self};
 use crate::config::Config;
 use crate::context::{Context, Ui};
@@ -16,6 +17,8 @@ use crate::paths::Paths;
 use crate::playbook;
 use crate::records::{Phase, Record};
 use crate::virtup::cli::{Cli, Mode};
+use std::sync::Mutex;
+
 /// Run the command line; the value is the process exit code.
 pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     cli.check_flags().map_err(Error::Config)?;
@@ -46,10 +49,19 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     }
     let ctx = Context::open(paths, config, default_uri, ui)?;
     if cli.list {
-        return list(&ctx, cli.all, cli.json).map(|_| 0);
+        return list(&ctx, &names, cli.all, cli.json, cli.quiet).map(|_| 0);
     }
     if cli.delete {
-        return delete(&ctx, &names, cli.all, cli.yes).map(|_| 0);
+        return delete(&ctx, &names, cli.all, cli.yes, cli.json).map(|_| 0);
+    }
+    let verb = match cli.mode() {
+        Mode::Start => Some(Verb::Start),
+        Mode::Stop => Some(Verb::Stop),
+        Mode::Restart => Some(Verb::Restart),
+        _ => None,
+    };
+    if let Some(verb) = verb {
+        return lifecycle::run(&ctx, verb, &names, cli.json).map(|_| 0);
     }
     let name = || -> Result<&String> {
         match names.as_slice() {
@@ -59,7 +71,18 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         }
     };
     if cli.login {
-        return login(&ctx, name()?, cli.sftp, cli.command.as_deref());
+        let remote = match (&cli.command, cli.argv.is_empty()) {
+            (Some(line), _) => Remote::Line(line),
+            (None, false) => Remote::Argv(&cli.argv),
+            (None, true) => Remote::Shell,
+        };
+        return login(&ctx, name()?, cli.sftp, remote);
+    }
+    if let [src, dst] = cli.copy.as_slice() {
+        return copy(&ctx, src, dst);
+    }
+    if cli.info {
+        return info(&ctx, name()?, cli.json).map(|_| 0);
     }
     if let Some(pb) = &cli.playbook {
         let mut record = existing(&ctx, name()?)?;
@@ -96,4 +119,63 @@ pub(super) fn existing(ctx: &Context, name: &str) -> Result<Record> {
         .load(name)?
         .filter(|r| !r.is_template())
         .ok_or_else(|| Error::InstanceNotFound(name.to_string()))
+}
+
+/// The names a command failed on, each with its error.
+pub(super) type Failures = Vec<(String, Error)>;
+
+/// Run `work` on every item, at most `parallel` (the setting) at a time: the records it
+/// made, in the items' order, and the failures with the name each belongs to.
+pub(super) fn concurrently<T: Sync>(
+    ctx: &Context,
+    items: &[T],
+    name_of: impl Fn(&T) -> String + Sync,
+    work: impl Fn(&T) -> Result<Record> + Sync,
+) -> Result<(Vec<Record>, Failures)> {
+    let workers = plan::parallel(&ctx.config)?.clamp(1, items.len().max(1));
+    let queue = Mutex::new(items.iter().enumerate());
+    let done = Mutex::new(Vec::new());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let Some((i, item)) = queue.lock().expect("queue").next() else {
+                    break;
+                };
+                match work(item) {
+                    Ok(r) => done.lock().expect("done").push((i, r)),
+                    Err(e) => failures.lock().expect("failures").push((name_of(item), e)),
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("done");
+    done.sort_by_key(|(i, _)| *i);
+    Ok((
+        done.into_iter().map(|(_, r)| r).collect(),
+        failures.into_inner().expect("failures"),
+    ))
+}
+
+/// The outcome of a command on `total` names: one failure of one name is that error;
+/// otherwise each failure is printed and the error says how many.
+pub(super) fn finish(total: usize, failures: Failures) -> Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 if total == 1 => Err(failures.into_iter().next().expect("one").1),
+        n => {
+            for (name, e) in &failures {
+                eprintln!("virt-up: {name}: {e}");
+            }
+            Err(Error::SomeFailed { failed: n, total })
+        }
+    }
+}
+
+/// `--json` of a command on instances: their records and live state, one array on stdout.
+pub(super) fn print_records(ctx: &Context, records: &[Record]) -> Result<()> {
+    let domains = ctx.hv.domains()?;
+    let rows: Vec<serde_json::Value> = records.iter().map(|r| record_json(&domains, r)).collect();
+    println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    Ok(())
 }

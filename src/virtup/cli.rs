@@ -10,12 +10,15 @@ use clap::{ArgAction, Parser};
     about = "Create ready-to-use virtual machines from templates on a libvirt host, in seconds",
     override_usage = "virt-up [--name] <name>... --template <template> [create-options]
        virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
-       virt-up [--name] <name> --login [--sftp|--command \"<command>\"]
+       virt-up [--name] <name> --login [--sftp | --command \"<command>\" | -- <command> <arg>...]
        virt-up [--name] <name> --playbook <playbook>
-       virt-up [--name] <name>... --delete [--all]
+       virt-up [--name] <name>... --start | --stop | --restart [--json]
+       virt-up [--name] <name> --info [--json]
+       virt-up --copy <src> <name>:<dst> | --copy <name>:<src> <dst>
+       virt-up [--name] <name>... --delete [--all] [--json]
        virt-up --delete --all [--yes]
        virt-up --init [--force]
-       virt-up --list [--all] [--json]
+       virt-up --list [<name>...] [--all] [-q|--json]
        virt-up --show-templates | --show-paths [--json]",
     after_help = "Environment: LIBVIRT_DEFAULT_URI, VIRTUP_CONFIG_HOME, XDG_CONFIG_HOME, VIRTUP_DATA_HOME, XDG_DATA_HOME, VIRTUP_CACHE_HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR, VIRTUP_SYSTEM_CONFIG (replaces /etc/virt-up)."
 )]
@@ -54,6 +57,27 @@ pub struct Cli {
     #[arg(long, group = "mode")]
     pub login: bool,
 
+    /// Start the stopped instance(s) and wait until each is ready (host key checked)
+    #[arg(long, group = "mode")]
+    pub start: bool,
+
+    /// Stop the instance(s): ACPI power-off, then off after the 'stop-timeout' setting
+    #[arg(long, group = "mode")]
+    pub stop: bool,
+
+    /// Stop, then start the instance(s)
+    #[arg(long, group = "mode")]
+    pub restart: bool,
+
+    /// Show one instance: its record and live state (state, address, disk use, ...)
+    #[arg(long, group = "mode")]
+    pub info: bool,
+
+    /// Copy files into or out of an instance with scp (its key, its pinned host key;
+    /// directories too): --copy SRC NAME:DST or --copy NAME:SRC DST
+    #[arg(long, num_args = 2, value_names = ["src", "dst"], group = "mode")]
+    pub copy: Vec<String>,
+
     /// Run an ansible playbook on the instance
     #[arg(long, value_name = "playbook", group = "mode")]
     pub playbook: Option<String>,
@@ -76,6 +100,15 @@ pub struct Cli {
     /// (default: none, the user logs in with the instance's key only)
     #[arg(long, value_name = "password")]
     pub password: Option<String>,
+
+    /// --password read from the first line of this file ('-': standard input), so it is
+    /// not in the process list
+    #[arg(long, value_name = "file", conflicts_with = "password")]
+    pub password_file: Option<std::path::PathBuf>,
+
+    /// --root-password read from the first line of this file ('-': standard input)
+    #[arg(long, value_name = "file", conflicts_with = "root_password")]
+    pub root_password_file: Option<std::path::PathBuf>,
 
     /// Instance disk size, e.g. 20G; not below the template's (default: the template's disk size)
     #[arg(long, value_name = "size")]
@@ -110,6 +143,16 @@ pub struct Cli {
     )]
     pub command: Option<String>,
 
+    /// With --login: after '--', a command and its arguments, run as they are (no shell
+    /// string to quote); its exit code is returned
+    #[arg(
+        last = true,
+        value_name = "argv",
+        requires = "login",
+        conflicts_with_all = ["sftp", "command"]
+    )]
+    pub argv: Vec<String>,
+
     /// Build the template instance only
     #[arg(long)]
     pub no_clone: bool,
@@ -126,8 +169,8 @@ pub struct Cli {
     #[arg(long)]
     pub yes: bool,
 
-    /// Show less output
-    #[arg(long)]
+    /// Show less output; with --list: the names only
+    #[arg(short = 'q', long)]
     pub quiet: bool,
 
     /// Show debug tracing (commands run, phase durations)
@@ -138,17 +181,72 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
-    /// With --list and --show-*: machine-readable output (JSON)
+    /// Machine-readable output on stdout (JSON): with --list, --info and --show-*; with a
+    /// create, --start, --stop, --restart and --delete, the records of the instances
     #[arg(long)]
     pub json: bool,
+}
 
-    /// Print a shell completion script
-    #[arg(long, value_name = "shell", hide = true)]
-    pub completions: Option<clap_complete::Shell>,
-
-    /// Print the man page
-    #[arg(long, hide = true)]
-    pub man: bool,
+/// The man page: the command line, exit codes, environment and files.
+pub fn man_page() -> String {
+    use crate::manpage::{render, Section, PATH_VARIABLES};
+    use clap::CommandFactory;
+    let mut environment = vec![(
+        "LIBVIRT_DEFAULT_URI",
+        "The libvirt connection when no libvirt-uri setting gives one (else qemu:///system as root, qemu:///session otherwise).",
+    )];
+    environment.extend_from_slice(PATH_VARIABLES);
+    render(
+        Cli::command(),
+        &[
+            Section {
+                title: "EXIT STATUS",
+                items: &[
+                    ("0", "Success."),
+                    ("1", "Anything else (a tool failed, an I/O error)."),
+                    ("2", "Bad input or configuration; nothing was done."),
+                    ("3", "Instance or template state: exists, not found, in use, not usable."),
+                    ("4", "Host not ready: a missing tool, libvirtd, pool or network, no room in the pool."),
+                    ("5", "Timeout waiting for an address or SSH (the phase and console log are named)."),
+                    ("130", "Interrupted."),
+                    ("--login --command, --login --", "The remote command's exit code."),
+                ],
+            },
+            Section {
+                title: "ENVIRONMENT",
+                items: &environment,
+            },
+            Section {
+                title: "FILES",
+                items: &[
+                    (
+                        "/etc/virt-up/settings.cfg, /etc/virt-up/templates.d/*.cfg",
+                        "System-wide settings and templates; the user's files override them key by key.",
+                    ),
+                    (
+                        "~/.config/virt-up/settings.cfg, ~/.config/virt-up/templates.d/*.cfg",
+                        "The user's settings and templates (virt-up --init writes them).",
+                    ),
+                    (
+                        "~/.config/virt-up/playbooks, ~/.config/virt-up/scripts",
+                        "Playbooks (--playbook, template-playbook, instance-playbook) and {scripts}.",
+                    ),
+                    (
+                        "~/.local/share/virt-up/instance/NAME.json",
+                        "Each instance's and template's record (0600).",
+                    ),
+                    (
+                        "~/.local/share/virt-up/sshkeys",
+                        "Each instance's login key (0600).",
+                    ),
+                    (
+                        "~/.local/share/virt-up/inventory.yaml, ssh_config, known_hosts",
+                        "The ansible inventory, an ssh_config to Include, and the pinned host keys.",
+                    ),
+                ],
+            },
+        ],
+    )
 }
 
 /// What a command line asks for; each flag applies to some of these.
@@ -160,6 +258,11 @@ pub enum Mode {
     List,
     Delete,
     Login,
+    Start,
+    Stop,
+    Restart,
+    Info,
+    Copy,
     Playbook,
     /// Build a template only (`--no-clone`).
     Template,
@@ -175,6 +278,11 @@ impl Mode {
             Mode::List => "--list",
             Mode::Delete => "--delete",
             Mode::Login => "--login",
+            Mode::Start => "--start",
+            Mode::Stop => "--stop",
+            Mode::Restart => "--restart",
+            Mode::Info => "--info",
+            Mode::Copy => "--copy",
             Mode::Playbook => "--playbook",
             Mode::Template => "--no-clone",
             Mode::Create => "creating instances",
@@ -185,7 +293,7 @@ impl Mode {
     fn takes_names(self) -> bool {
         !matches!(
             self,
-            Mode::Init | Mode::ShowPaths | Mode::ShowTemplates | Mode::List
+            Mode::Init | Mode::ShowPaths | Mode::ShowTemplates | Mode::Copy
         )
     }
 }
@@ -204,6 +312,16 @@ impl Cli {
             Mode::Delete
         } else if self.login {
             Mode::Login
+        } else if self.start {
+            Mode::Start
+        } else if self.stop {
+            Mode::Stop
+        } else if self.restart {
+            Mode::Restart
+        } else if self.info {
+            Mode::Info
+        } else if !self.copy.is_empty() {
+            Mode::Copy
         } else if self.playbook.is_some() {
             Mode::Playbook
         } else if self.no_clone {
@@ -234,7 +352,7 @@ impl Cli {
     }
 
     /// The flags that mean something only in some modes: each with whether it was given.
-    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 15] {
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 17] {
         use Mode::*;
         const INSTANCE: &[Mode] = &[Create];
         [
@@ -243,6 +361,12 @@ impl Cli {
             ("--root-password", self.root_password.is_some(), INSTANCE),
             ("--user", self.user.is_some(), INSTANCE),
             ("--password", self.password.is_some(), INSTANCE),
+            ("--password-file", self.password_file.is_some(), INSTANCE),
+            (
+                "--root-password-file",
+                self.root_password_file.is_some(),
+                INSTANCE,
+            ),
             ("--size", self.size.is_some(), INSTANCE),
             ("--memory", self.memory.is_some(), INSTANCE),
             ("--vcpus", self.vcpus.is_some(), INSTANCE),
@@ -252,7 +376,21 @@ impl Cli {
             ("--all", self.all, &[List, Delete]),
             ("--yes", self.yes, &[Delete]),
             ("--force", self.force, &[Init, Template]),
-            ("--json", self.json, &[List, ShowTemplates, ShowPaths]),
+            (
+                "--json",
+                self.json,
+                &[
+                    List,
+                    ShowTemplates,
+                    ShowPaths,
+                    Info,
+                    Create,
+                    Start,
+                    Stop,
+                    Restart,
+                    Delete,
+                ],
+            ),
         ]
     }
 
@@ -283,6 +421,11 @@ mod tests {
             "--show-templates",
             "--show-paths",
             "--delete",
+            "--start",
+            "--stop",
+            "--restart",
+            "--info",
+            "--copy",
         ];
         let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];
         // Checked by clap: they require --login.

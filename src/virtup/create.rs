@@ -1,6 +1,6 @@
 //! Creating instances (and `--no-clone` templates); existing ones are started instead.
 
-use super::app::bring_up;
+use super::app::{bring_up, concurrently, finish, print_records};
 use crate::config::plan::{self, InstancePlan, Overrides};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -8,7 +8,7 @@ use crate::instance;
 use crate::records::{Phase, Record};
 use crate::virtup::cli::Cli;
 use crate::{playbook, template};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 
 /// `--no-clone`: the template is the <name> or `--template` (as the original tool took it).
 pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
@@ -54,37 +54,49 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         fresh_plan = Some((plan, template));
     }
     warn_unapplied(ctx, cli, &made);
+    let mut ready = Vec::new();
     let mut failures = Vec::new();
     for record in &made {
         match bring_up(ctx, record) {
-            Ok(r) => report_ready(ctx, &r),
+            Ok(r) => {
+                report_ready(ctx, &r);
+                ready.push(r);
+            }
             Err(e) => failures.push((record.name.clone(), e)),
         }
     }
     if let Some((plan, template)) = &fresh_plan {
-        failures.extend(create_all(ctx, plan, &fresh, template));
+        let (made, failed) = concurrently(ctx, &fresh, String::clone, |name| {
+            let r = instance::create(ctx, plan, name, template)?;
+            report_ready(ctx, &r);
+            Ok(r)
+        })?;
+        ready.extend(made);
+        failures.extend(failed);
     }
-    match failures.len() {
-        0 => Ok(()),
-        1 if names.len() == 1 => Err(failures.into_iter().next().expect("one").1),
-        n => {
-            for (name, e) in &failures {
-                eprintln!("virt-up: {name}: {e}");
-            }
-            Err(Error::SomeFailed {
-                failed: n,
-                total: names.len(),
-            })
-        }
+    if cli.json {
+        print_records(ctx, &ready)?;
     }
+    finish(names.len(), failures)
 }
 
 /// The plan for the instances, every value checked before anything is built.
 fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
+    if cli.password_file.as_deref() == Some(Path::new("-"))
+        && cli.root_password_file.as_deref() == Some(Path::new("-"))
+    {
+        return Err(Error::Usage(
+            "--password-file and --root-password-file cannot both read standard input".into(),
+        ));
+    }
     let given = Overrides {
-        root_password: cli.root_password.clone(),
+        root_password: password(
+            &cli.root_password,
+            &cli.root_password_file,
+            "--root-password-file",
+        )?,
         user: cli.user.clone(),
-        password: cli.password.clone(),
+        password: password(&cli.password, &cli.password_file, "--password-file")?,
         size: cli.size.clone(),
         memory: cli.memory,
         vcpus: cli.vcpus,
@@ -98,32 +110,6 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         playbook::find(ctx, pb)?;
     }
     Ok(plan)
-}
-
-/// Create the instances concurrently, at most `parallel` at a time.
-fn create_all(
-    ctx: &Context,
-    plan: &InstancePlan,
-    names: &[String],
-    template: &Record,
-) -> Vec<(String, Error)> {
-    let queue = Mutex::new(names.iter());
-    let failures = Mutex::new(Vec::new());
-    let workers = plan.parallel.clamp(1, names.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let Some(name) = queue.lock().expect("queue").next() else {
-                    break;
-                };
-                match instance::create(ctx, plan, name, template) {
-                    Ok(r) => report_ready(ctx, &r),
-                    Err(e) => failures.lock().expect("failures").push((name.clone(), e)),
-                }
-            });
-        }
-    });
-    failures.into_inner().expect("failures")
 }
 
 fn report_ready(ctx: &Context, r: &Record) {
@@ -188,4 +174,30 @@ fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
             given.join(", ")
         ));
     }
+}
+
+/// The password given on the command line, or the first line of `file` (`-`: standard
+/// input), so that it need not be in the process list. An empty one is refused.
+fn password(given: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Result<Option<String>> {
+    let Some(file) = file else {
+        return Ok(given.clone());
+    };
+    let text = if file == Path::new("-") {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::Usage(format!("{flag} -: {e}")))?;
+        line
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Error::Usage(format!("{flag} {}: {e}", file.display())))?
+    };
+    let first = text.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(Error::Usage(format!(
+            "{flag} {}: the first line is empty (it is the password)",
+            file.display()
+        )));
+    }
+    Ok(Some(first.to_string()))
 }

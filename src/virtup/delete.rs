@@ -1,27 +1,37 @@
 //! `--delete`: instances by name, a template with `--all`, or everything after a question.
 
+use super::show::record_json;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::hypervisor::DomainNames;
 use crate::instance;
 use crate::names::template_stem;
 use crate::records::Record;
 use crate::template;
 use std::io::IsTerminal;
 
-pub(super) fn delete(ctx: &Context, names: &[String], all: bool, yes: bool) -> Result<()> {
+pub(super) fn delete(
+    ctx: &Context,
+    names: &[String],
+    all: bool,
+    yes: bool,
+    json: bool,
+) -> Result<()> {
     if names.is_empty() {
         if all {
-            return delete_everything(ctx, yes);
+            return delete_everything(ctx, yes, json);
         }
         return Err(Error::Config(
             "--delete needs the <name> of an instance (--delete --all without a name: every instance and template)".into(),
         ));
     }
+    let mut deleted = Vec::new();
     for name in names {
         match ctx.store.load(name)? {
             Some(record) => {
                 instance::remove(ctx, &record)?;
                 ctx.ui.info(format!("deleted {name}"));
+                deleted.push(record);
             }
             None if all && ctx.config.has_template(name) => {
                 delete_template(ctx, name)?;
@@ -29,12 +39,29 @@ pub(super) fn delete(ctx: &Context, names: &[String], all: bool, yes: bool) -> R
             None => return Err(Error::InstanceNotFound(name.clone())),
         }
     }
+    if json {
+        print_deleted(&deleted);
+    }
     Ok(())
+}
+
+/// `--json`: the records of the deleted instances, as they were, in state `deleted`.
+fn print_deleted(records: &[Record]) {
+    let none = DomainNames::default();
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let mut row = record_json(&none, r);
+            row["state"] = "deleted".into();
+            row
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
 }
 
 /// `--delete --all` without a name: every instance, then every template (clones first,
 /// so no template is in use), once the user said yes.
-fn delete_everything(ctx: &Context, yes: bool) -> Result<()> {
+fn delete_everything(ctx: &Context, yes: bool, json: bool) -> Result<()> {
     let (records, problems) = ctx.store.all()?;
     for p in problems {
         ctx.ui.warn(p);
@@ -43,12 +70,14 @@ fn delete_everything(ctx: &Context, yes: bool) -> Result<()> {
         records.into_iter().partition(|r| r.is_template());
     let mut listed: Vec<String> = instances.iter().map(|r| r.name.clone()).collect();
     listed.extend(templates.iter().map(|t| format!("template {}", t.template)));
-    if listed.is_empty() {
-        ctx.ui.info("nothing to delete");
-        return Ok(());
-    }
-    if !yes && !confirm(&listed.join(", "))? {
-        ctx.ui.info("nothing deleted");
+    if listed.is_empty() || (!yes && !confirm(&listed.join(", "))?) {
+        ctx.ui.info(match listed.is_empty() {
+            true => "nothing to delete",
+            false => "nothing deleted",
+        });
+        if json {
+            print_deleted(&[]);
+        }
         return Ok(());
     }
     for record in &instances {
@@ -57,6 +86,9 @@ fn delete_everything(ctx: &Context, yes: bool) -> Result<()> {
     }
     for t in &templates {
         delete_template(ctx, &t.template)?;
+    }
+    if json {
+        print_deleted(&instances);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod cli;
 mod create;
 mod delete;
 mod init;
+mod lifecycle;
 mod login;
 pub(crate) mod shipped;
 mod show;

@@ -2,59 +2,160 @@
 
 use crate::config::Config;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::hypervisor::DomainNames;
 use crate::instance;
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
 
-pub(super) fn list(ctx: &Context, all: bool, json: bool) -> Result<()> {
+/// `--list [NAME...]`: the instances (with `--all`, the templates too), or only the named
+/// ones (each must exist); `-q` prints the names only.
+pub(super) fn list(
+    ctx: &Context,
+    names: &[String],
+    all: bool,
+    json: bool,
+    names_only: bool,
+) -> Result<()> {
     let (records, problems) = ctx.store.all()?;
     for p in problems {
         ctx.ui.warn(p);
     }
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !records.iter().any(|r| &r.name == *n))
+    {
+        return Err(Error::InstanceNotFound(missing.clone()));
+    }
     let domains = ctx.hv.domains()?;
     let rows: Vec<serde_json::Value> = records
         .iter()
-        .filter(|r| all || !r.is_template())
-        .map(|r| {
-            let state = state_of(&domains, r);
-            serde_json::json!({
-                "name": r.name,
-                "template": r.template,
-                "state": state,
-                "address": r.address,
-                "user": r.user.username,
-                "mac": r.mac,
-                "disk": r.disk,
-                "created": r.created,
-                "is_template": r.is_template(),
-            })
+        .filter(|r| match names.is_empty() {
+            true => all || !r.is_template(),
+            false => names.contains(&r.name),
         })
+        .map(|r| record_json(&domains, r))
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    } else if names_only {
+        for row in &rows {
+            println!("{}", row["name"].as_str().unwrap_or(""));
+        }
+    } else {
+        print!("{}", table(&rows));
+    }
+    Ok(())
+}
+
+/// The listing's columns, each as wide as its widest value.
+const COLUMNS: [(&str, &str); 8] = [
+    ("NAME", "name"),
+    ("TEMPLATE", "template"),
+    ("STATE", "state"),
+    ("ADDRESS", "address"),
+    ("VCPUS", "vcpus"),
+    ("MEMORY", "memory"),
+    ("USER", "user"),
+    ("CREATED", "created"),
+];
+
+fn table(rows: &[serde_json::Value]) -> String {
+    let cell = |row: &serde_json::Value, key: &str| match &row[key] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) if key == "memory" => format!("{n}M"),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => "-".to_string(),
+    };
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .map(|(title, key)| {
+            rows.iter()
+                .map(|r| cell(r, key).len())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(COLUMNS.iter().map(|(t, _)| t.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(COLUMNS.iter().map(|(_, k)| cell(row, k)).collect()));
+    }
+    out
+}
+
+/// A record and its live state, as `--list --json`, `--json` of the commands and `--info`
+/// show it.
+pub(super) fn record_json(domains: &DomainNames, r: &Record) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name,
+        "template": r.template,
+        "state": state_of(domains, r),
+        "address": r.address,
+        "user": r.user.username,
+        "mac": r.mac,
+        "disk": r.disk,
+        "vcpus": r.vcpus,
+        "memory": r.memory,
+        "created": r.created,
+        "is_template": r.is_template(),
+    })
+}
+
+/// `--info NAME`: everything about one instance, its record and what libvirt says now.
+pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
+    let record = ctx
+        .store
+        .load(name)?
+        .ok_or_else(|| Error::InstanceNotFound(name.to_string()))?;
+    let domains = ctx.hv.domains()?;
+    let mut v = record_json(&domains, &record);
+    let volume = ctx.hv.volume(&record.disk)?;
+    let extra = serde_json::json!({
+        "hostname": record.hostname,
+        "domain": record.domain,
+        "host": record.uri,
+        "key": record.user.ssh_identity,
+        "format": record.format,
+        "disk_size": volume.as_ref().map(|v| v.capacity),
+        "disk_used": volume.as_ref().map(|v| v.allocation),
+        "backing": record.from,
+        "graphics": record.graphics,
+        "identity": record.identity,
+        "console_log": record.console_log,
+        "inventory": record.inventory,
+    });
+    if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
-    println!(
-        "{:<24} {:<20} {:<10} {:<16} CREATED",
-        "NAME", "TEMPLATE", "STATE", "ADDRESS"
-    );
-    for row in &rows {
-        let s = |k: &str| row[k].as_str().unwrap_or("-").to_string();
-        println!(
-            "{:<24} {:<20} {:<10} {:<16} {}",
-            s("name"),
-            s("template"),
-            s("state"),
-            s("address"),
-            s("created")
-        );
+    for (key, value) in v.as_object().into_iter().flatten() {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            serde_json::Value::Number(n) if key.starts_with("disk_") => {
+                crate::size::human(n.as_u64().unwrap_or(0))
+            }
+            other => other.to_string(),
+        };
+        println!("{key:<12} {text}");
     }
     Ok(())
 }
 
 /// running | shut off | creating | missing (the domain was removed outside virt-up).
-fn state_of(domains: &crate::hypervisor::DomainNames, r: &Record) -> &'static str {
+fn state_of(domains: &DomainNames, r: &Record) -> &'static str {
     if r.phase == Phase::Creating {
         return if instance::process_alive(r.pid) {
             "creating"

@@ -230,6 +230,56 @@ fn sysprep_identity_runs_virt_sysprep_with_secrets_in_files() {
 }
 
 #[test]
+fn passwords_can_come_from_a_file_or_standard_input_and_bad_ones_change_nothing() {
+    let env = TestEnv::new();
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nidentity = sysprep\n",
+    );
+    env.write("secret", "s3cret word\nsecond line is not read\n");
+    env.write("empty", "\n");
+    let secret = env.path("secret").display().to_string();
+    let empty = env.path("empty").display().to_string();
+    let missing = env.path("missing").display().to_string();
+    env.run(&["web1", "--template", "deb", "--password-file", &missing])
+        .fails(2, &format!("--password-file {missing}: No such file"));
+    env.run(&["web1", "--template", "deb", "--root-password-file", &empty])
+        .fails(2, "the first line is empty");
+    env.run(&[
+        "web1",
+        "--template",
+        "deb",
+        "--password-file",
+        "-",
+        "--root-password-file",
+        "-",
+    ])
+    .fails(2, "cannot both read standard input");
+    env.run(&[
+        "web1",
+        "--template",
+        "deb",
+        "--password",
+        "x",
+        "--password-file",
+        &secret,
+    ])
+    .fails(2, "cannot be used with");
+    // Refused before anything was built.
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert!(env.ls("data/instance").is_empty());
+
+    env.run(&["web1", "--template", "deb", "--password-file", &secret])
+        .fails(5, "timed out");
+    let log = env.read("log/virt-sysprep.log");
+    assert!(
+        !log.contains("s3cret"),
+        "a password reached the command line:\n{log}"
+    );
+    assert_eq!(env.read("log/virt-sysprep.passwords"), "virt=s3cret word\n");
+}
+
+#[test]
 fn a_missing_playbook_is_named_before_anything_is_built() {
     let env = TestEnv::new();
     env.write(

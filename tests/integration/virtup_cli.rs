@@ -1,5 +1,6 @@
 //! virt-up's command line as the original tool's users use it: `-n`, `--delete --all` and
-//! its question, flags that do nothing refused, and existing instances started again.
+//! its question, flags that do nothing refused, and existing instances started again; and
+//! the daily verbs beyond it (`--start`, `--stop`, `--info`, `--list NAME`, `-q`, `--json`).
 
 // unsafe: libc's pseudo-terminal calls, to answer --delete --all's question on a terminal.
 #![allow(unsafe_code)]
@@ -206,8 +207,8 @@ fn a_flag_that_would_do_nothing_is_refused_naming_where_it_applies() {
         ),
         (&["--list", "--force"], "--force does not apply to --list"),
         (
-            &["web1", "--delete", "--json"],
-            "--json does not apply to --delete",
+            &["web1", "--login", "--json"],
+            "--json does not apply to --login",
         ),
         (
             &["web1", "--template", "deb", "--all"],
@@ -217,7 +218,7 @@ fn a_flag_that_would_do_nothing_is_refused_naming_where_it_applies() {
             &["web1", "--login", "--no-clone"],
             "--no-clone does not apply to --login",
         ),
-        (&["web1", "--list"], "--list takes no <name>"),
+        (&["web1", "--show-paths"], "--show-paths takes no <name>"),
         (
             &["web1", "--playbook", "p", "--template", "deb"],
             "--template does not apply to --playbook",
@@ -368,4 +369,130 @@ fn inventory_has_the_managed_and_templates_groups() {
         "{text}"
     );
     assert_eq!(env.mode("data/inventory.yaml"), 0o600);
+}
+
+/// The rows of a `--json` output that is an array.
+fn json_rows(run: &Run) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}):\n{}", run.stdout);
+    });
+    v.as_array().expect("an array").clone()
+}
+
+/// The test driver keeps a domain's state in one process only (each run reads the fixture
+/// again), so each command's own output is what shows the state it left.
+#[test]
+fn stop_and_start_change_the_state_and_bad_names_change_nothing() {
+    let env = template_and_instance();
+    write_instance(&env, "web2", false);
+    let known = env.read("data/known_hosts");
+    env.write("data/known_hosts", &format!("{known}web2 {HOST_KEY}\n"));
+    define_domain(&env, "web1", true);
+    define_domain(&env, "web2", false);
+    // A name that is not an instance: nothing is stopped.
+    let run = env.run(&["web1", "nosuch", "--stop"]).fails(3, "nosuch");
+    assert!(!run.stderr.contains("stopped"), "{}", run.stderr);
+    env.run(&["--stop"])
+        .fails(2, "--stop needs the <name> of an instance");
+
+    let run = env.run(&["web1", "web2", "--stop", "--json"]).ok();
+    assert!(run.stderr.contains("web1 is stopped"), "{}", run.stderr);
+    assert!(run.stderr.contains("web2 is not running"), "{}", run.stderr);
+    let rows = json_rows(&run);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web1", "web2"], "in the order given");
+    assert!(rows.iter().all(|r| r["state"] == "shut off"), "{rows:?}");
+
+    // Started, then waited for: the test driver's guest never gets an address, so the
+    // wait times out (the instance is kept).
+    let run = env.run(&["web2", "--start"]).fails(5, "web2: timed out");
+    assert!(run.stderr.contains("starting web2"), "{}", run.stderr);
+    // A template is not an instance.
+    env.run(&["deb", "--restart"]).fails(3, "deb");
+}
+
+#[test]
+fn list_filters_by_name_q_prints_names_and_info_shows_one_instance() {
+    let env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    write_instance(&env, "web2", false);
+    let rows = json_rows(&env.run(&["--list", "web2", "--json"]).ok());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "web2");
+    assert_eq!(env.run(&["--list", "-q"]).ok().stdout, "web1\nweb2\n");
+    env.run(&["--list", "nosuch"]).fails(3, "nosuch");
+    let table = env.run(&["--list"]).ok().stdout;
+    let header = table.lines().next().unwrap();
+    for column in ["NAME", "STATE", "ADDRESS", "VCPUS", "MEMORY", "USER"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains("512M") && table.contains("virt"), "{table}");
+
+    let info = env.run(&["web1", "--info", "--json"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["name"], "web1");
+    assert_eq!(v["address"], "192.168.122.77");
+    assert_eq!(v["mac"], MAC);
+    assert_eq!(v["key"], "/k");
+    assert_eq!(v["host"], "test:///default");
+    assert_eq!(v["state"], "missing", "no domain in the test driver");
+    assert!(v["disk_used"].is_u64(), "{info}");
+    let text = env.run(&["web1", "--info"]).ok().stdout;
+    assert!(
+        text.contains("address") && text.contains("192.168.122.77"),
+        "{text}"
+    );
+    env.run(&["nosuch", "--info"]).fails(3, "nosuch");
+    env.run(&["web1", "web2", "--info"])
+        .fails(2, "exactly one <name>");
+}
+
+#[test]
+fn delete_json_gives_the_deleted_records() {
+    let env = template_and_instance();
+    let rows = json_rows(&env.run(&["web1", "--delete", "--json"]).ok());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "web1");
+    assert_eq!(rows[0]["state"], "deleted");
+    assert_eq!(rows[0]["address"], "192.168.122.77");
+}
+
+/// A playbook for an instance left out of the inventory (`--no-inventory`) runs on a
+/// one-host inventory of its own: the shared one has no such host for `--limit`.
+#[test]
+fn a_playbook_reaches_an_instance_that_is_not_in_the_inventory() {
+    let mut env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    let path = env.path("data/instance/web1.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"inventory\":true", "\"inventory\":false"),
+    )
+    .unwrap();
+    define_domain(&env, "web1", true);
+    env.write("config/playbooks/hello.yml", "- hosts: all\n  tasks: []\n");
+    // ansible-playbook: keeps the inventory it was given and its arguments.
+    env.write(
+        "bin/ansible-playbook",
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG/ansible-playbook.args\"\ncp \"$2\" \"$FAKE_LOG/inventory.yaml\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let fake = env.path("bin/ansible-playbook");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = env.path("bin");
+    env.prepend_path(&bin);
+    env.run(&["web1", "--playbook", "hello"]).ok();
+    let args = env.read("log/ansible-playbook.args");
+    assert!(args.contains("--limit\nweb1\n"), "{args}");
+    let given = env.read("log/inventory.yaml");
+    let v: yaml_serde::Value = yaml_serde::from_str(&given).unwrap();
+    let web1 = &v["all"]["children"]["virt_up_managed"]["hosts"]["web1"];
+    assert_eq!(
+        web1["ansible_host"].as_str(),
+        Some("192.168.122.77"),
+        "{given}"
+    );
+    assert!(!args.contains(&env.path("data/inventory.yaml").display().to_string()));
+    assert!(!env.read("data/inventory.yaml").contains("web1"));
 }

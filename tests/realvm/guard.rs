@@ -112,6 +112,32 @@ impl KillOnDrop {
     }
 }
 
+impl KillOnDrop {
+    /// Wait for it to end, with what it wrote on its stdout and stderr (when piped).
+    pub fn output(&mut self) -> std::io::Result<std::process::Output> {
+        use std::io::Read;
+        let stderr = self.child.stderr.take();
+        let errors = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            pipe.read_to_end(&mut stdout)?;
+        }
+        let stderr = errors.join().unwrap_or_default();
+        let status = self.child.wait()?;
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
 impl std::ops::Deref for KillOnDrop {
     type Target = Child;
     fn deref(&self) -> &Child {

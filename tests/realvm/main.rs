@@ -11,6 +11,7 @@ mod run;
 mod gen_vm_image;
 mod guard;
 mod maker_steps;
+mod options;
 mod virt_maker;
 mod world;
 
@@ -65,6 +66,32 @@ fn t2_instance_lifecycle() {
         w.vu(&["vut-web1", "--login", "--command", "exit 7"]).code,
         7
     );
+    // After '--', an argv: each word arrives as it is, and the exit code comes back.
+    assert_eq!(
+        w.vu(&["vut-web1", "--login", "--", "sh", "-c", "exit 3"])
+            .code,
+        3
+    );
+    let words = w
+        .vu(&[
+            "vut-web1", "--login", "--", "printf", "%s|", "a b", "$HOME", "it's",
+        ])
+        .ok();
+    assert_eq!(words.stdout, "a b|$HOME|it's|");
+    // --copy, both ways, with the instance's key and pinned host key.
+    let local = std::env::temp_dir().join(format!("vut-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("in.txt"), "copied in\n").unwrap();
+    let src = local.join("in.txt").display().to_string();
+    w.vu(&["--copy", &src, "vut-web1:/tmp/"]).ok();
+    assert_eq!(w.ssh("vut-web1", "cat /tmp/in.txt"), "copied in");
+    let out_file = local.join("hostname").display().to_string();
+    w.vu(&["--copy", "vut-web1:/etc/hostname", &out_file]).ok();
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap().trim(),
+        "vut-web1"
+    );
+    std::fs::remove_dir_all(&local).unwrap();
 
     let listed = w.list();
     let web1 = listed
@@ -74,6 +101,13 @@ fn t2_instance_lifecycle() {
     assert_eq!(web1["state"], "running");
     let address = web1["address"].as_str().expect("an address").to_string();
     let mac = web1["mac"].as_str().unwrap().to_string();
+    // --info --json: one object, with the live state and what --list says.
+    let info: serde_json::Value =
+        serde_json::from_str(&w.vu(&["vut-web1", "--info", "--json"]).ok().stdout).unwrap();
+    assert_eq!(info["state"], "running");
+    assert_eq!(info["address"], address.as_str());
+    assert_eq!(info["mac"], mac.as_str());
+    assert!(info["disk_used"].as_u64().unwrap() > 0, "{info}");
 
     // The generated inventory and ssh_config work with the real tools, host keys checked.
     let inventory = w.data("inventory.yaml");
@@ -92,8 +126,10 @@ fn t2_instance_lifecycle() {
     // A stopped instance is started by --login, waited for (its own host key checked: the
     // login is strict) and keeps its identity: the first-boot agent does not run again.
     let machine_id = w.ssh("vut-web1", "cat /etc/machine-id");
-    w.virsh(&["shutdown", "vut-web1"]);
-    w.wait_shut_off("vut-web1");
+    let stopped = w.vu(&["vut-web1", "--stop", "--json"]).ok();
+    let rows: serde_json::Value = serde_json::from_str(&stopped.stdout).unwrap();
+    assert_eq!(rows[0]["state"], "shut off", "{}", stopped.stderr);
+    assert!(w.virsh(&["domstate", "vut-web1"]).contains("shut off"));
     let out = w
         .vu(&[
             "vut-web1",
@@ -104,6 +140,12 @@ fn t2_instance_lifecycle() {
         .ok();
     assert!(out.stderr.contains("starting vut-web1"), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), format!("vut-web1\n{machine_id}"));
+    // --restart: stopped and started again, ready with the same identity and address.
+    let restarted = w.vu(&["vut-web1", "--restart", "--json"]).ok();
+    let rows: serde_json::Value = serde_json::from_str(&restarted.stdout).unwrap();
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(rows[0]["address"], address.as_str());
+    assert_eq!(w.ssh("vut-web1", "cat /etc/machine-id"), machine_id);
 
     // Delete leaves nothing; re-creating gets the same MAC (and so the same address).
     w.vu(&["vut-web1", "--delete"]).ok();

@@ -81,13 +81,56 @@ pub fn base_image_index(root: &Path) -> String {
 impl World {
     pub fn vu_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_virt-up"));
-        cmd.args(args)
-            .env("VIRTUP_CONFIG_HOME", self.dir.join("config"))
+        cmd.args(args);
+        self.environment(&mut cmd);
+        cmd
+    }
+
+    /// virt-up in a mount namespace of its own where /etc/resolv.conf is `resolv_conf`:
+    /// host names resolve as on a host whose DNS is that file's, nothing else changes.
+    pub fn vu_command_with_resolver(&self, resolv_conf: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/resolv.conf && shift && exec "$@""#)
+            .arg("sh")
+            .arg(resolv_conf)
+            .arg(env!("CARGO_BIN_EXE_virt-up"))
+            .args(args);
+        self.environment(&mut cmd);
+        cmd
+    }
+
+    fn environment(&self, cmd: &mut Command) {
+        cmd.env("VIRTUP_CONFIG_HOME", self.dir.join("config"))
             .env("VIRTUP_DATA_HOME", self.dir.join("data"))
             .env("VIRTUP_SYSTEM_CONFIG", self.dir.join("no-system-config"))
             .env("XDG_RUNTIME_DIR", self.dir.join("run"))
             .env("LIBVIRT_DEFAULT_URI", "qemu:///system");
-        cmd
+    }
+
+    /// A path in this test run's private directory.
+    pub fn own_path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// A file of this test run's own (in its private directory).
+    pub fn own_file(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.own_path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The local virt-builder repository's index (for more templates of the same image).
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    /// An instance's record, as virt-up wrote it.
+    pub fn record(&self, name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.data(&format!("instance/{name}.json")))
+            .unwrap_or_else(|e| panic!("record of {name}: {e}"));
+        serde_json::from_str(&text).unwrap()
     }
 
     pub fn vu(&self, args: &[&str]) -> Run {
@@ -116,18 +159,6 @@ impl World {
             .to_string()
     }
 
-    /// Wait (polling, 3 minutes at most) until the domain is shut off.
-    pub fn wait_shut_off(&self, domain: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        while !self.virsh(&["domstate", domain]).contains("shut off") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{domain} did not shut down within 3 minutes"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    }
-
     pub fn virsh(&self, args: &[&str]) -> String {
         let mut full = vec!["-c", "qemu:///system"];
         full.extend_from_slice(args);
@@ -147,14 +178,19 @@ impl World {
     /// Rewrite the configuration: base settings, and `extra` lines in the template's section
     /// (they override [common]; read at create time, so the template is not rebuilt).
     pub fn set_common(&self, extra: &str) {
-        self.write_config(extra).unwrap();
+        self.write_config("", extra).unwrap();
     }
 
-    fn write_config(&self, extra: &str) -> std::io::Result<()> {
+    /// As [`World::set_common`], with `common` lines added to `[common]` too.
+    pub fn set_config(&self, common: &str, extra: &str) {
+        self.write_config(common, extra).unwrap();
+    }
+
+    fn write_config(&self, common: &str, extra: &str) -> std::io::Result<()> {
         let config = self.dir.join("config");
         std::fs::write(
             config.join("settings.cfg"),
-            "[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n",
+            format!("[common]\nvirt-type = qemu\nmemory = 1024\nvcpus = 2\naddress-source = lease\naddress-timeout = 240\nssh-timeout = 240\n{common}"),
         )?;
         std::fs::write(
             config.join("templates.d/vut.cfg"),
@@ -172,7 +208,7 @@ impl World {
     pub fn cleanup(&'static self, names: &[&str]) -> Cleanup {
         let mut cleanup = Cleanup::new();
         cleanup.then(move || {
-            let _ = self.write_config("");
+            let _ = self.write_config("", "");
         });
         for name in names {
             cleanup.instance_leftovers(name);
