@@ -2,12 +2,10 @@
 //! user values reach the guest as uploaded files, never inside a shell string), and the
 //! host files each runner reads (they are part of its layer key).
 //!
-//! One libguestfs appliance boot per step: virt-customize cannot stop half-way through a
-//! run and hand back the disk state after each operation, so applying several steps in
-//! one boot would leave only the last of them cached (an edit to an earlier one would
-//! re-run the whole stretch). Keeping every step's result cached is what makes "edit step
-//! k, re-run k..n" hold, so each step is its own run on its own overlay. Operations of one
-//! step are always one run.
+//! A step that is nothing but virt-customize operations (`customize_ops`) may share one
+//! virt-customize run with its neighbours (`apply_group`; which ones: `group`): one
+//! libguestfs appliance boot instead of one per step. Operations of one step are always
+//! one run.
 
 use super::template::Step;
 use crate::error::{Error, IoContext, Result};
@@ -234,26 +232,25 @@ fn path_arg(p: &Path) -> OsString {
     p.as_os_str().to_owned()
 }
 
-/// Run a step on `image` (an overlay already backed by the parent layer).
-pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Result<()> {
-    let files = SecretFiles::new()?;
+/// The virt-customize operations of a step that is nothing but those (None: a step that
+/// runs another tool). `files` holds the files they upload or run: it must outlive the
+/// run, and each step needs its own (two steps of one kind write files of one name).
+pub fn customize_ops(
+    step: &Step,
+    dir: &Path,
+    files: &SecretFiles,
+) -> Result<Option<Vec<OsString>>> {
     let ctx = format!("{} {}", step.location, step.runner);
     let resolve = |p: &str| super::render::resolve(dir, p);
-    // --format must come before -a.
-    let mut vc: Vec<OsString> = argv(["--format", "qcow2"]);
-    vc.extend(argv(["-a".as_ref(), image.as_os_str()]));
-    let script_file = |name: &str| -> Result<PathBuf> {
-        match (s(step, "script"), s(step, "file")) {
-            (Some(text), _) => files.write(name, text, 0o755),
-            (None, Some(f)) => Ok(resolve(f)),
-            _ => Err(step_error(&ctx, "no script")),
-        }
-    };
+    let mut vc: Vec<OsString> = vec![];
     match step.runner.as_str() {
-        "run" => vc.extend(["--run".into(), path_arg(&script_file("run.sh")?)]),
+        "run" => vc.extend([
+            "--run".into(),
+            path_arg(&script_file(step, dir, files, "run.sh")?),
+        ]),
         "firstboot" => vc.extend([
             "--firstboot".into(),
-            path_arg(&script_file("firstboot.sh")?),
+            path_arg(&script_file(step, dir, files, "firstboot.sh")?),
         ]),
         "install" => vc.extend(argv([
             "--install".to_string(),
@@ -265,21 +262,21 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
         },
         "hostname" => vc.extend(argv(["--hostname", s(step, "name").unwrap_or("")])),
         "rootpass" => {
-            let sel = root_password_arg(s(step, "password").unwrap_or(""), dir, &files)?;
+            let sel = root_password_arg(s(step, "password").unwrap_or(""), dir, files)?;
             vc.extend(argv(["--root-password".to_string(), sel]));
         }
         "ssh_keygen" => {
             let user = s(step, "user").unwrap_or("root");
-            vc.extend(upload_and_run(&files, "ssh-keygen", user, SSH_KEYGEN)?);
+            vc.extend(upload_and_run(files, "ssh-keygen", user, SSH_KEYGEN)?);
         }
         "ssh_hostkeys" => vc.extend(argv(["--run-command", "ssh-keygen -A"])),
         "selinux" => match s(step, "mode").unwrap_or("relabel") {
             "relabel" => vc.extend(argv(["--selinux-relabel"])),
-            mode => vc.extend(upload_and_run(&files, "selinux", mode, SELINUX_MODE)?),
+            mode => vc.extend(upload_and_run(files, "selinux", mode, SELINUX_MODE)?),
         },
         "grub_append" => {
             let args = list(step, "args").join(" ");
-            vc.extend(upload_and_run(&files, "grub-append", &args, GRUB_APPEND)?);
+            vc.extend(upload_and_run(files, "grub-append", &args, GRUB_APPEND)?);
         }
         "copy" => {
             let dest = s(step, "dest").unwrap_or("");
@@ -306,7 +303,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                     perms.0.unwrap_or(""),
                     perms.1.unwrap_or("")
                 );
-                let mut ops = upload_and_run(&files, "perms", &data, PERMS)?;
+                let mut ops = upload_and_run(files, "perms", &data, PERMS)?;
                 // The same upload; the script runs at first boot instead of now.
                 let n = ops.len();
                 ops[n - 2] = "--firstboot".into();
@@ -316,13 +313,95 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             }
             if let Some(owner) = s(step, "chown").filter(|_| !simple) {
                 let data = format!("{owner}\n{dest}\n");
-                vc.extend(upload_and_run(&files, "chown", &data, CHOWN)?);
+                vc.extend(upload_and_run(files, "chown", &data, CHOWN)?);
             }
         }
         "inject_virtio_win" => {
             vc.extend(argv(["--inject-virtio-win", s(step, "path").unwrap_or("")]))
         }
         "virtcustomize" => vc.extend(argv(list(step, "args"))),
+        _ => return Ok(None),
+    }
+    Ok(Some(vc))
+}
+
+/// A `run`/`firstboot`/`local_run` step's script: its `script` text written to `name` in
+/// `files`, or its `file`.
+fn script_file(step: &Step, dir: &Path, files: &SecretFiles, name: &str) -> Result<PathBuf> {
+    match (s(step, "script"), s(step, "file")) {
+        (Some(text), _) => files.write(name, text, 0o755),
+        (None, Some(f)) => Ok(super::render::resolve(dir, f)),
+        _ => Err(step_error(
+            &format!("{} {}", step.location, step.runner),
+            "no script",
+        )),
+    }
+}
+
+/// virt-customize's whole argument vector on `image` for `ops`.
+fn customize_argv(image: &Path, ops: Vec<OsString>) -> Vec<OsString> {
+    // --format must come before -a.
+    let mut vc: Vec<OsString> = argv(["--format", "qcow2"]);
+    vc.extend(argv(["-a".as_ref(), image.as_os_str()]));
+    vc.extend(ops);
+    vc
+}
+
+/// The one virt-customize argument vector of several steps on `image`: each step's
+/// operations, in step order (virt-customize applies them in command-line order), each
+/// step's files in its own entry of the returned list (keep it until the run ends).
+pub fn group_argv(
+    steps: &[&Step],
+    dir: &Path,
+    image: &Path,
+) -> Result<(Vec<OsString>, Vec<SecretFiles>)> {
+    let mut ops = vec![];
+    let mut held = vec![];
+    for step in steps {
+        let files = SecretFiles::new()?;
+        match customize_ops(step, dir, &files)? {
+            Some(o) => ops.extend(o),
+            None => {
+                return Err(step_error(
+                    &format!("{} {}", step.location, step.runner),
+                    "is not a virt-customize step",
+                ))
+            }
+        }
+        held.push(files);
+    }
+    Ok((customize_argv(image, ops), held))
+}
+
+/// Run several steps on `image` (an overlay already backed by the parent layer): one
+/// step as `apply_step`; more (each nothing but virt-customize operations, see
+/// `group::runs`) as one virt-customize run.
+pub fn apply_group(steps: &[&Step], dir: &Path, image: &Path, runner: &Runner) -> Result<()> {
+    if let [step] = steps {
+        return apply_step(step, dir, image, runner);
+    }
+    let (vc, _files) = group_argv(steps, dir, image)?;
+    runner
+        .tool("virt-customize")
+        .args(&vc)
+        .context(super::group::span(steps))
+        .run()?;
+    Ok(())
+}
+
+/// Run a step on `image` (an overlay already backed by the parent layer).
+pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Result<()> {
+    let files = SecretFiles::new()?;
+    let ctx = format!("{} {}", step.location, step.runner);
+    if let Some(ops) = customize_ops(step, dir, &files)? {
+        runner
+            .tool("virt-customize")
+            .args(customize_argv(image, ops))
+            .context(&ctx)
+            .run()?;
+        return Ok(());
+    }
+    match step.runner.as_str() {
         "sysprep" => {
             let mut a: Vec<OsString> = argv(["--format", "qcow2"]);
             a.extend(argv(["-a".as_ref(), image.as_os_str()]));
@@ -330,11 +409,14 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                 a.extend(argv(["--operations", ops]));
             }
             runner.tool("virt-sysprep").args(&a).context(&ctx).run()?;
-            return Ok(());
+            Ok(())
         }
         "local_run" => {
             let (tool, args) = match s(step, "script").or(s(step, "file")) {
-                Some(_) => ("sh".to_string(), vec![path_arg(&script_file("local.sh")?)]),
+                Some(_) => (
+                    "sh".to_string(),
+                    vec![path_arg(&script_file(step, dir, &files, "local.sh")?)],
+                ),
                 None => {
                     let cmd = list(step, "command");
                     let (first, rest) = cmd
@@ -347,7 +429,7 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
                 .env("IMAGE", image.display().to_string())
                 .context(&ctx)
                 .run()?;
-            return Ok(());
+            Ok(())
         }
         "boot" => {
             let a = boot_args(step, image, runner.is_tcg());
@@ -356,16 +438,10 @@ pub fn apply_step(step: &Step, dir: &Path, image: &Path, runner: &Runner) -> Res
             // not captured and dropped.
             let serial = step.args.get("serial").and_then(Value::as_bool) == Some(true);
             if serial { qemu.on_terminal() } else { qemu }.run()?;
-            return Ok(());
+            Ok(())
         }
-        other => return Err(step_error(&ctx, format!("'{other}' is not a step"))),
+        other => Err(step_error(&ctx, format!("'{other}' is not a step"))),
     }
-    runner
-        .tool("virt-customize")
-        .args(&vc)
-        .context(&ctx)
-        .run()?;
-    Ok(())
 }
 
 /// A step that cannot run as written, named by `ctx`.
@@ -912,6 +988,62 @@ mod tests {
                 "/l/dst"
             ]
         );
+    }
+
+    #[test]
+    fn a_group_is_one_argv_of_each_steps_operations_in_order_with_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut steps = [
+            step("ssh_keygen", json!({"user": "alice"})),
+            step("hostname", json!({"name": "h1"})),
+            step("ssh_keygen", json!({"user": "bob"})),
+            step("rootpass", json!({"password": "random"})),
+        ];
+        for (i, s) in steps.iter_mut().enumerate() {
+            s.location = format!("step {}", i + 1);
+        }
+        let refs: Vec<&Step> = steps.iter().collect();
+        let img = Path::new("/l/layer.qcow2");
+        let (a, files) = group_argv(&refs, dir.path(), img).unwrap();
+        assert_eq!(files.len(), 4);
+        let a = strs(&a);
+        assert_eq!(a[..4], ["--format", "qcow2", "-a", "/l/layer.qcow2"]);
+        let ops: Vec<&str> = a[4..]
+            .iter()
+            .copied()
+            .filter(|o| o.starts_with("--"))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "--mkdir",
+                "--upload",
+                "--run",
+                "--hostname",
+                "--mkdir",
+                "--upload",
+                "--run",
+                "--root-password"
+            ]
+        );
+        assert_eq!(a[a.len() - 1], "random");
+        // Each ssh_keygen uploads its own user's file: the second did not overwrite the first.
+        let uploads: Vec<String> = a
+            .windows(2)
+            .filter(|w| w[0] == "--upload")
+            .map(|w| {
+                let (host, guest) = w[1].split_once(':').unwrap();
+                assert_eq!(guest, "/var/lib/virt-maker/ssh-keygen");
+                std::fs::read_to_string(host).unwrap()
+            })
+            .collect();
+        assert_eq!(uploads, ["alice", "bob"]);
+        // A step that is not only virt-customize operations cannot be in one.
+        let boot = step("boot", json!({}));
+        let Err(e) = group_argv(&[refs[1], &boot], dir.path(), img) else {
+            panic!("boot in a group");
+        };
+        assert!(e.to_string().contains("step 1 boot"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Building a template through the step cache: the import, then each step as a layer on
-//! its parent, resuming from the deepest cached layer, then the export. One output line
-//! per runner, `[ TAG  ] <file>: <message>`, cached runners marked as such.
+//! Building a template through the step cache: the import, then the steps as layers on
+//! their parents, resuming after the newest cached layer of the chain, then the export.
+//! Consecutive steps that are only virt-customize operations are one run and one layer,
+//! stored under the last one's key (`group`): their intermediate layers are not kept. One
+//! output line per runner, `[ TAG  ] <file>: <message>`, cached runners marked as such.
 
 use super::apply;
+use super::group;
 use super::template::{Downloads, Step, Template};
 use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
@@ -258,31 +261,65 @@ impl Builder<'_> {
             }
         };
         let chain = self.keys(t, &mut content)?;
-        for (step, key, _) in &chain {
-            let tag = if step.location == "import" {
-                "import"
-            } else {
-                step.runner.as_str()
-            };
-            let cached = match key {
-                Some(k) => Some(self.cache.lookup(k)?.is_some()),
-                None => None,
-            };
-            let action = match cached {
-                Some(true) if !opts.force => "skip",
+        let cached = chain
+            .iter()
+            .map(|(_, key, _)| match key {
+                Some(k) => Ok(Some(self.cache.lookup(k)?.is_some())),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // As the build: everything up to the newest cached layer is in that layer.
+        let newest = cached.iter().rposition(|c| *c == Some(true));
+        let start = match newest {
+            Some(i) if !opts.force => i + 1,
+            _ => 0,
+        };
+        let steps: Vec<&Step> = chain.iter().map(|(s, _, _)| *s).collect();
+        let mut groups = vec![None; chain.len()];
+        for run in group::runs(&steps[start..])
+            .into_iter()
+            .filter(|r| r.len() > 1)
+        {
+            let members = &steps[start + run.start..start + run.end];
+            let span = format!(
+                "{}..{}",
+                members[0].location.replace(' ', "-"),
+                members[members.len() - 1].location.replace(' ', "-")
+            );
+            for g in &mut groups[start + run.start..start + run.end] {
+                *g = Some(span.clone());
+            }
+        }
+        for (i, (step, key, _)) in chain.iter().enumerate() {
+            let covered = newest.is_some_and(|n| i <= n);
+            let action = match cached[i] {
+                _ if covered && !opts.force => "skip",
                 None => "unknown",
                 _ => "build",
             };
             plan.count(action);
+            // A step of a run stored as one layer: the layer that holds its effect (the
+            // next one in the cache).
+            let holder = (i..chain.len()).find(|&j| cached[j] == Some(true));
+            let layer = match holder {
+                Some(j) if covered && j != i => {
+                    format!(" layer={}", chain[j].1.as_deref().unwrap_or("unknown"))
+                }
+                _ => String::new(),
+            };
+            let group = groups[i]
+                .as_ref()
+                .map(|g| format!(" group={g}"))
+                .unwrap_or_default();
             let msg = format!(
-                "step={} runner={} key={} cached={} action={action}: {}",
+                "step={} runner={} key={} cached={} action={action}{layer}{group}: {}",
                 step.location.replace(' ', "-"),
                 step.runner,
                 key.as_deref().unwrap_or("unknown"),
-                yes_no(cached),
+                yes_no(if covered { Some(true) } else { cached[i] }),
                 apply::summary(step)
             );
-            self.line(tag, &display, &msg);
+            self.line(tag(step), &display, &msg);
         }
         let last = chain.last().and_then(|(_, k, _)| k.clone());
         if let Some(step) = &t.export {
@@ -327,53 +364,35 @@ impl Builder<'_> {
             self.cache.remove_with_descendants(&keys)?;
         }
         let mut held: Vec<Lock> = vec![];
-        for (step, key, parent) in &chain {
-            let tag = if step.location == "import" {
-                "import"
-            } else {
-                step.runner.as_str()
-            };
-            let summary = apply::summary(step);
-            held.push(self.cache.use_lock(key)?);
+        // The newest layer of the chain in the cache (held against removal): every step up
+        // to it is in it. Steps of a run stored as one layer have no layer of their own.
+        let mut done = 0;
+        for (i, (_, key, _)) in chain.iter().enumerate().rev() {
+            if self.cache.lookup(key)?.is_some() {
+                let lock = self.cache.use_lock(key)?;
+                if self.cache.lookup(key)?.is_some() {
+                    held.push(lock);
+                    done = i + 1;
+                    break;
+                }
+            }
+        }
+        for (step, key, _) in &chain[..done] {
+            self.line(
+                tag(step),
+                &display,
+                &format!("{} (cached)", apply::summary(step)),
+            );
             if let Some(m) = self.cache.lookup(key)? {
-                self.line(tag, &display, &format!("{summary} (cached)"));
                 if crate::clock::now().saturating_sub(m.last_used) > TOUCH_AFTER {
                     self.cache.touch(key)?;
                 }
-                continue;
             }
-            self.line(tag, &display, &summary);
-            self.cache.get_or_build(
-                key,
-                parent.as_deref(),
-                &step.runner,
-                &summary,
-                &self.runner,
-                |tmp| {
-                    // The original's pre_script/post_script, on every runner.
-                    let hook = |name: &str| match step.args.get(name).and_then(Value::as_str) {
-                        Some(text) => {
-                            let ctx = format!("{} {} {name}", step.location, step.runner);
-                            apply::host_script(&self.runner, name, text, tmp, &ctx)
-                        }
-                        None => Ok(()),
-                    };
-                    hook("pre_script")
-                        .and_then(|_| {
-                            if step.location == "import" {
-                                let progress = |msg: &str| self.line(tag, &display, msg);
-                                let cache = self.cache.dir();
-                                apply::import(step, &t.dir, tmp, &self.runner, cache, &progress)
-                            } else {
-                                apply::apply_step(step, &t.dir, tmp, &self.runner)
-                            }
-                        })
-                        .and_then(|_| hook("post_script"))
-                        .map_err(|e| {
-                            step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
-                        })
-                },
-            )?;
+        }
+        let rest: Vec<&Step> = chain[done..].iter().map(|(s, _, _)| *s).collect();
+        for run in group::runs(&rest) {
+            let members = &chain[done + run.start..done + run.end];
+            held.push(self.build_run(t, members)?);
         }
         let (_, key, _) = chain.last().expect("an import at least");
         let layer = self.cache.layer_path(key);
@@ -396,6 +415,68 @@ impl Builder<'_> {
             key: key.clone(),
             layer,
         })
+    }
+
+    /// Build one run of the chain (one step, or consecutive virt-customize steps in one
+    /// invocation) as one layer under its last step's key, on the layer before it.
+    /// Returns the lock that holds the new layer against removal.
+    fn build_run(&self, t: &Template, members: &[(&Step, String, Option<String>)]) -> Result<Lock> {
+        let display = t.file.display().to_string();
+        let (step, key, _) = &members[members.len() - 1];
+        let parent = members[0].2.as_deref();
+        let steps: Vec<&Step> = members.iter().map(|(s, _, _)| *s).collect();
+        if steps.len() > 1 {
+            let msg = format!("{}: one virt-customize run", group::span(&steps));
+            self.line("file", &display, &msg);
+        }
+        for s in &steps {
+            self.line(tag(s), &display, &apply::summary(s));
+        }
+        let lock = self.cache.use_lock(key)?;
+        if let [_, _, ..] = steps[..] {
+            let kinds: Vec<&str> = steps.iter().map(|s| s.runner.as_str()).collect();
+            let summaries: Vec<String> = steps.iter().map(|s| apply::summary(s)).collect();
+            let location = format!("one of {}", group::label(&steps));
+            self.cache.get_or_build(
+                key,
+                parent,
+                &kinds.join("+"),
+                &summaries.join("; "),
+                &self.runner,
+                |tmp| {
+                    apply::apply_group(&steps, &t.dir, tmp, &self.runner)
+                        .map_err(|e| step_failed(&t.file, &location, e))
+                },
+            )?;
+            return Ok(lock);
+        }
+        let summary = apply::summary(step);
+        self.cache
+            .get_or_build(key, parent, &step.runner, &summary, &self.runner, |tmp| {
+                // The original's pre_script/post_script, on every runner.
+                let hook = |name: &str| match step.args.get(name).and_then(Value::as_str) {
+                    Some(text) => {
+                        let ctx = format!("{} {} {name}", step.location, step.runner);
+                        apply::host_script(&self.runner, name, text, tmp, &ctx)
+                    }
+                    None => Ok(()),
+                };
+                hook("pre_script")
+                    .and_then(|_| {
+                        if step.location == "import" {
+                            let progress = |msg: &str| self.line(tag(step), &display, msg);
+                            let cache = self.cache.dir();
+                            apply::import(step, &t.dir, tmp, &self.runner, cache, &progress)
+                        } else {
+                            apply::apply_step(step, &t.dir, tmp, &self.runner)
+                        }
+                    })
+                    .and_then(|_| hook("post_script"))
+                    .map_err(|e| {
+                        step_failed(&t.file, &format!("{} ({})", step.location, step.runner), e)
+                    })
+            })?;
+        Ok(lock)
     }
 
     fn export_record_path(&self, out: &Path) -> PathBuf {
@@ -433,6 +514,15 @@ impl Builder<'_> {
     }
 }
 
+/// A runner's output tag: its name, `import` for the importer.
+fn tag(step: &Step) -> &str {
+    if step.location == "import" {
+        "import"
+    } else {
+        step.runner.as_str()
+    }
+}
+
 /// A runner that failed while building (exit code 1, unlike an invalid template's 2). A
 /// Ctrl-C stays what it is (exit code 130).
 fn step_failed(file: &Path, location: &str, e: Error) -> Error {
@@ -443,5 +533,146 @@ fn step_failed(file: &Path, location: &str, e: Error) -> Error {
         file: file.to_path_buf(),
         location: location.to_string(),
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A fake virt-builder (a 16M qcow2 at --output) and virt-customize (its arguments,
+    /// one a line, then `--`, appended to vc.log), first on the runner's PATH.
+    fn fake_tools(dir: &Path) -> Runner {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let tools = [
+            (
+                "virt-builder",
+                "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --output ] && out=$2; shift; done\nqemu-img create -q -f qcow2 \"$out\" 16M\n".to_string(),
+            ),
+            (
+                "virt-customize",
+                format!(
+                    "#!/bin/sh\n{{ for a in \"$@\"; do printf '%s\\n' \"$a\"; done; echo --; }} >> {}/vc.log\n",
+                    dir.display()
+                ),
+            ),
+        ];
+        for (name, text) in tools {
+            let p = bin.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Runner::default().with_env("PATH", path)
+    }
+
+    /// virt-customize's runs so far, each its arguments.
+    fn vc_runs(dir: &Path) -> Vec<Vec<String>> {
+        std::fs::read_to_string(dir.join("vc.log"))
+            .unwrap_or_default()
+            .split("--\n")
+            .filter(|r| !r.is_empty())
+            .map(|r| r.lines().map(str::to_string).collect())
+            .collect()
+    }
+
+    const T: &str = "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: echo one\n    - hostname: h1\n    - copy: {dest: /etc/motd, content: hi}\n    - rootpass: random\n    - hostname: h2\n";
+
+    #[test]
+    fn a_run_of_steps_is_one_layer_stored_under_the_last_steps_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let runner = fake_tools(dir);
+        let file = dir.join("t.yml");
+        std::fs::write(&file, T).unwrap();
+        let lines = std::sync::Mutex::new(vec![]);
+        let out = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let builder = Builder {
+            cache: Cache::open(&dir.join("cache")).unwrap(),
+            runner,
+            out: &out,
+        };
+        let load = || Template::load_with(&file, &[], &dir.join("cache"), Downloads::Fetch);
+        let t = load().unwrap();
+        let built = builder.build(&t, &Options::default()).unwrap();
+        // Steps 1..4 in one run (rootpass ends it: virt-customize sets passwords last),
+        // step 5 in another.
+        let runs = vc_runs(dir);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        let ops = |r: &[String]| -> Vec<String> {
+            r.iter().filter(|a| a.starts_with("--")).cloned().collect()
+        };
+        assert_eq!(
+            ops(&runs[0]),
+            [
+                "--format",
+                "--run",
+                "--hostname",
+                "--upload",
+                "--root-password"
+            ]
+        );
+        assert_eq!(ops(&runs[1]), ["--format", "--hostname"]);
+        assert_eq!(runs[1].last().unwrap(), "h2");
+        // The layers: the import, the run's under step 4's key (on the import), step 5's.
+        let chain = builder.chain(&t).unwrap();
+        let keys: Vec<&str> = chain.iter().map(|(_, k, _)| k.as_str()).collect();
+        let mut stored: Vec<String> = builder
+            .cache
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        stored.sort();
+        let mut want = vec![
+            keys[0].to_string(),
+            keys[4].to_string(),
+            keys[5].to_string(),
+        ];
+        want.sort();
+        assert_eq!(stored, want);
+        let m = builder.cache.lookup(keys[4]).unwrap().unwrap();
+        assert_eq!(m.parent.as_deref(), Some(keys[0]));
+        assert_eq!(m.step, "run+hostname+copy+rootpass");
+        assert_eq!(built.key, keys[5]);
+        // Unchanged: every step is cached, nothing runs.
+        lines.lock().unwrap().clear();
+        builder
+            .build(&load().unwrap(), &Options::default())
+            .unwrap();
+        assert_eq!(vc_runs(dir).len(), 2);
+        let cached = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("(cached)"))
+            .count();
+        assert_eq!(cached, 6, "{:?}", lines.lock().unwrap());
+        // Step 2 changed: the run is rebuilt from the import (its steps 1..3 have no
+        // layers of their own), then step 5 on it.
+        std::fs::write(&file, T.replace("h1", "h1b")).unwrap();
+        builder
+            .build(&load().unwrap(), &Options::default())
+            .unwrap();
+        let runs = vc_runs(dir);
+        assert_eq!(runs.len(), 4, "{runs:?}");
+        assert_eq!(ops(&runs[2]), ops(&runs[0]));
+        assert!(runs[2].contains(&"h1b".to_string()), "{:?}", runs[2]);
+        assert_eq!(ops(&runs[3]), ["--format", "--hostname"]);
+        // Step 5 changed: only it runs, on the run's layer.
+        std::fs::write(&file, T.replace("h1", "h1b").replace("h2", "h2b")).unwrap();
+        builder
+            .build(&load().unwrap(), &Options::default())
+            .unwrap();
+        let runs = vc_runs(dir);
+        assert_eq!(runs.len(), 5, "{runs:?}");
+        assert_eq!(ops(&runs[4]), ["--format", "--hostname"]);
     }
 }

@@ -196,6 +196,78 @@ fn a_dry_run_after_a_build_shows_every_layer_cached_and_changes_nothing() {
     assert_eq!(snapshot(env.path("").as_path()), before);
 }
 
+/// A line's `name=value` field.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_end_matches(':'))
+}
+
+#[test]
+fn a_dry_run_shows_which_steps_share_a_run_and_the_layer_that_holds_them() {
+    let env = setup();
+    env.write(
+        "w/t.yml",
+        "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: echo one\n    - hostname: h\n    - sysprep: {}\n    - hostname: h2\n",
+    );
+    // Before a build: steps 1-2 are one virt-customize run; sysprep and step 4 their own.
+    let out = dry_run(&env, "t.yml", &[]).ok();
+    let (steps, _) = plan_lines(&out.stdout);
+    let groups: Vec<Option<&str>> = steps.iter().map(|l| field(l, "group")).collect();
+    assert_eq!(
+        groups,
+        [
+            None,
+            Some("step-1..step-2"),
+            Some("step-1..step-2"),
+            None,
+            None
+        ],
+        "{}",
+        out.stdout
+    );
+    let file = env.path("w/t.yml");
+    env.maker(&["build", "-f", file.to_str().unwrap()]).ok();
+    let customize = env.tool_runs("virt-customize");
+    assert_eq!(customize, 2);
+    // After it: every step is skipped; step 1 has no layer of its own, step 2's holds it.
+    let out = dry_run(&env, "t.yml", &[]).ok();
+    let (steps, _) = plan_lines(&out.stdout);
+    assert!(
+        steps.iter().all(|l| l.contains("cached=yes action=skip")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        field(steps[1], "layer"),
+        field(steps[2], "key"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        steps.iter().all(|l| field(l, "group").is_none()),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        steps.iter().filter(|l| field(l, "layer").is_some()).count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    let keys: Vec<&str> = steps.iter().filter_map(|l| field(l, "key")).collect();
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            usage.stdout.contains(key),
+            i != 1,
+            "{key}: {}",
+            usage.stdout
+        );
+    }
+    assert_eq!(env.tool_runs("virt-customize"), customize);
+}
+
 #[test]
 fn a_template_of_only_before_and_after_is_valid() {
     let env = setup();

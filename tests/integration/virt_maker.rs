@@ -1,5 +1,6 @@
 //! virt-maker against fake virt-builder/virt-customize and the real qemu-img: the step
 //! cache's behaviour as a user sees it (what runs, what is cached, what is left behind).
+//! T3's three steps are all virt-customize operations: one virt-customize run, one layer.
 
 use crate::harness::{Bin, TestEnv};
 
@@ -24,13 +25,13 @@ fn build_then_rebuild_unchanged_runs_nothing() {
     let env = env3();
     let first = build(&env, &[]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(env.tool_runs("virt-customize"), 1);
     assert!(first.stdout.contains("[ FILE ] "), "{}", first.stdout);
     assert!(first.stdout.contains("[HOSTNA] "), "{}", first.stdout);
     assert!(env.path("t/out/demo.qcow2").is_file());
     let again = build(&env, &[]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(env.tool_runs("virt-customize"), 1);
     assert_eq!(
         again.stdout.matches("(cached)").count(),
         5,
@@ -40,16 +41,79 @@ fn build_then_rebuild_unchanged_runs_nothing() {
 }
 
 #[test]
-fn changing_the_last_step_reruns_only_it() {
+fn changing_a_step_of_a_run_reruns_the_run_from_the_layer_before_it() {
     let env = env3();
     build(&env, &[]).ok();
     env.write("t/t.yml", &T3.replace("built by", "made by"));
     let out = build(&env, &[]).ok();
-    assert_eq!(env.tool_runs("virt-customize"), 4);
-    assert_eq!(out.stdout.matches("(cached)").count(), 3, "{}", out.stdout);
+    // Steps 1 and 2 have no layers of their own: the run starts again on the import.
+    assert_eq!(env.tool_runs("virt-customize"), 2);
+    assert_eq!(out.stdout.matches("(cached)").count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains("[IMPORT] "), "{}", out.stdout);
     assert!(env
         .read("log/virt-customize.uploads")
         .ends_with("made by demo"));
+}
+
+/// Steps 1-2 are one virt-customize run, sysprep (another tool) its own, steps 4-5 a
+/// second virt-customize run.
+const SPLIT: &str = "spec:\n  import:\n    virt-builder: debian-12\n  steps:\n    - run: {file: setup.sh}\n    - hostname: h1\n    - sysprep: {operations: tmp-files}\n    - copy: {dest: /etc/motd, content: one}\n    - hostname: h2\n";
+
+/// virt-customize's runs so far, each its arguments.
+fn customize_runs(env: &TestEnv) -> Vec<Vec<String>> {
+    env.read("log/virt-customize.log")
+        .split("--\n")
+        .filter(|r| !r.is_empty())
+        .map(|r| r.lines().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn consecutive_customize_steps_are_one_virt_customize_run_cached_as_one_layer() {
+    let env = TestEnv::new();
+    env.write("t/t.yml", SPLIT);
+    env.write("t/setup.sh", "echo setup\n");
+    let first = build(&env, &[]).ok();
+    let runs = customize_runs(&env);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(env.tool_runs("virt-sysprep"), 1);
+    // Each run: the steps' operations in step order, on one layer.
+    let ops = |r: &[String]| -> Vec<String> {
+        r.iter().filter(|a| a.starts_with("--")).cloned().collect()
+    };
+    assert_eq!(ops(&runs[0]), ["--format", "--run", "--hostname"]);
+    assert_eq!(runs[0].last().unwrap(), "h1");
+    assert_eq!(ops(&runs[1]), ["--format", "--upload", "--hostname"]);
+    assert_eq!(runs[1].last().unwrap(), "h2");
+    for want in [
+        "steps 1..2: one virt-customize run",
+        "steps 4..5: one virt-customize run",
+    ] {
+        assert!(first.stdout.contains(want), "{want}: {}", first.stdout);
+    }
+    // The import, each run's layer, sysprep's: 4 layers for 6 runners.
+    let usage = env.maker(&["cache", "usage", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 4, "{}", usage.stdout);
+    // Unchanged: every runner is cached, nothing runs.
+    let again = build(&env, &[]).ok();
+    assert_eq!(
+        again.stdout.matches("(cached)").count(),
+        6,
+        "{}",
+        again.stdout
+    );
+    assert_eq!(env.tool_runs("virt-customize"), 2);
+    assert_eq!(env.tool_runs("virt-sysprep"), 1);
+    // A change after sysprep reruns only the run after it, on sysprep's layer.
+    env.write("t/t.yml", &SPLIT.replace("content: one", "content: two"));
+    let out = build(&env, &[]).ok();
+    assert_eq!(out.stdout.matches("(cached)").count(), 4, "{}", out.stdout);
+    let runs = customize_runs(&env);
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(ops(&runs[2]), ["--format", "--upload", "--hostname"]);
+    assert_eq!(env.tool_runs("virt-sysprep"), 1);
+    assert!(env.read("log/virt-customize.uploads").ends_with("two"));
 }
 
 #[test]
@@ -59,7 +123,7 @@ fn changing_a_script_file_invalidates_its_step_and_later_ones() {
     env.write("t/setup.sh", "echo setup-two\n");
     build(&env, &[]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 6);
+    assert_eq!(env.tool_runs("virt-customize"), 2);
     assert!(env.read("log/virt-customize.scripts").contains("setup-two"));
 }
 
@@ -67,14 +131,15 @@ fn changing_a_script_file_invalidates_its_step_and_later_ones() {
 fn params_override_and_shared_prefixes_share_layers() {
     let env = env3();
     build(&env, &[]).ok();
-    // -p changes step 2 onwards; the import and step 1 are shared.
+    // -p changes step 2 onwards; the import is shared (step 1 is in one run with steps 2
+    // and 3: it has no layer of its own).
     build(&env, &["-p", "name=other"]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 5);
+    assert_eq!(env.tool_runs("virt-customize"), 2);
     assert!(env.path("t/out/other.qcow2").is_file());
     let usage = env.maker(&["cache", "usage", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
-    assert_eq!(v["layers"].as_array().unwrap().len(), 6);
+    assert_eq!(v["layers"].as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -82,10 +147,10 @@ fn force_rebuilds_and_force_export_reexports() {
     let env = env3();
     build(&env, &[]).ok();
     build(&env, &["-X"]).ok();
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(env.tool_runs("virt-customize"), 1);
     build(&env, &["-F"]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 2);
-    assert_eq!(env.tool_runs("virt-customize"), 6);
+    assert_eq!(env.tool_runs("virt-customize"), 2);
 }
 
 #[test]
@@ -113,8 +178,12 @@ fn an_invalid_template_is_an_error_naming_file_step_key_and_builds_nothing() {
 fn a_failed_step_leaves_no_layer_and_the_rebuild_resumes_there() {
     let mut env = env3();
     env.set("FAKE_VIRT_CUSTOMIZE_FAIL", "no space left");
+    // The run of steps 1..3 failed: its steps are named, with virt-customize's message.
     build(&env, &[])
-        .fails(1, "step 1 (run)")
+        .fails(
+            1,
+            "t.yml: one of steps 1..3 (run, hostname, copy): virt-customize failed",
+        )
         .fails(1, "no space left");
     let env = {
         let mut e = env;
@@ -126,7 +195,7 @@ fn a_failed_step_leaves_no_layer_and_the_rebuild_resumes_there() {
     assert_eq!(v["layers"].as_array().unwrap().len(), 1, "{}", usage.stdout);
     build(&env, &[]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 4);
+    assert_eq!(env.tool_runs("virt-customize"), 2);
     let leftovers: Vec<String> = env
         .ls("cache/layers")
         .into_iter()
@@ -176,7 +245,7 @@ fn concurrent_builds_of_one_chain_build_each_layer_once() {
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(env.tool_runs("virt-customize"), 1);
 }
 
 #[test]
@@ -185,7 +254,7 @@ fn cache_usage_gc_and_clean() {
     build(&env, &[]).ok();
     let usage = env.maker(&["cache", "usage", "-H"]).ok();
     assert!(
-        usage.stdout.contains("total (4 layers)"),
+        usage.stdout.contains("total (2 layers)"),
         "{}",
         usage.stdout
     );
@@ -193,14 +262,14 @@ fn cache_usage_gc_and_clean() {
         .maker(&["cache", "gc", "--max-size", "0", "--dry-run"])
         .ok();
     assert!(
-        dry.stdout.contains("would remove 4 layers"),
+        dry.stdout.contains("would remove 2 layers"),
         "{}",
         dry.stdout
     );
-    assert_eq!(env.ls("cache/layers").len(), 8);
+    assert_eq!(env.ls("cache/layers").len(), 4);
     env.maker(&["cache", "gc"]).fails(2, "--max-size");
     env.maker(&["cache", "gc", "--max-age", "30d"]).ok();
-    assert_eq!(env.ls("cache/layers").len(), 8);
+    assert_eq!(env.ls("cache/layers").len(), 4);
     env.maker(&["cache", "clean"]).ok();
     assert!(env.ls("cache/layers").is_empty());
     // The export is a copy: it survives the cache.
@@ -329,12 +398,12 @@ fn virt_up_builds_a_customized_template_through_the_shared_cache() {
     );
     // virt-maker first: virt-up then finds every layer in the cache.
     build(&env, &[]).ok();
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    assert_eq!(env.tool_runs("virt-customize"), 1);
     let out = env.run(&["cust", "--no-clone"]).ok();
     assert!(out.stderr.contains("(cached)"), "{}", out.stderr);
     assert_eq!(env.tool_runs("virt-builder"), 1);
     // Only virt-up's own customization ran on the copied disk.
-    assert_eq!(env.tool_runs("virt-customize"), 4);
+    assert_eq!(env.tool_runs("virt-customize"), 2);
     let log = env.read("log/virt-customize.log");
     assert!(
         log.contains("/etc/systemd/system/virt-up-identity.service"),
@@ -349,7 +418,7 @@ fn virt_up_builds_a_customized_template_through_the_shared_cache() {
     env.maker(&["cache", "clean"]).ok();
     assert_eq!(
         env.ls("cache/layers").len(),
-        8,
+        4,
         "{:?}",
         env.ls("cache/layers")
     );
@@ -654,8 +723,8 @@ fn templates_d_steps_build_through_the_cache_and_share_layers_with_the_same_yaml
     let first = env.run(&["web", "--no-clone"]).ok();
     assert!(first.stderr.contains("[ RUN  ] "), "{}", first.stderr);
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    // Two steps, then virt-up's own customization of the copy.
-    assert_eq!(env.tool_runs("virt-customize"), 3);
+    // The two steps in one run, then virt-up's own customization of the copy.
+    assert_eq!(env.tool_runs("virt-customize"), 2);
     assert!(env.ls("pool").iter().any(|n| n == "TEMPLATE-web.qcow2"));
     // The same import and steps written as a virt-maker template: every layer is cached.
     env.write(
@@ -670,7 +739,7 @@ fn templates_d_steps_build_through_the_cache_and_share_layers_with_the_same_yaml
         "{}",
         maker.stdout
     );
-    assert_eq!(env.tool_runs("virt-customize"), 3, "nothing ran again");
+    assert_eq!(env.tool_runs("virt-customize"), 2, "nothing ran again");
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod run;
 
 mod gen_vm_image;
 mod guard;
+mod maker_steps;
 mod options;
 mod virt_maker;
 mod warm;
