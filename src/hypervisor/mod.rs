@@ -429,11 +429,28 @@ impl Hypervisor for Libvirt {
         if self.storage == Storage::LocalDir {
             return local_dir::delete(path);
         }
-        match self.lookup_volume(path)? {
-            Some(vol) => vol
-                .delete(0)
-                .map_err(|e| libvirt_error(format!("deleting volume {}", path.display()), e)),
-            None => Ok(()),
+        let Some(vol) = self.lookup_volume(path)? else {
+            return Ok(());
+        };
+        // A volume libvirt is still filling (a copy that a killed run started: libvirtd
+        // goes on with it) cannot be deleted until it is done; it is, within seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match vol.delete(0) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.message().contains("still being allocated")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(libvirt_error(
+                        format!("deleting volume {}", path.display()),
+                        e,
+                    ))
+                }
+            }
         }
     }
 
