@@ -266,3 +266,34 @@ mod tests {
         assert!(!usable_ipv4("fe80::1"));
     }
 }
+
+/// How a wait for a host name from the guest agent ended.
+#[derive(Debug, PartialEq)]
+pub enum AgentWait {
+    Reported,
+    Stopped,
+    TimedOut,
+}
+
+/// Poll (every 50 ms) until the guest agent of `domain` reports `wanted` as its host name,
+/// the domain stops, or `limit` has passed.
+pub fn wait_agent_hostname(
+    hv: &dyn Hypervisor,
+    domain: &str,
+    wanted: &str,
+    limit: Duration,
+) -> Result<AgentWait> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if hv.agent_hostname(domain)?.as_deref() == Some(wanted) {
+            return Ok(AgentWait::Reported);
+        }
+        if !hv.is_running(domain)? {
+            return Ok(AgentWait::Stopped);
+        }
+        if Instant::now() > deadline {
+            return Ok(AgentWait::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

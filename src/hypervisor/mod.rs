@@ -392,13 +392,7 @@ impl Hypervisor for Libvirt {
         };
         let mut file = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
         let length = file.metadata().map_err(|e| Error::io(from, e))?.len();
-        let vol = self.lookup_volume(volume)?.ok_or_else(|| Error::Libvirt {
-            what: what(),
-            message: "no such volume".into(),
-            hint: String::new(),
-        })?;
-        let stream =
-            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        let (vol, stream) = self.volume_stream(volume, &what())?;
         vol.upload(&stream, 0, length, 0)
             .map_err(|e| libvirt_error(what(), e))?;
         // In pieces: a template disk is gigabytes, and need not be in memory at once.
@@ -483,13 +477,7 @@ impl Hypervisor for Libvirt {
             return local_dir::read_head(path, length);
         }
         let what = || format!("reading volume {}", path.display());
-        let vol = self.lookup_volume(path)?.ok_or_else(|| Error::Libvirt {
-            what: what(),
-            message: "no such volume".into(),
-            hint: String::new(),
-        })?;
-        let stream =
-            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        let (vol, stream) = self.volume_stream(path, &what())?;
         vol.download(&stream, 0, length, 0)
             .map_err(|e| libvirt_error(what(), e))?;
         let mut out = Vec::with_capacity(length as usize);
@@ -521,13 +509,7 @@ impl Hypervisor for Libvirt {
             return local_dir::write_head(path, bytes);
         }
         let what = || format!("writing the start of volume {}", path.display());
-        let vol = self.lookup_volume(path)?.ok_or_else(|| Error::Libvirt {
-            what: what(),
-            message: "no such volume".into(),
-            hint: String::new(),
-        })?;
-        let stream =
-            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what(), e))?;
+        let (vol, stream) = self.volume_stream(path, &what())?;
         // An upload with a length writes that range only: the file is not truncated.
         vol.upload(&stream, 0, bytes.len() as u64, 0)
             .map_err(|e| libvirt_error(what(), e))?;
@@ -665,6 +647,18 @@ fn describe(vol: &StorageVol) -> std::result::Result<Volume, virt::error::Error>
 }
 
 impl Libvirt {
+    /// The volume at `path` and a new stream to move its bytes; errors say `what`.
+    fn volume_stream(&self, path: &Path, what: &str) -> Result<(StorageVol, virt::stream::Stream)> {
+        let vol = self.lookup_volume(path)?.ok_or_else(|| Error::Libvirt {
+            what: what.to_string(),
+            message: "no such volume".into(),
+            hint: String::new(),
+        })?;
+        let stream =
+            virt::stream::Stream::new(&self.conn, 0).map_err(|e| libvirt_error(what, e))?;
+        Ok((vol, stream))
+    }
+
     fn active_pool(&self, pool: &str) -> Result<StoragePool> {
         self.pool_path(pool)?;
         self.conn

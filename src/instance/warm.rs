@@ -17,9 +17,9 @@ use crate::hypervisor::domain_xml::{escape, interface_xml, Disk, DomainSpec};
 use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
 use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
+use crate::readiness::{wait_agent_hostname, AgentWait};
 use crate::records::{Record, Warm};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// Where a clone's save image goes: next to its disk, removed once it is restored.
 pub(super) fn save_path(record: &Record) -> PathBuf {
@@ -141,20 +141,21 @@ fn file_name(path: &Path) -> &str {
 /// last, once the whole identity is applied.
 fn wait_applied(ctx: &Context, plan: &InstancePlan, record: &Record) -> Result<()> {
     let limit = plan.template.timeouts.ssh;
-    let deadline = Instant::now() + limit;
-    loop {
-        if ctx.hv.agent_hostname(&record.domain)?.as_deref() == Some(record.hostname.as_str()) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout {
-                name: record.name.clone(),
-                phase: "warm identity".into(),
-                seconds: limit.as_secs(),
-                console_log: record.console_log.display().to_string(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    match wait_agent_hostname(ctx.hv.as_ref(), &record.domain, &record.hostname, limit)? {
+        AgentWait::Reported => Ok(()),
+        AgentWait::Stopped => Err(Error::Guest {
+            name: record.name.clone(),
+            message: format!(
+                "it stopped before its identity was applied; console log: {}",
+                record.console_log.display()
+            ),
+        }),
+        AgentWait::TimedOut => Err(Error::Timeout {
+            name: record.name.clone(),
+            phase: "warm identity".into(),
+            seconds: limit.as_secs(),
+            console_log: record.console_log.display().to_string(),
+        }),
     }
 }
 

@@ -14,10 +14,11 @@ use crate::hypervisor::{virt_install, NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
 use crate::lock::Lock;
 use crate::names::template_stem;
+use crate::readiness::{wait_agent_hostname, AgentWait};
 use crate::records::{Record, Warm};
 use crate::sshkeys;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Why instances of `plan` cannot be restored from a warm image of `template`; None if
 /// they can. Said to the user when an instance boots cold.
@@ -266,28 +267,21 @@ fn domain(plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<Domai
 fn wait_parked(ctx: &Context, plan: &InstancePlan, parts: &Parts) -> Result<()> {
     let t = &plan.template;
     let limit = t.timeouts.address + t.timeouts.ssh;
-    let deadline = Instant::now() + limit;
-    loop {
-        if ctx.hv.agent_hostname(&parts.domain)?.as_deref() == Some(identity::PARKED_HOSTNAME) {
-            return Ok(());
-        }
-        if !ctx.hv.is_running(&parts.domain)? {
-            return Err(Error::Guest {
-                name: parts.domain.clone(),
-                message: format!(
-                    "the warm boot stopped before it parked; console log: {}",
-                    parts.console_log.display()
-                ),
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout {
-                name: parts.domain.clone(),
-                phase: "park".into(),
-                seconds: limit.as_secs(),
-                console_log: parts.console_log.display().to_string(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let parked = identity::PARKED_HOSTNAME;
+    match wait_agent_hostname(ctx.hv.as_ref(), &parts.domain, parked, limit)? {
+        AgentWait::Reported => Ok(()),
+        AgentWait::Stopped => Err(Error::Guest {
+            name: parts.domain.clone(),
+            message: format!(
+                "the warm boot stopped before it parked; console log: {}",
+                parts.console_log.display()
+            ),
+        }),
+        AgentWait::TimedOut => Err(Error::Timeout {
+            name: parts.domain.clone(),
+            phase: "park".into(),
+            seconds: limit.as_secs(),
+            console_log: parts.console_log.display().to_string(),
+        }),
     }
 }
