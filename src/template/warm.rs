@@ -72,10 +72,9 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
     let mut record = ctx.store.load(&stem)?.unwrap_or_else(|| template.clone());
     let devices = devices_digest(plan);
     if let Some(warm) = &record.warm {
-        let problem = if warm.devices != devices {
-            Some("it was made for other virt-install-args".to_string())
-        } else {
-            damage(ctx, warm)?
+        let problem = match stale(warm, plan, &devices) {
+            Some(why) => Some(why),
+            None => damage(ctx, warm)?,
         };
         let Some(problem) = problem else {
             return Ok(record);
@@ -108,6 +107,21 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
     record.warm = Some(parts.warm(plan, &devices, took.as_secs_f64()));
     ctx.store.save(&stem, &record)?;
     Ok(record)
+}
+
+/// Why a warm image no longer fits the template's settings: a restored guest has the
+/// memory, vCPUs, graphics and devices it was saved with, whatever the settings say now.
+fn stale(warm: &Warm, plan: &InstancePlan, devices: &str) -> Option<String> {
+    let t = &plan.template;
+    let now = (t.memory_mib, t.vcpus, t.graphics.to_string());
+    let then = (warm.memory, warm.vcpus, warm.graphics.clone());
+    if now != then {
+        return Some(format!(
+            "it was made with memory {} MiB, {} vCPUs, graphics {}; the template now has {} MiB, {}, {}",
+            then.0, then.1, then.2, now.0, now.1, now.2
+        ));
+    }
+    (warm.devices != devices).then(|| "it was made for other virt-install-args".to_string())
 }
 
 /// What is wrong with a warm image: a volume missing, or a save image whose header
@@ -283,5 +297,48 @@ fn wait_parked(ctx: &Context, plan: &InstancePlan, parts: &Parts) -> Result<()> 
             seconds: limit.as_secs(),
             console_log: parts.console_log.display().to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{plan, test_config};
+    use crate::paths::Paths;
+
+    fn plan_with(common: &str) -> InstancePlan {
+        let config = test_config(common, "[deb]\nos-version = x\n");
+        let paths = Paths::from_env(&|k| (k == "HOME").then(|| "/h".to_string())).unwrap();
+        plan::instance(&config, &paths, "deb", &Default::default()).unwrap()
+    }
+
+    fn warm(memory: u64, vcpus: u64, devices: &str) -> Warm {
+        Warm {
+            disk: "/pool/d.qcow2".into(),
+            seed: "/pool/s.tar".into(),
+            save: "/pool/s.save".into(),
+            memory,
+            vcpus,
+            graphics: "none".into(),
+            devices: devices.into(),
+            console_log: "/logs/w.log".into(),
+            created: String::new(),
+            build_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_warm_image_of_another_shape_than_the_templates_settings_is_made_again() {
+        let plan = plan_with("[common]\nmemory = 1024\nvcpus = 2\n");
+        let devices = devices_digest(&plan);
+        assert_eq!(stale(&warm(1024, 2, &devices), &plan, &devices), None);
+        let why = stale(&warm(512, 2, &devices), &plan, &devices).unwrap();
+        assert!(
+            why.contains("memory 512 MiB") && why.contains("now has 1024 MiB"),
+            "{why}"
+        );
+        assert!(stale(&warm(1024, 1, &devices), &plan, &devices).is_some());
+        let why = stale(&warm(1024, 2, "other"), &plan, &devices).unwrap();
+        assert!(why.contains("virt-install-args"), "{why}");
     }
 }
