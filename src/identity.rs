@@ -445,6 +445,24 @@ mod tests {
         assert_eq!(std::fs::read(g.path("dev/vda")).unwrap(), after);
     }
 
+    /// The 127 sectors a template's partitioning leaves after its root (alignment slack, not
+    /// a --size) are left alone: no table write, no resize at every clone's first boot.
+    /// A disk 1 MiB larger than the partition's end is grown.
+    #[test]
+    fn alignment_slack_under_one_mib_is_not_grown() {
+        let g = FakeGuest::new(&[(0x83, 2048, 4194049)], 4194049, 4196224);
+        let before = std::fs::read(g.path("dev/vda")).unwrap();
+        let (_, calls) = g.run(&["grow_root"]);
+        assert_eq!(calls, "");
+        assert_eq!(std::fs::read(g.path("dev/vda")).unwrap(), before);
+        assert!(!g.console().contains("grew"), "{}", g.console());
+
+        let g = FakeGuest::new(&[(0x83, 2048, 4096)], 4096, 2048 + 4096 + 2048);
+        let (_, calls) = g.run(&["grow_root"]);
+        assert!(calls.starts_with("resizepart"), "{calls}");
+        assert_eq!(entry_size(&g.path("dev/vda"), 1), 4096 + 2048);
+    }
+
     /// A boot that grew the partition but stopped before the filesystem: the next one grows
     /// the filesystem (and touches no table).
     #[test]
