@@ -1,3 +1,8 @@
+# Instance or template names, from virt-up itself (nothing when it fails).
+_virt_up_names() {
+    virt-up "$@" -q 2>/dev/null
+}
+
 _virt__up() {
     local i cur prev opts cmd
     COMPREPLY=()
@@ -24,17 +29,17 @@ _virt__up() {
     case "${cmd}" in
         virt__up)
             opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+            if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(_virt_up_names --list)" -- "${cur}"))
                     return 0
                     ;;
                 -n)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(_virt_up_names --list)" -- "${cur}"))
                     return 0
                     ;;
                 --copy)
@@ -46,11 +51,11 @@ _virt__up() {
                     return 0
                     ;;
                 --template)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(_virt_up_names --show-templates)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(_virt_up_names --show-templates)" -- "${cur}"))
                     return 0
                     ;;
                 --root-password)
@@ -101,7 +106,7 @@ _virt__up() {
                     COMPREPLY=()
                     ;;
             esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            COMPREPLY=( $(compgen -W "$(_virt_up_names --list) ${opts}" -- "${cur}") )
             return 0
             ;;
     esac

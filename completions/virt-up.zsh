@@ -2,6 +2,14 @@
 
 autoload -U is-at-least
 
+_virt_up_instances() {
+    compadd -- ${(f)"$(virt-up --list -q 2>/dev/null)"}
+}
+
+_virt_up_templates() {
+    compadd -- ${(f)"$(virt-up --show-templates -q 2>/dev/null)"}
+}
+
 _virt-up() {
     typeset -A opt_args
     typeset -a _arguments_options
@@ -15,12 +23,12 @@ _virt-up() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
-'*-n+[Instance name (same as the positional <name>)]:name:_default' \
-'*--name=[Instance name (same as the positional <name>)]:name:_default' \
+'*-n+[Instance name (same as the positional <name>)]:name:_virt_up_instances' \
+'*--name=[Instance name (same as the positional <name>)]:name:_virt_up_instances' \
 '*--copy=[Copy files into or out of an instance with scp (its key, its pinned host key; directories too)\: --copy SRC NAME\:DST or --copy NAME\:SRC DST]:src:_default:src:_default' \
 '--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
-'-t+[Template name (default\: <name>)]:template:_default' \
-'--template=[Template name (default\: <name>)]:template:_default' \
+'-t+[Template name (default\: <name>)]:template:_virt_up_templates' \
+'--template=[Template name (default\: <name>)]:template:_virt_up_templates' \
 '--root-password=[Root password of the new instance, set in the guest as a hash, never stored (default\: none, root'\''s password stays locked and root logs in with the instance'\''s key)]:root-password:_default' \
 '--user=[Login user (default\: the template'\''s, '\''virt'\''); another name is created in the new instance, with passwordless sudo]:user:_default' \
 '--password=[Password of the login user, set in the guest as a hash, never stored (default\: none, the user logs in with the instance'\''s key only)]:password:_default' \
@@ -47,8 +55,8 @@ _virt-up() {
 '--no-inventory[Exclude the instance from the ansible inventory]' \
 '--all[With --list\: include templates; with --delete\: see --delete]' \
 '--yes[Answer yes to the question of --delete --all (needed without a terminal)]' \
-'-q[Show less output; with --list\: the names only]' \
-'--quiet[Show less output; with --list\: the names only]' \
+'-q[Show less output; with --list and --show-templates\: the names only]' \
+'--quiet[Show less output; with --list and --show-templates\: the names only]' \
 '--debug[Show debug tracing (commands run, phase durations)]' \
 '--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
 '--json[Machine-readable output on stdout (JSON)\: with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
@@ -56,7 +64,7 @@ _virt-up() {
 '--help[Print help]' \
 '-V[Print version]' \
 '--version[Print version]' \
-'*::names -- Instance name(s); several names create several instances at once:_default' \
+'*::names -- Instance name(s); several names create several instances at once:_virt_up_instances' \
 && ret=0
 }
 

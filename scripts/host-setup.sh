@@ -9,7 +9,7 @@ log() { printf 'host-setup: %s\n' "$*" >&2; }
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   qemu-utils guestfs-tools libguestfs-tools virtinst debootstrap linux-image-amd64
   supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils
-  shellcheck)
+  shellcheck zsh fish)
 
 missing_packages() {
   local p

@@ -37,7 +37,7 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         ui.warn(warning);
     }
     if cli.show_templates {
-        return show_templates(&paths, &config, cli.json).map(|_| 0);
+        return show_templates(&paths, &config, cli.json, cli.quiet).map(|_| 0);
     }
     let names = cli.all_names();
     for name in &names {

@@ -169,7 +169,7 @@ pub struct Cli {
     #[arg(long)]
     pub yes: bool,
 
-    /// Show less output; with --list: the names only
+    /// Show less output; with --list and --show-templates: the names only
     #[arg(short = 'q', long)]
     pub quiet: bool,
 

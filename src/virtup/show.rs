@@ -177,7 +177,20 @@ fn state_of(domains: &DomainNames, r: &Record) -> &'static str {
     }
 }
 
-pub(super) fn show_templates(paths: &Paths, config: &Config, json: bool) -> Result<()> {
+/// `--show-templates`: every template's settings and what is built of it; `-q` prints
+/// the names only (the shell completions call that: no libvirt connection, no records).
+pub(super) fn show_templates(
+    paths: &Paths,
+    config: &Config,
+    json: bool,
+    names_only: bool,
+) -> Result<()> {
+    if names_only && !json {
+        for name in config.template_names() {
+            println!("{name}");
+        }
+        return Ok(());
+    }
     let store = crate::records::Store::new(paths)?;
     let mut all = serde_json::Map::new();
     for name in config.template_names() {

@@ -496,3 +496,105 @@ fn a_playbook_reaches_an_instance_that_is_not_in_the_inventory() {
     assert!(!args.contains(&env.path("data/inventory.yaml").display().to_string()));
     assert!(!env.read("data/inventory.yaml").contains("web1"));
 }
+
+/// What bash offers for the words `words` (the last one being completed) with virt-up's
+/// committed completion, the virt-up under test first on PATH.
+fn bash_completes(env: &mut TestEnv, words: &[&str]) -> Vec<String> {
+    let bin = std::path::Path::new(crate::harness::Bin::VirtUp.program());
+    env.prepend_path(bin.parent().unwrap());
+    let script = format!(
+        "source '{}'\nCOMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1))\n\
+         _virt__up virt-up \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD - 1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/completions/virt-up.bash")
+    );
+    let mut args = vec!["-c", script.as_str(), "bash"];
+    args.extend_from_slice(words);
+    let out = env.command_of("bash", &args).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Tab after `virt-up w` offers the instances, after `--template d` the templates, from
+/// the user's records and templates.d at that moment; `--show-templates -q` is the list.
+#[test]
+fn bash_completes_instance_and_template_names() {
+    let mut env = TestEnv::new();
+    write_instance(&env, "web1", true);
+    write_instance(&env, "web2", false);
+    write_instance(&env, "db1", false);
+    assert_eq!(env.run(&["--show-templates", "-q"]).ok().stdout, "deb\n");
+    assert_eq!(
+        bash_completes(&mut env, &["virt-up", "w"]),
+        ["web1", "web2"]
+    );
+    assert_eq!(
+        bash_completes(&mut env, &["virt-up", "db1", "--login", "-n", "d"]),
+        ["db1"]
+    );
+    assert_eq!(
+        bash_completes(&mut env, &["virt-up", "web3", "--template", "d"]),
+        ["deb"]
+    );
+    let flags = bash_completes(&mut env, &["virt-up", "web1", "--lo"]);
+    assert_eq!(flags, ["--login"]);
+}
+
+/// Runs `script` in `shell` (zsh or fish, which `make host` installs) with the virt-up
+/// under test first on PATH and the instances web1, web2 and db1; its output lines.
+fn shell_lines(shell: &str, script: &str) -> Vec<String> {
+    let mut env = TestEnv::new();
+    for name in ["web1", "web2", "db1"] {
+        write_instance(&env, name, false);
+    }
+    let bin = std::path::Path::new(crate::harness::Bin::VirtUp.program());
+    env.prepend_path(bin.parent().unwrap());
+    let out = env
+        .command_of(shell, &["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("{shell} (installed by make host): {e}"));
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const COMPLETIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/completions");
+
+/// fish's own completion engine (`complete -C`) on the committed script.
+#[test]
+fn fish_completes_instance_and_template_names() {
+    let lines = shell_lines(
+        "fish",
+        &format!(
+            "source {COMPLETIONS}/virt-up.fish; complete -C 'virt-up w'; \
+             complete -C 'virt-up web3 --template d'"
+        ),
+    );
+    let words: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(words, ["web1", "web2", "deb"], "{lines:?}");
+}
+
+/// zsh's functions the completion names for instances and templates (compadd stands in
+/// for the completion system, which needs a terminal).
+#[test]
+fn zsh_completes_instance_and_template_names() {
+    let lines = shell_lines(
+        "zsh",
+        &format!(
+            "autoload -U compinit && compinit -u -D; source {COMPLETIONS}/virt-up.zsh; \
+             compadd() {{ shift; print -l -- \"$@\"; }}; \
+             _virt_up_instances; _virt_up_templates"
+        ),
+    );
+    assert_eq!(lines, ["db1", "web1", "web2", "deb"]);
+}
