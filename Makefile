@@ -7,7 +7,7 @@ CARGO     ?= cargo
 VIRT_TYPE ?= qemu
 export VIRT_TYPE
 
-.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm test-install lint lint-tools man bench bench-virt-maker bench-gen-vm-image install uninstall
+.PHONY: all build host base-image cloudinit-image demo test test-unit test-integration test-realvm test-install test-deb deb lint lint-tools man bench bench-virt-maker bench-gen-vm-image install uninstall
 
 all: build
 
@@ -35,7 +35,7 @@ demo: host build
 	scripts/demo.sh
 
 # All three tiers: unit, integration (libvirt test driver + fake tools), real VMs.
-test: host base-image lint test-unit test-integration test-install test-realvm
+test: host base-image lint test-unit test-integration test-install test-deb test-realvm
 
 test-unit:
 	$(CARGO) test --locked --lib
@@ -109,6 +109,14 @@ uninstall:
 # only the configuration is left.
 test-install:
 	scripts/test-install.sh
+
+# A Debian package of the install tree (dpkg-deb): target/debian/virt-up_VERSION_ARCH.deb.
+deb: build
+	scripts/make-deb.sh
+
+# make deb, installed by dpkg into a scratch root, run, upgraded over an edit, removed.
+test-deb: build
+	scripts/test-deb.sh
 
 # Regenerate the man page and completions from the clap definitions.
 man:
