@@ -100,6 +100,17 @@ impl World {
         cmd
     }
 
+    /// Another virt-up binary (an installed one), with this world's configuration and data
+    /// but `system_config` as its system-wide configuration.
+    pub fn vu_installed(&self, bin: &Path, system_config: &Path, args: &[&str]) -> Run {
+        eprintln!("realvm: {} {}", bin.display(), args.join(" "));
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        self.environment(&mut cmd);
+        cmd.env("VIRTUP_SYSTEM_CONFIG", system_config);
+        Run::from(cmd.output().unwrap())
+    }
+
     fn environment(&self, cmd: &mut Command) {
         cmd.env("VIRTUP_CONFIG_HOME", self.dir.join("config"))
             .env("VIRTUP_DATA_HOME", self.dir.join("data"))
