@@ -12,6 +12,7 @@ mod gen_vm_image;
 mod guard;
 mod maker_steps;
 mod options;
+mod snapshots;
 mod virt_maker;
 mod warm;
 mod world;
