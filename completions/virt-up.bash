@@ -28,7 +28,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --info --snapshot --snapshots --revert --delete-snapshot --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
             if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -40,6 +40,18 @@ _virt__up() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -W "$(_virt_up_names --list)" -- "${cur}"))
+                    return 0
+                    ;;
+                --snapshot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --delete-snapshot)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --copy)

@@ -1,4 +1,7 @@
 complete -c virt-up -s n -l name -d 'Instance name (same as the positional <name>)' -r
+complete -c virt-up -l snapshot -d 'Take a disk snapshot of the instance (libvirt, inside its qcow2 disk); a running instance is stopped for it and started again' -r
+complete -c virt-up -l revert -d 'Put the instance\'s disk back as it was at a snapshot; a running instance is stopped first and started again' -r
+complete -c virt-up -l delete-snapshot -d 'Delete one of the instance\'s snapshots' -r
 complete -c virt-up -l copy -d 'Copy files into or out of an instance with scp (its key, its pinned host key; directories too): --copy SRC NAME:DST or --copy NAME:SRC DST' -r
 complete -c virt-up -l playbook -d 'Run an ansible playbook on the instance' -r
 complete -c virt-up -s t -l template -d 'Template name (default: <name>)' -r
@@ -25,6 +28,7 @@ complete -c virt-up -l start -d 'Start the stopped instance(s) and wait until ea
 complete -c virt-up -l stop -d 'Stop the instance(s): ACPI power-off, then off after the \'stop-timeout\' setting'
 complete -c virt-up -l restart -d 'Stop, then start the instance(s)'
 complete -c virt-up -l info -d 'Show one instance: its record and live state (state, address, disk use, ...)'
+complete -c virt-up -l snapshots -d 'List the instance\'s snapshots with their creation time'
 complete -c virt-up -l sftp -d 'With --login: use sftp'
 complete -c virt-up -l no-clone -d 'Build the template instance only'
 complete -c virt-up -l no-inventory -d 'Exclude the instance from the ansible inventory'
@@ -33,7 +37,7 @@ complete -c virt-up -l yes -d 'Answer yes to the question of --delete --all (nee
 complete -c virt-up -s q -l quiet -d 'Show less output; with --list and --show-templates: the names only'
 complete -c virt-up -l debug -d 'Show debug tracing (commands run, phase durations)'
 complete -c virt-up -l force -d 'With --init: overwrite files; with --no-clone: rebuild the template'
-complete -c virt-up -l json -d 'Machine-readable output on stdout (JSON): with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances'
+complete -c virt-up -l json -d 'Machine-readable output on stdout (JSON): with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances'
 complete -c virt-up -s h -l help -d 'Print help'
 complete -c virt-up -s V -l version -d 'Print version'
 # Instance and template names, from virt-up itself (nothing when it fails).

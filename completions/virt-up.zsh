@@ -25,6 +25,9 @@ _virt-up() {
     _arguments "${_arguments_options[@]}" : \
 '*-n+[Instance name (same as the positional <name>)]:name:_virt_up_instances' \
 '*--name=[Instance name (same as the positional <name>)]:name:_virt_up_instances' \
+'--snapshot=[Take a disk snapshot of the instance (libvirt, inside its qcow2 disk); a running instance is stopped for it and started again]:snap:_default' \
+'--revert=[Put the instance'\''s disk back as it was at a snapshot; a running instance is stopped first and started again]:snap:_default' \
+'--delete-snapshot=[Delete one of the instance'\''s snapshots]:snap:_default' \
 '*--copy=[Copy files into or out of an instance with scp (its key, its pinned host key; directories too)\: --copy SRC NAME\:DST or --copy NAME\:SRC DST]:src:_default:src:_default' \
 '--playbook=[Run an ansible playbook on the instance]:playbook:_default' \
 '-t+[Template name (default\: <name>)]:template:_virt_up_templates' \
@@ -50,6 +53,7 @@ _virt-up() {
 '--stop[Stop the instance(s)\: ACPI power-off, then off after the '\''stop-timeout'\'' setting]' \
 '--restart[Stop, then start the instance(s)]' \
 '--info[Show one instance\: its record and live state (state, address, disk use, ...)]' \
+'--snapshots[List the instance'\''s snapshots with their creation time]' \
 '--sftp[With --login\: use sftp]' \
 '--no-clone[Build the template instance only]' \
 '--no-inventory[Exclude the instance from the ansible inventory]' \
@@ -59,7 +63,7 @@ _virt-up() {
 '--quiet[Show less output; with --list and --show-templates\: the names only]' \
 '--debug[Show debug tracing (commands run, phase durations)]' \
 '--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
-'--json[Machine-readable output on stdout (JSON)\: with --list, --info and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
+'--json[Machine-readable output on stdout (JSON)\: with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \

@@ -18,7 +18,8 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(now())
 }
 
-fn format_rfc3339(secs: u64) -> String {
+/// A Unix time as an RFC 3339 UTC timestamp.
+pub fn format_rfc3339(secs: u64) -> String {
     let [year, month, day, hour, minute, second] = utc_parts(secs);
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }

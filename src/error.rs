@@ -152,6 +152,10 @@ pub enum Error {
     #[error("{name}: {why}")]
     InstanceNotUsable { name: String, why: String },
 
+    /// A snapshot the instance does not have.
+    #[error("{instance} has no snapshot '{snapshot}' (see: virt-up {instance} --snapshots)")]
+    SnapshotNotFound { instance: String, snapshot: String },
+
     /// Several instances were asked for and some failed (each was reported on its own).
     #[error("{failed} of {total} instances failed")]
     SomeFailed { failed: usize, total: usize },
@@ -196,7 +200,8 @@ impl Error {
             | Error::TemplateInUse { .. }
             | Error::LayerInUse { .. }
             | Error::Unrecorded { .. }
-            | Error::InstanceNotUsable { .. } => 3,
+            | Error::InstanceNotUsable { .. }
+            | Error::SnapshotNotFound { .. } => 3,
             Error::Libvirt { .. } => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,

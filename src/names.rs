@@ -66,6 +66,33 @@ pub fn validate_template_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A snapshot name goes into libvirt's snapshot XML and into qcow2's snapshot table:
+/// letters, digits, '-', '_' and '.', 1 to 63 characters, not starting with '-' or '.'
+/// (so it is never read as an option or a hidden name).
+pub fn validate_snapshot_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            why: why.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return bad("a snapshot name must have 1 to 63 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed in a snapshot name (use letters, digits, '-', '_' and '.')"
+        ));
+    }
+    if name.starts_with(['-', '.']) {
+        return bad("a snapshot name must not start with '-' or '.'");
+    }
+    Ok(())
+}
+
 /// The domain and disk name of a template: `TEMPLATE-<name>` with '/' mapped to '-'.
 pub fn template_stem(name: &str) -> String {
     format!("TEMPLATE-{}", name.replace('/', "-"))
@@ -74,6 +101,16 @@ pub fn template_stem(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_names_are_checked_before_they_reach_xml() {
+        for ok in ["before-upgrade", "s1", "v1.2_ok"] {
+            assert!(validate_snapshot_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "<x>", "a'b", "-s", ".s", "a/b", &"x".repeat(64)] {
+            assert!(validate_snapshot_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn accepts_hostname_labels() {

@@ -8,6 +8,7 @@
 pub mod domain_xml;
 mod local_dir;
 pub mod save_image;
+mod snapshot;
 pub(crate) mod virt_install;
 
 use crate::config::plan::ImageFormat;
@@ -17,6 +18,8 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
+
+pub use snapshot::Snapshot;
 
 /// qemu:///system for root, qemu:///session for everyone else (as virsh does).
 pub fn default_uri_for_user() -> String {
@@ -134,6 +137,15 @@ pub trait Hypervisor: Send + Sync {
     fn attach_live(&self, name: &str, device_xml: &str) -> Result<()>;
     /// The host name the guest agent reports; None while the agent does not answer.
     fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
+
+    /// Snapshot the stopped domain's disk at `disk` (an internal qcow2 snapshot; its
+    /// other disks are left out).
+    fn create_snapshot(&self, name: &str, snapshot: &str, disk: &Path) -> Result<()>;
+    /// The domain's snapshots, oldest first.
+    fn snapshots(&self, name: &str) -> Result<Vec<Snapshot>>;
+    /// Put the stopped domain's disks back as they were at `snapshot`.
+    fn revert_snapshot(&self, name: &str, snapshot: &str) -> Result<()>;
+    fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<()>;
 }
 
 /// Names of the defined domains and of the running ones.
@@ -223,6 +235,22 @@ impl Libvirt {
 }
 
 impl Hypervisor for Libvirt {
+    fn create_snapshot(&self, name: &str, snapshot: &str, disk: &Path) -> Result<()> {
+        snapshot::create(&self.existing(name)?, snapshot, disk)
+    }
+
+    fn snapshots(&self, name: &str) -> Result<Vec<Snapshot>> {
+        snapshot::list(&self.existing(name)?)
+    }
+
+    fn revert_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        snapshot::revert(&self.existing(name)?, snapshot)
+    }
+
+    fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        snapshot::delete(&self.existing(name)?, snapshot)
+    }
+
     fn uri(&self) -> String {
         self.conn.uri().unwrap_or_default()
     }

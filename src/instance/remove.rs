@@ -19,6 +19,13 @@ pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
 
 fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
     ctx.hv.destroy(&record.domain)?;
+    // libvirt refuses to undefine a domain that has snapshots; their data is in the disk
+    // removed below anyway.
+    if ctx.hv.is_defined(&record.domain)? {
+        for snapshot in ctx.hv.snapshots(&record.domain)? {
+            ctx.hv.delete_snapshot(&record.domain, &snapshot.name)?;
+        }
+    }
     ctx.hv.undefine(&record.domain)?;
     for volume in std::iter::once(&record.disk).chain(&record.extra_files) {
         ctx.hv.delete_volume(volume)?;

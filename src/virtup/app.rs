@@ -7,6 +7,7 @@ use super::init::init;
 use super::lifecycle::{self, Verb};
 use super::login::{copy, login, Remote};
 use super::show::{info, list, record_json, show_paths, show_templates};
+use super::snapshot::{self, Action};
 use crate::config::plan::{self};
 use crate::config::Config;
 use crate::context::{Context, Ui};
@@ -80,6 +81,16 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     }
     if let [src, dst] = cli.copy.as_slice() {
         return copy(&ctx, src, dst);
+    }
+    let action = match (&cli.snapshot, &cli.revert, &cli.delete_snapshot) {
+        (Some(s), _, _) => Some(Action::Create(s)),
+        (_, Some(s), _) => Some(Action::Revert(s)),
+        (_, _, Some(s)) => Some(Action::Delete(s)),
+        _ if cli.snapshots => Some(Action::List { json: cli.json }),
+        _ => None,
+    };
+    if let Some(action) = action {
+        return snapshot::run(&ctx, name()?, action).map(|_| 0);
     }
     if cli.info {
         return info(&ctx, name()?, cli.json).map(|_| 0);

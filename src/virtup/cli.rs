@@ -14,6 +14,7 @@ use clap::{ArgAction, Parser};
        virt-up [--name] <name> --playbook <playbook>
        virt-up [--name] <name>... --start | --stop | --restart [--json]
        virt-up [--name] <name> --info [--json]
+       virt-up [--name] <name> --snapshot <snap> | --snapshots [--json] | --revert <snap> | --delete-snapshot <snap>
        virt-up --copy <src> <name>:<dst> | --copy <name>:<src> <dst>
        virt-up [--name] <name>... --delete [--all] [--json]
        virt-up --delete --all [--yes]
@@ -72,6 +73,24 @@ pub struct Cli {
     /// Show one instance: its record and live state (state, address, disk use, ...)
     #[arg(long, group = "mode")]
     pub info: bool,
+
+    /// Take a disk snapshot of the instance (libvirt, inside its qcow2 disk); a running
+    /// instance is stopped for it and started again
+    #[arg(long, value_name = "snap", group = "mode")]
+    pub snapshot: Option<String>,
+
+    /// List the instance's snapshots with their creation time
+    #[arg(long, group = "mode")]
+    pub snapshots: bool,
+
+    /// Put the instance's disk back as it was at a snapshot; a running instance is
+    /// stopped first and started again
+    #[arg(long, value_name = "snap", group = "mode")]
+    pub revert: Option<String>,
+
+    /// Delete one of the instance's snapshots
+    #[arg(long, value_name = "snap", group = "mode")]
+    pub delete_snapshot: Option<String>,
 
     /// Copy files into or out of an instance with scp (its key, its pinned host key;
     /// directories too): --copy SRC NAME:DST or --copy NAME:SRC DST
@@ -181,7 +200,7 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
-    /// Machine-readable output on stdout (JSON): with --list, --info and --show-*; with a
+    /// Machine-readable output on stdout (JSON): with --list, --info, --snapshots and --show-*; with a
     /// create, --start, --stop, --restart and --delete, the records of the instances
     #[arg(long)]
     pub json: bool,
@@ -262,6 +281,10 @@ pub enum Mode {
     Stop,
     Restart,
     Info,
+    Snapshot,
+    Snapshots,
+    Revert,
+    DeleteSnapshot,
     Copy,
     Playbook,
     /// Build a template only (`--no-clone`).
@@ -282,6 +305,10 @@ impl Mode {
             Mode::Stop => "--stop",
             Mode::Restart => "--restart",
             Mode::Info => "--info",
+            Mode::Snapshot => "--snapshot",
+            Mode::Snapshots => "--snapshots",
+            Mode::Revert => "--revert",
+            Mode::DeleteSnapshot => "--delete-snapshot",
             Mode::Copy => "--copy",
             Mode::Playbook => "--playbook",
             Mode::Template => "--no-clone",
@@ -320,6 +347,14 @@ impl Cli {
             Mode::Restart
         } else if self.info {
             Mode::Info
+        } else if self.snapshot.is_some() {
+            Mode::Snapshot
+        } else if self.snapshots {
+            Mode::Snapshots
+        } else if self.revert.is_some() {
+            Mode::Revert
+        } else if self.delete_snapshot.is_some() {
+            Mode::DeleteSnapshot
         } else if !self.copy.is_empty() {
             Mode::Copy
         } else if self.playbook.is_some() {
@@ -384,6 +419,7 @@ impl Cli {
                     ShowTemplates,
                     ShowPaths,
                     Info,
+                    Snapshots,
                     Create,
                     Start,
                     Stop,
@@ -425,6 +461,10 @@ mod tests {
             "--stop",
             "--restart",
             "--info",
+            "--snapshot",
+            "--snapshots",
+            "--revert",
+            "--delete-snapshot",
             "--copy",
         ];
         let other = ["--login", "--playbook", "--name", "--quiet", "--debug"];

@@ -44,7 +44,7 @@ fn label(verb: Verb) -> &'static str {
 }
 
 /// A made instance of `name`, refusing a template and one still being created.
-fn usable(ctx: &Context, name: &str) -> Result<Record> {
+pub(super) fn usable(ctx: &Context, name: &str) -> Result<Record> {
     let record = existing(ctx, name)?;
     if record.phase == Phase::Creating {
         return Err(Error::InstanceNotUsable {
@@ -71,7 +71,7 @@ fn apply(ctx: &Context, verb: Verb, record: &Record) -> Result<Record> {
     Ok(ready)
 }
 
-fn stop(ctx: &Context, record: &Record) -> Result<()> {
+pub(super) fn stop(ctx: &Context, record: &Record) -> Result<()> {
     let name = &record.name;
     instance::require_domain(ctx, record)?;
     let timeout = plan::template(&ctx.config, &ctx.paths, &record.template)

@@ -10,3 +10,4 @@ mod lifecycle;
 mod login;
 pub(crate) mod shipped;
 mod show;
+mod snapshot;

@@ -119,6 +119,18 @@ impl Hypervisor for Recorder {
     fn attach_live(&self, name: &str, device_xml: &str) -> Result<()> {
         self.inner.attach_live(name, device_xml)
     }
+    fn create_snapshot(&self, name: &str, snapshot: &str, disk: &Path) -> Result<()> {
+        self.inner.create_snapshot(name, snapshot, disk)
+    }
+    fn snapshots(&self, name: &str) -> Result<Vec<virt_up::hypervisor::Snapshot>> {
+        self.inner.snapshots(name)
+    }
+    fn revert_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        self.inner.revert_snapshot(name, snapshot)
+    }
+    fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        self.inner.delete_snapshot(name, snapshot)
+    }
     fn agent_hostname(&self, name: &str) -> Result<Option<String>> {
         self.inner.agent_hostname(name)
     }

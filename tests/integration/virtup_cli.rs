@@ -598,3 +598,37 @@ fn zsh_completes_instance_and_template_names() {
     );
     assert_eq!(lines, ["db1", "web1", "web2", "deb"]);
 }
+
+/// Every snapshot verb: a bad snapshot name is refused before libvirt sees it, an
+/// unknown instance, a template or an unknown snapshot is exit 3, and none changes the
+/// instance (it stays running, its record as it was).
+#[test]
+fn snapshot_verbs_refuse_bad_input_and_change_nothing() {
+    let env = template_and_instance();
+    define_domain(&env, "web1", true);
+    let record = env.read("data/instance/web1.json");
+    for verb in ["--snapshot", "--revert", "--delete-snapshot"] {
+        env.run(&["web1", verb, "a b"])
+            .fails(2, "not allowed in a snapshot name");
+        env.run(&["web1", verb, "<x>"])
+            .fails(2, "not allowed in a snapshot name");
+        env.run(&["nosuch", verb, "s1"]).fails(3, "nosuch");
+        env.run(&["deb", verb, "s1"]).fails(3, "deb");
+    }
+    for verb in ["--revert", "--delete-snapshot"] {
+        let run = env
+            .run(&["web1", verb, "s1"])
+            .fails(3, "web1 has no snapshot 's1'");
+        assert!(!run.stderr.contains("stopping"), "{}", run.stderr);
+    }
+    env.run(&["nosuch", "--snapshots"]).fails(3, "nosuch");
+    env.run(&["deb", "--snapshots"]).fails(3, "deb");
+    env.run(&["web1", "web2", "--snapshots"])
+        .fails(2, "exactly one <name>");
+    env.run(&["--snapshots"]).fails(2, "a <name> is required");
+    let run = env.run(&["web1", "--snapshots", "--json"]).ok();
+    assert_eq!(json_rows(&run).len(), 0);
+    assert_eq!(env.read("data/instance/web1.json"), record);
+    let info = env.run(&["web1", "--info", "--json"]).ok();
+    assert!(info.stdout.contains("running"), "{}", info.stdout);
+}

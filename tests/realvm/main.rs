@@ -13,6 +13,7 @@ mod guard;
 mod maker_steps;
 mod options;
 mod package;
+mod snapshots;
 mod virt_maker;
 mod warm;
 mod world;
