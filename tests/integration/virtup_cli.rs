@@ -498,55 +498,39 @@ fn a_playbook_reaches_an_instance_that_is_not_in_the_inventory() {
 }
 
 /// What bash offers for the words `words` (the last one being completed) with virt-up's
-/// committed completion, the virt-up under test first on PATH.
-fn bash_completes(env: &mut TestEnv, words: &[&str]) -> Vec<String> {
-    let bin = std::path::Path::new(crate::harness::Bin::VirtUp.program());
-    env.prepend_path(bin.parent().unwrap());
+/// committed completion.
+fn bash_completes(words: &[&str]) -> Vec<String> {
     let script = format!(
-        "source '{}'\nCOMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1))\n\
+        "source '{COMPLETIONS}/virt-up.bash'\nCOMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1))\n\
          _virt__up virt-up \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD - 1]}}\"\n\
-         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/completions/virt-up.bash")
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
     );
     let mut args = vec!["-c", script.as_str(), "bash"];
     args.extend_from_slice(words);
-    let out = env.command_of("bash", &args).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    shell_lines("bash", &args)
 }
 
 /// Tab after `virt-up w` offers the instances, after `--template d` the templates, from
 /// the user's records and templates.d at that moment; `--show-templates -q` is the list.
 #[test]
 fn bash_completes_instance_and_template_names() {
-    let mut env = TestEnv::new();
-    write_instance(&env, "web1", true);
-    write_instance(&env, "web2", false);
-    write_instance(&env, "db1", false);
+    let env = TestEnv::new();
     assert_eq!(env.run(&["--show-templates", "-q"]).ok().stdout, "deb\n");
+    assert_eq!(bash_completes(&["virt-up", "w"]), ["web1", "web2"]);
     assert_eq!(
-        bash_completes(&mut env, &["virt-up", "w"]),
-        ["web1", "web2"]
-    );
-    assert_eq!(
-        bash_completes(&mut env, &["virt-up", "db1", "--login", "-n", "d"]),
+        bash_completes(&["virt-up", "db1", "--login", "-n", "d"]),
         ["db1"]
     );
     assert_eq!(
-        bash_completes(&mut env, &["virt-up", "web3", "--template", "d"]),
+        bash_completes(&["virt-up", "web3", "--template", "d"]),
         ["deb"]
     );
-    let flags = bash_completes(&mut env, &["virt-up", "web1", "--lo"]);
-    assert_eq!(flags, ["--login"]);
+    assert_eq!(bash_completes(&["virt-up", "web1", "--lo"]), ["--login"]);
 }
 
-/// Runs `script` in `shell` (zsh or fish, which `make host` installs) with the virt-up
-/// under test first on PATH and the instances web1, web2 and db1; its output lines.
-fn shell_lines(shell: &str, script: &str) -> Vec<String> {
+/// Runs `shell` with `args` (bash, or zsh or fish, which `make host` installs) with the
+/// virt-up under test first on PATH and the instances web1, web2 and db1; its output lines.
+fn shell_lines(shell: &str, args: &[&str]) -> Vec<String> {
     let mut env = TestEnv::new();
     for name in ["web1", "web2", "db1"] {
         write_instance(&env, name, false);
@@ -554,7 +538,7 @@ fn shell_lines(shell: &str, script: &str) -> Vec<String> {
     let bin = std::path::Path::new(crate::harness::Bin::VirtUp.program());
     env.prepend_path(bin.parent().unwrap());
     let out = env
-        .command_of(shell, &["-c", script])
+        .command_of(shell, args)
         .output()
         .unwrap_or_else(|e| panic!("{shell} (installed by make host): {e}"));
     assert!(out.status.success(), "{out:?}");
@@ -570,13 +554,11 @@ const COMPLETIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/completions");
 /// fish's own completion engine (`complete -C`) on the committed script.
 #[test]
 fn fish_completes_instance_and_template_names() {
-    let lines = shell_lines(
-        "fish",
-        &format!(
-            "source {COMPLETIONS}/virt-up.fish; complete -C 'virt-up w'; \
-             complete -C 'virt-up web3 --template d'"
-        ),
+    let script = format!(
+        "source {COMPLETIONS}/virt-up.fish; complete -C 'virt-up w'; \
+         complete -C 'virt-up web3 --template d'"
     );
+    let lines = shell_lines("fish", &["-c", &script]);
     let words: Vec<&str> = lines
         .iter()
         .map(|l| l.split('\t').next().unwrap())
@@ -588,14 +570,12 @@ fn fish_completes_instance_and_template_names() {
 /// for the completion system, which needs a terminal).
 #[test]
 fn zsh_completes_instance_and_template_names() {
-    let lines = shell_lines(
-        "zsh",
-        &format!(
-            "autoload -U compinit && compinit -u -D; source {COMPLETIONS}/virt-up.zsh; \
-             compadd() {{ shift; print -l -- \"$@\"; }}; \
-             _virt_up_instances; _virt_up_templates"
-        ),
+    let script = format!(
+        "autoload -U compinit && compinit -u -D; source {COMPLETIONS}/virt-up.zsh; \
+         compadd() {{ shift; print -l -- \"$@\"; }}; \
+         _virt_up_instances; _virt_up_templates"
     );
+    let lines = shell_lines("zsh", &["-c", &script]);
     assert_eq!(lines, ["db1", "web1", "web2", "deb"]);
 }
 
