@@ -5,7 +5,7 @@
 #
 #   scripts/make-deb.sh            -> prints the path of the .deb (target/debian/)
 #
-# Depends are what virt-up links (libc6, libvirt0: at least the versions it was built
+# Depends are what virt-up links (libc6, libgcc-s1 for unwinding, libvirt0: at least the versions it was built
 # against) and the tools it runs on every create or template build; Recommends are those
 # only some features run (ansible for --playbook, debootstrap for local templates,
 # virt-install for virt-install-args, zstd/xorriso for gen-vm-image and virt-maker steps).
@@ -39,7 +39,7 @@ Maintainer: virt-up developers <virt-up@localhost>
 Installed-Size: $size
 Section: admin
 Priority: optional
-Depends: libc6 (>= $(upstream libc6)), libvirt0 (>= $(upstream libvirt0)), qemu-utils, guestfs-tools, openssh-client, xz-utils
+Depends: libc6 (>= $(upstream libc6)), libgcc-s1, libvirt0 (>= $(upstream libvirt0)), qemu-utils, guestfs-tools, openssh-client, xz-utils
 Recommends: libvirt-daemon-system, ansible, debootstrap, virtinst, zstd, xorriso
 Description: ready-to-use virtual machines on a libvirt host in seconds
  virt-up creates virtual machines from templates (linked qcow2 clones, an
