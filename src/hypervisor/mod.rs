@@ -741,14 +741,17 @@ impl Libvirt {
 fn xml_text(xml: &str, tag: &str) -> Option<String> {
     let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
     let end = start + xml[start..].find(&format!("</{tag}>"))?;
-    Some(
-        xml[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&apos;", "'")
-            .replace("&quot;", "\"")
-            .replace("&amp;", "&"),
-    )
+    Some(xml_unescape(&xml[start..end]))
+}
+
+/// Text or an attribute value of libvirt's XML, its five entities replaced (`&amp;` last,
+/// so an escaped entity stays text).
+fn xml_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! writable raw disk makes libvirt refuse ("internal snapshot for disk vdb unsupported
 //! for storage type raw", and with snapshot='no': "must use snapshot mode 'internal'").
 
-use super::{libvirt_error, xml_escape, xml_text};
+use super::{libvirt_error, xml_escape, xml_text, xml_unescape};
 use crate::error::Result;
 use std::path::Path;
 use virt::domain::Domain;
@@ -62,14 +62,7 @@ fn attr(chunk: &str, element: &str, name: &str) -> Option<String> {
     let quote = tag[at..].chars().next()?;
     let rest = &tag[at + 1..];
     let value = &rest[..rest.find(quote)?];
-    Some(
-        value
-            .replace("&apos;", "'")
-            .replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
+    Some(xml_unescape(value))
 }
 
 pub(super) fn create(dom: &Domain, name: &str, disk: &Path) -> Result<()> {
