@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::domain_xml::{Disk, DomainSpec};
 use crate::hypervisor::virt_install;
-use crate::hypervisor::{NewVolume, VolumeSource};
+use crate::hypervisor::{NewVolume, Volume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::lock::Lock;
 use crate::records::inventory;
@@ -181,32 +181,45 @@ fn boot_cold(
     Ok(())
 }
 
-/// qcow2: a linked clone backed by the template (instant); raw: a full sparse copy. Both
-/// are volumes made by the hypervisor in the instance's pool.
+/// The template's disk cloned as the instance's, checked against `--size`.
 fn clone_disk(
     ctx: &Context,
     plan: &InstancePlan,
     template: &Record,
     record: &Record,
 ) -> Result<()> {
-    let base = ctx
-        .hv
-        .volume(&template.disk)?
-        .ok_or_else(|| Error::Libvirt {
-            what: format!("template {}", template.template),
-            message: format!("its disk {} is not in the pool", template.disk.display()),
-            hint: format!(
-                "\nrebuild it: delete its instances, then 'virt-up {} --no-clone --force'",
-                template.template
-            ),
-        })?;
-    let capacity = plan.size.as_ref().map(|s| s.bytes);
+    let base = template_volume(ctx, &template.template, &template.disk)?;
     if let Some(size) = plan.size.as_ref().filter(|s| s.bytes < base.capacity) {
         return Err(Error::Config(format!(
             "--size {:?}: expected at least the template's disk size, {} bytes (a disk cannot shrink)",
             size.text, base.capacity
         )));
     }
+    let capacity = plan.size.as_ref().map(|s| s.bytes);
+    clone_volume(ctx, &plan.template.host.pool, &base, capacity, record)
+}
+
+/// The template's disk volume; an error saying how to rebuild it if it is gone.
+pub(super) fn template_volume(ctx: &Context, template: &str, disk: &Path) -> Result<Volume> {
+    ctx.hv.volume(disk)?.ok_or_else(|| Error::Libvirt {
+        what: format!("template {template}"),
+        message: format!("its disk {} is not in the pool", disk.display()),
+        hint: format!(
+            "\nrebuild it: delete its instances, then 'virt-up {template} --no-clone --force'"
+        ),
+    })
+}
+
+/// `record`'s disk made anew from `base` (any old one removed first). qcow2: a linked
+/// clone backed by the template (instant); raw: a full sparse copy. Both are volumes made
+/// by the hypervisor in the instance's pool.
+pub(super) fn clone_volume(
+    ctx: &Context,
+    pool: &str,
+    base: &Volume,
+    capacity: Option<u64>,
+    record: &Record,
+) -> Result<()> {
     ctx.hv.delete_volume(&record.disk)?;
     let name = record
         .disk
@@ -216,16 +229,16 @@ fn clone_disk(
     let format = ImageFormat::parse(&record.format).unwrap_or(ImageFormat::Qcow2);
     let source = match format {
         ImageFormat::Qcow2 => VolumeSource::Overlay {
-            backing: &base,
+            backing: base,
             capacity,
         },
         ImageFormat::Raw => VolumeSource::Copy {
-            from: &base,
+            from: base,
             capacity,
         },
     };
     ctx.hv.create_volume(&NewVolume {
-        pool: &plan.template.host.pool,
+        pool,
         name,
         format,
         source,

@@ -4,12 +4,14 @@
 
 mod create;
 mod remove;
+mod reset;
 mod start;
 mod stop;
 mod warm;
 
 pub use create::create;
 pub use remove::remove;
+pub use reset::reset;
 pub use start::start;
 pub use stop::{stop, Stopped};
 

@@ -59,6 +59,7 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
         Mode::Start => Some(Verb::Start),
         Mode::Stop => Some(Verb::Stop),
         Mode::Restart => Some(Verb::Restart),
+        Mode::Reset => Some(Verb::Reset),
         _ => None,
     };
     if let Some(verb) = verb {
@@ -116,13 +117,17 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
 
 /// Start a made instance if it is stopped and wait until it is ready.
 pub(super) fn bring_up(ctx: &Context, record: &Record) -> Result<Record> {
-    let plan = plan::template(&ctx.config, &ctx.paths, &record.template).map_err(|e| {
+    instance::start(ctx, &template_plan(ctx, record)?, record)
+}
+
+/// The plan of the template `record` was made from (its pool, its timeouts).
+pub(super) fn template_plan(ctx: &Context, record: &Record) -> Result<plan::TemplatePlan> {
+    plan::template(&ctx.config, &ctx.paths, &record.template).map_err(|e| {
         Error::Config(format!(
             "{}: made from template '{}': {e}",
             record.name, record.template
         ))
-    })?;
-    instance::start(ctx, &plan, record)
+    })
 }
 
 pub(super) fn existing(ctx: &Context, name: &str) -> Result<Record> {

@@ -12,7 +12,7 @@ use clap::{ArgAction, Parser};
        virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
        virt-up [--name] <name> --login [--sftp | --command \"<command>\" | -- <command> <arg>...]
        virt-up [--name] <name> --playbook <playbook>
-       virt-up [--name] <name>... --start | --stop | --restart [--json]
+       virt-up [--name] <name>... --start | --stop | --restart | --reset [--json]
        virt-up [--name] <name> --info [--json]
        virt-up [--name] <name> --snapshot <snap> | --snapshots [--json] | --revert <snap> | --delete-snapshot <snap>
        virt-up --copy <src> <name>:<dst> | --copy <name>:<src> <dst>
@@ -69,6 +69,12 @@ pub struct Cli {
     /// Stop, then start the instance(s)
     #[arg(long, group = "mode")]
     pub restart: bool,
+
+    /// Give the instance(s) a fresh disk cloned from the template, with the same identity
+    /// (name, MAC, address, login key, host key), and wait until each is ready; its
+    /// snapshots go with the old disk
+    #[arg(long, group = "mode")]
+    pub reset: bool,
 
     /// Show one instance: its record and live state (state, address, disk use, ...)
     #[arg(long, group = "mode")]
@@ -201,7 +207,7 @@ pub struct Cli {
     pub force: bool,
 
     /// Machine-readable output on stdout (JSON): with --list, --info, --snapshots and --show-*; with a
-    /// create, --start, --stop, --restart and --delete, the records of the instances
+    /// create, --start, --stop, --restart, --reset and --delete, the records of the instances
     #[arg(long)]
     pub json: bool,
 }
@@ -280,6 +286,7 @@ pub enum Mode {
     Start,
     Stop,
     Restart,
+    Reset,
     Info,
     Snapshot,
     Snapshots,
@@ -304,6 +311,7 @@ impl Mode {
             Mode::Start => "--start",
             Mode::Stop => "--stop",
             Mode::Restart => "--restart",
+            Mode::Reset => "--reset",
             Mode::Info => "--info",
             Mode::Snapshot => "--snapshot",
             Mode::Snapshots => "--snapshots",
@@ -345,6 +353,8 @@ impl Cli {
             Mode::Stop
         } else if self.restart {
             Mode::Restart
+        } else if self.reset {
+            Mode::Reset
         } else if self.info {
             Mode::Info
         } else if self.snapshot.is_some() {
@@ -424,6 +434,7 @@ impl Cli {
                     Start,
                     Stop,
                     Restart,
+                    Reset,
                     Delete,
                 ],
             ),
@@ -460,6 +471,7 @@ mod tests {
             "--start",
             "--stop",
             "--restart",
+            "--reset",
             "--info",
             "--snapshot",
             "--snapshots",

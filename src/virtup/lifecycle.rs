@@ -1,7 +1,7 @@
-//! `--start`, `--stop`, `--restart`: the instances' lifecycle, several names at once.
+//! `--start`, `--stop`, `--restart`, `--reset`: the instances' lifecycle, several names at
+//! once.
 
-use super::app::{bring_up, concurrently, existing, finish, print_records};
-use crate::config::plan;
+use super::app::{bring_up, concurrently, existing, finish, print_records, template_plan};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance::{self, Stopped};
@@ -12,6 +12,7 @@ pub(super) enum Verb {
     Start,
     Stop,
     Restart,
+    Reset,
 }
 
 /// Apply `verb` to every name, concurrently; every name is looked up first, so a typo
@@ -40,6 +41,7 @@ fn label(verb: Verb) -> &'static str {
         Verb::Start => "--start",
         Verb::Stop => "--stop",
         Verb::Restart => "--restart",
+        Verb::Reset => "--reset",
     }
 }
 
@@ -56,6 +58,9 @@ pub(super) fn usable(ctx: &Context, name: &str) -> Result<Record> {
 }
 
 fn apply(ctx: &Context, verb: Verb, record: &Record) -> Result<Record> {
+    if verb == Verb::Reset {
+        return reset(ctx, record);
+    }
     if verb != Verb::Start {
         stop(ctx, record)?;
     }
@@ -71,17 +76,24 @@ fn apply(ctx: &Context, verb: Verb, record: &Record) -> Result<Record> {
     Ok(ready)
 }
 
+/// A fresh disk and the same identity; the old disk's state is thrown away, so the guest
+/// is turned off rather than asked to shut down.
+fn reset(ctx: &Context, record: &Record) -> Result<Record> {
+    let plan = template_plan(ctx, record)?;
+    ctx.ui.info(format!("resetting {}", record.name));
+    let ready = instance::reset(ctx, &plan, record)?;
+    ctx.ui.info(format!(
+        "{} is reset and ready at {}",
+        ready.name,
+        ready.address.as_deref().unwrap_or("?")
+    ));
+    Ok(ready)
+}
+
 pub(super) fn stop(ctx: &Context, record: &Record) -> Result<()> {
     let name = &record.name;
     instance::require_domain(ctx, record)?;
-    let timeout = plan::template(&ctx.config, &ctx.paths, &record.template)
-        .map(|p| p.timeouts.stop)
-        .map_err(|e| {
-            Error::Config(format!(
-                "{name}: made from template '{}': {e}",
-                record.template
-            ))
-        })?;
+    let timeout = template_plan(ctx, record)?.timeouts.stop;
     match instance::stop(ctx, record, timeout)? {
         Stopped::Already => ctx.ui.info(format!("{name} is not running")),
         Stopped::PoweredOff => ctx.ui.info(format!("{name} is stopped")),

@@ -124,6 +124,11 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
     let domains = ctx.hv.domains()?;
     let mut v = record_json(&domains, &record);
     let volume = ctx.hv.volume(&record.disk)?;
+    // A domain removed outside virt-up has no snapshots to ask for (its state says missing).
+    let snapshots = match ctx.hv.is_defined(&record.domain)? {
+        true => super::snapshot::rows(ctx, &record)?,
+        false => Vec::new(),
+    };
     let extra = serde_json::json!({
         "hostname": record.hostname,
         "domain": record.domain,
@@ -137,6 +142,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         "identity": record.identity,
         "console_log": record.console_log,
         "inventory": record.inventory,
+        "snapshots": super::snapshot::rows_json(&snapshots),
     });
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         map.extend(more);
@@ -148,6 +154,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
     for (key, value) in v.as_object().into_iter().flatten() {
         let text = match value {
             serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(_) if key == "snapshots" => snapshot_cell(&snapshots),
             serde_json::Value::Null => "-".into(),
             serde_json::Value::Number(n) if key.starts_with("disk_") => {
                 crate::size::human(n.as_u64().unwrap_or(0))
@@ -157,6 +164,15 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         println!("{key:<12} {text}");
     }
     Ok(())
+}
+
+/// `a (2026-12-02T18:00:00Z), b (...)`, or `-` for none.
+fn snapshot_cell(rows: &[(String, String)]) -> String {
+    if rows.is_empty() {
+        return "-".into();
+    }
+    let items: Vec<String> = rows.iter().map(|(n, t)| format!("{n} ({t})")).collect();
+    items.join(", ")
 }
 
 /// running | shut off | creating | missing (the domain was removed outside virt-up).

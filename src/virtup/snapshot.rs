@@ -70,17 +70,26 @@ fn revert(ctx: &Context, record: &Record, snap: &str) -> Result<()> {
     restart_if(ctx, record, was_running)
 }
 
-fn list(ctx: &Context, record: &Record, json: bool) -> Result<()> {
+/// The instance's snapshots, oldest first: (name, creation time as RFC 3339).
+pub(super) fn rows(ctx: &Context, record: &Record) -> Result<Vec<(String, String)>> {
     let snapshots = ctx.hv.snapshots(&record.domain)?;
-    let rows: Vec<(String, String)> = snapshots
+    Ok(snapshots
         .iter()
         .map(|s| (s.name.clone(), clock::format_rfc3339(s.created)))
-        .collect();
+        .collect())
+}
+
+/// The rows as `--snapshots --json` and `--info --json` show them.
+pub(super) fn rows_json(rows: &[(String, String)]) -> serde_json::Value {
+    rows.iter()
+        .map(|(n, t)| serde_json::json!({"name": n, "created": t}))
+        .collect()
+}
+
+fn list(ctx: &Context, record: &Record, json: bool) -> Result<()> {
+    let rows = rows(ctx, record)?;
     if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(n, t)| serde_json::json!({"name": n, "created": t}))
-            .collect();
+        let v = rows_json(&rows);
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }

@@ -612,3 +612,70 @@ fn snapshot_verbs_refuse_bad_input_and_change_nothing() {
     let info = env.run(&["web1", "--info", "--json"]).ok();
     assert!(info.stdout.contains("running"), "{}", info.stdout);
 }
+
+/// Set `key` of `name`'s record to `value` (JSON).
+fn edit_record(env: &TestEnv, name: &str, key: &str, value: serde_json::Value) {
+    let file = format!("data/instance/{name}.json");
+    let mut record: serde_json::Value = serde_json::from_str(&env.read(&file)).unwrap();
+    record[key] = value;
+    env.write(&file, &record.to_string());
+}
+
+/// `--reset` checks every name, and what it needs to give the same identity back (the
+/// identity seed, the pinned host key, a first-boot identity), before anything is turned
+/// off or removed: each refusal says why, and the instance's disk is the one it had.
+#[test]
+fn reset_refuses_what_it_cannot_give_back_and_changes_nothing() {
+    let env = template_and_instance();
+    define_domain(&env, "web1", true);
+    let seed = env.path("pool/web1-seed.tar");
+    let untouched = |env: &TestEnv| assert_eq!(env.read("pool/web1.qcow2"), "disk");
+
+    env.run(&["--reset"])
+        .fails(2, "--reset needs the <name> of an instance");
+    env.run(&["deb", "--reset"]).fails(3, "deb");
+    let run = env.run(&["web1", "nosuch", "--reset"]).fails(3, "nosuch");
+    assert!(!run.stderr.contains("resetting"), "{}", run.stderr);
+    untouched(&env);
+
+    env.run(&["web1", "--reset"])
+        .fails(3, "its record lists no identity seed");
+    edit_record(&env, "web1", "extra_files", serde_json::json!([seed]));
+    env.run(&["web1", "--reset"])
+        .fails(3, "web1-seed.tar is not in the pool");
+    env.write("pool/web1-seed.tar", "seed");
+    edit_record(&env, "web1", "identity", "sysprep".into());
+    env.run(&["web1", "--reset"]).fails(3, "by virt-sysprep");
+    edit_record(&env, "web1", "identity", "firstboot".into());
+    env.write("data/known_hosts", "");
+    env.run(&["web1", "--reset"])
+        .fails(3, "no host key is recorded");
+    untouched(&env);
+    assert_eq!(state_of(&env, "web1"), "running");
+    assert_eq!(env.read("pool/web1-seed.tar"), "seed", "the seed is kept");
+}
+
+/// A reset that can go ahead turns the instance off, gives it a new disk cloned from the
+/// template (the old one's content is gone), keeps its seed, and boots it (the test
+/// driver's guest never answers, so the wait times out, naming the phase).
+#[test]
+fn reset_replaces_the_disk_and_keeps_the_identity_seed() {
+    let env = template_and_instance();
+    define_domain(&env, "web1", true);
+    edit_record(
+        &env,
+        "web1",
+        "extra_files",
+        serde_json::json!([env.path("pool/web1-seed.tar")]),
+    );
+    env.write("pool/web1-seed.tar", "seed");
+    let run = env.run(&["web1", "--reset"]).fails(5, "web1: timed out");
+    assert!(run.stderr.contains("resetting web1"), "{}", run.stderr);
+    assert_ne!(
+        env.read("pool/web1.qcow2"),
+        "disk",
+        "the old disk is still there"
+    );
+    assert_eq!(env.read("pool/web1-seed.tar"), "seed", "the seed is kept");
+    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json", "web1.json"]);
+}

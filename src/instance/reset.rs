@@ -1,0 +1,90 @@
+//! Resetting an instance: its disk thrown away and cloned again from its template, and the
+//! identity it was given at creation applied again at the next boot. The identity lives in
+//! the instance's seed volume (host name, host key, machine-id, users, authorized keys,
+//! password hashes), which is kept: so the instance comes back with the same name, MAC,
+//! machine-id (hence the same DHCP address), login key and pinned host key. The domain
+//! definition is kept too; the boot is a cold one, the time of a cold create.
+
+use super::create::{clone_volume, template_volume};
+use super::start;
+use crate::config::plan::{self, TemplatePlan};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::records::inventory;
+use crate::records::Record;
+
+/// Reset `record`'s instance (its template's plan: pool, timeouts) and wait until it is
+/// ready; its record after it. Everything is checked before anything is removed.
+pub fn reset(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
+    super::require_domain(ctx, record)?;
+    refuse_unresettable(ctx, record)?;
+    let template_disk = record.from.clone().ok_or_else(|| {
+        not_usable(
+            record,
+            "its record does not say which template disk it was cloned from",
+        )
+    })?;
+    let base = template_volume(ctx, &record.template, &template_disk)?;
+    let capacity = record
+        .size
+        .as_deref()
+        .map(plan::parse_size)
+        .transpose()
+        .map_err(|e| not_usable(record, &format!("its recorded size: {e}")))?;
+
+    ctx.hv.destroy(&record.domain)?;
+    // The snapshots are inside the disk about to be removed: their metadata goes with it.
+    for snapshot in ctx.hv.snapshots(&record.domain)? {
+        ctx.hv.delete_snapshot(&record.domain, &snapshot.name)?;
+    }
+    clone_volume(ctx, &plan.host.pool, &base, capacity, record)?;
+    let mut fresh = record.clone();
+    // Booted cold from now on; what it was restored from no longer describes its disk.
+    fresh.warm = None;
+    super::save_and_publish(ctx, &fresh)?;
+    start(ctx, plan, &fresh)
+}
+
+/// An instance whose identity cannot be applied again by its next boot is refused, before
+/// anything changes.
+fn refuse_unresettable(ctx: &Context, record: &Record) -> Result<()> {
+    if record.identity != plan::Identity::Firstboot.to_string() {
+        return Err(not_usable(
+            record,
+            &format!(
+                "its identity was written into its disk by virt-sysprep (identity = {}), so a new disk would lose it; delete it and create it again",
+                record.identity
+            ),
+        ));
+    }
+    let seed = record
+        .extra_files
+        .first()
+        .ok_or_else(|| not_usable(record, "its record lists no identity seed"))?;
+    if ctx.hv.volume(seed)?.is_none() {
+        return Err(not_usable(
+            record,
+            &format!(
+                "its identity seed {} is not in the pool; delete it and create it again",
+                seed.display()
+            ),
+        ));
+    }
+    if inventory::known_host(&ctx.paths, &record.name).is_none() {
+        return Err(not_usable(
+            record,
+            &format!(
+                "no host key is recorded in {}; delete it and create it again",
+                ctx.paths.known_hosts().display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn not_usable(record: &Record, why: &str) -> Error {
+    Error::InstanceNotUsable {
+        name: record.name.clone(),
+        why: why.to_string(),
+    }
+}
