@@ -40,10 +40,25 @@ fn drew(screen: &str, name: &str, phase: &str) -> bool {
 
 #[test]
 fn on_a_terminal_each_instance_and_template_has_a_line_with_its_phase_and_seconds() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    // A virt-builder that reports a stage as the real one does (time-stamped, on stdout)
+    // and works at it for a while (a few redraws of the line), then is the fake one.
+    let dir = env.path("wrap");
+    env.write(
+        "wrap/virt-builder",
+        "#!/bin/sh\necho '[   2.5] Installing packages: nginx'\nsleep 0.5\nPATH=${PATH#*:} exec virt-builder \"$@\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(dir.join("virt-builder"), mode).unwrap();
+    env.prepend_path(&dir);
     let screen = on_terminal(&env, &["web1", "--template", "deb"], "");
-    // The template's build, then the instance's wait for its address, with seconds.
-    assert!(drew(&screen, "deb", "build"), "{screen:?}");
+    // The template's build with virt-builder's stage, then the instance's wait for its
+    // address, with seconds.
+    assert!(
+        drew(&screen, "deb", "build: Installing packages: nginx"),
+        "{screen:?}"
+    );
     assert!(drew(&screen, "web1", "address"), "{screen:?}");
     assert!(
         regex_like_seconds(&screen, "web1  address  "),
