@@ -7,20 +7,34 @@ use crate::hypervisor::{default_uri_for_user, Hypervisor, Libvirt};
 use crate::paths::Paths;
 use crate::records::Store;
 use crate::runner::Runner;
+use crate::status::{LineGuard, Lines};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How much the tool says.
-#[derive(Debug, Clone, Copy, Default)]
+/// How much the tool says, and its status lines on a terminal.
+///
+/// The status lines ([`Lines`]) say what each instance or template is at while it works;
+/// they are drawn only when stderr is a terminal, and never with `--quiet` or `--debug`
+/// (the debug lines, one per finished phase, would be cut up by the redraws).
+#[derive(Debug, Clone, Default)]
 pub struct Ui {
     pub quiet: bool,
     pub debug: bool,
+    pub lines: Lines,
 }
 
 impl Ui {
+    /// The front-end's: status lines when stderr is a terminal, unless `quiet` or `debug`.
+    pub fn new(quiet: bool, debug: bool) -> Ui {
+        Ui {
+            quiet,
+            debug,
+            lines: Lines::on_stderr(!quiet && !debug),
+        }
+    }
     pub fn info(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", msg.as_ref());
+            self.lines.print(|| eprintln!("{}", msg.as_ref()));
         }
     }
     pub fn debug(&self, msg: impl AsRef<str>) {
@@ -29,7 +43,15 @@ impl Ui {
         }
     }
     pub fn warn(&self, msg: impl AsRef<str>) {
-        eprintln!("warning: {}", msg.as_ref());
+        self.lines.print(|| eprintln!("warning: {}", msg.as_ref()));
+    }
+    /// `name` (an instance, a template) starts `phase`: its status line says so.
+    pub fn begin(&self, name: &str, phase: &str) {
+        self.lines.show(name, phase);
+    }
+    /// `name`'s status line while the guard lives (see [`Lines::line`]).
+    pub fn line(&self, name: &str) -> LineGuard {
+        self.lines.line(name)
     }
     /// Report how long a named phase took (`--debug`).
     pub fn phase(&self, name: &str, phase: &str, took: Duration) {

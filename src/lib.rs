@@ -33,6 +33,7 @@ pub mod records;
 pub(crate) mod runner;
 pub(crate) mod size;
 pub(crate) mod sshkeys;
+pub mod status;
 pub(crate) mod stepcache;
 pub(crate) mod steps;
 

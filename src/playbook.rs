@@ -64,6 +64,8 @@ pub fn run_with_inventory(
         path.display().to_string(),
     ]);
     let runner = crate::runner::Runner::default().debug(ctx.ui.debug);
+    // ansible-playbook writes to the terminal itself: no status line is drawn meanwhile.
+    let _paused = ctx.ui.lines.paused();
     runner
         .tool("ansible-playbook")
         .args(&args)

@@ -19,6 +19,8 @@ use std::path::Path;
 
 /// Create the instance `name` of `plan` from its already built template.
 pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record) -> Result<Record> {
+    // Gone when this returns, before the caller says the instance is ready (or failed).
+    let _line = ctx.ui.line(name);
     let warm = match crate::template::warm::unusable(ctx, plan, template) {
         None => template.warm.clone(),
         Some(why) => {
@@ -154,6 +156,7 @@ fn build(
     record.phase = Phase::Ready;
     save_and_publish(ctx, record)?;
     if let Some(playbook) = &plan.playbook {
+        ctx.ui.begin(&name, "playbook");
         crate::playbook::run(ctx, &name, playbook)?;
     }
     Ok(())
@@ -169,15 +172,19 @@ fn boot_cold(
 ) -> Result<()> {
     let name = &record.name;
     let mut timer = PhaseTimer::new(ctx, name);
+    timer.begin("clone");
     clone_disk(ctx, plan, template, record)?;
-    timer.done("clone");
+    timer.done();
+    timer.begin("identity");
     apply_identity(ctx, plan, record, identity)?;
-    timer.done("identity");
+    timer.done();
+    timer.begin("define");
     ctx.hv.define(&spec.to_xml())?;
     ctx.hv.set_autostart(name, true)?;
-    timer.done("define");
+    timer.done();
+    timer.begin("boot");
     ctx.hv.start(name)?;
-    timer.done("boot");
+    timer.done();
     Ok(())
 }
 

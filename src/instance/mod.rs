@@ -60,10 +60,9 @@ fn wait_ready(
         console_log: &record.console_log,
         neighbours: ctx.neighbours.clone(),
     };
-    let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
-        ctx.ui.phase(name, phase, took)
-    })?;
+    let address = wait_shown(ctx, name, &target)?;
     let mut timer = PhaseTimer::new(ctx, name);
+    timer.begin("hostkey");
     readiness::verify_host_key(
         &ctx.runner(plan.host.virt_type),
         name,
@@ -71,8 +70,20 @@ fn wait_ready(
         host_key,
         &record.console_log,
     )?;
-    timer.done("hostkey");
+    timer.done();
     Ok(address)
+}
+
+/// [`readiness::wait_ready`] with its phases (address, then ssh) on `name`'s status line
+/// and their durations reported.
+fn wait_shown(ctx: &Context, name: &str, target: &Target) -> Result<String> {
+    ctx.ui.begin(name, "address");
+    readiness::wait_ready(ctx.hv.as_ref(), target, &mut |phase, took| {
+        ctx.ui.phase(name, phase, took);
+        if phase == "address" {
+            ctx.ui.begin(name, "ssh");
+        }
+    })
 }
 
 /// Write the record and regenerate the inventory and ssh_config (under the global lock).
@@ -88,9 +99,12 @@ pub fn publish(ctx: &Context) -> Result<()> {
     inventory::write_all(&ctx.paths, &records)
 }
 
+/// The phases of one instance: each is shown on its status line while it runs and its
+/// duration reported (`--debug`) when it is over.
 struct PhaseTimer<'a> {
     ctx: &'a Context,
     name: &'a str,
+    phase: &'static str,
     last: Instant,
 }
 
@@ -99,12 +113,21 @@ impl<'a> PhaseTimer<'a> {
         PhaseTimer {
             ctx,
             name,
+            phase: "",
             last: Instant::now(),
         }
     }
-    fn done(&mut self, phase: &str) {
-        self.ctx.ui.phase(self.name, phase, self.last.elapsed());
+    /// `phase` starts now.
+    fn begin(&mut self, phase: &'static str) {
+        self.ctx.ui.begin(self.name, phase);
+        self.phase = phase;
         self.last = Instant::now();
+    }
+    /// The phase begun last is over.
+    fn done(&mut self) {
+        self.ctx
+            .ui
+            .phase(self.name, self.phase, self.last.elapsed());
     }
 }
 

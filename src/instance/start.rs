@@ -12,6 +12,7 @@ use crate::records::Record;
 /// The instance is kept whatever happens: a start that times out leaves it running.
 pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Record> {
     let name = &record.name;
+    let _line = ctx.ui.line(name);
     super::require_domain(ctx, record)?;
     let host_key = inventory::known_host(&ctx.paths, name).ok_or_else(|| {
         Error::InstanceNotUsable {
@@ -24,6 +25,7 @@ pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
     })?;
     if !ctx.hv.is_running(&record.domain)? {
         ctx.ui.info(format!("starting {name}"));
+        ctx.ui.begin(name, "boot");
         // Another run may have started it meanwhile: only a domain still stopped fails.
         if let Err(e) = ctx.hv.start(&record.domain) {
             if !ctx.hv.is_running(&record.domain)? {

@@ -42,6 +42,7 @@ pub(super) fn create(
     let name = &record.name;
     let pool = plan.template.host.pool.as_str();
     let mut timer = PhaseTimer::new(ctx, name);
+    timer.begin("clone");
     let warm_disk = hv
         .volume(&warm.disk)?
         .ok_or_else(|| missing(warm, &warm.disk))?;
@@ -58,8 +59,9 @@ pub(super) fn create(
         },
     })?;
     identity::upload_seed(hv, (pool, &record.extra_files[0]), identity)?;
-    timer.done("clone");
+    timer.done();
 
+    timer.begin("save-image");
     let save = save_path(record);
     hv.create_volume(&NewVolume {
         pool,
@@ -85,13 +87,15 @@ pub(super) fn create(
         },
     )?;
     hv.write_volume_head(&save, &header.with_xml(&xml)?)?;
-    timer.done("save-image");
+    timer.done();
 
+    timer.begin("restore");
     hv.restore(&save)?;
     // The running guest no longer reads it.
     hv.delete_volume(&save)?;
-    timer.done("restore");
+    timer.done();
 
+    timer.begin("identity");
     let seed = Disk {
         path: record.extra_files[0].clone(),
         format: "raw".into(),
@@ -101,7 +105,8 @@ pub(super) fn create(
     // vda and vdb are the warm disk and the parked boot's seed.
     hv.attach_live(&record.domain, &seed.to_xml(2))?;
     wait_applied(ctx, plan, record)?;
-    timer.done("identity");
+    timer.done();
+    timer.begin("nic");
     hv.attach_live(
         &record.domain,
         &interface_xml(&plan.template.host.network, &record.mac),
@@ -110,7 +115,7 @@ pub(super) fn create(
     persistent.genid = true;
     hv.define(&persistent.to_xml())?;
     hv.set_autostart(&record.domain, true)?;
-    timer.done("nic");
+    timer.done();
     Ok(())
 }
 

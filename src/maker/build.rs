@@ -5,10 +5,12 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::runner::Runner;
+use crate::status::Lines;
 use crate::stepcache::Cache;
-use crate::steps::build::{Builder, Options};
+use crate::steps::build::{Builder, Options, StepStatus};
 use crate::steps::template::parse_param;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The command's flags.
 pub(super) struct Flags {
@@ -39,16 +41,36 @@ pub(super) fn run(
             .map(|p| parse_param(p))
             .collect::<Result<_>>()?,
     };
-    let out = |line: &str| println!("{line}");
+    // A status line per spec on a terminal (the step and its seconds), not with -v (the
+    // tools' own output would be cut up by the redraws) and not for a dry run (instant).
+    let lines = Lines::on_stderr(flags.verbose == 0 && !flags.dry_run);
+    let out = |line: &str| lines.print(|| println!("{line}"));
+    // The spec being built (one at a time, its before and after specs too): its line.
+    let current = Mutex::new(String::new());
+    let status = |step: &StepStatus| {
+        let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != step.file {
+            lines.remove(&current);
+            *current = step.file.to_string();
+        }
+        match step.draws_bars {
+            // Its own bars say how far it is; the line comes back at the next step.
+            true => lines.remove(step.file),
+            false => lines.show(step.file, &step.text()),
+        }
+    };
     let builder = Builder {
         cache,
         runner: tool_runner(&plan, flags.verbose),
         out: &out,
+        status: &status,
     };
     if flags.dry_run {
         builder.dry_run(files, &opts)?;
     } else {
-        builder.build_files(files, &opts)?;
+        let built = builder.build_files(files, &opts);
+        lines.remove(&current.lock().unwrap_or_else(|e| e.into_inner()));
+        built?;
     }
     Ok(0)
 }

@@ -79,6 +79,38 @@ pub struct Builder<'a> {
     pub runner: Runner,
     /// Where the output lines go.
     pub out: &'a dyn Fn(&str),
+    /// Told when a step that is not cached starts (a status line on a terminal).
+    pub status: &'a dyn Fn(&StepStatus),
+}
+
+/// A step that starts: the `number`th of `of` in its spec (the import is the first, the
+/// export the last), and what it is ("step 3 (install)", "steps 3..5 (copy, install)").
+#[derive(Debug, PartialEq)]
+pub struct StepStatus<'s> {
+    pub file: &'s str,
+    pub number: usize,
+    pub of: usize,
+    pub what: String,
+    /// The step draws its own progress bars on the terminal (a download, a conversion):
+    /// a status line would fight them for the line.
+    pub draws_bars: bool,
+}
+
+impl StepStatus<'_> {
+    /// What a status line says: `3/7 step 3 (install)`.
+    pub fn text(&self) -> String {
+        format!("{}/{} {}", self.number, self.of, self.what)
+    }
+}
+
+/// Whether a step's runner draws progress bars of its own: an import of a file or URL
+/// (download, decompression, conversion) and an export (conversion).
+fn draws_bars(step: &Step) -> bool {
+    match step.location.as_str() {
+        "import" => !matches!(step.runner.as_str(), "virt-builder" | "debootstrap"),
+        "export" => true,
+        _ => false,
+    }
 }
 
 /// What a build produced.
@@ -389,9 +421,18 @@ impl Builder<'_> {
                 }
             }
         }
+        let of = chain.len() + usize::from(t.export.is_some());
         let rest: Vec<&Step> = chain[done..].iter().map(|(s, _, _)| *s).collect();
         for run in group::runs(&rest) {
             let members = &chain[done + run.start..done + run.end];
+            let steps: Vec<&Step> = members.iter().map(|(s, _, _)| *s).collect();
+            (self.status)(&StepStatus {
+                file: &display,
+                number: done + run.start + 1,
+                of,
+                what: group::label(&steps),
+                draws_bars: steps.iter().any(|s| draws_bars(s)),
+            });
             held.push(self.build_run(t, members)?);
         }
         let (_, key, _) = chain.last().expect("an import at least");
@@ -403,6 +444,13 @@ impl Builder<'_> {
                 Some(_) => self.line("export", &display, &format!("{summary} (cached)")),
                 None => {
                     self.line("export", &display, &summary);
+                    (self.status)(&StepStatus {
+                        file: &display,
+                        number: of,
+                        of,
+                        what: format!("export ({})", step.runner),
+                        draws_bars: draws_bars(step),
+                    });
                     let out = apply::export(step, &t.dir, &layer, &self.runner).map_err(|e| {
                         step_failed(&t.file, &format!("export ({})", step.runner), e)
                     })?;
@@ -593,14 +641,26 @@ mod tests {
         std::fs::write(&file, T).unwrap();
         let lines = std::sync::Mutex::new(vec![]);
         let out = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let started = std::sync::Mutex::new(vec![]);
+        let status = |s: &StepStatus| started.lock().unwrap().push(s.text());
         let builder = Builder {
             cache: Cache::open(&dir.join("cache")).unwrap(),
             runner,
             out: &out,
+            status: &status,
         };
         let load = || Template::load_with(&file, &[], &dir.join("cache"), Downloads::Fetch);
         let t = load().unwrap();
         let built = builder.build(&t, &Options::default()).unwrap();
+        // A status line for each run as it starts: the import, then the two runs.
+        assert_eq!(
+            *started.lock().unwrap(),
+            [
+                "1/6 import (virt-builder)",
+                "2/6 steps 1..4 (run, hostname, copy, rootpass)",
+                "6/6 step 5 (hostname)"
+            ]
+        );
         // Steps 1..4 in one run (rootpass ends it: virt-customize sets passwords last),
         // step 5 in another.
         let runs = vc_runs(dir);
@@ -655,6 +715,11 @@ mod tests {
             .filter(|l| l.ends_with("(cached)"))
             .count();
         assert_eq!(cached, 6, "{:?}", lines.lock().unwrap());
+        assert_eq!(
+            started.lock().unwrap().len(),
+            3,
+            "nothing starts when cached"
+        );
         // Step 2 changed: the run is rebuilt from the import (its steps 1..3 have no
         // layers of their own), then step 5 on it.
         std::fs::write(&file, T.replace("h1", "h1b")).unwrap();

@@ -145,6 +145,9 @@ fn build(
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
     let login = Login::with_key(plan.username.clone(), key.clone());
     let started = std::time::Instant::now();
+    // Gone when this returns, before the caller says the template is ready (or failed).
+    let _line = ctx.ui.line(template);
+    ctx.ui.begin(template, "build");
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
         spec.as_ref()
@@ -165,6 +168,7 @@ fn build(
     };
     ctx.ui.phase(template, "build", started.elapsed());
     let started = std::time::Instant::now();
+    ctx.ui.begin(template, "upload");
     let disk = upload(ctx, plan, staged.path(), &volume_name)?;
     drop(staged);
     ctx.ui.phase(template, "upload", started.elapsed());
@@ -391,15 +395,24 @@ fn build_customized(
     } = *output;
     spec.export = None;
     let spec_path = spec.file.clone();
-    let ui = ctx.ui;
-    let out = move |line: &str| ui.info(line);
+    let ui = &ctx.ui;
+    let out = |line: &str| ui.info(line);
+    let name = plan.name.as_str();
+    let status = |step: &crate::steps::build::StepStatus| match step.draws_bars {
+        // Its own bars say how far it is; the line comes back at the next step.
+        true => ui.lines.remove(name),
+        false => ui.begin(name, &format!("build {}", step.text())),
+    };
     let runner = ctx.runner(plan.host.virt_type);
     let builder = crate::steps::build::Builder {
         cache,
         runner: runner.clone(),
         out: &out,
+        status: &status,
     };
     let built = builder.build(&spec, &Default::default())?;
+    // The conversion draws its own bar.
+    ui.lines.remove(name);
     // Layers are qcow2; a bar on a terminal for this long copy.
     QemuImg::new(&runner).convert(
         &built.layer,
@@ -491,12 +504,34 @@ fn run_virt_builder(
         let empty = files.dir("no-system-repos")?;
         runner = runner.with_env("VIRT_BUILDER_DIRS", empty.display().to_string());
     }
+    // Its stage messages ("[  12.3] Installing packages") on stdout, as they come, say
+    // what it is at on the template's status line.
+    let lines = crate::status::LineSplitter::default();
+    let stage = |chunk: &[u8]| {
+        if let Some(stage) = lines
+            .feed(chunk)
+            .iter()
+            .rev()
+            .find_map(|l| virt_builder_stage(l))
+        {
+            ctx.ui.lines.detail(&plan.name, stage);
+        }
+    };
     runner
         .tool("virt-builder")
         .args(&args)
         .context(format!("building template {}", plan.name))
+        .watch(&stage)
         .run()?;
     Ok(())
+}
+
+/// The stage a line of virt-builder's output names: `[   3.1] Planning how to build this
+/// image` -> `Planning how to build this image`.
+fn virt_builder_stage(line: &str) -> Option<&str> {
+    let (seconds, stage) = line.trim_start().strip_prefix('[')?.split_once(']')?;
+    seconds.trim().parse::<f64>().ok()?;
+    Some(stage.trim()).filter(|s| !s.is_empty())
 }
 
 /// The customization operations virt-up adds to every template (virt-builder and
@@ -548,6 +583,21 @@ fn virt_up_customizations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virt_builder_stages_are_read_from_its_time_stamped_lines() {
+        assert_eq!(
+            virt_builder_stage("[   3.1] Planning how to build this image"),
+            Some("Planning how to build this image")
+        );
+        assert_eq!(
+            virt_builder_stage("[  12.0] Installing packages: nginx"),
+            Some("Installing packages: nginx")
+        );
+        assert_eq!(virt_builder_stage("Output file: /x.qcow2"), None);
+        assert_eq!(virt_builder_stage("[x] not a time"), None);
+        assert_eq!(virt_builder_stage("[ 1.0]"), None);
+    }
 
     #[test]
     fn a_template_that_does_not_fit_in_its_pool_is_refused_with_both_figures() {

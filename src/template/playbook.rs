@@ -79,6 +79,7 @@ fn boot_and_run(
         readonly: true,
         serial: Some(identity::SEED_SERIAL.into()),
     });
+    ctx.ui.begin(&template.template, "boot");
     ctx.hv.define(&spec.to_xml())?;
     ctx.hv.start(&template.domain)?;
 
@@ -92,8 +93,13 @@ fn boot_and_run(
         console_log: &template.console_log,
         neighbours: ctx.neighbours.clone(),
     };
+    let name = template.template.as_str();
+    ctx.ui.begin(name, "address");
     let address = readiness::wait_ready(ctx.hv.as_ref(), &target, &mut |phase, took| {
-        ctx.ui.phase(&template.name, phase, took)
+        ctx.ui.phase(&template.name, phase, took);
+        if phase == "address" {
+            ctx.ui.begin(name, "ssh");
+        }
     })?;
     readiness::verify_host_key(
         &ctx.runner(plan.host.virt_type),
@@ -113,7 +119,9 @@ fn boot_and_run(
         &inventory::render_inventory(std::slice::from_ref(&host)),
         0o600,
     )?;
+    ctx.ui.begin(name, "playbook");
     crate::playbook::run_with_inventory(ctx, &inventory_file, &template.name, playbook)?;
+    ctx.ui.begin(name, "generalize");
     generalize_and_power_off(ctx, &host, &address, plan)
 }
 

@@ -92,6 +92,8 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
         plan.template.name
     ));
     let started = Instant::now();
+    let _line = ctx.ui.line(&plan.template.name);
+    ctx.ui.begin(&plan.template.name, "warm-image");
     let parts = Parts::of(ctx, plan, &record)?;
     match make(ctx, plan, &record, &parts) {
         Ok(()) => {}

@@ -23,10 +23,7 @@ use std::sync::Mutex;
 /// Run the command line; the value is the process exit code.
 pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     cli.check_flags().map_err(Error::Config)?;
-    let ui = Ui {
-        quiet: cli.quiet,
-        debug: cli.debug,
-    };
+    let ui = Ui::new(cli.quiet, cli.debug);
     if cli.init {
         return init(&paths, cli.force, &ui).map(|_| 0);
     }

@@ -19,6 +19,7 @@ mod module_graph;
 mod original_config;
 mod plan_errors;
 mod sizes;
+mod status_lines;
 mod storage;
 mod virt_maker;
 mod virtup_cli;
