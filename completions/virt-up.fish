@@ -27,6 +27,7 @@ complete -c virt-up -l login -d 'Login to the instance (a stopped one is started
 complete -c virt-up -l start -d 'Start the stopped instance(s) and wait until each is ready (host key checked)'
 complete -c virt-up -l stop -d 'Stop the instance(s): ACPI power-off, then off after the \'stop-timeout\' setting'
 complete -c virt-up -l restart -d 'Stop, then start the instance(s)'
+complete -c virt-up -l reset -d 'Give the instance(s) a fresh disk cloned from the template, with the same identity (name, MAC, address, login key, host key), and wait until each is ready; its snapshots go with the old disk'
 complete -c virt-up -l info -d 'Show one instance: its record and live state (state, address, disk use, ...)'
 complete -c virt-up -l snapshots -d 'List the instance\'s snapshots with their creation time'
 complete -c virt-up -l sftp -d 'With --login: use sftp'
@@ -37,7 +38,7 @@ complete -c virt-up -l yes -d 'Answer yes to the question of --delete --all (nee
 complete -c virt-up -s q -l quiet -d 'Show less output; with --list and --show-templates: the names only'
 complete -c virt-up -l debug -d 'Show debug tracing (commands run, phase durations)'
 complete -c virt-up -l force -d 'With --init: overwrite files; with --no-clone: rebuild the template'
-complete -c virt-up -l json -d 'Machine-readable output on stdout (JSON): with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances'
+complete -c virt-up -l json -d 'Machine-readable output on stdout (JSON): with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart, --reset and --delete, the records of the instances'
 complete -c virt-up -s h -l help -d 'Print help'
 complete -c virt-up -s V -l version -d 'Print version'
 # Instance and template names, from virt-up itself (nothing when it fails).

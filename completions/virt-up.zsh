@@ -52,6 +52,7 @@ _virt-up() {
 '--start[Start the stopped instance(s) and wait until each is ready (host key checked)]' \
 '--stop[Stop the instance(s)\: ACPI power-off, then off after the '\''stop-timeout'\'' setting]' \
 '--restart[Stop, then start the instance(s)]' \
+'--reset[Give the instance(s) a fresh disk cloned from the template, with the same identity (name, MAC, address, login key, host key), and wait until each is ready; its snapshots go with the old disk]' \
 '--info[Show one instance\: its record and live state (state, address, disk use, ...)]' \
 '--snapshots[List the instance'\''s snapshots with their creation time]' \
 '--sftp[With --login\: use sftp]' \
@@ -63,7 +64,7 @@ _virt-up() {
 '--quiet[Show less output; with --list and --show-templates\: the names only]' \
 '--debug[Show debug tracing (commands run, phase durations)]' \
 '--force[With --init\: overwrite files; with --no-clone\: rebuild the template]' \
-'--json[Machine-readable output on stdout (JSON)\: with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart and --delete, the records of the instances]' \
+'--json[Machine-readable output on stdout (JSON)\: with --list, --info, --snapshots and --show-*; with a create, --start, --stop, --restart, --reset and --delete, the records of the instances]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
