@@ -37,18 +37,18 @@ fn t6_snapshot_revert_list_and_delete() {
 /// of the old disk) with the same identity: host name, machine-id, MAC, address, and the
 /// host key pinned at creation (the reset's own wait checks it, and so does every login).
 #[test]
-fn t7_reset_gives_a_pristine_disk_and_the_same_identity() {
+fn t8_reset_gives_a_pristine_disk_and_the_same_identity() {
     let w = world();
     let _cleanup = w.cleanup(&["vut-reset"]);
     w.vu(&["vut-reset", "--template", "vut-deb"]).ok();
     let info = |w: &crate::world::World| -> serde_json::Value {
         serde_json::from_str(&w.vu(&["vut-reset", "--info", "--json"]).ok().stdout).unwrap()
     };
-    let before = info(&w);
+    let before = info(w);
     let machine_id = w.ssh("vut-reset", "cat /etc/machine-id");
     w.ssh("vut-reset", "echo old > written && sync");
     w.vu(&["vut-reset", "--snapshot", "s1"]).ok();
-    assert_eq!(info(&w)["snapshots"][0]["name"], "s1");
+    assert_eq!(info(w)["snapshots"][0]["name"], "s1");
 
     let run = w.vu(&["vut-reset", "--reset", "--json"]).ok();
     assert!(run.stderr.contains("is reset and ready"), "{}", run.stderr);
@@ -60,7 +60,7 @@ fn t7_reset_gives_a_pristine_disk_and_the_same_identity() {
     );
     assert_eq!(w.ssh("vut-reset", "hostname"), "vut-reset");
     assert_eq!(w.ssh("vut-reset", "cat /etc/machine-id"), machine_id);
-    let after = info(&w);
+    let after = info(w);
     assert_eq!(after["mac"], before["mac"]);
     assert_eq!(after["address"], before["address"]);
     assert_eq!(after["snapshots"], serde_json::json!([]), "{after}");
