@@ -42,6 +42,11 @@ pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option
     if t.format != crate::config::plan::ImageFormat::Qcow2 {
         return Some("image-format = raw: instances are full copies, not overlays".into());
     }
+    if !plan.mounts.is_empty() {
+        return Some(
+            "--mount: a restored guest keeps the devices and the private memory it was saved with (a share needs a virtiofs device and shared memory)".into(),
+        );
+    }
     if plan.size.is_some() {
         return Some("--size: a restored guest keeps the disk size it was saved with".into());
     }
@@ -231,6 +236,7 @@ fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) ->
         host_key: sshkeys::generate(&parts.domain)?,
         accounts: vec![],
         machine_id: identity::random_id(),
+        mounts: Vec::new(),
     };
     identity::upload_seed(hv, (&parts.pool, &parts.seed), &park)?;
     hv.create_volume(&NewVolume {
