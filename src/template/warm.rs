@@ -27,6 +27,11 @@ pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option
     if !t.warm {
         return Some("warm = no".into());
     }
+    if !plan.mounts.is_empty() {
+        return Some(
+            "--mount: a restored guest keeps the devices and the private memory it was saved with (a share needs a virtiofs device and shared memory)".into(),
+        );
+    }
     if t.identity != crate::config::plan::Identity::Firstboot {
         return Some("identity = sysprep edits each new disk before its first boot".into());
     }
@@ -41,11 +46,6 @@ pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option
     }
     if t.format != crate::config::plan::ImageFormat::Qcow2 {
         return Some("image-format = raw: instances are full copies, not overlays".into());
-    }
-    if !plan.mounts.is_empty() {
-        return Some(
-            "--mount: a restored guest keeps the devices and the private memory it was saved with (a share needs a virtiofs device and shared memory)".into(),
-        );
     }
     if plan.size.is_some() {
         return Some("--size: a restored guest keeps the disk size it was saved with".into());

@@ -137,6 +137,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         "identity": record.identity,
         "console_log": record.console_log,
         "inventory": record.inventory,
+        "mounts": record.mounts,
     });
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         map.extend(more);
@@ -152,11 +153,24 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
             serde_json::Value::Number(n) if key.starts_with("disk_") => {
                 crate::size::human(n.as_u64().unwrap_or(0))
             }
+            serde_json::Value::Array(_) if key == "mounts" => mounts_text(&record.mounts),
             other => other.to_string(),
         };
         println!("{key:<12} {text}");
     }
     Ok(())
+}
+
+/// The shares as `--info` shows them: `HOST_DIR -> GUEST_DIR (tag)`, comma-separated.
+fn mounts_text(mounts: &[crate::share::Mount]) -> String {
+    if mounts.is_empty() {
+        return "-".into();
+    }
+    let each: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{} -> {} ({})", m.host.display(), m.guest, m.tag))
+        .collect();
+    each.join(", ")
 }
 
 /// running | shut off | creating | missing (the domain was removed outside virt-up).
