@@ -17,6 +17,7 @@ complete -c virt-up -l graphics -d 'Instance graphics type: none, vnc or spice (
 vnc\t''
 spice\t''"
 complete -c virt-up -l dns-domain -d 'DNS domain appended to the instance\'s host name (default: the \'dns-domain\' setting)' -r
+complete -c virt-up -l mount -d 'Share a host directory with the new instance (virtiofs), mounted at GUEST_DIR (default: the same path as HOST_DIR) from its first boot on; repeatable. Needs qemu:///system and virtiofsd on the host' -r
 complete -c virt-up -l command -d 'With --login: run this command over ssh and return its exit code' -r
 complete -c virt-up -l init -d 'Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks): as root in /etc/virt-up, otherwise in the user\'s config directory'
 complete -c virt-up -l list -d 'List instances'

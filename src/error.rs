@@ -165,6 +165,11 @@ pub enum Error {
     #[error("the save image cannot be used: {0}")]
     SaveImage(String),
 
+    /// The host lacks what was asked for (virtiofsd for --mount): what, where it was
+    /// looked for, and what to install.
+    #[error("{0}")]
+    HostNotReady(String),
+
     #[error("interrupted")]
     Interrupted,
 }
@@ -202,7 +207,7 @@ impl Error {
             | Error::Unrecorded { .. }
             | Error::InstanceNotUsable { .. }
             | Error::SnapshotNotFound { .. } => 3,
-            Error::Libvirt { .. } => 4,
+            Error::Libvirt { .. } | Error::HostNotReady(_) => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,
             Error::Tool(e) => e.exit_code(),

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::hypervisor::{Hypervisor, NewVolume, VolumeSource};
 use crate::runner::{argv, Runner};
+use crate::share::Mount;
 use crate::sshkeys::KeyPair;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,15 @@ pub struct Identity {
     pub accounts: Vec<Account>,
     /// Written into /etc/machine-id by a warm clone (a cold one's systemd makes its own).
     pub machine_id: String,
+    /// Host directories shared through virtiofs: the agent mounts each tag on its guest
+    /// directory and puts it in /etc/fstab.
+    pub mounts: Vec<Mount>,
+}
+
+/// The /etc/fstab line of a share (its guest directory is plain: see `share`). `nofail`:
+/// a guest whose share is gone still boots.
+pub fn fstab_line(mount: &Mount) -> String {
+    format!("{} {} virtiofs defaults,nofail 0 0", mount.tag, mount.guest)
 }
 
 /// A random identifier (128 bits, hex).
@@ -117,6 +127,14 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
     // Mixed into a warm clone's entropy pool, which is the template's until reseeded.
     let random: [u8; 64] = crate::random::bytes();
     add("random", &random, 0o600)?;
+    if !identity.mounts.is_empty() {
+        let lines: String = identity
+            .mounts
+            .iter()
+            .map(|m| format!("{} {}\n", m.tag, m.guest))
+            .collect();
+        add("mounts", lines.as_bytes(), 0o600)?;
+    }
     for account in &identity.accounts {
         let dir = format!("users/{}", account.username);
         add(
@@ -264,6 +282,15 @@ pub fn sysprep(
         "--upload".to_string(),
         format!("{}:/etc/ssh/ssh_host_ed25519_key.pub", public.display()),
     ]));
+    for mount in &identity.mounts {
+        // The guest's fstab mounts it from its first boot on (the agent does not run).
+        args.extend(argv([
+            "--mkdir".to_string(),
+            mount.guest.clone(),
+            "--append-line".to_string(),
+            format!("/etc/fstab:{}", fstab_line(mount)),
+        ]));
+    }
     args.extend(argv(extra_args));
     runner
         .tool("virt-sysprep")
@@ -549,6 +576,112 @@ mod tests {
         );
     }
 
+    /// The agent's shares part, alone (between its markers), with its console log.
+    fn shares_part() -> String {
+        let part = |from: &str, to: &str| {
+            let begin = AGENT_SCRIPT.find(from).expect("begin marker");
+            let end = AGENT_SCRIPT.find(to).expect("end marker");
+            AGENT_SCRIPT[begin..end].to_string()
+        };
+        let log = "log() { printf 'virt-up-identity: %s\\n' \"$*\"; }\n";
+        format!(
+            "{log}{}",
+            part("# --- shares: begin ---", "# --- shares: end ---")
+        )
+    }
+
+    /// Run the shares part on a fake guest root `dir` with a fake `mount` that records
+    /// its calls (and mounts nothing, so mountinfo says what the test puts there).
+    fn run_shares(dir: &Path, seed: &str) -> (String, String) {
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let fake = dir.join("bin/mount");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"mount $*\" >> \"$(dirname \"$0\")/../calls\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("mounts"), seed).unwrap();
+        let _ = std::fs::remove_file(dir.join("calls"));
+        let script = format!(
+            "set -eu\nroot=$1\n{}\nmount_shares \"$root/mounts\"\n",
+            shares_part()
+        );
+        let path = format!(
+            "{}:{}",
+            dir.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .arg(dir)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+        (String::from_utf8(out.stdout).unwrap(), calls)
+    }
+
+    /// Each share's directory is made, its fstab line added once, and it is mounted unless
+    /// something is mounted there already; running again adds and mounts nothing twice.
+    #[test]
+    fn shares_are_made_put_in_fstab_and_mounted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        std::fs::write(
+            root.join("etc/fstab"),
+            "# static\nLABEL=root / ext4 defaults 0 1",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("proc/self/mountinfo"),
+            "26 1 252:1 / / rw - ext4 /dev/vda1 rw\n",
+        )
+        .unwrap();
+        let seed = "virtup0 /mnt/host\nvirtup1 /srv/a/b\n";
+        let (out, calls) = run_shares(root, seed);
+        let r = root.display();
+        assert_eq!(
+            calls,
+            format!(
+                "mount -t virtiofs virtup0 {r}/mnt/host\nmount -t virtiofs virtup1 {r}/srv/a/b\n"
+            )
+        );
+        assert!(root.join("srv/a/b").is_dir() && root.join("mnt/host").is_dir());
+        assert!(
+            out.contains("mounted the host's share virtup0 on /mnt/host"),
+            "{out}"
+        );
+        let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+        assert_eq!(
+            fstab,
+            "# static\nLABEL=root / ext4 defaults 0 1\nvirtup0 /mnt/host virtiofs defaults,nofail 0 0\nvirtup1 /srv/a/b virtiofs defaults,nofail 0 0\n"
+        );
+        assert_eq!(
+            fstab_line(&Mount {
+                host: "/h".into(),
+                guest: "/mnt/host".into(),
+                tag: "virtup0".into()
+            }),
+            "virtup0 /mnt/host virtiofs defaults,nofail 0 0"
+        );
+        // Again, with the first one mounted: nothing added, only the second one mounted.
+        std::fs::write(
+            root.join("proc/self/mountinfo"),
+            "26 1 252:1 / / rw - ext4 /dev/vda1 rw\n40 26 0:40 / /mnt/host rw - virtiofs virtup0 rw\n",
+        )
+        .unwrap();
+        let (_, calls) = run_shares(root, seed);
+        assert_eq!(calls, format!("mount -t virtiofs virtup1 {r}/srv/a/b\n"));
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/fstab")).unwrap(),
+            fstab
+        );
+    }
+
     /// crypt(3)'s SHA-512 form, with 16 salt characters, which the guest's
     /// chpasswd -e / usermod -p accept; and the hash is of that password.
     #[test]
@@ -582,6 +715,11 @@ mod tests {
                 password: Some("secret".into()),
             }],
             machine_id: "0123456789abcdef0123456789abcdef".into(),
+            mounts: vec![Mount {
+                host: "/srv/src".into(),
+                guest: "/mnt/host".into(),
+                tag: "virtup0".into(),
+            }],
         };
         write_seed(&path, &identity).unwrap();
         assert_eq!(
@@ -609,6 +747,9 @@ mod tests {
             if name == "hostname" {
                 assert_eq!(body, "web1.example.test\n");
             }
+            if name == "mounts" {
+                assert_eq!(body, "virtup0 /mnt/host\n");
+            }
             names.push(name);
         }
         assert_eq!(
@@ -620,6 +761,7 @@ mod tests {
                 "ssh_host_ed25519_key.pub",
                 "machine-id",
                 "random",
+                "mounts",
                 "users/virt/authorized_keys",
                 "users/virt/password-hash"
             ]

@@ -31,6 +31,7 @@ pub mod random;
 pub(crate) mod readiness;
 pub mod records;
 pub(crate) mod runner;
+pub mod share;
 pub(crate) mod size;
 pub(crate) mod sshkeys;
 pub mod status;

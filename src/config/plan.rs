@@ -6,6 +6,7 @@
 use super::{schema, Config, Settings};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
+use crate::share::{self, Mount};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -115,6 +116,8 @@ pub struct Overrides {
     pub graphics: Option<String>,
     pub dns_domain: Option<String>,
     pub no_inventory: bool,
+    /// `--mount HOST_DIR[:GUEST_DIR]`, as given.
+    pub mounts: Vec<String>,
 }
 
 /// Everything an instance create needs (one plan serves every name of a command).
@@ -135,6 +138,10 @@ pub struct InstancePlan {
     pub virt_sysprep_args: Vec<String>,
     pub playbook: Option<String>,
     pub parallel: usize,
+    /// Host directories shared with the instance (virtiofs), checked.
+    pub mounts: Vec<Mount>,
+    /// The virtiofsd libvirt runs for them (found when there are mounts).
+    pub virtiofsd: Option<PathBuf>,
 }
 
 /// The settings that decide what a template's disk holds (instance settings such as
@@ -236,6 +243,7 @@ pub fn instance(
     if let Some(domain) = &given.dns_domain {
         flag("dns-domain", domain, schema::Kind::DnsDomain)?;
     }
+    let (mounts, virtiofsd) = shares(&settings, given, login_user)?;
     let graphics = match &given.graphics {
         Some(g) => Graphics::parse(g).ok_or_else(|| {
             Error::Config(format!(
@@ -264,8 +272,30 @@ pub fn instance(
         virt_sysprep_args: settings.args("virt-sysprep-args"),
         playbook: settings.get("instance-playbook").map(str::to_string),
         parallel: settings.int("parallel") as usize,
+        mounts,
+        virtiofsd,
         template: plan,
     })
+}
+
+/// The `--mount` shares, checked (a relative host directory is taken from the working
+/// directory), and the virtiofsd that serves them; none without `--mount`.
+fn shares(
+    settings: &Settings,
+    given: &Overrides,
+    login_user: &str,
+) -> Result<(Vec<Mount>, Option<PathBuf>)> {
+    if given.mounts.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let home = match login_user {
+        "root" => "/root".to_string(),
+        user => format!("/home/{user}"),
+    };
+    let mounts = share::plan(&given.mounts, &cwd, &home)?;
+    let virtiofsd = share::virtiofsd(settings.get("virtiofsd"))?;
+    Ok((mounts, Some(virtiofsd)))
 }
 
 /// Login names as useradd accepts them by default.

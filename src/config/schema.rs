@@ -92,6 +92,7 @@ pub const KEYS: &[Key] = &[
     key("cache-dir", Kind::Text, None, "The step cache directory (default: $VIRTUP_CACHE_HOME, else $XDG_CACHE_HOME/virt-up)."),
     key("steps", Kind::Text, None, "virt-maker steps, one per line as in YAML ('install: [nginx]', 'run: setup.sh'), applied through the step cache to the os-version image (virt-builder); paths relative to the templates.d file's directory. Not with 'customize'."),
     key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
+    key("virtiofsd", Kind::Text, None, "The virtiofsd that libvirt runs for --mount shares (default: /usr/libexec/virtiofsd, else /usr/lib/qemu/virtiofsd, the first that is there)."),
     key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates, starts or stops at once."),
 ];
 

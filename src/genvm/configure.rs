@@ -177,6 +177,7 @@ pub fn run(
         rng: true,
         console_log: console_log.clone(),
         template: "gen-vm-image-configure".into(),
+        filesystems: Vec::new(),
         extra: Default::default(),
     };
     let guard = DomainGuard {

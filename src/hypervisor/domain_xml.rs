@@ -45,8 +45,32 @@ pub struct DomainSpec {
     pub console_log: PathBuf,
     /// The template the domain belongs to, recorded in the domain's metadata.
     pub template: String,
+    /// Host directories shared through virtiofs; with any, the guest's memory is shared
+    /// (memfd) as virtiofsd needs it.
+    pub filesystems: Vec<Filesystem>,
     /// What virt-install made of virt-install-args, merged in (see [`Extra`]).
     pub extra: Extra,
+}
+
+/// A host directory shared with the guest through virtiofs, as libvirt runs it: its
+/// virtiofsd, the directory, and the tag the guest mounts it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filesystem {
+    pub binary: PathBuf,
+    pub source: PathBuf,
+    pub tag: String,
+}
+
+impl Filesystem {
+    pub fn to_xml(&self) -> String {
+        let e = escape;
+        format!(
+            "<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs' queue='1024'/><binary path='{}'/><source dir='{}'/><target dir='{}'/></filesystem>",
+            e(&self.binary.display().to_string()),
+            e(&self.source.display().to_string()),
+            e(&self.tag)
+        )
+    }
 }
 
 /// Elements `virt-install --print-xml` made for the template's virt-install-args, kept as
@@ -120,6 +144,12 @@ impl DomainSpec {
             e(&self.template)
         );
         let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", self.memory_mib);
+        if !self.filesystems.is_empty() && self.extra.element("memoryBacking").is_none() {
+            // virtiofsd maps the guest's memory: it must be shared, not private to QEMU.
+            x.push_str(
+                "  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>\n",
+            );
+        }
         let _ = writeln!(x, "  <vcpu>{}</vcpu>", self.vcpus);
         let machine = self
             .machine
@@ -199,6 +229,9 @@ impl DomainSpec {
         {
             let _ = writeln!(x, "    <video><model type='{}'/></video>", e(video));
         }
+        for fs in &self.filesystems {
+            let _ = writeln!(x, "    {}", fs.to_xml());
+        }
         for device in &self.extra.devices {
             let _ = writeln!(x, "    {}", device.xml);
         }
@@ -277,6 +310,7 @@ mod tests {
             rng: true,
             console_log: "/data/console/web1.log".into(),
             template: "deb".into(),
+            filesystems: Vec::new(),
             extra: Extra::default(),
         }
     }
@@ -315,6 +349,32 @@ mod tests {
         assert!(xml.contains("<video><model type='virtio'/></video>"));
         assert!(xml.contains("<cpu mode='host-passthrough'/>"));
         assert!(xml.contains("<type arch='x86_64' machine='q35'>hvm</type>"));
+    }
+
+    #[test]
+    fn a_share_is_a_virtiofs_filesystem_over_shared_memory() {
+        let mut s = spec();
+        assert!(!s.to_xml().contains("memoryBacking"));
+        s.filesystems.push(Filesystem {
+            binary: "/usr/lib/qemu/virtiofsd".into(),
+            source: "/srv/a'b&c".into(),
+            tag: "virtup0".into(),
+        });
+        let xml = s.to_xml();
+        assert!(xml.contains(
+            "  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>\n"
+        ));
+        assert!(xml.contains(
+            "    <filesystem type='mount' accessmode='passthrough'><driver type='virtiofs' queue='1024'/><binary path='/usr/lib/qemu/virtiofsd'/><source dir='/srv/a&apos;b&amp;c'/><target dir='virtup0'/></filesystem>\n"
+        ), "{xml}");
+        // One of virt-install-args' replaces virt-up's.
+        s.extra.elements.push(Element {
+            name: "memoryBacking".into(),
+            xml: "<memoryBacking><hugepages/></memoryBacking>".into(),
+        });
+        let xml = s.to_xml();
+        assert_eq!(xml.matches("<memoryBacking>").count(), 1, "{xml}");
+        assert!(xml.contains("<hugepages/>"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::clock::now_rfc3339;
 use crate::config::plan::{self, ImageFormat, InstancePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::domain_xml::{Disk, DomainSpec};
+use crate::hypervisor::domain_xml::{Disk, DomainSpec, Filesystem};
 use crate::hypervisor::virt_install;
 use crate::hypervisor::{NewVolume, Volume, VolumeSource};
 use crate::identity::{self, Account, Identity};
@@ -99,6 +99,8 @@ fn reserve(
         from: Some(template.disk.clone()),
         definition: None,
         parks: false,
+        agent_mounts: false,
+        mounts: plan.mounts.clone(),
         warm: None,
     };
     if warm {
@@ -285,6 +287,7 @@ fn new_identity(
         host_key: sshkeys::generate(&record.name)?,
         accounts,
         machine_id: identity::random_id(),
+        mounts: record.mounts.clone(),
     })
 }
 
@@ -321,6 +324,17 @@ fn domain_spec(plan: &InstancePlan, record: &Record) -> Result<DomainSpec> {
             readonly: true,
             serial: Some(identity::SEED_SERIAL.into()),
         });
+    }
+    if let Some(binary) = &plan.virtiofsd {
+        spec.filesystems = plan
+            .mounts
+            .iter()
+            .map(|m| Filesystem {
+                binary: binary.clone(),
+                source: m.host.clone(),
+                tag: m.tag.clone(),
+            })
+            .collect();
     }
     virt_install::apply(&mut spec, &plan.virt_install_args)?;
     Ok(spec)

@@ -186,6 +186,8 @@ mod tests {
             from: None,
             definition: None,
             parks: false,
+            agent_mounts: false,
+            mounts: Vec::new(),
             warm: None,
         }
     }

@@ -91,6 +91,13 @@ pub struct Record {
     /// that has warm clones).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parks: bool,
+    /// Templates: whether its identity agent mounts an instance's `--mount` shares (built
+    /// by a virt-up that has them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent_mounts: bool,
+    /// Instances: the host directories shared with it (`--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::share::Mount>,
     /// Templates: its warm image, once made. Instances: whether it was restored from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<Warm>,

@@ -270,6 +270,8 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         from: None,
         definition: Some(definition(plan)),
         parks: true,
+        agent_mounts: true,
+        mounts: Vec::new(),
         warm: None,
     }
 }
@@ -308,6 +310,7 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
         rng: true,
         console_log: record.console_log.clone(),
         template: record.template.clone(),
+        filesystems: Vec::new(),
         extra: Default::default(),
     }
 }

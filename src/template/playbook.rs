@@ -60,6 +60,7 @@ fn boot_and_run(
         host_key: sshkeys::generate(&template.name)?,
         accounts: vec![account("root"), account(&template.user.username)],
         machine_id: identity::random_id(),
+        mounts: Vec::new(),
     };
     let seed = identity::upload_seed(ctx.hv.as_ref(), (&plan.host.pool, seed), &identity)?;
     {

@@ -27,6 +27,11 @@ pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option
     if !t.warm {
         return Some("warm = no".into());
     }
+    if !plan.mounts.is_empty() {
+        return Some(
+            "--mount: a restored guest keeps the devices and the private memory it was saved with (a share needs a virtiofs device and shared memory)".into(),
+        );
+    }
     if t.identity != crate::config::plan::Identity::Firstboot {
         return Some("identity = sysprep edits each new disk before its first boot".into());
     }
@@ -233,6 +238,7 @@ fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) ->
         host_key: sshkeys::generate(&parts.domain)?,
         accounts: vec![],
         machine_id: identity::random_id(),
+        mounts: Vec::new(),
     };
     identity::upload_seed(hv, (&parts.pool, &parts.seed), &park)?;
     hv.create_volume(&NewVolume {

@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser};
     name = "virt-up",
     version,
     about = "Create ready-to-use virtual machines from templates on a libvirt host, in seconds",
-    override_usage = "virt-up [--name] <name>... --template <template> [create-options]
+    override_usage = "virt-up [--name] <name>... --template <template> [create-options] [--mount <host-dir>[:<guest-dir>]]...
        virt-up [--name] <template> --no-clone [--force] | --template <template> --no-clone [--force]
        virt-up [--name] <name> --login [--sftp | --command \"<command>\" | -- <command> <arg>...]
        virt-up [--name] <name> --playbook <playbook>
@@ -154,6 +154,12 @@ pub struct Cli {
     /// DNS domain appended to the instance's host name (default: the 'dns-domain' setting)
     #[arg(long, value_name = "dns-domain")]
     pub dns_domain: Option<String>,
+
+    /// Share a host directory with the new instance (virtiofs), mounted at GUEST_DIR (default:
+    /// the same path as HOST_DIR) from its first boot on; repeatable. Needs qemu:///system
+    /// and virtiofsd on the host
+    #[arg(long = "mount", value_name = "host-dir[:guest-dir]", action = ArgAction::Append)]
+    pub mounts: Vec<String>,
 
     /// With --login: use sftp
     #[arg(long, requires = "login")]
@@ -397,7 +403,7 @@ impl Cli {
     }
 
     /// The flags that mean something only in some modes: each with whether it was given.
-    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 17] {
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 18] {
         use Mode::*;
         const INSTANCE: &[Mode] = &[Create];
         [
@@ -417,6 +423,7 @@ impl Cli {
             ("--vcpus", self.vcpus.is_some(), INSTANCE),
             ("--graphics", self.graphics.is_some(), INSTANCE),
             ("--dns-domain", self.dns_domain.is_some(), INSTANCE),
+            ("--mount", !self.mounts.is_empty(), INSTANCE),
             ("--no-inventory", self.no_inventory, INSTANCE),
             ("--all", self.all, &[List, Delete]),
             ("--yes", self.yes, &[Delete]),

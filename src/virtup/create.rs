@@ -52,6 +52,7 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
         let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
         let plan = instance_plan(ctx, cli, &template_name)?;
         let template = template::ensure(ctx, &plan.template, false)?;
+        mounts_possible(&plan, &template)?;
         let template = with_warm_image(ctx, &plan, template)?;
         fresh_plan = Some((plan, template));
     }
@@ -101,6 +102,20 @@ fn with_warm_image(ctx: &Context, plan: &InstancePlan, template: Record) -> Resu
     }
 }
 
+/// A template built before `--mount` existed has an identity agent that does not mount
+/// shares: refused (with how to rebuild it) rather than made without them.
+fn mounts_possible(plan: &InstancePlan, template: &Record) -> Result<()> {
+    let firstboot = plan.template.identity == plan::Identity::Firstboot;
+    if plan.mounts.is_empty() || !firstboot || template.agent_mounts {
+        return Ok(());
+    }
+    let t = &plan.template.name;
+    Err(Error::InstanceNotUsable {
+        name: format!("template {t}"),
+        why: format!("it was built by a virt-up whose guest agent does not mount --mount shares; rebuild it (delete its instances, then 'virt-up {t} --no-clone --force')"),
+    })
+}
+
 /// The plan for the instances, every value checked before anything is built.
 fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePlan> {
     if cli.password_file.as_deref() == Some(Path::new("-"))
@@ -124,8 +139,16 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         graphics: cli.graphics.clone(),
         dns_domain: cli.dns_domain.clone(),
         no_inventory: cli.no_inventory,
+        mounts: cli.mounts.clone(),
     };
     let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
+    if let Some(why) = plan
+        .mounts
+        .first()
+        .and_then(|_| crate::share::uri_problem(&ctx.hv.uri()))
+    {
+        return Err(Error::Config(why));
+    }
     crate::hypervisor::virt_install::validate(&plan.virt_install_args)?;
     if let Some(pb) = &plan.playbook {
         playbook::find(ctx, pb)?;
@@ -183,6 +206,7 @@ fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
         ("--graphics", cli.graphics.is_some()),
         ("--dns-domain", cli.dns_domain.is_some()),
         ("--no-inventory", cli.no_inventory),
+        ("--mount", !cli.mounts.is_empty()),
     ]
     .into_iter()
     .filter_map(|(flag, on)| on.then_some(flag))

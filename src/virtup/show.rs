@@ -143,6 +143,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         "console_log": record.console_log,
         "inventory": record.inventory,
         "snapshots": super::snapshot::rows_json(&snapshots),
+        "mounts": record.mounts,
     });
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         map.extend(more);
@@ -154,11 +155,21 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
     for (key, value) in v.as_object().into_iter().flatten() {
         let text = match value {
             serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(_) if key == "snapshots" => snapshot_cell(&snapshots),
+            // `s1 (2026-12-02T18:00:00Z)`
+            serde_json::Value::Array(_) if key == "snapshots" => {
+                cell_of(snapshots.iter().map(|(n, t)| format!("{n} ({t})")))
+            }
             serde_json::Value::Null => "-".into(),
             serde_json::Value::Number(n) if key.starts_with("disk_") => {
                 crate::size::human(n.as_u64().unwrap_or(0))
             }
+            // `HOST_DIR -> GUEST_DIR (tag)`
+            serde_json::Value::Array(_) if key == "mounts" => cell_of(
+                record
+                    .mounts
+                    .iter()
+                    .map(|m| format!("{} -> {} ({})", m.host.display(), m.guest, m.tag)),
+            ),
             other => other.to_string(),
         };
         println!("{key:<12} {text}");
@@ -166,13 +177,13 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `a (2026-12-02T18:00:00Z), b (...)`, or `-` for none.
-fn snapshot_cell(rows: &[(String, String)]) -> String {
-    if rows.is_empty() {
-        return "-".into();
+/// Items as one `--info` cell: comma-separated, `-` for none.
+fn cell_of(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.is_empty() {
+        true => "-".into(),
+        false => items.join(", "),
     }
-    let items: Vec<String> = rows.iter().map(|(n, t)| format!("{n} ({t})")).collect();
-    items.join(", ")
 }
 
 /// running | shut off | creating | missing (the domain was removed outside virt-up).

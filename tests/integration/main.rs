@@ -16,6 +16,7 @@ mod lifecycle;
 mod maker_dry_run;
 mod maker_step_forms;
 mod module_graph;
+mod mounts;
 mod original_config;
 mod plan_errors;
 mod sizes;

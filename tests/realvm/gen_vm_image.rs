@@ -253,6 +253,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
         rng: true,
         console_log: console.clone().into(),
         template: "vut-gvi".into(),
+        filesystems: Vec::new(),
         extra: Default::default(),
     };
     let dom = conn.define_domain_xml(&spec.to_xml()).unwrap();

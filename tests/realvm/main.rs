@@ -11,6 +11,7 @@ mod run;
 mod gen_vm_image;
 mod guard;
 mod maker_steps;
+mod mounts;
 mod options;
 mod package;
 mod snapshots;
