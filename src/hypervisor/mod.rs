@@ -104,6 +104,8 @@ pub trait Hypervisor: Send + Sync {
     fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
     fn is_defined(&self, name: &str) -> Result<bool>;
     fn is_running(&self, name: &str) -> Result<bool>;
+    /// The defined domain's UUID.
+    fn uuid(&self, name: &str) -> Result<String>;
     /// Ask the guest to power off (ACPI).
     fn shutdown(&self, name: &str) -> Result<()>;
     /// Stop at once; no error if it is not running or not defined.
@@ -322,6 +324,12 @@ impl Hypervisor for Libvirt {
             Some(d) => d.is_active().unwrap_or(false),
             None => false,
         })
+    }
+
+    fn uuid(&self, name: &str) -> Result<String> {
+        self.existing(name)?
+            .uuid_string()
+            .map_err(|e| libvirt_error(format!("reading domain '{name}'"), e))
     }
 
     fn shutdown(&self, name: &str) -> Result<()> {

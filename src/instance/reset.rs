@@ -3,15 +3,18 @@
 //! the instance's seed volume (host name, host key, machine-id, users, authorized keys,
 //! password hashes), which is kept: so the instance comes back with the same name, MAC,
 //! machine-id (hence the same DHCP address), login key and pinned host key. The domain
-//! definition is kept too; the boot is a cold one, the time of a cold create.
+//! definition is kept too. An instance made warm is reset warm: restored from its
+//! template's warm image onto a new overlay, in the time of a warm create; otherwise (or if
+//! that fails, said) the new disk is a clone of the template's and boots cold.
 
 use super::create::{clone_volume, template_volume};
 use super::start;
 use crate::config::plan::{self, TemplatePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::names::template_stem;
 use crate::records::inventory;
-use crate::records::Record;
+use crate::records::{Record, Warm};
 
 /// Reset `record`'s instance (its template's plan: pool, timeouts) and wait until it is
 /// ready; its record after it. Everything is checked before anything is removed.
@@ -37,12 +40,45 @@ pub fn reset(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
     for snapshot in ctx.hv.snapshots(&record.domain)? {
         ctx.hv.delete_snapshot(&record.domain, &snapshot.name)?;
     }
-    clone_volume(ctx, &plan.host.pool, &base, capacity, record)?;
     let mut fresh = record.clone();
-    // Booted cold from now on; what it was restored from no longer describes its disk.
-    fresh.warm = None;
+    fresh.warm = reset_warm(ctx, plan, record)?;
+    if fresh.warm.is_none() {
+        clone_volume(ctx, &plan.host.pool, &base, capacity, record)?;
+    }
     super::save_and_publish(ctx, &fresh)?;
+    // A warm reset left it running: this only waits for it.
     start(ctx, plan, &fresh)
+}
+
+/// Restore the stopped instance from its template's warm image if it was made warm (so
+/// its devices and settings are the warm image's); the image used, or None when the
+/// instance is to boot cold (a failed attempt is said, and undone).
+fn reset_warm(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Option<Warm>> {
+    let template = ctx.store.load(&template_stem(&record.template))?;
+    let Some(warm) = template
+        .and_then(|t| t.warm)
+        .filter(|_| record.warm.is_some())
+    else {
+        return Ok(None);
+    };
+    if !plan.warm {
+        ctx.ui
+            .debug(format!("{}: resetting cold: warm = no", record.name));
+        return Ok(None);
+    }
+    ctx.hv.delete_volume(&record.disk)?;
+    match super::warm::reset(ctx, plan, record, &warm) {
+        Ok(()) => Ok(Some(warm)),
+        Err(e) if e.is_interrupted() => Err(e),
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "{}: not restored warm ({e}); booting it cold",
+                record.name
+            ));
+            super::warm::undo_reset(ctx, record)?;
+            Ok(None)
+        }
+    }
 }
 
 /// An instance whose identity cannot be applied again by its next boot is refused, before

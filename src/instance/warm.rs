@@ -10,7 +10,7 @@
 //! stop and start boots it cold with the same identity.
 
 use super::PhaseTimer;
-use crate::config::plan::{ImageFormat, InstancePlan};
+use crate::config::plan::{ImageFormat, InstancePlan, TemplatePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::domain_xml::{escape, interface_xml, Disk, DomainSpec};
@@ -38,9 +38,45 @@ pub(super) fn create(
     identity: &Identity,
     mut persistent: DomainSpec,
 ) -> Result<()> {
+    let uuid = random_uuid();
+    restore(ctx, &plan.template, record, warm, Some(identity), &uuid)?;
+    let mut timer = identify(ctx, &plan.template, record)?;
+    persistent.uuid = Some(uuid);
+    persistent.genid = true;
+    ctx.hv.define(&persistent.to_xml())?;
+    ctx.hv.set_autostart(&record.domain, true)?;
+    timer.done();
+    Ok(())
+}
+
+/// A warm `--reset`: the instance's stopped domain (kept defined, with its UUID) restored
+/// from `warm` onto a new overlay, and given the identity its kept seed holds. Its disk must
+/// be gone already; on error the caller undoes it with [`undo_reset`].
+pub(super) fn reset(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    record: &Record,
+    warm: &Warm,
+) -> Result<()> {
+    let uuid = ctx.hv.uuid(&record.domain)?;
+    restore(ctx, plan, record, warm, None, &uuid)?;
+    identify(ctx, plan, record)?.done();
+    Ok(())
+}
+
+/// The instance's overlay of the warm disk (and its seed, when `identity` is given), its
+/// save image made from the template's with the domain `uuid`, and the restore.
+fn restore(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    record: &Record,
+    warm: &Warm,
+    identity: Option<&Identity>,
+    uuid: &str,
+) -> Result<()> {
     let hv = ctx.hv.as_ref();
     let name = &record.name;
-    let pool = plan.template.host.pool.as_str();
+    let pool = plan.host.pool.as_str();
     let mut timer = PhaseTimer::new(ctx, name);
     timer.begin("clone");
     let warm_disk = hv
@@ -58,7 +94,9 @@ pub(super) fn create(
             capacity: None,
         },
     })?;
-    identity::upload_seed(hv, (pool, &record.extra_files[0]), identity)?;
+    if let Some(identity) = identity {
+        identity::upload_seed(hv, (pool, &record.extra_files[0]), identity)?;
+    }
     timer.done();
 
     timer.begin("save-image");
@@ -75,12 +113,11 @@ pub(super) fn create(
     let first = hv.read_volume_head(&save, HEADER_LEN as u64)?;
     let header =
         SaveHeader::parse(&hv.read_volume_head(&save, SaveHeader::region_len(&first)? as u64)?)?;
-    let uuid = random_uuid();
     let xml = clone_xml(
         &header.xml,
         &Clone {
             name,
-            uuid: &uuid,
+            uuid,
             genid: &random_uuid(),
             disk: (&warm.disk, &record.disk),
             console_log: (&warm.console_log, &record.console_log),
@@ -94,7 +131,18 @@ pub(super) fn create(
     // The running guest no longer reads it.
     hv.delete_volume(&save)?;
     timer.done();
+    Ok(())
+}
 
+/// The restored guest's seed plugged in, its identity waited for, then its NIC plugged in
+/// with its MAC; the timer of that last phase, still running.
+fn identify<'a>(
+    ctx: &'a Context,
+    plan: &TemplatePlan,
+    record: &'a Record,
+) -> Result<PhaseTimer<'a>> {
+    let hv = ctx.hv.as_ref();
+    let mut timer = PhaseTimer::new(ctx, &record.name);
     timer.begin("identity");
     let seed = Disk {
         path: record.extra_files[0].clone(),
@@ -109,14 +157,9 @@ pub(super) fn create(
     timer.begin("nic");
     hv.attach_live(
         &record.domain,
-        &interface_xml(&plan.template.host.network, &record.mac),
+        &interface_xml(&plan.host.network, &record.mac),
     )?;
-    persistent.uuid = Some(uuid);
-    persistent.genid = true;
-    hv.define(&persistent.to_xml())?;
-    hv.set_autostart(&record.domain, true)?;
-    timer.done();
-    Ok(())
+    Ok(timer)
 }
 
 /// Remove what a failed warm create made (domain, save image, disk), so that the instance
@@ -124,6 +167,14 @@ pub(super) fn create(
 pub(super) fn undo(ctx: &Context, record: &Record) -> Result<()> {
     ctx.hv.destroy(&record.domain)?;
     ctx.hv.undefine(&record.domain)?;
+    ctx.hv.delete_volume(&save_path(record))?;
+    ctx.hv.delete_volume(&record.disk)
+}
+
+/// Remove what a failed warm reset made (the running restore, save image, disk) and keep
+/// the domain's definition, so that the instance can be reset cold.
+pub(super) fn undo_reset(ctx: &Context, record: &Record) -> Result<()> {
+    ctx.hv.destroy(&record.domain)?;
     ctx.hv.delete_volume(&save_path(record))?;
     ctx.hv.delete_volume(&record.disk)
 }
@@ -144,8 +195,8 @@ fn file_name(path: &Path) -> &str {
 
 /// Wait until the guest agent reports the instance's host name: the parked agent sets it
 /// last, once the whole identity is applied.
-fn wait_applied(ctx: &Context, plan: &InstancePlan, record: &Record) -> Result<()> {
-    let limit = plan.template.timeouts.ssh;
+fn wait_applied(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<()> {
+    let limit = plan.timeouts.ssh;
     match wait_agent_hostname(ctx.hv.as_ref(), &record.domain, &record.hostname, limit)? {
         AgentWait::Reported => Ok(()),
         AgentWait::Stopped => Err(Error::Guest {

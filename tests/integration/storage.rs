@@ -65,6 +65,9 @@ impl Hypervisor for Recorder {
     fn is_running(&self, name: &str) -> Result<bool> {
         self.inner.is_running(name)
     }
+    fn uuid(&self, name: &str) -> Result<String> {
+        self.inner.uuid(name)
+    }
     fn shutdown(&self, name: &str) -> Result<()> {
         self.inner.shutdown(name)
     }
