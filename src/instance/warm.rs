@@ -59,6 +59,8 @@ pub(super) fn reset(
     warm: &Warm,
 ) -> Result<()> {
     let uuid = ctx.hv.uuid(&record.domain)?;
+    // One a killed reset left behind.
+    ctx.hv.delete_volume(&save_path(record))?;
     restore(ctx, plan, record, warm, None, &uuid)?;
     identify(ctx, plan, record)?.done();
     Ok(())
