@@ -38,6 +38,29 @@ install_packages() {
   [ -z "$still" ] || { log "still missing after install: $still"; exit 1; }
 }
 
+# What polkit grants group libvirt on a Debian desktop (qemu:///system without root), on a
+# host without dbus: the read-write socket open to the group, no further authentication.
+# Set before libvirtd starts; a running libvirtd is restarted once to read it (its guests
+# keep running).
+LIBVIRTD_CONF=/etc/libvirt/libvirtd.conf
+GROUP_ACCESS=('unix_sock_group = "libvirt"' 'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"')
+
+allow_group_libvirt() {
+  local line changed=
+  for line in "${GROUP_ACCESS[@]}"; do
+    grep -qxF "$line" "$LIBVIRTD_CONF" && continue
+    printf '%s\n' "$line" >>"$LIBVIRTD_CONF"
+    changed=yes
+  done
+  if [ -n "$changed" ] && pgrep -x libvirtd >/dev/null; then
+    log "restarting libvirtd for group libvirt's socket access"
+    pkill -x libvirtd
+    local _
+    for _ in $(seq 1 100); do pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
+    log "libvirtd did not stop"; exit 1
+  fi
+}
+
 start_daemons() {
   pgrep -x virtlogd >/dev/null || virtlogd -d
   pgrep -x libvirtd >/dev/null || libvirtd -d
@@ -72,6 +95,7 @@ ensure_pool() {
 }
 
 install_packages
+allow_group_libvirt
 start_daemons
 ensure_network
 ensure_pool

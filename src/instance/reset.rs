@@ -1,8 +1,9 @@
 //! Resetting an instance: its disk thrown away and cloned again from its template, and the
 //! identity it was given at creation applied again at the next boot. The identity lives in
 //! the instance's seed volume (host name, host key, machine-id, users, authorized keys,
-//! password hashes), which is kept: so the instance comes back with the same name, MAC,
-//! machine-id (hence the same DHCP address), login key and pinned host key. The domain
+//! password hashes), which is kept: so the instance comes back with the same name, MAC
+//! (hence the same DHCP lease), login key and pinned host key. A warm reset writes the
+//! seed's machine-id again too; a cold one's systemd makes a new one, as at a cold create. The domain
 //! definition is kept too. An instance made warm is reset warm: restored from its
 //! template's warm image onto a new overlay, in the time of a warm create; otherwise (or if
 //! that fails, said) the new disk is a clone of the template's and boots cold.
