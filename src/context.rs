@@ -3,7 +3,7 @@
 use crate::config::plan::VirtType;
 use crate::config::Config;
 use crate::error::Result;
-use crate::hypervisor::{default_uri_for_user, Hypervisor, Libvirt};
+use crate::hypervisor::{Hypervisor, Libvirt};
 use crate::paths::Paths;
 use crate::records::Store;
 use crate::runner::Runner;
@@ -73,20 +73,26 @@ pub struct Context {
 }
 
 impl Context {
-    /// Load the configuration and connect to libvirt (URI: setting, else environment, else
-    /// the default for this user).
+    /// Load the configuration and connect to libvirt (URI: the libvirt-uri setting, else
+    /// LIBVIRT_DEFAULT_URI, else the one libvirt picks by its own rules).
     pub fn open(
         paths: Paths,
         config: Config,
         default_uri: Option<String>,
         ui: Ui,
     ) -> Result<Context> {
-        let uri = config
-            .libvirt_uri()?
-            .or(default_uri)
-            .unwrap_or_else(default_uri_for_user);
-        ui.debug(format!("connecting to {uri}"));
-        let hv: Arc<dyn Hypervisor> = Arc::new(Libvirt::connect(&uri)?);
+        let hv = match config.libvirt_uri()?.or(default_uri) {
+            Some(uri) => {
+                ui.debug(format!("connecting to {uri}"));
+                Libvirt::connect(&uri)?
+            }
+            None => {
+                let hv = Libvirt::connect_default()?;
+                ui.debug(format!("connected to libvirt's default URI, {}", hv.uri()));
+                hv
+            }
+        };
+        let hv: Arc<dyn Hypervisor> = Arc::new(hv);
         Context::with_hypervisor(paths, config, hv, ui)
     }
 

@@ -184,8 +184,20 @@ impl Libvirt {
     /// Connect to `uri`. On the test driver (`test://...`) volumes are files in the
     /// pool's directory, so that several processes share them as they share a real pool.
     pub fn connect(uri: &str) -> Result<Libvirt> {
-        let mut hv = Libvirt::connect_storage_api(uri)?;
-        if uri.starts_with("test:") {
+        Libvirt::open(Some(uri))
+    }
+
+    /// Connect to the URI libvirt itself picks when none is given, by its own rules:
+    /// LIBVIRT_DEFAULT_URI, then `uri_default` in the user's libvirt.conf
+    /// (~/.config/libvirt/libvirt.conf; root's: /etc/libvirt/libvirt.conf), then the local
+    /// hypervisor (qemu:///system as root, qemu:///session for anyone else).
+    pub fn connect_default() -> Result<Libvirt> {
+        Libvirt::open(None)
+    }
+
+    fn open(uri: Option<&str>) -> Result<Libvirt> {
+        let mut hv = Libvirt::open_storage_api(uri)?;
+        if hv.uri().starts_with("test:") {
             hv.storage = Storage::LocalDir;
         }
         Ok(hv)
@@ -194,9 +206,13 @@ impl Libvirt {
     /// Connect to `uri` with volumes always made through libvirt's storage API (on the
     /// test driver too: its volumes then live in this process's memory).
     pub fn connect_storage_api(uri: &str) -> Result<Libvirt> {
+        Libvirt::open_storage_api(Some(uri))
+    }
+
+    fn open_storage_api(uri: Option<&str>) -> Result<Libvirt> {
         // libvirt prints every error to stderr unless told not to; we report them ourselves.
         virt::error::clear_error_callback();
-        let conn = Connect::open(Some(uri)).map_err(|e| {
+        let conn = Connect::open(uri).map_err(|e| {
             let message = e.message().to_string();
             let hint = if message.contains("socket") || message.contains("No such file") {
                 "\nis libvirtd running? Start it with 'systemctl start libvirtd' (without systemd: 'libvirtd -d; virtlogd -d')".to_string()
@@ -204,7 +220,10 @@ impl Libvirt {
                 String::new()
             };
             Error::Libvirt {
-                what: format!("cannot connect to {uri}"),
+                what: match uri {
+                    Some(uri) => format!("cannot connect to {uri}"),
+                    None => "cannot connect to libvirt's default URI (LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf, else the local qemu)".into(),
+                },
                 message,
                 hint,
             }

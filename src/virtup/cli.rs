@@ -224,7 +224,7 @@ pub fn man_page() -> String {
     use clap::CommandFactory;
     let mut environment = vec![(
         "LIBVIRT_DEFAULT_URI",
-        "The libvirt connection when no libvirt-uri setting gives one (else qemu:///system as root, qemu:///session otherwise).",
+        "The libvirt connection when no libvirt-uri setting gives one; else libvirt's own choice: uri_default in libvirt.conf, else qemu:///system as root and qemu:///session otherwise.",
     )];
     environment.extend_from_slice(PATH_VARIABLES);
     render(

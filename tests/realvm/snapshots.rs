@@ -47,7 +47,10 @@ fn t8_reset_gives_a_pristine_disk_and_the_same_identity() {
         serde_json::from_str(&w.vu(&["vut-reset", "--info", "--json"]).ok().stdout).unwrap()
     };
     let before = info(w);
-    assert_eq!(made[0]["address"], before["address"], "create --json: {made}");
+    assert_eq!(
+        made[0]["address"], before["address"],
+        "create --json: {made}"
+    );
     assert!(before["address"].is_string(), "{before}");
     let machine_id = w.ssh("vut-reset", "cat /etc/machine-id");
     w.ssh("vut-reset", "echo old > written && sync");

@@ -17,7 +17,14 @@ fn regular_user() -> PathBuf {
     let known = Command::new("id").arg(USER).output().unwrap();
     if !known.status.success() {
         let made = Command::new("useradd")
-            .args(["--create-home", "--groups", "libvirt", "--shell", "/bin/sh", USER])
+            .args([
+                "--create-home",
+                "--groups",
+                "libvirt",
+                "--shell",
+                "/bin/sh",
+                USER,
+            ])
             .output()
             .unwrap();
         assert!(made.status.success(), "useradd: {}", Run::from(made).stderr);
@@ -25,7 +32,8 @@ fn regular_user() -> PathBuf {
     PathBuf::from(format!("/home/{USER}"))
 }
 
-/// `program args` run as the user, in a login-like environment of the user's own.
+/// `program args` run as the user, in a login-like environment of the user's own (no
+/// LIBVIRT_DEFAULT_URI: the user's libvirt.conf says which daemon).
 fn as_user(home: &Path, program: &Path, args: &[&str]) -> Run {
     eprintln!("realvm: ({USER}) {} {}", program.display(), args.join(" "));
     let out = Command::new("runuser")
@@ -34,7 +42,6 @@ fn as_user(home: &Path, program: &Path, args: &[&str]) -> Run {
         .arg(format!("USER={USER}"))
         .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
         .arg(format!("XDG_RUNTIME_DIR={}", home.join("run").display()))
-        .arg("LIBVIRT_DEFAULT_URI=qemu:///system")
         .arg(program)
         .args(args)
         .output()
@@ -66,9 +73,19 @@ fn configure(home: &Path, index: &str) {
     let config = home.join(".config/virt-up");
     std::fs::create_dir_all(config.join("templates.d")).unwrap();
     std::fs::create_dir_all(home.join("run")).unwrap();
+    // How a desktop user points virsh (and so virt-up) at the system daemon: libvirt's own
+    // client configuration, no environment variable.
+    std::fs::create_dir_all(home.join(".config/libvirt")).unwrap();
+    std::fs::write(
+        home.join(".config/libvirt/libvirt.conf"),
+        "uri_default = \"qemu:///system\"\n",
+    )
+    .unwrap();
     std::fs::write(
         config.join("templates.d/user.cfg"),
-        format!("[vut-userdeb]\nos-version = debian-12-local\nvirt-builder-source = file://{index}\n"),
+        format!(
+            "[vut-userdeb]\nos-version = debian-12-local\nvirt-builder-source = file://{index}\n"
+        ),
     )
     .unwrap();
     chown(home);
@@ -106,10 +123,21 @@ fn u1_a_regular_user_in_group_libvirt_runs_every_command() {
     assert_eq!(rows[0]["name"], "vut-user1", "{listed}");
     assert_eq!(rows[0]["state"], "running", "{listed}");
     run(&["vut-user1", "--playbook", "hello"]).ok();
+    let info = run(&["vut-user1", "--info", "--json"]).ok().stdout;
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(
+        info["host"], "qemu:///system",
+        "uri_default of libvirt.conf: {info}"
+    );
     // The disks are libvirt's (root's), in the pool the user cannot write.
     let disk = Path::new(POOL).join("vut-user1.qcow2");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(&disk).unwrap().uid(), 0, "{}", disk.display());
+    assert_eq!(
+        std::fs::metadata(&disk).unwrap().uid(),
+        0,
+        "{}",
+        disk.display()
+    );
 
     run(&["vut-user1", "--delete"]).ok();
     assert!(!disk.exists(), "{} is left", disk.display());
