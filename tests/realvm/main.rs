@@ -15,7 +15,6 @@ mod mounts;
 mod options;
 mod package;
 mod snapshots;
-mod user;
 mod virt_maker;
 mod warm;
 mod world;
