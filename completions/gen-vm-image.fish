@@ -56,7 +56,7 @@ complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l 
 complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l virt-type -d 'kvm, or qemu (TCG: slower, for hosts without a working KVM)' -r -f -a "kvm\t''
 qemu\t''"
 complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l cpu-model -l qemu-cpu-model -d 'The CPU model of the guest (`host` needs --virt-type kvm) [default: the hypervisor\'s]' -r
-complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -s c -l connect -d 'The libvirt URI [default: $LIBVIRT_DEFAULT_URI, else qemu:///system for root and qemu:///session for others]' -r
+complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -s c -l connect -d 'The libvirt URI [default: $LIBVIRT_DEFAULT_URI, else libvirt\'s choice: uri_default in libvirt.conf, else qemu:///system for root and qemu:///session for others]' -r
 complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l network -d 'The libvirt network the guest is attached to (for packages the user-data installs)' -r
 complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l memory -d 'Memory of the guest, MiB' -r
 complete -c gen-vm-image -n "__fish_gen_vm_image_using_subcommand configure" -l vcpus -d 'Virtual CPUs of the guest' -r

@@ -77,8 +77,8 @@ _arguments "${_arguments_options[@]}" : \
 '--virt-type=[kvm, or qemu (TCG\: slower, for hosts without a working KVM)]:VIRT_TYPE:(kvm qemu)' \
 '--cpu-model=[The CPU model of the guest (\`host\` needs --virt-type kvm) \[default\: the hypervisor'\''s\]]:CPU_MODEL:_default' \
 '--qemu-cpu-model=[The CPU model of the guest (\`host\` needs --virt-type kvm) \[default\: the hypervisor'\''s\]]:CPU_MODEL:_default' \
-'-c+[The libvirt URI \[default\: \$LIBVIRT_DEFAULT_URI, else qemu\:///system for root and qemu\:///session for others\]]:CONNECT:_default' \
-'--connect=[The libvirt URI \[default\: \$LIBVIRT_DEFAULT_URI, else qemu\:///system for root and qemu\:///session for others\]]:CONNECT:_default' \
+'-c+[The libvirt URI \[default\: \$LIBVIRT_DEFAULT_URI, else libvirt'\''s choice\: uri_default in libvirt.conf, else qemu\:///system for root and qemu\:///session for others\]]:CONNECT:_default' \
+'--connect=[The libvirt URI \[default\: \$LIBVIRT_DEFAULT_URI, else libvirt'\''s choice\: uri_default in libvirt.conf, else qemu\:///system for root and qemu\:///session for others\]]:CONNECT:_default' \
 '--network=[The libvirt network the guest is attached to (for packages the user-data installs)]:NETWORK:_default' \
 '--memory=[Memory of the guest, MiB]:MEMORY:_default' \
 '--vcpus=[Virtual CPUs of the guest]:VCPUS:_default' \

@@ -14,7 +14,7 @@ pub mod docs;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod genvm;
-// unsafe: geteuid, for the default libvirt URI.
+// unsafe: virDomainSaveFlags, which the virt crate does not wrap (warm images).
 #[allow(unsafe_code)]
 pub mod hypervisor;
 pub(crate) mod identity;

@@ -197,8 +197,8 @@ pub struct ConfigureArgs {
     /// The CPU model of the guest (`host` needs --virt-type kvm) [default: the hypervisor's].
     #[arg(long = "cpu-model", visible_alias = "qemu-cpu-model")]
     pub cpu_model: Option<String>,
-    /// The libvirt URI [default: $LIBVIRT_DEFAULT_URI, else qemu:///system for root and
-    /// qemu:///session for others].
+    /// The libvirt URI [default: $LIBVIRT_DEFAULT_URI, else libvirt's choice: uri_default in
+    /// libvirt.conf, else qemu:///system for root and qemu:///session for others].
     #[arg(short = 'c', long = "connect")]
     pub connect: Option<String>,
     /// The libvirt network the guest is attached to (for packages the user-data installs).
@@ -331,10 +331,9 @@ pub fn run(cli: Cli, env: EnvVars) -> Document {
         }
         Command::Configure(a) => {
             let mut verbose = Verbose::new(a.verbose);
-            let uri = a
-                .connect
-                .or_else(|| env("LIBVIRT_DEFAULT_URI"))
-                .unwrap_or_else(crate::hypervisor::default_uri_for_user);
+            // libvirt reads LIBVIRT_DEFAULT_URI itself; it is read here too so that a test's
+            // environment (not the process's) is the one that counts.
+            let uri = a.connect.or_else(|| env("LIBVIRT_DEFAULT_URI"));
             let opts = ConfigureOptions {
                 image: a
                     .image

@@ -50,7 +50,8 @@ pub struct ConfigureOptions {
     pub seed_output: PathBuf,
     /// `kvm` or `qemu` (TCG, for hosts without a working KVM).
     pub virt_type: String,
-    pub uri: String,
+    /// None: the one libvirt picks (LIBVIRT_DEFAULT_URI, uri_default, the local qemu).
+    pub uri: Option<String>,
     pub network: String,
     pub memory_mib: u64,
     pub vcpus: u64,
@@ -115,7 +116,11 @@ pub fn run(
         files.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
     ));
 
-    let hv = Libvirt::connect(&opts.uri).map_err(|e| fail(ReturnCode::Configure, e.to_string()))?;
+    let hv = match &opts.uri {
+        Some(uri) => Libvirt::connect(uri),
+        None => Libvirt::connect_default(),
+    }
+    .map_err(|e| fail(ReturnCode::Configure, e.to_string()))?;
     let domain = opts
         .domain_name
         .clone()

@@ -21,16 +21,6 @@ use virt::storage_vol::StorageVol;
 
 pub use snapshot::Snapshot;
 
-/// qemu:///system for root, qemu:///session for everyone else (as virsh does).
-pub fn default_uri_for_user() -> String {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        "qemu:///system".into()
-    } else {
-        "qemu:///session".into()
-    }
-}
-
 /// Where libvirt should look for a guest's addresses.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LibvirtAddressSource {
