@@ -124,6 +124,10 @@ pub struct Warm {
     pub created: String,
     /// How long making it took, in seconds.
     pub build_seconds: f64,
+    /// The save image's size when it was made: another size is a truncated or overwritten
+    /// image, which no clone can be restored from (none for images made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_bytes: Option<u64>,
 }
 
 impl Record {

@@ -111,7 +111,9 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
     }
     let took = started.elapsed();
     ctx.ui.phase(&plan.template.name, "warm-image", took);
-    record.warm = Some(parts.warm(plan, &devices, took.as_secs_f64()));
+    let mut warm = parts.warm(plan, &devices, took.as_secs_f64());
+    warm.save_bytes = ctx.hv.volume(&parts.save)?.map(|v| v.capacity);
+    record.warm = Some(warm);
     ctx.store.save(&stem, &record)?;
     Ok(record)
 }
@@ -131,13 +133,24 @@ fn stale(warm: &Warm, plan: &InstancePlan, devices: &str) -> Option<String> {
     (warm.devices != devices).then(|| "it was made for other virt-install-args".to_string())
 }
 
-/// What is wrong with a warm image: a volume missing, or a save image whose header
-/// cannot be rewritten; None if nothing is.
+/// What is wrong with a warm image: a volume missing, a save image of another size than
+/// it was made (truncated, overwritten), or one whose header cannot be rewritten; None if
+/// nothing is.
 fn damage(ctx: &Context, warm: &Warm) -> Result<Option<String>> {
-    for path in [&warm.disk, &warm.seed, &warm.save] {
+    for path in [&warm.disk, &warm.seed] {
         if ctx.hv.volume(path)?.is_none() {
             return Ok(Some(format!("{} is missing", path.display())));
         }
+    }
+    let Some(save) = ctx.hv.volume(&warm.save)? else {
+        return Ok(Some(format!("{} is missing", warm.save.display())));
+    };
+    if let Some(made) = warm.save_bytes.filter(|made| *made != save.capacity) {
+        return Ok(Some(format!(
+            "{} is {} bytes, it was made {made} bytes",
+            warm.save.display(),
+            save.capacity
+        )));
     }
     Ok(check_header(ctx, &warm.save).err().map(|e| e.to_string()))
 }
@@ -199,6 +212,7 @@ impl Parts {
             console_log: self.console_log.clone(),
             created: now_rfc3339(),
             build_seconds,
+            save_bytes: None,
         }
     }
 }
@@ -332,6 +346,7 @@ mod tests {
             console_log: "/logs/w.log".into(),
             created: String::new(),
             build_seconds: 0.0,
+            save_bytes: None,
         }
     }
 

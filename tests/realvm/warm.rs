@@ -142,6 +142,26 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     )
     .ok();
 
+    // A truncated save image (its header intact) is found by its size and made again,
+    // instead of failing every restore.
+    w.vu(&["vut-wc", "--delete"]).ok();
+    let half = std::fs::metadata(&save).unwrap().len() / 2;
+    let file = std::fs::OpenOptions::new().write(true).open(&save).unwrap();
+    file.set_len(half).unwrap();
+    drop(file);
+    let again = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]).ok();
+    assert!(
+        again.stderr.contains(&format!("is {half} bytes, it was made"))
+            && again.stderr.contains("making it again"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("vut-wc: phase restore took"),
+        "{}",
+        again.stderr
+    );
+
     for n in [a, b, "vut-wc"] {
         w.vu(&[n, "--delete"]).ok();
         w.assert_gone(n);
