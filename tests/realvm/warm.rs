@@ -123,18 +123,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
         "64",
     ]);
     std::fs::remove_file(&garbage).unwrap();
-    let again = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]).ok();
-    assert!(
-        again.stderr.contains("its warm image cannot be used")
-            && again.stderr.contains("making it again"),
-        "{}",
-        again.stderr
-    );
-    assert!(
-        again.stderr.contains("vut-wc: phase restore took"),
-        "{}",
-        again.stderr
-    );
+    remade_and_restored(w, "its warm image cannot be used");
     assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
     w.run(
         "qemu-img",
@@ -149,18 +138,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     let file = std::fs::OpenOptions::new().write(true).open(&save).unwrap();
     file.set_len(half).unwrap();
     drop(file);
-    let again = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]).ok();
-    assert!(
-        again.stderr.contains(&format!("is {half} bytes, it was made"))
-            && again.stderr.contains("making it again"),
-        "{}",
-        again.stderr
-    );
-    assert!(
-        again.stderr.contains("vut-wc: phase restore took"),
-        "{}",
-        again.stderr
-    );
+    remade_and_restored(w, &format!("is {half} bytes, it was made"));
 
     for n in [a, b, "vut-wc"] {
         w.vu(&[n, "--delete"]).ok();
@@ -170,6 +148,15 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
             "{n}'s save image left behind"
         );
     }
+}
+
+/// Create vut-wc while the warm image is damaged: the damage is named (`why`), the image
+/// made again, and the instance restored from it.
+fn remade_and_restored(w: &crate::world::World, why: &str) {
+    let again = w.vu(&["vut-wc", "--template", "vut-deb", "--debug"]).ok();
+    let said = |text: &str| again.stderr.contains(text);
+    assert!(said(why) && said("making it again"), "{}", again.stderr);
+    assert!(said("vut-wc: phase restore took"), "{}", again.stderr);
 }
 
 /// Wait (polling every 10 ms, up to 120 s) until `done` says so.
