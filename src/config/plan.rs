@@ -96,6 +96,8 @@ pub struct TemplatePlan {
     pub identity: Identity,
     /// Instances restored from the template's saved memory where they can be (`warm`).
     pub warm: bool,
+    /// Each instance's address reserved on the network's DHCP server (`fixed-address`).
+    pub fixed_address: bool,
     pub timeouts: Timeouts,
     pub playbook: Option<String>,
     /// The step cache directory (the `cache-dir` setting, else the paths' cache).
@@ -190,6 +192,7 @@ fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> 
         address_source: choice(s, "address-source", AddressSource::parse)?,
         identity: choice(s, "identity", Identity::parse)?,
         warm: s.text("warm") == "yes",
+        fixed_address: s.text("fixed-address") == "yes",
         timeouts: Timeouts {
             address: Duration::from_secs(s.int("address-timeout")),
             ssh: Duration::from_secs(s.int("ssh-timeout")),
@@ -533,7 +536,7 @@ mod tests {
             "graphics" => Graphics::parse(text).map(|v| v.as_str()),
             "address-source" => AddressSource::parse(text).map(|v| v.as_str()),
             "identity" => Identity::parse(text).map(|v| v.as_str()),
-            "warm" => ["yes", "no"].into_iter().find(|c| *c == text),
+            "warm" | "fixed-address" => ["yes", "no"].into_iter().find(|c| *c == text),
             other => panic!("choice key '{other}' has no enum in the plan"),
         };
         for key in schema::KEYS {

@@ -245,8 +245,18 @@ impl DomainSpec {
 
 /// A virtio NIC on a libvirt network, with its MAC.
 pub fn interface_xml(network: &str, mac: &str) -> String {
+    interface_with_link(network, mac, "")
+}
+
+/// The NIC of [`interface_xml`] with its link (as the guest sees it) up or down.
+pub fn interface_xml_link(network: &str, mac: &str, up: bool) -> String {
+    let state = if up { "up" } else { "down" };
+    interface_with_link(network, mac, &format!("<link state='{state}'/>"))
+}
+
+fn interface_with_link(network: &str, mac: &str, link: &str) -> String {
     format!(
-        "<interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/></interface>",
+        "<interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/>{link}</interface>",
         escape(network),
         escape(mac)
     )

@@ -5,6 +5,7 @@
 //! and cannot upload: there [`local_dir`] stands in with files in the pool's directory.
 //! Tests of this code use the test driver; the real daemon is exercised by the real-VM tier.
 
+mod dhcp;
 pub mod domain_xml;
 mod local_dir;
 pub mod save_image;
@@ -127,8 +128,17 @@ pub trait Hypervisor: Send + Sync {
     fn restore(&self, from: &Path) -> Result<()>;
     /// Add a device to the running domain (not to its persistent definition).
     fn attach_live(&self, name: &str, device_xml: &str) -> Result<()>;
+    /// Change a device of the running domain (not its persistent definition): a NIC's
+    /// link state.
+    fn update_live(&self, name: &str, device_xml: &str) -> Result<()>;
     /// The host name the guest agent reports; None while the agent does not answer.
     fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
+
+    /// Reserve an address for `mac` on `network`'s DHCP server (its reservation if it has
+    /// one); None when the network has no IPv4 DHCP range or no free address in it.
+    fn reserve_address(&self, network: &str, mac: &str) -> Result<Option<String>>;
+    /// Remove `mac`'s reservation; no error if there is none or the network is gone.
+    fn release_address(&self, network: &str, mac: &str) -> Result<()>;
 
     /// Snapshot the stopped domain's disk at `disk` (an internal qcow2 snapshot; its
     /// other disks are left out).
@@ -236,6 +246,35 @@ impl Libvirt {
         }
     }
 
+    /// The address `network` has reserved for `mac`, if any (none if there is no network).
+    pub fn reserved_address(&self, network: &str, mac: &str) -> Result<Option<String>> {
+        let Ok(net) = self.conn.lookup_network_by_name(network) else {
+            return Ok(None);
+        };
+        let xml = net
+            .xml_desc(0)
+            .map_err(|e| libvirt_error(format!("network '{network}'"), e))?;
+        Ok(dhcp::ranges(&xml)
+            .into_iter()
+            .flat_map(|r| r.hosts)
+            .find(|(m, _)| m.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(mac)))
+            .map(|(_, ip)| ip.to_string()))
+    }
+
+    /// The active network `name`, or an error that says how to start it.
+    fn network(&self, name: &str) -> Result<virt::network::Network> {
+        let problem = match self.conn.lookup_network_by_name(name) {
+            Ok(n) if n.is_active().unwrap_or(false) => return Ok(n),
+            Ok(_) => "the network is not active".to_string(),
+            Err(e) => e.message().to_string(),
+        };
+        Err(Error::Libvirt {
+            what: format!("network '{name}'"),
+            message: problem,
+            hint: format!("\nstart it with: virsh net-start {name}"),
+        })
+    }
+
     fn existing(&self, name: &str) -> Result<Domain> {
         self.domain(name)?.ok_or_else(|| Error::Libvirt {
             what: format!("domain '{name}'"),
@@ -292,16 +331,7 @@ impl Hypervisor for Libvirt {
     }
 
     fn check_network(&self, network: &str) -> Result<()> {
-        let problem = match self.conn.lookup_network_by_name(network) {
-            Ok(n) if n.is_active().unwrap_or(false) => return Ok(()),
-            Ok(_) => "the network is not active".to_string(),
-            Err(e) => e.message().to_string(),
-        };
-        Err(Error::Libvirt {
-            what: format!("network '{network}'"),
-            message: problem,
-            hint: format!("\nstart it with: virsh net-start {network}"),
-        })
+        self.network(network).map(|_| ())
     }
 
     fn define(&self, xml: &str) -> Result<()> {
@@ -592,6 +622,46 @@ impl Hypervisor for Libvirt {
             .attach_device_flags(device_xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
             .map(|_| ())
             .map_err(|e| libvirt_error(format!("adding a device to running domain '{name}'"), e))
+    }
+
+    fn update_live(&self, name: &str, device_xml: &str) -> Result<()> {
+        self.existing(name)?
+            .update_device_flags(device_xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| libvirt_error(format!("changing a device of running domain '{name}'"), e))
+    }
+
+    fn reserve_address(&self, network: &str, mac: &str) -> Result<Option<String>> {
+        let net = self.network(network)?;
+        // Another virt-up (another user's) may take the address between the look and the
+        // add: libvirt then refuses the duplicate, and the next look sees it.
+        let mut last = None;
+        for _ in 0..5 {
+            let xml = net
+                .xml_desc(0)
+                .map_err(|e| libvirt_error(format!("network '{network}'"), e))?;
+            let leases = dhcp::leases(&net)?;
+            match dhcp::choose(&dhcp::ranges(&xml), &leases, mac) {
+                dhcp::Choice::Reserved(ip) => return Ok(Some(ip.to_string())),
+                dhcp::Choice::Nothing => return Ok(None),
+                dhcp::Choice::New(ip) => {
+                    match dhcp::update(&net, true, &dhcp::host_xml(mac, Some(ip))) {
+                        Ok(()) => return Ok(Some(ip.to_string())),
+                        Err(e) => last = Some(e),
+                    }
+                }
+            }
+        }
+        Err(last.expect("five tries"))
+    }
+
+    fn release_address(&self, network: &str, mac: &str) -> Result<()> {
+        let Ok(net) = self.conn.lookup_network_by_name(network) else {
+            return Ok(());
+        };
+        match self.reserved_address(network, mac)? {
+            Some(ip) => dhcp::update(&net, false, &dhcp::host_xml(mac, ip.parse().ok())),
+            None => Ok(()),
+        }
     }
 
     fn agent_hostname(&self, name: &str) -> Result<Option<String>> {

@@ -13,7 +13,7 @@ use crate::hypervisor::{NewVolume, Volume, VolumeSource};
 use crate::identity::{self, Account, Identity};
 use crate::lock::Lock;
 use crate::records::inventory;
-use crate::records::{Login, Phase, Record, Warm};
+use crate::records::{Login, Phase, Record, Reservation, Warm};
 use crate::sshkeys;
 use std::path::Path;
 
@@ -102,13 +102,48 @@ fn reserve(
         agent_mounts: false,
         mounts: plan.mounts.clone(),
         warm: None,
+        reservation: None,
     };
     if warm {
         // Listed before it exists, so that the cleanup of a killed create removes it.
         record.extra_files.push(super::warm::save_path(&record));
     }
+    if plan.template.fixed_address {
+        record.reservation = reserve_address(ctx, &host.network, &record);
+    }
     ctx.store.save(name, &record)?;
     Ok(record)
+}
+
+/// The instance's address reserved on the network's DHCP server; None, with a warning, if
+/// the network cannot take one (the instance then gets a dynamic address, more slowly).
+/// Killed before its record is saved, the reservation stays, and the next create of the
+/// name (same MAC) takes it up again.
+fn reserve_address(ctx: &Context, network: &str, record: &Record) -> Option<Reservation> {
+    let name = &record.name;
+    match ctx.hv.reserve_address(network, &record.mac) {
+        Ok(Some(address)) => {
+            ctx.ui.debug(format!(
+                "{name}: address {address} reserved on network '{network}'"
+            ));
+            Some(Reservation {
+                network: network.to_string(),
+                address,
+            })
+        }
+        Ok(None) => {
+            ctx.ui.debug(format!(
+                "{name}: network '{network}' has no free address in an IPv4 DHCP range to reserve"
+            ));
+            None
+        }
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "{name}: no fixed address ({e}); it gets a dynamic one"
+            ));
+            None
+        }
+    }
 }
 
 fn build(

@@ -9,8 +9,9 @@ use crate::records::inventory;
 use crate::records::{Phase, Record};
 use std::path::PathBuf;
 
-/// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log
-/// and record; regenerate the inventory. The MAC stays reserved for the name.
+/// Stop and undefine the domain; remove disks, seed, keys, known_hosts entry, console log,
+/// DHCP reservation and record; regenerate the inventory. The MAC stays reserved for the
+/// name.
 pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
     discard_resources(ctx, record)?;
     let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
@@ -29,6 +30,9 @@ fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
     ctx.hv.undefine(&record.domain)?;
     for volume in std::iter::once(&record.disk).chain(&record.extra_files) {
         ctx.hv.delete_volume(volume)?;
+    }
+    if let Some(reservation) = &record.reservation {
+        ctx.hv.release_address(&reservation.network, &record.mac)?;
     }
     let keys = ctx.paths.sshkeys();
     let files: [PathBuf; 3] = [

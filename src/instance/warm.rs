@@ -13,7 +13,7 @@ use super::PhaseTimer;
 use crate::config::plan::{ImageFormat, InstancePlan, TemplatePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::domain_xml::{escape, interface_xml, Disk, DomainSpec};
+use crate::hypervisor::domain_xml::{escape, interface_xml_link, Disk, DomainSpec};
 use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
 use crate::hypervisor::{NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
@@ -136,8 +136,9 @@ fn restore(
     Ok(())
 }
 
-/// The restored guest's seed plugged in, its identity waited for, then its NIC plugged in
-/// with its MAC; the timer of that last phase, still running.
+/// The restored guest's NIC plugged in with its MAC and its link down, its seed plugged
+/// in, its identity waited for, then the NIC's link up; the timer of that last phase, still
+/// running.
 fn identify<'a>(
     ctx: &'a Context,
     plan: &TemplatePlan,
@@ -146,6 +147,13 @@ fn identify<'a>(
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
     timer.begin("identity");
+    // The NIC first, its link down for the guest: its tap joins the network's bridge now,
+    // and a bridge with STP on (libvirt's default network) forwards a new port's frames
+    // only after 2 x 2 s (the kernel's smallest forward delay), which then pass while the
+    // identity is applied instead of after it. The guest starts DHCP when the link comes
+    // up, with the instance's identity in place.
+    let nic = |up| interface_xml_link(&plan.host.network, &record.mac, up);
+    hv.attach_live(&record.domain, &nic(false))?;
     let seed = Disk {
         path: record.extra_files[0].clone(),
         format: "raw".into(),
@@ -157,10 +165,7 @@ fn identify<'a>(
     wait_applied(ctx, plan, record)?;
     timer.done();
     timer.begin("nic");
-    hv.attach_live(
-        &record.domain,
-        &interface_xml(&plan.host.network, &record.mac),
-    )?;
+    hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
 }
 

@@ -189,6 +189,7 @@ mod tests {
             agent_mounts: false,
             mounts: Vec::new(),
             warm: None,
+            reservation: None,
         }
     }
 

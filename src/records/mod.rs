@@ -101,6 +101,16 @@ pub struct Record {
     /// Templates: its warm image, once made. Instances: whether it was restored from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<Warm>,
+    /// Instances: the address reserved for its MAC on the network's DHCP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Reservation>,
+}
+
+/// A DHCP reservation (`fixed-address`): the network's `<host>` entry for the MAC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub network: String,
+    pub address: String,
 }
 
 /// A template's warm image: the disk and memory of its boot parked before an identity,

@@ -273,6 +273,7 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         agent_mounts: true,
         mounts: Vec::new(),
         warm: None,
+        reservation: None,
     }
 }
 

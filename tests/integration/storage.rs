@@ -28,6 +28,8 @@ struct Recorder {
     defined_with: Mutex<Vec<Option<Volume>>>,
     /// The domain XML of each define libvirt accepted.
     defined: Mutex<Vec<String>>,
+    /// At each define, the address the network has reserved for the domain's MAC.
+    reserved_at_define: Mutex<Vec<Option<String>>>,
     watch: PathBuf,
 }
 
@@ -49,6 +51,14 @@ impl Hypervisor for Recorder {
         );
         let volume = self.inner.volume(&self.watch)?;
         self.defined_with.lock().unwrap().push(volume);
+        let mac = xml
+            .split("<mac address='")
+            .nth(1)
+            .and_then(|m| m.split('\'').next());
+        let reserved = self
+            .inner
+            .reserved_address("default", mac.unwrap_or_default())?;
+        self.reserved_at_define.lock().unwrap().push(reserved);
         self.inner.define(xml)?;
         self.defined.lock().unwrap().push(xml.to_string());
         Ok(())
@@ -122,6 +132,15 @@ impl Hypervisor for Recorder {
     fn attach_live(&self, name: &str, device_xml: &str) -> Result<()> {
         self.inner.attach_live(name, device_xml)
     }
+    fn update_live(&self, name: &str, device_xml: &str) -> Result<()> {
+        self.inner.update_live(name, device_xml)
+    }
+    fn reserve_address(&self, network: &str, mac: &str) -> Result<Option<String>> {
+        self.inner.reserve_address(network, mac)
+    }
+    fn release_address(&self, network: &str, mac: &str) -> Result<()> {
+        self.inner.release_address(network, mac)
+    }
     fn create_snapshot(&self, name: &str, snapshot: &str, disk: &Path) -> Result<()> {
         self.inner.create_snapshot(name, snapshot, disk)
     }
@@ -156,6 +175,11 @@ fn world() -> World {
 
 /// [`world`], with more settings of the template.
 fn world_with(template_settings: &str) -> World {
+    world_on(template_settings, "")
+}
+
+/// [`world_with`] on a network whose `<ip>` element holds `dhcp`.
+fn world_on(template_settings: &str, dhcp: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = |rel: &str| dir.path().join(rel);
     for d in ["pool", "config", "data", "run"] {
@@ -163,7 +187,7 @@ fn world_with(template_settings: &str) -> World {
     }
     let fixture = format!(
         "<node><network><name>default</name><bridge name='virbr0'/><forward/>\
-         <ip address='192.168.122.1' netmask='255.255.255.0'/></network>\
+         <ip address='192.168.122.1' netmask='255.255.255.0'>{dhcp}</ip></network>\
          <pool type='dir'><name>default</name><target><path>{}</path></target></pool></node>",
         path("pool").display()
     );
@@ -175,6 +199,7 @@ fn world_with(template_settings: &str) -> World {
         uploads: Mutex::default(),
         defined_with: Mutex::default(),
         defined: Mutex::default(),
+        reserved_at_define: Mutex::default(),
         watch: path("pool/web1.qcow2"),
     });
     let env: HashMap<&str, PathBuf> = [
@@ -281,6 +306,46 @@ fn a_qcow2_clone_is_a_volume_backed_by_the_template_and_the_seed_is_uploaded() {
         !w.pool("web1.qcow2").exists(),
         "no file behind libvirt's back"
     );
+}
+
+/// A range of two addresses, the first reserved for another MAC.
+const DHCP: &str = "<dhcp><range start='192.168.122.10' end='192.168.122.11'/>\
+    <host mac='52:54:00:00:00:99' ip='192.168.122.10'/></dhcp>";
+
+#[test]
+fn the_instance_has_a_free_address_reserved_while_it_exists_and_released_with_it() {
+    let w = world_on("", DHCP);
+    w.create(Overrides::default());
+    assert_eq!(
+        *w.hv.reserved_at_define.lock().unwrap(),
+        [Some("192.168.122.11".to_string())],
+        "the one address nobody has"
+    );
+    // The failed create removed its reservation: the address is free again.
+    assert_eq!(
+        w.hv.reserve_address("default", "52:54:00:00:00:77")
+            .unwrap()
+            .as_deref(),
+        Some("192.168.122.11")
+    );
+}
+
+#[test]
+fn fixed_address_no_reserves_nothing_and_a_full_range_only_goes_without() {
+    let w = world_on("fixed-address = no\n", DHCP);
+    w.create(Overrides::default());
+    assert_eq!(*w.hv.reserved_at_define.lock().unwrap(), [None]);
+
+    let w = world_on("", DHCP);
+    // Both addresses taken: the instance is still made, with a dynamic address.
+    w.hv.reserve_address("default", "52:54:00:00:00:77")
+        .unwrap();
+    let err = w.create(Overrides::default());
+    assert!(
+        err.to_string().contains("timed out"),
+        "got as far as the boot: {err}"
+    );
+    assert_eq!(*w.hv.reserved_at_define.lock().unwrap(), [None]);
 }
 
 #[test]
