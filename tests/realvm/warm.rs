@@ -60,6 +60,18 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     let listed = w.list();
     let address = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["address"].clone();
     assert_ne!(address(a), address(b));
+    // Each address is the one reserved for its MAC on the network's DHCP server.
+    let net = w.virsh(&["net-dumpxml", "default"]);
+    for n in [a, b] {
+        let r = w.record(n);
+        assert_eq!(r["reservation"]["address"], address(n), "{n}: {r}");
+        let host = format!(
+            "<host mac='{}' ip='{}'/>",
+            r["mac"].as_str().unwrap(),
+            r["reservation"]["address"].as_str().unwrap()
+        );
+        assert!(net.contains(&host), "{host} not in {net}");
+    }
     let genid = |n: &str| {
         let xml = w.virsh(&["dumpxml", n]);
         let at = xml
@@ -106,6 +118,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     );
     assert!(w.record("vut-wc")["warm"].is_null());
     assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    let wc_address = w.record("vut-wc")["address"].clone();
     w.vu(&["vut-wc", "--delete"]).ok();
     w.assert_gone("vut-wc");
 
@@ -125,6 +138,11 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     std::fs::remove_file(&garbage).unwrap();
     remade_and_restored(w, "its warm image cannot be used");
     assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    assert_eq!(
+        w.record("vut-wc")["address"],
+        wc_address,
+        "re-created, its address is the same"
+    );
     w.run(
         "qemu-img",
         &["check", "-U", &format!("{POOL}/TEMPLATE-vut-deb.qcow2")],
@@ -140,12 +158,23 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     drop(file);
     remade_and_restored(w, &format!("is {half} bytes, it was made"));
 
+    let macs: Vec<String> = [a, b, "vut-wc"]
+        .iter()
+        .map(|n| w.record(n)["mac"].as_str().unwrap().to_string())
+        .collect();
     for n in [a, b, "vut-wc"] {
         w.vu(&[n, "--delete"]).ok();
         w.assert_gone(n);
         assert!(
             !std::path::Path::new(&format!("{POOL}/{n}.save")).exists(),
             "{n}'s save image left behind"
+        );
+    }
+    let net = w.virsh(&["net-dumpxml", "default"]);
+    for mac in macs {
+        assert!(
+            !net.contains(&mac),
+            "{mac}'s reservation left behind: {net}"
         );
     }
 }
