@@ -133,6 +133,10 @@ pub trait Hypervisor: Send + Sync {
     fn update_live(&self, name: &str, device_xml: &str) -> Result<()>;
     /// The host name the guest agent reports; None while the agent does not answer.
     fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
+    /// Whether the bridge port of the running domain's NIC with `mac` forwards frames yet
+    /// (a bridge with STP holds a new port back for a while); None when that cannot be
+    /// seen from here (a remote host, a NIC not on a bridge).
+    fn nic_forwarding(&self, name: &str, mac: &str) -> Result<Option<bool>>;
 
     /// Reserve an address for `mac` on `network`'s DHCP server (its reservation if it has
     /// one); None when the network has no IPv4 DHCP range or no free address in it.
@@ -664,6 +668,25 @@ impl Hypervisor for Libvirt {
         }
     }
 
+    fn nic_forwarding(&self, name: &str, mac: &str) -> Result<Option<bool>> {
+        if is_remote(&self.uri()) {
+            return Ok(None);
+        }
+        let xml = self
+            .existing(name)?
+            .xml_desc(0)
+            .map_err(|e| libvirt_error(format!("domain '{name}'"), e))?;
+        let Some(dev) = tap_of(&xml, mac) else {
+            return Ok(None);
+        };
+        // 3 is BR_STATE_FORWARDING.
+        Ok(
+            std::fs::read_to_string(format!("/sys/class/net/{dev}/brport/state"))
+                .ok()
+                .map(|state| state.trim() == "3"),
+        )
+    }
+
     fn agent_hostname(&self, name: &str) -> Result<Option<String>> {
         // Any failure here means "not yet": the agent is not running or not answering.
         Ok(self
@@ -671,6 +694,33 @@ impl Hypervisor for Libvirt {
             .hostname(virt::sys::VIR_DOMAIN_GET_HOSTNAME_AGENT)
             .ok())
     }
+}
+
+/// True for a URI with a host part (`qemu+ssh://lab2/system`): its devices are not this
+/// machine's.
+fn is_remote(uri: &str) -> bool {
+    uri.split_once("://")
+        .is_some_and(|(_, rest)| !rest.starts_with('/'))
+}
+
+/// The host-side device (`vnet3`) of the live domain XML's interface with `mac`, if its
+/// name is a plain device name.
+fn tap_of(domain_xml: &str, mac: &str) -> Option<String> {
+    domain_xml.split("<interface ").skip(1).find_map(|chunk| {
+        let chunk = &chunk[..chunk.find("</interface>")?];
+        let has_mac = chunk
+            .split("<mac address='")
+            .nth(1)
+            .is_some_and(|m| m.len() >= mac.len() && m[..mac.len()].eq_ignore_ascii_case(mac));
+        let dev = chunk.split("<target dev='").nth(1)?.split('\'').next()?;
+        let plain = !dev.is_empty()
+            && dev
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && dev != "."
+            && dev != "..";
+        (has_mac && plain).then(|| dev.to_string())
+    })
 }
 
 /// virDomainSaveFlags, which the `virt` crate does not wrap.
@@ -925,6 +975,25 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("libvirtd -d"), "{err}");
+    }
+
+    #[test]
+    fn only_a_uri_with_a_host_is_remote() {
+        assert!(is_remote("qemu+ssh://root@lab2/system"));
+        assert!(is_remote("qemu+tcp://10.0.0.2:16509/system"));
+        assert!(!is_remote("qemu:///system"));
+        assert!(!is_remote("test:///default"));
+    }
+
+    #[test]
+    fn the_tap_of_a_nic_is_found_by_its_mac_and_must_be_a_plain_name() {
+        let xml = "<domain><devices>\
+            <interface type='network'><mac address='52:54:00:00:00:01'/><target dev='vnet3'/></interface>\
+            <interface type='network'><mac address='52:54:00:00:00:02'/><target dev='../x'/></interface>\
+            </devices></domain>";
+        assert_eq!(tap_of(xml, "52:54:00:00:00:01").as_deref(), Some("vnet3"));
+        assert_eq!(tap_of(xml, "52:54:00:00:00:02"), None, "not a device name");
+        assert_eq!(tap_of(xml, "52:54:00:00:00:03"), None);
     }
 
     #[test]

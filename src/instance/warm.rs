@@ -165,8 +165,23 @@ fn identify<'a>(
     wait_applied(ctx, plan, record)?;
     timer.done();
     timer.begin("nic");
+    wait_forwarding(hv, record);
     hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
+}
+
+/// Wait, for at most a few seconds, until the NIC's bridge port forwards: the guest's
+/// first DHCP request, sent as soon as its link is up, is then not lost in a port that
+/// STP still holds back (its client would ask again only 1-3 s later). Where the port
+/// cannot be seen (a remote host), the link comes up at once.
+fn wait_forwarding(hv: &dyn crate::hypervisor::Hypervisor, record: &Record) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    while let Ok(Some(false)) = hv.nic_forwarding(&record.domain, &record.mac) {
+        if std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Remove what a failed warm create made (domain, save image, disk), so that the instance

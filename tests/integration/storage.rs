@@ -141,6 +141,9 @@ impl Hypervisor for Recorder {
     fn release_address(&self, network: &str, mac: &str) -> Result<()> {
         self.inner.release_address(network, mac)
     }
+    fn nic_forwarding(&self, name: &str, mac: &str) -> Result<Option<bool>> {
+        self.inner.nic_forwarding(name, mac)
+    }
     fn create_snapshot(&self, name: &str, snapshot: &str, disk: &Path) -> Result<()> {
         self.inner.create_snapshot(name, snapshot, disk)
     }
