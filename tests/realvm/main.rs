@@ -15,6 +15,7 @@ mod mounts;
 mod options;
 mod package;
 mod snapshots;
+mod user;
 mod virt_maker;
 mod warm;
 mod world;
