@@ -32,7 +32,13 @@ fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
         ctx.hv.delete_volume(volume)?;
     }
     if let Some(reservation) = &record.reservation {
-        ctx.hv.release_address(&reservation.network, &record.mac)?;
+        // A reservation left behind costs an address, not the instance's removal.
+        if let Err(e) = ctx.hv.release_address(&reservation.network, &record.mac) {
+            ctx.ui.warn(format!(
+                "{}: its address {} stays reserved on network '{}': {e}",
+                record.name, reservation.address, reservation.network
+            ));
+        }
     }
     let keys = ctx.paths.sshkeys();
     let files: [PathBuf; 3] = [

@@ -30,6 +30,8 @@ struct Recorder {
     defined: Mutex<Vec<String>>,
     /// At each define, the address the network has reserved for the domain's MAC.
     reserved_at_define: Mutex<Vec<Option<String>>>,
+    /// Make release_address fail, as on a network virt-up may not change.
+    fail_release: std::sync::atomic::AtomicBool,
     watch: PathBuf,
 }
 
@@ -139,6 +141,9 @@ impl Hypervisor for Recorder {
         self.inner.reserve_address(network, mac)
     }
     fn release_address(&self, network: &str, mac: &str) -> Result<()> {
+        if self.fail_release.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(virt_up::Error::Config("network is read-only".into()));
+        }
         self.inner.release_address(network, mac)
     }
     fn nic_forwarding(&self, name: &str, mac: &str) -> Result<Option<bool>> {
@@ -203,6 +208,7 @@ fn world_on(template_settings: &str, dhcp: &str) -> World {
         defined_with: Mutex::default(),
         defined: Mutex::default(),
         reserved_at_define: Mutex::default(),
+        fail_release: Default::default(),
         watch: path("pool/web1.qcow2"),
     });
     let env: HashMap<&str, PathBuf> = [
@@ -330,6 +336,24 @@ fn the_instance_has_a_free_address_reserved_while_it_exists_and_released_with_it
             .unwrap()
             .as_deref(),
         Some("192.168.122.11")
+    );
+}
+
+#[test]
+fn a_reservation_that_cannot_be_released_does_not_stop_the_cleanup() {
+    let w = world_on("", DHCP);
+    w.hv.fail_release
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = w.create(Overrides::default());
+    assert!(
+        err.to_string().contains("timed out"),
+        "the create's own error: {err}"
+    );
+    assert_eq!(w.hv.volume(&w.pool("web1.qcow2")).unwrap(), None);
+    assert_eq!(w.hv.volume(&w.pool("web1-seed.tar")).unwrap(), None);
+    assert!(
+        w.ctx.store.load("web1").unwrap().is_none(),
+        "no record left"
     );
 }
 
