@@ -32,6 +32,8 @@ struct Recorder {
     reserved_at_define: Mutex<Vec<Option<String>>>,
     /// Make release_address fail, as on a network virt-up may not change.
     fail_release: std::sync::atomic::AtomicBool,
+    /// Make reserve_address fail likewise.
+    fail_reserve: std::sync::atomic::AtomicBool,
     watch: PathBuf,
 }
 
@@ -138,6 +140,9 @@ impl Hypervisor for Recorder {
         self.inner.update_live(name, device_xml)
     }
     fn reserve_address(&self, network: &str, mac: &str) -> Result<Option<String>> {
+        if self.fail_reserve.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(virt_up::Error::Config("network is read-only".into()));
+        }
         self.inner.reserve_address(network, mac)
     }
     fn release_address(&self, network: &str, mac: &str) -> Result<()> {
@@ -209,6 +214,7 @@ fn world_on(template_settings: &str, dhcp: &str) -> World {
         defined: Mutex::default(),
         reserved_at_define: Mutex::default(),
         fail_release: Default::default(),
+        fail_reserve: Default::default(),
         watch: path("pool/web1.qcow2"),
     });
     let env: HashMap<&str, PathBuf> = [
@@ -355,6 +361,19 @@ fn a_reservation_that_cannot_be_released_does_not_stop_the_cleanup() {
         w.ctx.store.load("web1").unwrap().is_none(),
         "no record left"
     );
+}
+
+#[test]
+fn a_network_that_refuses_a_reservation_gives_a_dynamic_address_not_a_failed_create() {
+    let w = world_on("", DHCP);
+    w.hv.fail_reserve
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = w.create(Overrides::default());
+    assert!(
+        err.to_string().contains("timed out"),
+        "got as far as the boot: {err}"
+    );
+    assert_eq!(*w.hv.reserved_at_define.lock().unwrap(), [None]);
 }
 
 #[test]
