@@ -1,6 +1,6 @@
 //! What every operation needs, set up once by the front-end and passed down.
 
-use crate::config::plan::VirtType;
+use crate::config::plan::{self, VirtType};
 use crate::config::Config;
 use crate::error::Result;
 use crate::hypervisor::{Hypervisor, Libvirt};
@@ -62,14 +62,17 @@ impl Ui {
     }
 }
 
+#[derive(Clone)]
 pub struct Context {
     pub paths: Paths,
-    pub config: Config,
+    pub config: Arc<Config>,
     pub hv: Arc<dyn Hypervisor>,
     pub store: Store,
     pub ui: Ui,
     /// The kernel's neighbour table, read for `address-source = arp`.
     pub neighbours: std::path::PathBuf,
+    /// The ssh destination guests are reached through (ProxyJump), if not directly.
+    pub jump: Option<String>,
 }
 
 impl Context {
@@ -82,10 +85,7 @@ impl Context {
         ui: Ui,
     ) -> Result<Context> {
         let hv = match config.libvirt_uri()?.or(default_uri) {
-            Some(uri) => {
-                ui.debug(format!("connecting to {uri}"));
-                Libvirt::connect(&uri)?
-            }
+            Some(uri) => connect(&ui, &uri)?,
             None => {
                 let hv = Libvirt::connect_default()?;
                 ui.debug(format!("connected to libvirt's default URI, {}", hv.uri()));
@@ -104,14 +104,64 @@ impl Context {
         ui: Ui,
     ) -> Result<Context> {
         let store = Store::new(&paths)?;
+        let jump = crate::reach::jump_for(&hv.uri(), &plan::jump_setting(&config)?);
         Ok(Context {
             paths,
-            config,
+            config: Arc::new(config),
             hv,
             store,
             ui,
             neighbours: "/proc/net/arp".into(),
+            jump,
         })
+    }
+
+    /// This context on the libvirt host `uri` (where an instance was made): itself if it is
+    /// connected there, else a new connection (an error naming the host if it is down).
+    pub fn on(&self, uri: &str) -> Result<Context> {
+        if self.is_here(uri) {
+            return Ok(self.clone());
+        }
+        let hv: Arc<dyn Hypervisor> = Arc::new(connect(&self.ui, uri)?);
+        let jump = crate::reach::jump_for(uri, &plan::jump_setting(&self.config)?);
+        Ok(Context {
+            hv,
+            jump,
+            ..self.clone()
+        })
+    }
+
+    /// True when `uri` (a record's) is this connection's host. Local URIs are this one's
+    /// while it is local too: a record keeps working when the user moves it between
+    /// spellings of the local daemon, as it did before records had remote hosts.
+    pub fn is_here(&self, uri: &str) -> bool {
+        let here = self.hv.uri();
+        uri == here || !(crate::hypervisor::is_remote(uri) || crate::hypervisor::is_remote(&here))
+    }
+
+    /// True when the libvirt host is another machine: its files are not ours to read.
+    pub fn is_remote(&self) -> bool {
+        crate::hypervisor::is_remote(&self.hv.uri())
+    }
+
+    /// The remote libvirt host's name for records, None on this machine's own.
+    pub fn host_label(&self) -> Option<String> {
+        crate::reach::host_label(&self.hv.uri())
+    }
+
+    /// The record, domain and disk stem of `template` on this libvirt host.
+    pub fn template_stem(&self, template: &str) -> String {
+        crate::names::template_stem_on(template, self.host_label().as_deref())
+    }
+
+    /// Where the serial console of `domain` is logged: under the data dir on this machine;
+    /// on a remote host, beside libvirt's own domain logs there (virtlogd writes it, as
+    /// root, on that host).
+    pub fn console_log(&self, domain: &str) -> std::path::PathBuf {
+        match self.is_remote() {
+            true => format!("/var/log/libvirt/qemu/{domain}-console.log").into(),
+            false => self.paths.console_logs().join(format!("{domain}.log")),
+        }
     }
 
     /// The runner for libguestfs and other tools for guests of `virt_type` (force_tcg for
@@ -121,4 +171,9 @@ impl Context {
             .show_output(self.ui.debug)
             .debug(self.ui.debug)
     }
+}
+
+fn connect(ui: &Ui, uri: &str) -> Result<Libvirt> {
+    ui.debug(format!("connecting to {uri}"));
+    Libvirt::connect(uri)
 }

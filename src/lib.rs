@@ -28,6 +28,7 @@ pub(crate) mod names;
 #[allow(unsafe_code)]
 pub mod paths;
 pub mod random;
+pub(crate) mod reach;
 pub(crate) mod readiness;
 pub mod records;
 pub(crate) mod runner;

@@ -98,6 +98,16 @@ pub fn template_stem(name: &str) -> String {
     format!("TEMPLATE-{}", name.replace('/', "-"))
 }
 
+/// The stem of a template on a libvirt host: [`template_stem`] on this machine's own,
+/// `TEMPLATE-<name>@<host>` on a remote one (`host` from [`crate::reach::host_label`]), so
+/// the records, keys and locks of one template on several hosts are apart.
+pub fn template_stem_on(name: &str, host: Option<&str>) -> String {
+    match host {
+        None => template_stem(name),
+        Some(host) => format!("{}@{host}", template_stem(name)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

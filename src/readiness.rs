@@ -25,6 +25,24 @@ pub struct Target<'a> {
     pub console_log: &'a Path,
     /// The kernel's neighbour table (`/proc/net/arp`; a fixture in tests).
     pub neighbours: PathBuf,
+    /// The host the guest's SSH server is reached through, if not directly.
+    pub jump: Option<Jump<'a>>,
+}
+
+/// An ssh destination to reach the guest through (`ssh -W`), and the runner for that ssh.
+pub struct Jump<'a> {
+    pub runner: &'a Runner,
+    pub host: &'a str,
+}
+
+impl Target<'_> {
+    /// True when the SSH server at `ip` answers, reached as this target says.
+    fn answers(&self, ip: &str) -> bool {
+        match &self.jump {
+            None => ssh_banner(ip, Duration::from_secs(1)),
+            Some(j) => banner_via(j.runner, j.host, ip, Duration::from_secs(5)),
+        }
+    }
 }
 
 /// One look for the address; `None` while it is not known yet.
@@ -95,15 +113,48 @@ fn ssh_banner_at(addr: SocketAddr, timeout: Duration) -> bool {
     buf.starts_with(b"SSH-")
 }
 
+/// True when an SSH server on `ip:22`, reached from `jump` (`ssh -W`), sends its
+/// identification string. The connection to the jump host uses the user's own ssh
+/// configuration and known_hosts, as libvirt's ssh transport does.
+pub fn banner_via(runner: &Runner, jump: &str, ip: &str, timeout: Duration) -> bool {
+    let secs = timeout.as_secs().max(1).to_string();
+    let forward = format!("{ip}:22");
+    let args = argv([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &format!("ConnectTimeout={secs}"),
+        "-W",
+        &forward,
+        "--",
+        jump,
+    ]);
+    // stdin is empty: ssh closes the channel at once, after the server's first line; its
+    // exit code says nothing about that line, so the line is watched for.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let watch = |bytes: &[u8]| seen.lock().expect("seen").extend_from_slice(bytes);
+    let _ = runner.tool("ssh").args(&args).watch(&watch).run();
+    let seen = seen.into_inner().expect("seen");
+    seen.starts_with(b"SSH-")
+}
+
 /// The guest's SSH server must present the host key virt-up generated for it: anything
 /// else means the identity was not applied (or something else answers on that address).
+///
+/// Reached directly, the key is read with ssh-keyscan. Through a jump host (`login`, the
+/// ssh command line of a login with the pinned key checked strictly: ssh-keyscan cannot
+/// jump), a login to run `true` proves the same.
 pub fn verify_host_key(
     runner: &Runner,
     name: &str,
     ip: &str,
     expected: &str,
     console_log: &Path,
+    login: Option<std::process::Command>,
 ) -> Result<()> {
+    if let Some(login) = login {
+        return verify_by_login(runner, name, ip, login, console_log);
+    }
     let expected_blob = expected.split_whitespace().nth(1).unwrap_or_default();
     let args = argv(["-T", "10", "-t", "ed25519", ip]);
     let mut seen = String::new();
@@ -136,6 +187,49 @@ pub fn verify_host_key(
     })
 }
 
+/// Log in through `login` (ssh, host key checked against the pinned one, no prompts) and
+/// run `true`; sshd may still be starting its listener threads, so a few quick tries.
+fn verify_by_login(
+    runner: &Runner,
+    name: &str,
+    ip: &str,
+    login: std::process::Command,
+    console_log: &Path,
+) -> Result<()> {
+    let args: Vec<std::ffi::OsString> = login
+        .get_args()
+        .map(|a| a.to_os_string())
+        .chain(["true".into()])
+        .collect();
+    let mut last = String::new();
+    for _ in 0..5 {
+        let run = runner
+            .tool(login.get_program().to_string_lossy())
+            .args(&args)
+            .context(format!("first login to {name}"))
+            .run();
+        let e = match run {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        last = e.to_string();
+        // OpenSSH's words for a key that is not the pinned one: no point in trying again.
+        if last.contains("Host key verification failed")
+            || last.contains("IDENTIFICATION HAS CHANGED")
+        {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Err(Error::Guest {
+        name: name.to_string(),
+        message: format!(
+            "no login to the SSH server at {ip} with the host key virt-up generated for this instance (the first-boot identity was not applied?): {last}; console log: {}",
+            console_log.display()
+        ),
+    })
+}
+
 /// Wait for the address, then for SSH; `phase` is told when each phase ends.
 pub fn wait_ready(
     hv: &dyn Hypervisor,
@@ -149,7 +243,7 @@ pub fn wait_ready(
     // Re-probe while waiting: a stale lease can name an address the new guest never takes.
     let mut current = address;
     poll(hv, t, "ssh", t.ssh_timeout, || {
-        if ssh_banner(&current, Duration::from_secs(1)) {
+        if t.answers(&current) {
             return Ok(Some(()));
         }
         if let Some(fresh) = probe_address(hv, t)? {

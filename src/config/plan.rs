@@ -376,6 +376,14 @@ fn definition(s: &Settings) -> String {
 }
 
 /// How many instances one command works on at once (`parallel` in `[common]`).
+/// The `jump-host` setting of `[common]`: how guests are reached (see [`crate::reach`]).
+pub fn jump_setting(config: &Config) -> Result<crate::reach::JumpSetting> {
+    let common = config.common()?;
+    let value = common.get("jump-host").unwrap_or("auto");
+    crate::reach::JumpSetting::parse(value)
+        .map_err(|why| Error::Config(format!("settings.cfg [common] jump-host: {why}")))
+}
+
 pub fn parallel(config: &Config) -> Result<usize> {
     Ok(config.common()?.int("parallel") as usize)
 }

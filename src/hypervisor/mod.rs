@@ -698,7 +698,7 @@ impl Hypervisor for Libvirt {
 
 /// True for a URI with a host part (`qemu+ssh://lab2/system`): its devices are not this
 /// machine's.
-fn is_remote(uri: &str) -> bool {
+pub fn is_remote(uri: &str) -> bool {
     uri.split_once("://")
         .is_some_and(|(_, rest)| !rest.starts_with('/'))
 }

@@ -50,6 +50,7 @@ fn reserve(
     template: &Record,
     warm: bool,
 ) -> Result<Record> {
+    local_only(ctx, plan, name)?;
     let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
     clean_abandoned(ctx)?;
     if ctx.store.load(name)?.is_some() || ctx.hv.is_defined(name)? {
@@ -87,12 +88,12 @@ fn reserve(
         root: Login::with_key("root", key.clone()),
         user: Login::with_key(username, key),
         address_source: plan.template.address_source.to_string(),
-        ssh_options: inventory::ssh_options(&ctx.paths, name),
+        ssh_options: inventory::ssh_options(&ctx.paths, name, ctx.jump.as_deref()),
         address: None,
         mac: ctx.store.mac_for(name)?,
         uri: ctx.hv.uri(),
         identity: plan.template.identity.to_string(),
-        console_log: ctx.paths.console_logs().join(format!("{name}.log")),
+        console_log: ctx.console_log(name),
         extra_files: vec![pool_dir.join(format!("{name}-seed.tar"))],
         inventory: plan.inventory,
         cloned: Some(true),
@@ -113,6 +114,28 @@ fn reserve(
     }
     ctx.store.save(name, &record)?;
     Ok(record)
+}
+
+/// Refuse, before anything is made, what works only when the libvirt host is this machine:
+/// its neighbour table and its disk files are not the remote host's.
+fn local_only(ctx: &Context, plan: &InstancePlan, name: &str) -> Result<()> {
+    if !ctx.is_remote() {
+        return Ok(());
+    }
+    let uri = ctx.hv.uri();
+    let why = match (plan.template.address_source, plan.template.identity) {
+        (plan::AddressSource::Arp, _) => format!(
+            "address-source = arp reads this machine's neighbour table, which has no entries for guests on {uri}: use lease or agent"
+        ),
+        (_, plan::Identity::Sysprep) => format!(
+            "identity = sysprep runs virt-sysprep on the disk's file, which is on {uri}, not here: use identity = firstboot"
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Config(format!(
+        "{name} (template {}): {why}",
+        plan.template.name
+    )))
 }
 
 /// The instance's address reserved on the network's DHCP server; None, with a warning, if

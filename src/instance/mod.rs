@@ -19,7 +19,7 @@ use crate::config::plan::{AddressSource, TemplatePlan};
 use crate::context::Context;
 use crate::error::Result;
 use crate::lock::Lock;
-use crate::readiness::{self, Target};
+use crate::readiness::{self, Jump, Target};
 use crate::records::inventory;
 use crate::records::Record;
 use std::time::Instant;
@@ -50,6 +50,7 @@ fn wait_ready(
     host_key: &str,
 ) -> Result<String> {
     let name = &record.name;
+    let runner = ctx.runner(plan.host.virt_type);
     let target = Target {
         domain: &record.domain,
         mac: &record.mac,
@@ -59,16 +60,23 @@ fn wait_ready(
         ssh_timeout: plan.timeouts.ssh,
         console_log: &record.console_log,
         neighbours: ctx.neighbours.clone(),
+        jump: record.jump().map(|host| Jump {
+            runner: &runner,
+            host,
+        }),
     };
     let address = wait_shown(ctx, name, &target)?;
     let mut timer = PhaseTimer::new(ctx, name);
     timer.begin("hostkey");
     readiness::verify_host_key(
-        &ctx.runner(plan.host.virt_type),
+        &runner,
         name,
         &address,
         host_key,
         &record.console_log,
+        record
+            .jump()
+            .map(|_| record.batch_login(&record.user, &address)),
     )?;
     timer.done();
     Ok(address)

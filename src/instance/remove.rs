@@ -41,11 +41,15 @@ fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
         }
     }
     let keys = ctx.paths.sshkeys();
-    let files: [PathBuf; 3] = [
-        record.console_log.clone(),
+    let mut files: Vec<PathBuf> = vec![
         keys.join(&record.name),
         keys.join(format!("{}.pub", record.name)),
     ];
+    // A remote host's console log is that host's file, not one here (virtlogd there
+    // truncates it when the name is used again).
+    if !crate::hypervisor::is_remote(&record.uri) {
+        files.push(record.console_log.clone());
+    }
     for f in &files {
         remove_if_exists(f)?;
     }

@@ -13,7 +13,6 @@ use super::start;
 use crate::config::plan::{self, TemplatePlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::names::template_stem;
 use crate::records::inventory;
 use crate::records::{Record, Warm};
 
@@ -55,7 +54,7 @@ pub fn reset(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
 /// its devices and settings are the warm image's); the image used, or None when the
 /// instance is to boot cold (a failed attempt is said, and undone).
 fn reset_warm(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Option<Warm>> {
-    let template = ctx.store.load(&template_stem(&record.template))?;
+    let template = ctx.store.load(&ctx.template_stem(&record.template))?;
     let Some(warm) = template
         .and_then(|t| t.warm)
         .filter(|_| record.warm.is_some())

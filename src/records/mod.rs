@@ -144,6 +144,17 @@ impl Record {
     pub fn is_template(&self) -> bool {
         self.cloned.is_none()
     }
+
+    /// The host its SSH server is reached through (ProxyJump), if not directly.
+    pub fn jump(&self) -> Option<&str> {
+        self.ssh_options.get("ProxyJump").map(String::as_str)
+    }
+
+    /// The ssh command line of a login as `login` that checks the pinned host key and
+    /// never prompts (the caller adds the command).
+    pub fn batch_login(&self, login: &Login, address: &str) -> std::process::Command {
+        ssh::command("ssh", self, login, address, &["-T", "-o", "BatchMode=yes"])
+    }
 }
 
 /// Read and write records in the data dir.

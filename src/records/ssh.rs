@@ -54,9 +54,10 @@ pub fn scp(
 }
 
 /// The `-o` options every ssh to an instance uses: the instance's own known_hosts entry,
-/// checked strictly.
-pub fn ssh_options(paths: &Paths, name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
+/// checked strictly, and the host to jump through when its network is not routable from
+/// here (a validated `[user@]host[:port]`, see [`crate::reach`]).
+pub fn ssh_options(paths: &Paths, name: &str, jump: Option<&str>) -> BTreeMap<String, String> {
+    let mut options = BTreeMap::from([
         ("HostKeyAlias".to_string(), name.to_string()),
         (
             "UserKnownHostsFile".to_string(),
@@ -65,7 +66,11 @@ pub fn ssh_options(paths: &Paths, name: &str) -> BTreeMap<String, String> {
         ("StrictHostKeyChecking".to_string(), "yes".to_string()),
         ("IdentitiesOnly".to_string(), "yes".to_string()),
         ("ConnectTimeout".to_string(), "10".to_string()),
-    ])
+    ]);
+    if let Some(jump) = jump {
+        options.insert("ProxyJump".to_string(), jump.to_string());
+    }
+    options
 }
 
 /// `-o Key=Value` arguments from an options map.
@@ -88,7 +93,7 @@ mod tests {
             "format": "qcow2", "memory": 1, "vcpus": 1, "graphics": "none",
             "root": {"username": "root", "ssh_identity": "/k"},
             "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "lease",
-            "ssh_options": ssh_options(paths, "web1"), "mac": "m", "uri": "u",
+            "ssh_options": ssh_options(paths, "web1", None), "mac": "m", "uri": "u",
             "identity": "firstboot", "console_log": "/c", "inventory": true
         }))
         .unwrap()
@@ -125,6 +130,18 @@ mod tests {
         // Options before the destination, where ssh stops reading them.
         assert_eq!(args.last().unwrap(), "virt@10.0.0.2");
         assert_eq!(args[args.len() - 2], "-T");
+    }
+
+    /// A guest behind a remote libvirt host is reached through it, by every ssh virt-up,
+    /// ansible (the inventory's ssh args) and ssh_config run.
+    #[test]
+    fn a_jump_host_goes_into_the_options() {
+        let paths =
+            Paths::from_env(&|k| (k == "VIRTUP_DATA_HOME").then(|| "/d".to_string())).unwrap();
+        let options = ssh_options(&paths, "web1", Some("root@lab2"));
+        assert_eq!(options["ProxyJump"], "root@lab2");
+        assert_eq!(options["StrictHostKeyChecking"], "yes");
+        assert!(!ssh_options(&paths, "web1", None).contains_key("ProxyJump"));
     }
 
     #[test]

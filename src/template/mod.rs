@@ -15,7 +15,6 @@ use crate::hypervisor::{NewVolume, PoolCapacity, VolumeSource};
 use crate::identity::{self, SecretFiles};
 use crate::image::qemu_img::QemuImg;
 use crate::lock::Lock;
-use crate::names::template_stem;
 use crate::records::{Login, Phase, Record};
 use crate::runner::argv;
 use crate::size;
@@ -25,19 +24,21 @@ use std::path::{Path, PathBuf};
 
 /// The template's record if it is built and its disk is there.
 pub fn built(ctx: &Context, template: &str) -> Result<Option<Record>> {
-    let stem = template_stem(template);
+    let stem = ctx.template_stem(template);
     match ctx.store.load(&stem)? {
         Some(r) if r.phase == Phase::Ready && ctx.hv.volume(&r.disk)?.is_some() => Ok(Some(r)),
         _ => Ok(None),
     }
 }
 
-/// Instances whose disks are backed by this template.
+/// Instances whose disks are backed by this template (its copy on this libvirt host).
 pub fn dependents(ctx: &Context, template: &str) -> Result<Vec<String>> {
     let (records, _) = ctx.store.all()?;
+    let here = ctx.host_label();
     Ok(records
         .into_iter()
         .filter(|r| !r.is_template() && r.template == template)
+        .filter(|r| crate::reach::host_label(&r.uri) == here)
         .map(|r| r.name)
         .collect())
 }
@@ -46,7 +47,7 @@ pub fn dependents(ctx: &Context, template: &str) -> Result<Vec<String>> {
 /// wait on the template's lock, so it is built once.
 pub fn ensure(ctx: &Context, plan: &TemplatePlan, force: bool) -> Result<Record> {
     let template = plan.name.as_str();
-    let stem = template_stem(template);
+    let stem = ctx.template_stem(template);
     let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
     if !force {
         if let Some(record) = built(ctx, template)? {
@@ -93,7 +94,7 @@ fn warn_if_redefined(ctx: &Context, plan: &TemplatePlan, record: &Record) {
 
 /// Undefine the template's domain and remove its disk and record (no dependents checked).
 pub fn remove(ctx: &Context, template: &str) -> Result<()> {
-    let stem = template_stem(template);
+    let stem = ctx.template_stem(template);
     if let Some(old) = ctx.store.load(&stem)? {
         ctx.hv.destroy(&old.domain)?;
         ctx.hv.undefine(&old.domain)?;
@@ -118,19 +119,21 @@ fn build(
     spec: Option<(crate::steps::template::Template, crate::stepcache::Cache)>,
 ) -> Result<Record> {
     let template = plan.name.as_str();
-    let stem = template_stem(template);
+    // The record's stem names the host too; the domain and disk on that host need not.
+    let stem = ctx.template_stem(template);
+    let domain = crate::names::template_stem(template);
     let pool = plan.host.pool.as_str();
     let format = plan.format;
     let pool_dir = ctx.hv.pool_path(pool)?;
     ctx.hv.check_network(&plan.host.network)?;
-    let volume_name = format!("{stem}.{format}");
+    let volume_name = format!("{domain}.{format}");
     let disk = pool_dir.join(&volume_name);
     // A domain or disk of this name that our records do not know belongs to someone else
     // (another data dir): never overwrite it, clones elsewhere may depend on it.
-    if ctx.hv.is_defined(&stem)? || ctx.hv.volume(&disk)?.is_some() {
+    if ctx.hv.is_defined(&domain)? || ctx.hv.volume(&disk)?.is_some() {
         return Err(Error::Unrecorded {
             template: template.to_string(),
-            stem,
+            stem: domain,
             data_dir: ctx.paths.data.clone(),
             disk,
         });
@@ -237,7 +240,8 @@ fn room_for(template: &str, pool: &str, bytes: u64, room: PoolCapacity) -> Resul
 }
 
 fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login) -> Record {
-    let stem = template_stem(&plan.name);
+    let stem = ctx.template_stem(&plan.name);
+    let domain = crate::names::template_stem(&plan.name);
     Record {
         name: stem.clone(),
         template: plan.name.clone(),
@@ -246,8 +250,8 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         pid: std::process::id(),
         os_version: plan.os_version.clone(),
         os_variant: plan.os_variant.clone(),
-        hostname: stem.to_lowercase(),
-        domain: stem.clone(),
+        hostname: domain.to_lowercase(),
+        domain: domain.clone(),
         disk: disk.to_path_buf(),
         format: plan.format.to_string(),
         memory: plan.memory_mib,
@@ -257,13 +261,13 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         root: Login::with_key("root", login.ssh_identity.clone()),
         user: login,
         address_source: plan.address_source.to_string(),
-        ssh_options: crate::records::inventory::ssh_options(&ctx.paths, &stem),
+        ssh_options: crate::records::inventory::ssh_options(&ctx.paths, &stem, ctx.jump.as_deref()),
         address: None,
         // Templates boot only for a template-playbook; a fresh MAC each time is fine.
         mac: crate::mac::random(),
         uri: ctx.hv.uri(),
         identity: plan.identity.to_string(),
-        console_log: ctx.paths.console_logs().join(format!("{stem}.log")),
+        console_log: ctx.console_log(&domain),
         extra_files: vec![],
         inventory: false,
         cloned: None,

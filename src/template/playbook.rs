@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::hypervisor::domain_xml::Disk;
 use crate::identity::{self, Account, Identity, SecretFiles};
 use crate::lock::Lock;
-use crate::readiness::{self, Target};
+use crate::readiness::{self, Jump, Target};
 use crate::records::inventory;
 use crate::records::Record;
 use crate::sshkeys;
@@ -84,6 +84,7 @@ fn boot_and_run(
     ctx.hv.define(&spec.to_xml())?;
     ctx.hv.start(&template.domain)?;
 
+    let runner = ctx.runner(plan.host.virt_type);
     let target = Target {
         domain: &template.domain,
         mac: &spec.mac,
@@ -93,6 +94,10 @@ fn boot_and_run(
         ssh_timeout: plan.timeouts.ssh,
         console_log: &template.console_log,
         neighbours: ctx.neighbours.clone(),
+        jump: template.jump().map(|host| Jump {
+            runner: &runner,
+            host,
+        }),
     };
     let name = template.template.as_str();
     ctx.ui.begin(name, "address");
@@ -103,11 +108,14 @@ fn boot_and_run(
         }
     })?;
     readiness::verify_host_key(
-        &ctx.runner(plan.host.virt_type),
+        &runner,
         &template.name,
         &address,
         &identity.host_key.public_openssh,
         &template.console_log,
+        template
+            .jump()
+            .map(|_| template.batch_login(&template.root, &address)),
     )?;
 
     // A one-host inventory, written by the same serializer as the real one.

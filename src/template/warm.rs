@@ -13,7 +13,6 @@ use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
 use crate::hypervisor::{virt_install, NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
 use crate::lock::Lock;
-use crate::names::template_stem;
 use crate::readiness::{wait_agent_hostname, AgentWait};
 use crate::records::{Record, Warm};
 use crate::sshkeys;
@@ -72,7 +71,7 @@ pub fn unusable(ctx: &Context, plan: &InstancePlan, template: &Record) -> Option
 /// `plan`'s devices). Under the template's lock: concurrent creates wait and make it once.
 /// A failure is returned (the caller creates cold); nothing of a failed attempt remains.
 pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<Record> {
-    let stem = template_stem(&plan.template.name);
+    let stem = ctx.template_stem(&plan.template.name);
     let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
     let mut record = ctx.store.load(&stem)?.unwrap_or_else(|| template.clone());
     let devices = devices_digest(plan);
@@ -188,12 +187,12 @@ impl Parts {
     fn of(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<Parts> {
         let pool = plan.template.host.pool.clone();
         let dir = ctx.hv.pool_path(&pool)?;
-        let domain = format!("{}-warm", template.name);
+        let domain = format!("{}-warm", template.domain);
         Ok(Parts {
             disk: dir.join(format!("{domain}.qcow2")),
             seed: dir.join(format!("{domain}-seed.tar")),
             save: dir.join(format!("{domain}.save")),
-            console_log: ctx.paths.console_logs().join(format!("{domain}.log")),
+            console_log: ctx.console_log(&domain),
             pool,
             domain,
         })

@@ -62,6 +62,14 @@ pub fn run(cli: Cli, paths: Paths, default_uri: Option<String>) -> Result<i32> {
     if let Some(verb) = verb {
         return lifecycle::run(&ctx, verb, &names, cli.json).map(|_| 0);
     }
+    // One instance is worked on where it lives, whatever libvirt host this run names.
+    let ctx = match names.as_slice() {
+        [one] => match ctx.store.load(one)? {
+            Some(record) if !record.is_template() => ctx.on(&record.uri)?,
+            _ => ctx,
+        },
+        _ => ctx,
+    };
     let name = || -> Result<&String> {
         match names.as_slice() {
             [one] => Ok(one),

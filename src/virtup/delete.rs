@@ -5,7 +5,6 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::DomainNames;
 use crate::instance;
-use crate::names::template_stem;
 use crate::records::Record;
 use crate::template;
 use std::io::IsTerminal;
@@ -29,7 +28,7 @@ pub(super) fn delete(
     for name in names {
         match ctx.store.load(name)? {
             Some(record) => {
-                instance::remove(ctx, &record)?;
+                instance::remove(&ctx.on(&record.uri)?, &record)?;
                 ctx.ui.info(format!("deleted {name}"));
                 deleted.push(record);
             }
@@ -81,7 +80,7 @@ fn delete_everything(ctx: &Context, yes: bool, json: bool) -> Result<()> {
         return Ok(());
     }
     for record in &instances {
-        instance::remove(ctx, record)?;
+        instance::remove(&ctx.on(&record.uri)?, record)?;
         ctx.ui.info(format!("deleted {}", record.name));
     }
     for t in &templates {
@@ -113,7 +112,7 @@ fn delete_template(ctx: &Context, name: &str) -> Result<()> {
     let _lock = crate::lock::Lock::exclusive(
         &ctx.paths
             .locks()
-            .join(format!("{}.lock", template_stem(name))),
+            .join(format!("{}.lock", ctx.template_stem(name))),
     )?;
     let users = template::dependents(ctx, name)?;
     if !users.is_empty() {

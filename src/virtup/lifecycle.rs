@@ -28,8 +28,12 @@ pub(super) fn run(ctx: &Context, verb: Verb, names: &[String], json: bool) -> Re
         .iter()
         .map(|name| usable(ctx, name))
         .collect::<Result<Vec<Record>>>()?;
-    let (done, failures) =
-        concurrently(ctx, &records, |r| r.name.clone(), |r| apply(ctx, verb, r))?;
+    let (done, failures) = concurrently(
+        ctx,
+        &records,
+        |r| r.name.clone(),
+        |r| apply(&ctx.on(&r.uri)?, verb, r),
+    )?;
     if json {
         print_records(ctx, &done)?;
     }

@@ -7,6 +7,7 @@ use crate::hypervisor::DomainNames;
 use crate::instance;
 use crate::paths::Paths;
 use crate::records::{Phase, Record};
+use std::collections::BTreeMap;
 
 /// `--list [NAME...]`: the instances (with `--all`, the templates too), or only the named
 /// ones (each must exist); `-q` prints the names only.
@@ -27,14 +28,25 @@ pub(super) fn list(
     {
         return Err(Error::InstanceNotFound(missing.clone()));
     }
-    let domains = ctx.hv.domains()?;
-    let rows: Vec<serde_json::Value> = records
+    let shown: Vec<&Record> = records
         .iter()
         .filter(|r| match names.is_empty() {
             true => all || !r.is_template(),
             false => names.contains(&r.name),
         })
-        .map(|r| record_json(&domains, r))
+        .collect();
+    let domains = domains_by_host(ctx, &shown)?;
+    let rows: Vec<serde_json::Value> = shown
+        .iter()
+        .map(|r| match domains.get(r.uri.as_str()) {
+            Some(Some(on_host)) => record_json(on_host, r),
+            // Its host did not answer (said above): what the record says, state unknown.
+            _ => {
+                let mut row = record_json(&DomainNames::default(), r);
+                row["state"] = "unknown".into();
+                row
+            }
+        })
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
@@ -48,9 +60,43 @@ pub(super) fn list(
     Ok(())
 }
 
+/// The domains of every libvirt host the records name, by URI; None (and a warning naming
+/// it) for a host that does not answer, so the others' instances still list. The host
+/// this run is connected to must answer.
+fn domains_by_host<'r>(
+    ctx: &Context,
+    records: &[&'r Record],
+) -> Result<BTreeMap<&'r str, Option<DomainNames>>> {
+    let mut by_host = BTreeMap::new();
+    for r in records {
+        if by_host.contains_key(r.uri.as_str()) {
+            continue;
+        }
+        let domains = match ctx.is_here(&r.uri) {
+            true => Some(ctx.hv.domains()?),
+            false => match ctx.on(&r.uri).and_then(|there| there.hv.domains()) {
+                Ok(domains) => Some(domains),
+                Err(e) => {
+                    ctx.ui
+                        .warn(format!("host {} did not answer: {e}", host_name(&r.uri)));
+                    None
+                }
+            },
+        };
+        by_host.insert(r.uri.as_str(), domains);
+    }
+    Ok(by_host)
+}
+
+/// The name `--list` shows for the libvirt host of `uri`: its host name, or `local`.
+fn host_name(uri: &str) -> String {
+    crate::reach::host_label(uri).unwrap_or_else(|| "local".into())
+}
+
 /// The listing's columns, each as wide as its widest value.
-const COLUMNS: [(&str, &str); 9] = [
+const COLUMNS: [(&str, &str); 10] = [
     ("NAME", "name"),
+    ("HOST", "host_name"),
     ("TEMPLATE", "template"),
     ("STATE", "state"),
     ("ADDRESS", "address"),
@@ -99,6 +145,8 @@ fn table(rows: &[serde_json::Value]) -> String {
 pub(super) fn record_json(domains: &DomainNames, r: &Record) -> serde_json::Value {
     serde_json::json!({
         "name": r.name,
+        "host_name": host_name(&r.uri),
+        "uri": r.uri,
         "template": r.template,
         "state": state_of(domains, r),
         "address": r.address,

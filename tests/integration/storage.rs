@@ -35,11 +35,13 @@ struct Recorder {
     /// Make reserve_address fail likewise.
     fail_reserve: std::sync::atomic::AtomicBool,
     watch: PathBuf,
+    /// The URI it says it has: another machine's (`qemu+ssh://…`) stands for a remote host.
+    uri: Option<String>,
 }
 
 impl Hypervisor for Recorder {
     fn uri(&self) -> String {
-        self.inner.uri()
+        self.uri.clone().unwrap_or_else(|| self.inner.uri())
     }
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
         self.inner.pool_path(pool)
@@ -193,6 +195,11 @@ fn world_with(template_settings: &str) -> World {
 
 /// [`world_with`] on a network whose `<ip>` element holds `dhcp`.
 fn world_on(template_settings: &str, dhcp: &str) -> World {
+    world_at(template_settings, dhcp, None)
+}
+
+/// [`world_on`], the libvirt host saying its URI is `uri`.
+fn world_at(template_settings: &str, dhcp: &str, uri: Option<&str>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = |rel: &str| dir.path().join(rel);
     for d in ["pool", "config", "data", "run"] {
@@ -216,6 +223,7 @@ fn world_on(template_settings: &str, dhcp: &str) -> World {
         fail_release: Default::default(),
         fail_reserve: Default::default(),
         watch: path("pool/web1.qcow2"),
+        uri: uri.map(str::to_string),
     });
     let env: HashMap<&str, PathBuf> = [
         ("HOME", path("home")),
@@ -447,4 +455,57 @@ fn virt_install_args_devices_are_in_the_defined_domain_once() {
     assert_eq!(xml.matches("<console").count(), 1, "{xml}");
     assert_eq!(xml.matches("org.qemu.guest_agent.0").count(), 1, "{xml}");
     assert!(!xml.contains("test-hv") && !xml.contains("ich9"), "{xml}");
+}
+
+const LAB2: &str = "qemu+ssh://root@lab2/system";
+
+/// On a remote host, what reads this machine's files is refused before anything is made:
+/// its neighbour table has no entries for that host's guests.
+#[test]
+fn a_remote_host_refuses_address_source_arp_before_anything_is_made() {
+    let w = world_at("address-source = arp\n", "", Some(LAB2));
+    let err = w.create(Overrides::default());
+    let text = err.to_string();
+    assert!(
+        text.contains("address-source = arp") && text.contains(LAB2),
+        "{text}"
+    );
+    assert!(w.hv.defined.lock().unwrap().is_empty());
+    assert!(w.hv.uploads.lock().unwrap().is_empty());
+    assert_eq!(w.hv.volume(&w.pool("web1.qcow2")).unwrap(), None);
+    assert!(w.ctx.store.load("web1").unwrap().is_none(), "no record");
+}
+
+#[test]
+fn a_remote_host_refuses_identity_sysprep() {
+    let w = world_at(
+        "address-source = lease\nidentity = sysprep\n",
+        "",
+        Some(LAB2),
+    );
+    let text = w.create(Overrides::default()).to_string();
+    assert!(
+        text.contains("identity = sysprep") && text.contains("firstboot"),
+        "{text}"
+    );
+    assert!(w.hv.defined.lock().unwrap().is_empty());
+}
+
+/// The console log of a guest on a remote host is written there, by its virtlogd: a path
+/// of that host's, not one under this machine's data dir.
+#[test]
+fn a_remote_guest_logs_its_console_on_its_host() {
+    // The test driver's guest has a lease at once; its SSH server never answers.
+    let w = world_at("address-source = lease\nssh-timeout = 1\n", "", Some(LAB2));
+    let err = w.create(Overrides::default());
+    assert!(err.to_string().contains("timed out"), "{err}");
+    let defined = w.hv.defined.lock().unwrap();
+    assert!(
+        defined[0].contains("<log file='/var/log/libvirt/qemu/web1-console.log'"),
+        "{}",
+        defined[0]
+    );
+    assert!(w.ctx.is_remote());
+    assert_eq!(w.ctx.jump.as_deref(), Some("root@lab2"));
+    assert_eq!(w.ctx.template_stem("deb"), "TEMPLATE-deb@lab2");
 }

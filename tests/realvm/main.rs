@@ -14,6 +14,7 @@ mod maker_steps;
 mod mounts;
 mod options;
 mod package;
+mod remote;
 mod snapshots;
 mod user;
 mod virt_maker;

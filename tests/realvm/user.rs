@@ -9,11 +9,11 @@ use crate::world::world;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USER: &str = "vut-user";
+pub(crate) const USER: &str = "vut-user";
 const POOL: &str = "/var/lib/libvirt/images";
 
 /// The user's home, the user made (in group libvirt) if it is not there.
-fn regular_user() -> PathBuf {
+pub(crate) fn regular_user() -> PathBuf {
     let known = Command::new("id").arg(USER).output().unwrap();
     if !known.status.success() {
         let made = Command::new("useradd")
@@ -34,14 +34,25 @@ fn regular_user() -> PathBuf {
 
 /// `program args` run as the user, in a login-like environment of the user's own (no
 /// LIBVIRT_DEFAULT_URI: the user's libvirt.conf says which daemon).
-fn as_user(home: &Path, program: &Path, args: &[&str]) -> Run {
-    eprintln!("realvm: ({USER}) {} {}", program.display(), args.join(" "));
+pub(crate) fn as_user(home: &Path, program: &Path, args: &[&str]) -> Run {
+    as_user_with(home, &[], program, args)
+}
+
+/// [`as_user`] with more of the environment (`NAME=value`).
+pub(crate) fn as_user_with(home: &Path, env: &[String], program: &Path, args: &[&str]) -> Run {
+    eprintln!(
+        "realvm: ({USER}) {} {} {}",
+        env.join(" "),
+        program.display(),
+        args.join(" ")
+    );
     let out = Command::new("runuser")
         .args(["-u", USER, "--", "env", "-i"])
         .arg(format!("HOME={}", home.display()))
         .arg(format!("USER={USER}"))
         .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
         .arg(format!("XDG_RUNTIME_DIR={}", home.join("run").display()))
+        .args(env)
         .arg(program)
         .args(args)
         .output()
@@ -50,7 +61,7 @@ fn as_user(home: &Path, program: &Path, args: &[&str]) -> Run {
 }
 
 /// The binary under test, where the user can run it (the checkout may be in root's home).
-fn user_binary(home: &Path) -> PathBuf {
+pub(crate) fn user_binary(home: &Path) -> PathBuf {
     let bin = home.join("bin/virt-up");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_virt-up"), &bin).unwrap();
@@ -58,7 +69,7 @@ fn user_binary(home: &Path) -> PathBuf {
     bin
 }
 
-fn chown(home: &Path) {
+pub(crate) fn chown(home: &Path) {
     let out = Command::new("chown")
         .args(["-R", &format!("{USER}:{USER}")])
         .arg(home)
@@ -69,7 +80,7 @@ fn chown(home: &Path) {
 
 /// The user's own configuration: a template of the world's base image (built again, as
 /// the user), and the shipped playbooks.
-fn configure(home: &Path, index: &str) {
+pub(crate) fn configure(home: &Path, index: &str) {
     let config = home.join(".config/virt-up");
     std::fs::create_dir_all(config.join("templates.d")).unwrap();
     std::fs::create_dir_all(home.join("run")).unwrap();

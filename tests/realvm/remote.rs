@@ -1,0 +1,210 @@
+//! A second libvirt host, reached only through libvirt's remote protocol over SSH
+//! (`qemu+ssh://`), by a regular user. scripts/lab-host.sh makes it on this machine: its
+//! own libvirtd, virtlogd, pool, NAT network and sshd in private network, mount and UTS
+//! namespaces, its pool in a directory the user cannot read, its guests on a network only
+//! that host reaches. So no local file access or local route can pass for remote work: the
+//! template is uploaded through libvirt, disks are made and deleted by that host's
+//! libvirtd, and every ssh to its guests jumps through it (host keys checked throughout).
+
+use crate::run::Run;
+use crate::user::{as_user_with, chown, configure, regular_user, user_binary, USER};
+use crate::world::world;
+use std::path::Path;
+use std::process::Command;
+
+const LAB: &str = "/tmp/vulab-r1";
+const INSTANCE: &str = "vut-r1";
+const SECOND: &str = "vut-r2";
+const TEMPLATE: &str = "vut-userdeb";
+
+/// `scripts/lab-host.sh ARGS` as root; its stdout.
+fn lab(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab-host.sh");
+    eprintln!("realvm: lab-host.sh {}", args.join(" "));
+    let out = Command::new(script).args(args).output().unwrap();
+    Run::from(out).ok().stdout
+}
+
+/// The value of `key=` in the lab's `up` output.
+fn field(up: &str, key: &str) -> String {
+    up.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in: {up}"))
+        .to_string()
+}
+
+/// Stops the lab host however the test ends.
+struct LabDown;
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab-host.sh");
+        let _ = Command::new(script).args(["down", LAB]).output();
+    }
+}
+
+/// The user's own ssh key (made if missing), authorized for root on the lab host, and the
+/// lab's host key in the user's known_hosts: what a user sets up once for `qemu+ssh://`.
+fn trust_each_other(home: &Path, address: &str) {
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = ssh.join("id_ed25519");
+    if !key.exists() {
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", USER, "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", Run::from(made).stderr);
+    }
+    lab(&["authorize", LAB, &format!("{}.pub", key.display())]);
+    let known = lab(&["known-hosts", LAB]);
+    let known_hosts = ssh.join("known_hosts");
+    let kept: String = std::fs::read_to_string(&known_hosts)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{address} ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&known_hosts, kept + &known).unwrap();
+    chown(home);
+    let _ = Command::new("chmod").arg("700").arg(&ssh).status();
+}
+
+fn rows(listed: &str) -> serde_json::Value {
+    serde_json::from_str(listed).unwrap_or_else(|e| panic!("{e}: {listed}"))
+}
+
+fn row<'a>(rows: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {rows}"))
+}
+
+#[test]
+fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
+    let w = world();
+    let home = regular_user();
+    let vu = user_binary(&home);
+    lab(&["down", LAB]);
+    let up = lab(&["up", LAB, "r1", "5"]);
+    let _down = LabDown;
+    let uri = field(&up, "uri");
+    let address = field(&up, "address");
+    let subnet = field(&up, "guest_subnet");
+    trust_each_other(&home, &address);
+    let on_lab = vec![format!("LIBVIRT_DEFAULT_URI={uri}")];
+    let run = |env: &[String], args: &[&str]| as_user_with(&home, env, &vu, args);
+    let lab_virsh = |args: &[&str]| {
+        let mut all = vec!["-c", uri.as_str()];
+        all.extend_from_slice(args);
+        let out = Command::new("runuser")
+            .args(["-u", USER, "--", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
+            .arg("virsh")
+            .args(&all)
+            .output()
+            .unwrap();
+        Run::from(out).ok().stdout
+    };
+
+    // The lab's pool is not the user's to read: only libvirt's protocol reaches it.
+    let readable = Command::new("runuser")
+        .args(["-u", USER, "--", "ls", LAB])
+        .output()
+        .unwrap();
+    assert!(!readable.status.success(), "{USER} can read {LAB}");
+    let _ = std::fs::remove_dir_all(home.join(".config/virt-up"));
+    configure(&home, w.index());
+
+    run(&on_lab, &[INSTANCE, "--template", TEMPLATE]).ok();
+    assert_eq!(
+        run(&[], &[INSTANCE, "--login", "--command", "id -un; hostname"])
+            .ok()
+            .stdout,
+        "virt\nvut-r1\n",
+        "a login through the lab host, without naming it"
+    );
+    let info = rows(&run(&[], &[INSTANCE, "--info", "--json"]).ok().stdout);
+    assert_eq!(info["host"], uri.as_str(), "{info}");
+    let guest = info["address"].as_str().unwrap().to_string();
+    let prefix = subnet.rsplit_once('.').map(|(p, _)| p).unwrap_or(&subnet);
+    assert!(
+        guest.starts_with(prefix),
+        "{guest} is not on the lab's network {subnet}"
+    );
+    // The guest is reached through the lab host only: no route to it from here.
+    let direct = Command::new("ip")
+        .args(["route", "get", &guest])
+        .output()
+        .unwrap();
+    let route = String::from_utf8_lossy(&direct.stdout);
+    assert!(
+        !route.contains("virbr") && !route.contains("vulab"),
+        "{guest} is routable from here: {route}"
+    );
+    let vols = lab_virsh(&["vol-list", "default"]);
+    assert!(vols.contains(&format!("{INSTANCE}.qcow2")), "{vols}");
+    assert!(
+        vols.contains(&format!("TEMPLATE-{TEMPLATE}.qcow2")),
+        "{vols}"
+    );
+
+    // ansible through the generated inventory (it jumps through the lab host too).
+    let inventory = home.join(".local/share/virt-up/inventory.yaml");
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", "env", "-i"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
+        .arg("ANSIBLE_HOST_KEY_CHECKING=True")
+        .args(["ansible", "-i"])
+        .arg(&inventory)
+        .args([INSTANCE, "-m", "ping"])
+        .output()
+        .unwrap();
+    let ping = Run::from(out).ok().stdout;
+    assert!(ping.contains("SUCCESS"), "{ping}");
+
+    // The template is on the lab host now: a second instance there builds and uploads
+    // nothing.
+    let second = run(&on_lab, &[SECOND, "--template", TEMPLATE, "--debug"]).ok();
+    assert!(
+        !second.stderr.contains("building template") && !second.stderr.contains("upload"),
+        "{}",
+        second.stderr
+    );
+
+    // --list without the URI shows the lab's instances, with their host.
+    let listed = rows(&run(&[], &["--list", "--json"]).ok().stdout);
+    assert_eq!(row(&listed, INSTANCE)["state"], "running", "{listed}");
+    assert_eq!(row(&listed, INSTANCE)["host_name"], address.as_str());
+
+    // The lab's libvirtd down: --list still works and names the host; a create there
+    // fails naming it.
+    lab(&["stop-libvirtd", LAB]);
+    let listed = run(&[], &["--list", "--json"]).ok();
+    assert!(listed.stderr.contains(&address), "{}", listed.stderr);
+    assert_eq!(row(&rows(&listed.stdout), SECOND)["state"], "unknown");
+    let refused = run(&on_lab, &["vut-r3", "--template", TEMPLATE]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains(&address), "{}", refused.stderr);
+    lab(&["start-libvirtd", LAB]);
+
+    // --delete (no URI given) removes the domain and volumes on the lab host.
+    run(&[], &[INSTANCE, "--delete"]).ok();
+    run(&[], &[SECOND, "--delete"]).ok();
+    let domains = lab_virsh(&["list", "--all", "--name"]);
+    assert!(
+        !domains.contains(INSTANCE) && !domains.contains(SECOND),
+        "{domains}"
+    );
+    let vols = lab_virsh(&["vol-list", "default"]);
+    assert!(!vols.contains(INSTANCE) && !vols.contains(SECOND), "{vols}");
+    run(&on_lab, &[TEMPLATE, "--delete", "--all"]).ok();
+    let vols = lab_virsh(&["vol-list", "default"]);
+    assert!(!vols.contains("TEMPLATE-"), "{vols}");
+    let listed = run(&[], &["--list", "--all", "--json"]).ok().stdout;
+    assert!(!listed.contains("vut-r"), "{listed}");
+}
