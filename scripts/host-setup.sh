@@ -6,10 +6,14 @@ set -euo pipefail
 
 log() { printf 'host-setup: %s\n' "$*" >&2; }
 
+# openssh-server: the sshd of scripts/lab-host.sh's second libvirt host (started by that
+# script with its own config; on a machine with an init system the package also starts
+# the machine's own sshd, here nothing does). The far side of qemu+ssh:// runs
+# virt-ssh-helper (package libvirt-daemon), so no netcat is needed.
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   qemu-utils guestfs-tools libguestfs-tools virtinst debootstrap linux-image-amd64
   supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils
-  shellcheck zsh fish)
+  shellcheck zsh fish openssh-server)
 
 missing_packages() {
   local p
