@@ -49,6 +49,12 @@ install_packages() {
 LIBVIRTD_CONF=/etc/libvirt/libvirtd.conf
 GROUP_ACCESS=('unix_sock_group = "libvirt"' 'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"')
 
+# This machine's own daemons only: a lab host of scripts/lab-host.sh runs a libvirtd and a
+# virtlogd of its own in other namespaces, which plain pgrep -x would take for these (and
+# pkill -x kill).
+own_pgrep() { pgrep --ns $$ --nslist mnt,net "$@"; }
+own_pkill() { pkill --ns $$ --nslist mnt,net "$@"; }
+
 allow_group_libvirt() {
   local line changed=
   for line in "${GROUP_ACCESS[@]}"; do
@@ -56,18 +62,18 @@ allow_group_libvirt() {
     printf '%s\n' "$line" >>"$LIBVIRTD_CONF"
     changed=yes
   done
-  if [ -n "$changed" ] && pgrep -x libvirtd >/dev/null; then
+  if [ -n "$changed" ] && own_pgrep -x libvirtd >/dev/null; then
     log "restarting libvirtd for group libvirt's socket access"
-    pkill -x libvirtd
+    own_pkill -x libvirtd
     local _
-    for _ in $(seq 1 100); do pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 1 100); do own_pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
     log "libvirtd did not stop"; exit 1
   fi
 }
 
 start_daemons() {
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
+  own_pgrep -x virtlogd >/dev/null || virtlogd -d
+  own_pgrep -x libvirtd >/dev/null || libvirtd -d
   local _
   for _ in $(seq 1 100); do
     virsh -c qemu:///system version >/dev/null 2>&1 && return 0

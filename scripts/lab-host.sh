@@ -129,47 +129,50 @@ make_state() {
   [ -f "$DIR/lab.env" ] && return 0
   [ ! -e "$DIR" ] || [ -z "$(ls -A "$DIR")" ] || die "$DIR exists and is not a lab host"
   log "creating $DIR"
-  mkdir -p "$DIR"
-  chown root:root "$DIR"
-  chmod 0700 "$DIR"
-  mkdir -p "$DIR/ns" "$DIR/run/libvirt" "$DIR/run/sshd" "$DIR/ssh"
-  chmod 0755 "$DIR/run" "$DIR/run/libvirt" "$DIR/run/sshd"
-  chmod 0700 "$DIR/ssh"
-  mirror_dirs /var/lib/libvirt "$DIR/lib"
-  mirror_dirs /var/cache/libvirt "$DIR/cache"
+  # Made under another name and renamed at the end: a DIR is whole or absent.
+  local T=$DIR.new
+  rm -rf "$T"
+  mkdir -p "$T"
+  chown root:root "$T"
+  chmod 0700 "$T"
+  mkdir -p "$T/ns" "$T/run/libvirt" "$T/run/sshd" "$T/ssh"
+  chmod 0755 "$T/run" "$T/run/libvirt" "$T/run/sshd"
+  chmod 0700 "$T/ssh"
+  mirror_dirs /var/lib/libvirt "$T/lib"
+  mirror_dirs /var/cache/libvirt "$T/cache"
   # The host's probes of the same qemu binaries on the same kernel: without them libvirtd
   # runs every qemu-system-* before it answers (8 s here, under TCG). libvirt checks each
   # file's validity itself (binary and libvirtd ctimes, kernel, microcode).
   local caps=/var/cache/libvirt/qemu/capabilities
   if [ -d "$caps" ]; then
-    mkdir -p "$DIR/cache/qemu"
-    cp -a "$caps" "$DIR/cache/qemu/"
+    mkdir -p "$T/cache/qemu"
+    cp -a "$caps" "$T/cache/qemu/"
   fi
-  mirror_dirs /var/log/libvirt "$DIR/log"
+  mirror_dirs /var/log/libvirt "$T/log"
   # The pool: a regular user must not read it from outside (DIR is 0700 root as well).
-  mkdir -p "$DIR/lib/images"
-  chmod 0711 "$DIR/lib/images"
+  mkdir -p "$T/lib/images"
+  chmod 0711 "$T/lib/images"
 
   # The host's configuration files, none of its objects: its domains, networks, pools,
   # secrets, node devices and hooks belong to the host, not to this one.
-  mkdir -p "$DIR/etc"
-  chmod --reference=/etc/libvirt "$DIR/etc"
-  find /etc/libvirt -maxdepth 1 -type f -exec cp -a {} "$DIR/etc/" \;
-  [ -d /etc/libvirt/nwfilter ] && cp -a /etc/libvirt/nwfilter "$DIR/etc/"
-  mkdir -p "$DIR/etc/hooks" "$DIR/etc/qemu/networks/autostart" "$DIR/etc/storage/autostart"
-  touch "$DIR/etc/qemu.conf" "$DIR/etc/libvirtd.conf"
-  set_conf "$DIR/etc/qemu.conf" cgroup_controllers '[ ]'
-  set_conf "$DIR/etc/libvirtd.conf" host_uuid "\"$(cat /proc/sys/kernel/random/uuid)\""
+  mkdir -p "$T/etc"
+  chmod --reference=/etc/libvirt "$T/etc"
+  find /etc/libvirt -maxdepth 1 -type f -exec cp -a {} "$T/etc/" \;
+  [ -d /etc/libvirt/nwfilter ] && cp -a /etc/libvirt/nwfilter "$T/etc/"
+  mkdir -p "$T/etc/hooks" "$T/etc/qemu/networks/autostart" "$T/etc/storage/autostart"
+  touch "$T/etc/qemu.conf" "$T/etc/libvirtd.conf"
+  set_conf "$T/etc/qemu.conf" cgroup_controllers '[ ]'
+  set_conf "$T/etc/libvirtd.conf" host_uuid "\"$(cat /proc/sys/kernel/random/uuid)\""
 
-  printf '# %s: no upstream DNS\n' "$NAME" >"$DIR/resolv.conf"
-  chmod 0644 "$DIR/resolv.conf"
+  printf '# %s: no upstream DNS\n' "$NAME" >"$T/resolv.conf"
+  chmod 0644 "$T/resolv.conf"
 
-  ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$DIR/ssh/ssh_host_ed25519_key"
-  : >"$DIR/ssh/authorized_keys"
-  chmod 0600 "$DIR/ssh/authorized_keys"
+  ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$T/ssh/ssh_host_ed25519_key"
+  : >"$T/ssh/authorized_keys"
+  chmod 0600 "$T/ssh/authorized_keys"
   # StrictModes would refuse authorized_keys under a world-writable /tmp; the files are
   # root's under a 0700 root DIR.
-  cat >"$DIR/ssh/sshd_config" <<EOF
+  cat >"$T/ssh/sshd_config" <<EOF
 # sshd of lab host $NAME (scripts/lab-host.sh)
 ListenAddress $ADDR:22
 HostKey $DIR/ssh/ssh_host_ed25519_key
@@ -189,7 +192,8 @@ PrintLastLog no
 AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
-  printf 'name=%s\nindex=%s\n' "$NAME" "$INDEX" >"$DIR/lab.env"
+  printf 'name=%s\nindex=%s\n' "$NAME" "$INDEX" >"$T/lab.env"
+  mv -T "$T" "$DIR"
 }
 
 make_net() {
@@ -201,12 +205,14 @@ make_net() {
   fi
   ip link show "$VETH" >/dev/null 2>&1 ||
     ip link add "$VETH" type veth peer name eth0 netns "$NS"
-  ip -o addr show dev "$VETH" | grep -qF " $HOST_ADDR/24 " ||
-    ip addr add "$HOST_ADDR/24" dev "$VETH"
+  # Captured first: with pipefail, grep -q closing the pipe early would fail the test.
+  local addrs
+  addrs=$(ip -o addr show dev "$VETH")
+  grep -qF " $HOST_ADDR/24 " <<<"$addrs" || ip addr add "$HOST_ADDR/24" dev "$VETH"
   ip link set "$VETH" up
   ip -n "$NS" link set lo up
-  ip -n "$NS" -o addr show dev eth0 | grep -qF " $ADDR/24 " ||
-    ip -n "$NS" addr add "$ADDR/24" dev eth0
+  addrs=$(ip -n "$NS" -o addr show dev eth0)
+  grep -qF " $ADDR/24 " <<<"$addrs" || ip -n "$NS" addr add "$ADDR/24" dev eth0
   ip -n "$NS" link set eth0 up
 }
 
@@ -262,12 +268,13 @@ start_virtlogd() {
 # 8 s of probing every qemu-system-* under TCG.
 probe_cpu() {
   local f apic leaf
-  f=$(grep -l '<emulator>/usr/bin/qemu-system-x86_64<' "$DIR"/cache/qemu/capabilities/*.xml 2>/dev/null |
-    head -n 1) || return 0
-  [ -n "$f" ] || return 0
+  # (No pipes into head here: with pipefail, head's early exit could fail them.)
+  f=$(grep -l '<emulator>/usr/bin/qemu-system-x86_64<' "$DIR"/cache/qemu/capabilities/*.xml \
+    2>/dev/null) || return 0
+  f=${f%%$'\n'*}
   apic=
   for leaf in 0x0000001f 0x0000000b; do
-    apic=$(sed -n "s/.*eax_in='$leaf' ecx_in='0x00000000' .* edx='\(0x[0-9a-f]*\)'.*/\1/p" "$f" | head -n 1)
+    apic=$(sed -n "s/.*eax_in='$leaf' ecx_in='0x00000000' .* edx='\(0x[0-9a-f]*\)'.*/\1/p;T;q" "$f")
     [ -z "$apic" ] || break
   done
   # No such leaf: libvirt leaves out an all-zero entry, which is the x2APIC ID 0.
@@ -294,7 +301,11 @@ start_libvirtd() {
   wait_for libvirtd lab_virsh version
 }
 
-sshd_listening() { in_lab ss -Hltn "src $ADDR:22" | grep -q LISTEN; }
+sshd_listening() {
+  local socks
+  socks=$(in_lab ss -Hltn "src $ADDR:22")
+  grep -q LISTEN <<<"$socks"
+}
 
 start_sshd() {
   if ! pid_alive "$DIR/run/sshd.pid" sshd; then
