@@ -91,13 +91,22 @@ lab_virsh() { in_lab virsh -q -c qemu:///system "$@"; }
 
 is_mountpoint() { findmnt -n --mountpoint "$1" >/dev/null 2>&1; }
 
+# Whether process $1 is alive: not a zombie either, which this machine's pid 1 (no init)
+# reaps only some time later.
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
 # Whether the process in pid file $1 is alive and is $2.
 pid_alive() {
   local pid
   [ -f "$1" ] || return 1
   pid=$(cat "$1" 2>/dev/null) || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] && alive "$pid"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -443,7 +452,7 @@ cmd_stop_libvirtd() {
   pid=$(cat "$DIR/run/libvirtd.pid")
   kill -TERM "$pid"
   for _ in $(seq 1 200); do
-    [ -e "/proc/$pid" ] || return 0
+    alive "$pid" || return 0
     sleep 0.05
   done
   die "libvirtd ($pid) did not stop"
