@@ -18,16 +18,20 @@
 #   inside (10.231.N.2/24, the lab's address). The lab has no default route: neither it nor
 #   its guests reach anything but this machine's 10.231.N.1.
 # - A mount and a UTS namespace (host name NAME), held by ns files under DIR/ns (so that
-#   stop/start and down find them with no process alive), in which directories under DIR
-#   are bind-mounted over /run (so /var/run too: pid files and sockets of the lab's daemons
-#   are under DIR/run, seen from outside), /var/lib/libvirt, /var/cache/libvirt,
-#   /var/log/libvirt, /etc/libvirt and /etc/resolv.conf, and a sysfs of the netns over /sys.
-# - Inside them virtlogd, libvirtd and an sshd (own config and host key under DIR/ssh,
-#   listening on 10.231.N.2:22 only, root by key only). libvirt's client runs
-#   virt-ssh-helper (package libvirt-daemon) on the far side, so no netcat is needed.
+#   stop/start and down find them with no process alive). In it the lab's own directories
+#   under DIR are bind-mounted over the same paths: DIR/run on /run (so /var/run: the
+#   daemons' pid files and sockets are under DIR/run, seen from outside), DIR/etc/libvirt,
+#   DIR/etc/ssh, DIR/etc/resolv.conf, DIR/var/{lib,cache,log,tmp} (holding only libvirt's
+#   directories), DIR/tmp, DIR/home and DIR/root; and a sysfs of the netns on /sys. The rest
+#   (/usr, /etc, /dev, the users) is this machine's. So what a client keeps in its home, its
+#   /tmp or /var/cache (virt-up's caches, base images) is not on the lab host, as it would
+#   not be on a real one: a path that only exists on the client fails there too.
+# - Inside them virtlogd, libvirtd and an sshd (/etc/ssh of its own: its host key, root by
+#   key only from /root/.ssh/authorized_keys, listening on 10.231.N.2:22 only). libvirt's
+#   client runs virt-ssh-helper (package libvirt-daemon) on the far side, so no netcat.
 # - The lab's `default` network: NAT on 192.168.(240+N).0/24, its dnsmasq in the netns;
-#   its `default` pool: /var/lib/libvirt/images inside, DIR/lib/images outside, unreadable
-#   to regular users (DIR is 0700).
+#   its `default` pool: /var/lib/libvirt/images inside, DIR/var/lib/libvirt/images
+#   outside, unreadable to regular users (DIR is 0700 root).
 #
 # Two libvirtds on one kernel, and what keeps them apart:
 # - cgroups (v1 here): libvirt would put both daemons' guests in the same per-controller
@@ -144,50 +148,56 @@ make_state() {
   mkdir -p "$T"
   chown root:root "$T"
   chmod 0700 "$T"
-  mkdir -p "$T/ns" "$T/run/libvirt" "$T/run/sshd" "$T/ssh"
-  chmod 0755 "$T/run" "$T/run/libvirt" "$T/run/sshd"
-  chmod 0700 "$T/ssh"
-  mirror_dirs /var/lib/libvirt "$T/lib"
-  mirror_dirs /var/cache/libvirt "$T/cache"
+  mkdir -p "$T/ns" "$T/run/libvirt" "$T/run/sshd" "$T/etc" "$T/var/lib" "$T/var/cache" \
+    "$T/var/log" "$T/var/tmp" "$T/tmp" "$T/home" "$T/root/.ssh"
+  chmod 0755 "$T/run" "$T/run/libvirt" "$T/run/sshd" "$T/etc" "$T/var" "$T/var/lib" \
+    "$T/var/cache" "$T/var/log" "$T/home"
+  chmod 1777 "$T/tmp" "$T/var/tmp"
+  chmod 0700 "$T/root" "$T/root/.ssh"
+  mirror_dirs /var/lib/libvirt "$T/var/lib/libvirt"
+  mirror_dirs /var/cache/libvirt "$T/var/cache/libvirt"
+  mirror_dirs /var/log/libvirt "$T/var/log/libvirt"
   # The host's probes of the same qemu binaries on the same kernel: without them libvirtd
   # runs every qemu-system-* before it answers (8 s here, under TCG). libvirt checks each
-  # file's validity itself (binary and libvirtd ctimes, kernel, microcode).
+  # file's validity itself (binary and libvirtd ctimes, kernel, microcode, host CPUID: see
+  # probe_cpu).
   local caps=/var/cache/libvirt/qemu/capabilities
   if [ -d "$caps" ]; then
-    mkdir -p "$T/cache/qemu"
-    cp -a "$caps" "$T/cache/qemu/"
+    mkdir -p "$T/var/cache/libvirt/qemu"
+    cp -a "$caps" "$T/var/cache/libvirt/qemu/"
   fi
-  mirror_dirs /var/log/libvirt "$T/log"
   # The pool: a regular user must not read it from outside (DIR is 0700 root as well).
-  mkdir -p "$T/lib/images"
-  chmod 0711 "$T/lib/images"
+  mkdir -p "$T/var/lib/libvirt/images"
+  chmod 0711 "$T/var/lib/libvirt/images"
 
-  # The host's configuration files, none of its objects: its domains, networks, pools,
-  # secrets, node devices and hooks belong to the host, not to this one.
-  mkdir -p "$T/etc"
-  chmod --reference=/etc/libvirt "$T/etc"
-  find /etc/libvirt -maxdepth 1 -type f -exec cp -a {} "$T/etc/" \;
-  [ -d /etc/libvirt/nwfilter ] && cp -a /etc/libvirt/nwfilter "$T/etc/"
-  mkdir -p "$T/etc/hooks" "$T/etc/qemu/networks/autostart" "$T/etc/storage/autostart"
-  touch "$T/etc/qemu.conf" "$T/etc/libvirtd.conf"
-  set_conf "$T/etc/qemu.conf" cgroup_controllers '[ ]'
-  set_conf "$T/etc/libvirtd.conf" host_uuid "\"$(cat /proc/sys/kernel/random/uuid)\""
+  # The host's libvirt configuration files, none of its objects: its domains, networks,
+  # pools, secrets, node devices and hooks belong to the host, not to this one.
+  local etc=$T/etc/libvirt
+  mkdir -p "$etc"
+  chmod --reference=/etc/libvirt "$etc"
+  find /etc/libvirt -maxdepth 1 -type f -exec cp -a {} "$etc/" \;
+  [ -d /etc/libvirt/nwfilter ] && cp -a /etc/libvirt/nwfilter "$etc/"
+  mkdir -p "$etc/hooks" "$etc/qemu/networks/autostart" "$etc/storage/autostart"
+  touch "$etc/qemu.conf" "$etc/libvirtd.conf"
+  set_conf "$etc/qemu.conf" cgroup_controllers '[ ]'
+  set_conf "$etc/libvirtd.conf" host_uuid "\"$(cat /proc/sys/kernel/random/uuid)\""
 
-  printf '# %s: no upstream DNS\n' "$NAME" >"$T/resolv.conf"
-  chmod 0644 "$T/resolv.conf"
+  printf '# %s: no upstream DNS\n' "$NAME" >"$T/etc/resolv.conf"
+  chmod 0644 "$T/etc/resolv.conf"
 
-  ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$T/ssh/ssh_host_ed25519_key"
-  : >"$T/ssh/authorized_keys"
-  chmod 0600 "$T/ssh/authorized_keys"
-  # StrictModes would refuse authorized_keys under a world-writable /tmp; the files are
-  # root's under a 0700 root DIR.
-  cat >"$T/ssh/sshd_config" <<EOF
+  mkdir -p "$T/etc/ssh"
+  chmod 0755 "$T/etc/ssh"
+  [ ! -f /etc/ssh/moduli ] || cp -a /etc/ssh/moduli "$T/etc/ssh/"
+  ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$T/etc/ssh/ssh_host_ed25519_key"
+  : >"$T/root/.ssh/authorized_keys"
+  chmod 0600 "$T/root/.ssh/authorized_keys"
+  # Paths as the lab's sshd sees them.
+  cat >"$T/etc/ssh/sshd_config" <<EOF
 # sshd of lab host $NAME (scripts/lab-host.sh)
 ListenAddress $ADDR:22
-HostKey $DIR/ssh/ssh_host_ed25519_key
-PidFile $DIR/run/sshd.pid
-AuthorizedKeysFile $DIR/ssh/authorized_keys
-StrictModes no
+HostKey /etc/ssh/ssh_host_ed25519_key
+PidFile /run/sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys
 PermitRootLogin prohibit-password
 AllowUsers root
 PubkeyAuthentication yes
@@ -243,15 +253,22 @@ make_mounts() {
 # Run inside the new mount, UTS and net namespaces by make_mounts.
 init_mounts() {
   load
+  # The copies of the host's namespace files (/run/netns/*, other labs' DIR/ns/*): they
+  # would keep those namespaces alive after their own down, as long as this lab lives.
+  local m
+  while IFS= read -r m; do
+    umount -l "$(printf '%b' "$m")"
+  done < <(findmnt -rn -t nsfs -o TARGET)
   # A sysfs of this netns (its /sys/class/net), with no cgroup mounted under it.
   umount -l /sys
   mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
-  mount --bind "$DIR/run" /run
-  mount --bind "$DIR/lib" /var/lib/libvirt
-  mount --bind "$DIR/cache" /var/cache/libvirt
-  mount --bind "$DIR/log" /var/log/libvirt
-  mount --bind "$DIR/etc" /etc/libvirt
-  mount --bind "$DIR/resolv.conf" /etc/resolv.conf
+  # Sources relative to DIR, which stays the working directory when a mount covers the
+  # path to it (DIR may be under /tmp, say).
+  cd "$DIR"
+  local d
+  for d in run etc/libvirt etc/ssh etc/resolv.conf var/lib var/cache var/log var/tmp home root tmp; do
+    mount --bind "$d" "/$d"
+  done
   hostname "$NAME"
 }
 
@@ -262,7 +279,7 @@ wait_for() {
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
-  die "$what did not come up (logs under $DIR/log, $DIR/daemons.log)"
+  die "$what did not come up (logs under $DIR/var/log, $DIR/daemons.log)"
 }
 
 start_virtlogd() {
@@ -278,7 +295,7 @@ start_virtlogd() {
 probe_cpu() {
   local f apic leaf
   # (No pipes into head here: with pipefail, head's early exit could fail them.)
-  f=$(grep -l '<emulator>/usr/bin/qemu-system-x86_64<' "$DIR"/cache/qemu/capabilities/*.xml \
+  f=$(grep -l '<emulator>/usr/bin/qemu-system-x86_64<' "$DIR"/var/cache/libvirt/qemu/capabilities/*.xml \
     2>/dev/null) || return 0
   f=${f%%$'\n'*}
   apic=
@@ -318,15 +335,16 @@ sshd_listening() {
 
 start_sshd() {
   if ! pid_alive "$DIR/run/sshd.pid" sshd; then
-    in_lab /usr/sbin/sshd -f "$DIR/ssh/sshd_config" -E "$DIR/ssh/sshd.log" \
-      </dev/null >/dev/null 2>>"$DIR/daemons.log" || die "sshd failed: $DIR/ssh/sshd.log"
+    in_lab /usr/sbin/sshd -E /var/log/sshd.log </dev/null >/dev/null 2>>"$DIR/daemons.log" ||
+      die "sshd failed: $DIR/var/log/sshd.log"
   fi
   wait_for sshd sshd_listening
 }
 
 ensure_network() {
   if ! lab_virsh net-info default >/dev/null 2>&1; then
-    cat >"$DIR/default-network.xml" <<EOF
+    # On stdin: no path under DIR is seen inside.
+    lab_virsh net-define /dev/stdin >/dev/null <<EOF
 <network>
   <name>default</name>
   <bridge name='virbr0'/>
@@ -338,7 +356,6 @@ ensure_network() {
   </ip>
 </network>
 EOF
-    lab_virsh net-define "$DIR/default-network.xml" >/dev/null
     lab_virsh net-autostart default >/dev/null
   fi
   local info
@@ -478,7 +495,8 @@ cmd_authorize() {
   local line
   while IFS= read -r line; do
     [ -n "$line" ] || continue
-    grep -qxF "$line" "$DIR/ssh/authorized_keys" || printf '%s\n' "$line" >>"$DIR/ssh/authorized_keys"
+    grep -qxF "$line" "$DIR/root/.ssh/authorized_keys" ||
+      printf '%s\n' "$line" >>"$DIR/root/.ssh/authorized_keys"
   done <"$2"
 }
 
@@ -487,7 +505,7 @@ cmd_known_hosts() {
   set_dir "$1"
   load
   local type key _
-  read -r type key _ <"$DIR/ssh/ssh_host_ed25519_key.pub"
+  read -r type key _ <"$DIR/etc/ssh/ssh_host_ed25519_key.pub"
   printf '%s %s %s\n' "$ADDR" "$type" "$key"
 }
 

@@ -62,6 +62,9 @@ check "vol-download gives it back" sh -c "runuser -u $USER_NAME -- virsh -q -c $
 check "vol-delete" v vol-delete --pool default t.qcow2
 rm -f "$blob" "$blob.back"
 check "the user cannot read $DIR" sh -c "! runuser -u $USER_NAME -- ls $DIR >/dev/null 2>&1"
+check "the lab host does not see the client's home" "$LAB" run "$DIR" test ! -e "/home/$USER_NAME"
+check "nor its /tmp" "$LAB" run "$DIR" test ! -e "$DIR"
+check "nor /var/cache" sh -c "[ \"\$('$LAB' run '$DIR' ls /var/cache)\" = libvirt ]"
 
 # Strict host key checking: a wrong key in known_hosts is refused.
 sed 's/ AAAA[^ ]*/ AAAAC3NzaC1lZDI1NTE5AAAAIBJHOF6BCXPYpafhKb5bEDPZJq2ezzPJ1GaYzwGwcQKR/' \
