@@ -6,10 +6,14 @@ set -euo pipefail
 
 log() { printf 'host-setup: %s\n' "$*" >&2; }
 
+# openssh-server: the sshd of scripts/lab-host.sh's second libvirt host (started by that
+# script with its own config; on a machine with an init system the package also starts
+# the machine's own sshd, here nothing does). The far side of qemu+ssh:// runs
+# virt-ssh-helper (package libvirt-daemon), so no netcat is needed.
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86
   qemu-utils guestfs-tools libguestfs-tools virtinst debootstrap linux-image-amd64
   supermin dnsmasq-base genisoimage xorriso openssh-client ansible python3-venv xz-utils
-  shellcheck zsh fish)
+  shellcheck zsh fish openssh-server)
 
 missing_packages() {
   local p
@@ -45,6 +49,12 @@ install_packages() {
 LIBVIRTD_CONF=/etc/libvirt/libvirtd.conf
 GROUP_ACCESS=('unix_sock_group = "libvirt"' 'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"')
 
+# This machine's own daemons only: a lab host of scripts/lab-host.sh runs a libvirtd and a
+# virtlogd of its own in other namespaces, which plain pgrep -x would take for these (and
+# pkill -x kill).
+own_pgrep() { pgrep --ns $$ --nslist mnt,net "$@"; }
+own_pkill() { pkill --ns $$ --nslist mnt,net "$@"; }
+
 allow_group_libvirt() {
   local line changed=
   for line in "${GROUP_ACCESS[@]}"; do
@@ -52,18 +62,18 @@ allow_group_libvirt() {
     printf '%s\n' "$line" >>"$LIBVIRTD_CONF"
     changed=yes
   done
-  if [ -n "$changed" ] && pgrep -x libvirtd >/dev/null; then
+  if [ -n "$changed" ] && own_pgrep -x libvirtd >/dev/null; then
     log "restarting libvirtd for group libvirt's socket access"
-    pkill -x libvirtd
+    own_pkill -x libvirtd
     local _
-    for _ in $(seq 1 100); do pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 1 100); do own_pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
     log "libvirtd did not stop"; exit 1
   fi
 }
 
 start_daemons() {
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
+  own_pgrep -x virtlogd >/dev/null || virtlogd -d
+  own_pgrep -x libvirtd >/dev/null || libvirtd -d
   local _
   for _ in $(seq 1 100); do
     virsh -c qemu:///system version >/dev/null 2>&1 && return 0
