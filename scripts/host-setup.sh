@@ -49,11 +49,11 @@ install_packages() {
 LIBVIRTD_CONF=/etc/libvirt/libvirtd.conf
 GROUP_ACCESS=('unix_sock_group = "libvirt"' 'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"')
 
-# This machine's own daemons only: a lab host of scripts/lab-host.sh runs a libvirtd and a
-# virtlogd of its own in other namespaces, which plain pgrep -x would take for these (and
-# pkill -x kill).
-own_pgrep() { pgrep --ns $$ --nslist mnt,net "$@"; }
-own_pkill() { pkill --ns $$ --nslist mnt,net "$@"; }
+# This machine's own daemons only, those of the /run/libvirt this script sees: a lab host
+# of scripts/lab-host.sh runs a libvirtd and a virtlogd of its own in another mount
+# namespace, which plain pgrep -x would take for these (and pkill -x kill).
+own_pgrep() { pgrep --ns $$ --nslist mnt "$@"; }
+own_pkill() { pkill --ns $$ --nslist mnt "$@"; }
 
 allow_group_libvirt() {
   local line changed=

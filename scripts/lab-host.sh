@@ -57,12 +57,18 @@ usage() { sed -n '5,11s/^#   //p' "$SELF" >&2; exit 2; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
-# Absolute, normalised DIR; refuses / and other short paths (down removes DIR).
+# Absolute, normalised DIR of plain characters (it is matched in mountinfo); refuses the
+# system's own directories (down removes DIR).
 set_dir() {
   [ -n "${1:-}" ] || usage
   case "$1" in /*) ;; *) die "DIR must be an absolute path: $1" ;; esac
   DIR=$(realpath -m "$1")
-  case "$DIR" in / | /tmp | /var | /var/* | /etc* | /usr* | /run | /root | /home) die "refusing DIR $DIR" ;; esac
+  [[ $DIR =~ ^/[A-Za-z0-9._/-]+$ ]] || die "DIR may have only letters, digits and ._-/: $DIR"
+  case "$DIR" in
+    /tmp | /var | /var/tmp | /var/lib | /var/cache | /var/log | /home | /root | /run | /run/* | \
+      /etc | /etc/* | /usr | /usr/* | /boot | /boot/* | /proc/* | /sys/* | /dev/*)
+      die "refusing DIR $DIR" ;;
+  esac
 }
 
 # Names and addresses of lab INDEX.
