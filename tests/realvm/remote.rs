@@ -170,6 +170,7 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     // The template is on the lab host now: a second instance there builds and uploads
     // nothing.
     let second = run(&on_lab, &[SECOND, "--template", TEMPLATE, "--debug"]).ok();
+    eprintln!("realvm: {SECOND} on the lab host:\n{}", second.stderr);
     assert!(
         !second.stderr.contains("building template") && !second.stderr.contains("upload"),
         "{}",
