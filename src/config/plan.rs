@@ -375,7 +375,6 @@ fn definition(s: &Settings) -> String {
     text
 }
 
-/// How many instances one command works on at once (`parallel` in `[common]`).
 /// The `jump-host` setting of `[common]`: how guests are reached (see [`crate::reach`]).
 pub fn jump_setting(config: &Config) -> Result<crate::reach::JumpSetting> {
     let common = config.common()?;
@@ -384,6 +383,7 @@ pub fn jump_setting(config: &Config) -> Result<crate::reach::JumpSetting> {
         .map_err(|why| Error::Config(format!("settings.cfg [common] jump-host: {why}")))
 }
 
+/// How many instances one command works on at once (`parallel` in `[common]`).
 pub fn parallel(config: &Config) -> Result<usize> {
     Ok(config.common()?.int("parallel") as usize)
 }

@@ -2,6 +2,7 @@
 //! agent and the login user), its record, and a libvirt domain whose disk is read-only, so
 //! nothing can write a disk that clones depend on.
 
+mod kept;
 mod playbook;
 pub mod warm;
 
@@ -68,6 +69,10 @@ pub fn ensure(ctx: &Context, plan: &TemplatePlan, force: bool) -> Result<Record>
     // An invalid customization is an error before the old template is removed.
     let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
     let spec = customization(plan, cache.dir())?;
+    if force {
+        // A rebuild asked for is a new disk, not the one kept from the last build.
+        kept::discard(plan)?;
+    }
     remove(ctx, template)?;
     build(ctx, plan, spec.map(|spec| (spec, cache)))
 }
@@ -138,18 +143,62 @@ fn build(
             disk,
         });
     }
+    // Gone when this returns, before the caller says the template is ready (or failed).
+    let _line = ctx.ui.line(template);
+    // A customized template's disk comes from the step cache, which knows when a step's
+    // files changed (its definition does not): only virt-builder's are reused.
+    let kept = spec
+        .is_none()
+        .then(|| kept::find(plan, &definition(plan)))
+        .flatten();
+    let (disk, key, final_layer) = match kept {
+        Some(kept) => upload_kept(ctx, plan, kept, &stem, &volume_name)?,
+        None => build_and_upload(ctx, plan, spec, &stem, &volume_name)?,
+    };
+    let login = Login::with_key(plan.username.clone(), key);
+    if let Some(final_layer) = final_layer {
+        // The template's layers stay in the cache while the template exists.
+        let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
+        if let Err(e) = cache.pin(&format!("virt-up template {template}"), &final_layer, &disk) {
+            let _ = ctx.hv.delete_volume(&disk);
+            return Err(e);
+        }
+    }
+
+    let record = template_record(ctx, plan, &disk, login);
+    if let Some(playbook) = &plan.playbook {
+        // A failed playbook leaves no template behind: the next run builds it afresh.
+        if let Err(e) = playbook::run(ctx, &record, plan, playbook) {
+            let _ = ctx.hv.delete_volume(&disk);
+            return Err(e);
+        }
+    }
+    ctx.hv
+        .define(&template_domain(&record, &plan.host).to_xml())?;
+    ctx.store.save(&stem, &record)?;
+    Ok(record)
+}
+
+/// Build the template's disk here, in the cache directory (virt-builder -o takes a local
+/// path), with a new login key, and upload it as volume `volume_name`: the volume, the
+/// login key and the step cache's final layer, if it has one. Kept for other hosts when
+/// the connection is remote.
+fn build_and_upload(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    spec: Option<(crate::steps::template::Template, crate::stepcache::Cache)>,
+    stem: &str,
+    volume_name: &str,
+) -> Result<(PathBuf, PathBuf, Option<String>)> {
+    let template = plan.name.as_str();
     // Built locally under a temporary name (removed whatever happens) and uploaded only
     // when complete, so a killed build never leaves a volume that looks like a template.
     let staging = plan.cache_dir.join("builds");
     crate::fsutil::private_dir(&staging)?;
-    let staged = TempPath::fresh(staging.join(format!("{stem}.{format}.part")))?;
-
+    let staged = TempPath::fresh(staging.join(format!("{stem}.{}.part", plan.format)))?;
     let key_pair = sshkeys::generate(&format!("virt-up template {template}"))?;
-    let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), &stem, &key_pair)?;
-    let login = Login::with_key(plan.username.clone(), key.clone());
+    let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), stem, &key_pair)?;
     let started = std::time::Instant::now();
-    // Gone when this returns, before the caller says the template is ready (or failed).
-    let _line = ctx.ui.line(template);
     ctx.ui.begin(template, "build");
     ctx.ui.info(format!(
         "building template {template} from {} (this takes a few minutes, once)",
@@ -172,30 +221,44 @@ fn build(
     ctx.ui.phase(template, "build", started.elapsed());
     let started = std::time::Instant::now();
     ctx.ui.begin(template, "upload");
-    let disk = upload(ctx, plan, staged.path(), &volume_name)?;
-    drop(staged);
+    let disk = upload(ctx, plan, staged.path(), volume_name)?;
     ctx.ui.phase(template, "upload", started.elapsed());
-    if let Some(final_layer) = final_layer {
-        // The template's layers stay in the cache while the template exists.
-        let cache = crate::stepcache::Cache::open(&plan.cache_dir)?;
-        if let Err(e) = cache.pin(&format!("virt-up template {template}"), &final_layer, &disk) {
-            let _ = ctx.hv.delete_volume(&disk);
-            return Err(e);
+    if ctx.is_remote() && final_layer.is_none() {
+        // Another host may want the same disk: kept; a failure to keep it costs a build.
+        let kept = kept::keep(plan, &definition(plan), staged, &key, final_layer.clone());
+        if let Err(e) = kept {
+            ctx.ui.warn(format!(
+                "template {template}: its disk is not kept for other hosts: {e}"
+            ));
         }
     }
+    Ok((disk, key, final_layer))
+}
 
-    let record = template_record(ctx, plan, &disk, login);
-    if let Some(playbook) = &plan.playbook {
-        // A failed playbook leaves no template behind: the next run builds it afresh.
-        if let Err(e) = playbook::run(ctx, &record, plan, playbook) {
-            let _ = ctx.hv.delete_volume(&disk);
-            return Err(e);
-        }
-    }
-    ctx.hv
-        .define(&template_domain(&record, &plan.host).to_xml())?;
-    ctx.store.save(&stem, &record)?;
-    Ok(record)
+/// Upload the disk kept from the template's build for another host, with its login key
+/// (built into it) copied as this host's template key: no build.
+fn upload_kept(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    kept: kept::Kept,
+    stem: &str,
+    volume_name: &str,
+) -> Result<(PathBuf, PathBuf, Option<String>)> {
+    let template = plan.name.as_str();
+    ctx.ui.info(format!(
+        "template {template}: uploading the disk built for another host (same definition)"
+    ));
+    let private = std::fs::read_to_string(&kept.key).map_err(|e| Error::io(&kept.key, e))?;
+    let key_pair = sshkeys::KeyPair {
+        public_openssh: sshkeys::public_of(&kept.key)?,
+        private_openssh: private,
+    };
+    let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), stem, &key_pair)?;
+    let started = std::time::Instant::now();
+    ctx.ui.begin(template, "upload");
+    let disk = upload(ctx, plan, &kept.disk, volume_name)?;
+    ctx.ui.phase(template, "upload", started.elapsed());
+    Ok((disk, key, kept.final_layer))
 }
 
 /// Put the disk built at `built` into the template's pool as volume `name`: an empty volume

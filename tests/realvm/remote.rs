@@ -204,6 +204,15 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     let vols = lab_virsh(&["vol-list", "default"]);
     assert!(!vols.contains(INSTANCE) && !vols.contains(SECOND), "{vols}");
     run(&on_lab, &[TEMPLATE, "--delete", "--all"]).ok();
+    // Built for a remote host, the template's disk was kept: the same template on a host
+    // that lacks it is uploaded, not built again.
+    let again = run(&on_lab, &[TEMPLATE, "--no-clone"]).ok();
+    assert!(
+        again.stderr.contains("built for another host") && !again.stderr.contains("building"),
+        "{}",
+        again.stderr
+    );
+    run(&on_lab, &[TEMPLATE, "--delete", "--all"]).ok();
     let vols = lab_virsh(&["vol-list", "default"]);
     assert!(!vols.contains("TEMPLATE-"), "{vols}");
     let listed = run(&[], &["--list", "--all", "--json"]).ok().stdout;

@@ -1,0 +1,85 @@
+//! The last disk built for a template, kept in the cache with the login key built into it,
+//! so that the same template on another libvirt host is uploaded there instead of built
+//! again: the same definition gives the same disk. Kept only where another host can use
+//! it (a remote connection) and only for virt-builder templates (a customized one comes
+//! from the step cache, which is quick and knows when a step's files change); one per
+//! template, replaced by the next build and removed with `--force` (a rebuild means a new
+//! disk).
+
+use crate::config::plan::TemplatePlan;
+use crate::error::Result;
+use crate::fsutil::{remove_if_exists, write_atomic, TempPath};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A kept build: its disk, and the private login key its authorized_keys has.
+pub struct Kept {
+    pub disk: PathBuf,
+    pub key: PathBuf,
+    pub final_layer: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    /// The digest of the definition it was built from.
+    definition: String,
+    final_layer: Option<String>,
+}
+
+struct Files {
+    disk: PathBuf,
+    key: PathBuf,
+    meta: PathBuf,
+}
+
+fn files(plan: &TemplatePlan) -> Files {
+    let dir = plan.cache_dir.join("builds");
+    let stem = crate::names::template_stem(&plan.name);
+    Files {
+        disk: dir.join(format!("{stem}.kept.{}", plan.format)),
+        key: dir.join(format!("{stem}.kept.key")),
+        meta: dir.join(format!("{stem}.kept.json")),
+    }
+}
+
+/// The kept build of `plan`'s template if it was built from `definition` and is whole.
+pub fn find(plan: &TemplatePlan, definition: &str) -> Option<Kept> {
+    let f = files(plan);
+    let meta: Meta = serde_json::from_slice(&std::fs::read(&f.meta).ok()?).ok()?;
+    (meta.definition == definition && f.disk.is_file() && f.key.is_file()).then_some(Kept {
+        disk: f.disk,
+        key: f.key,
+        final_layer: meta.final_layer,
+    })
+}
+
+/// Keep `staged` (moved) with a copy of the login key `key`. The description is written
+/// last and removed first, so a half-kept build is never found.
+pub fn keep(
+    plan: &TemplatePlan,
+    definition: &str,
+    staged: TempPath,
+    key: &Path,
+    final_layer: Option<String>,
+) -> Result<()> {
+    discard(plan)?;
+    let f = files(plan);
+    let private = std::fs::read(key).map_err(|e| crate::error::Error::io(key, e))?;
+    write_atomic(&f.key, &private, 0o600)?;
+    staged.persist(&f.disk)?;
+    let meta = Meta {
+        definition: definition.to_string(),
+        final_layer,
+    };
+    write_atomic(&f.meta, &serde_json::to_vec_pretty(&meta)?, 0o600)?;
+    Ok(())
+}
+
+/// Remove the kept build of `plan`'s template, if any.
+pub fn discard(plan: &TemplatePlan) -> Result<()> {
+    let f = files(plan);
+    for path in [&f.meta, &f.disk, &f.key] {
+        remove_if_exists(path)?;
+    }
+    Ok(())
+}
