@@ -28,7 +28,7 @@ _virt__up() {
 
     case "${cmd}" in
         virt__up)
-            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --reset --info --snapshot --snapshots --revert --delete-snapshot --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --mount --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
+            opts="-n -t -q -h -V --name --init --list --show-templates --show-paths --delete --login --start --stop --restart --reset --info --snapshot --snapshots --revert --delete-snapshot --copy --playbook --template --root-password --user --password --password-file --root-password-file --size --memory --vcpus --graphics --dns-domain --mount --host --sftp --command --no-clone --no-inventory --all --yes --quiet --debug --force --json --help --version"
             if [[ ${cur} == -* ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,6 +111,10 @@ _virt__up() {
                     return 0
                     ;;
                 --mount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -18,6 +18,7 @@ vnc\t''
 spice\t''"
 complete -c virt-up -l dns-domain -d 'DNS domain appended to the instance\'s host name (default: the \'dns-domain\' setting)' -r
 complete -c virt-up -l mount -d 'Share a host directory with the new instance (virtiofs), mounted at GUEST_DIR (default: the same path as HOST_DIR) from its first boot on; repeatable. Needs qemu:///system and virtiofsd on the host' -r
+complete -c virt-up -l host -d 'Create the new instances on this libvirt host, a [host NAME] section of settings.cfg (default: each is placed on the template\'s \'hosts\' with the most free memory, within their max-instances and keep-free-memory)' -r
 complete -c virt-up -l command -d 'With --login: run this command over ssh and return its exit code' -r
 complete -c virt-up -l init -d 'Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks): as root in /etc/virt-up, otherwise in the user\'s config directory'
 complete -c virt-up -l list -d 'List instances'

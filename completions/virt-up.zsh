@@ -43,6 +43,7 @@ _virt-up() {
 '--graphics=[Instance graphics type\: none, vnc or spice (default\: the template'\''s '\''graphics'\'' setting, none)]:graphics:(none vnc spice)' \
 '--dns-domain=[DNS domain appended to the instance'\''s host name (default\: the '\''dns-domain'\'' setting)]:dns-domain:_default' \
 '*--mount=[Share a host directory with the new instance (virtiofs), mounted at GUEST_DIR (default\: the same path as HOST_DIR) from its first boot on; repeatable. Needs qemu\:///system and virtiofsd on the host]:host-dir[:guest-dir]:_default' \
+'--host=[Create the new instances on this libvirt host, a \[host NAME\] section of settings.cfg (default\: each is placed on the template'\''s '\''hosts'\'' with the most free memory, within their max-instances and keep-free-memory)]:host:_default' \
 '(--sftp)--command=[With --login\: run this command over ssh and return its exit code]:command:_default' \
 '--init[Install the shipped configuration files (settings.cfg, templates.d, scripts, playbooks)\: as root in /etc/virt-up, otherwise in the user'\''s config directory]' \
 '--list[List instances]' \

@@ -170,6 +170,10 @@ pub enum Error {
     #[error("{0}")]
     HostNotReady(String),
 
+    /// No `[host NAME]` has room for an instance: each host's figure (nothing was placed).
+    #[error(transparent)]
+    NoRoom(#[from] crate::placement::NoRoom),
+
     #[error("interrupted")]
     Interrupted,
 }
@@ -207,7 +211,7 @@ impl Error {
             | Error::Unrecorded { .. }
             | Error::InstanceNotUsable { .. }
             | Error::SnapshotNotFound { .. } => 3,
-            Error::Libvirt { .. } | Error::HostNotReady(_) => 4,
+            Error::Libvirt { .. } | Error::HostNotReady(_) | Error::NoRoom(_) => 4,
             Error::Timeout { .. } => 5,
             Error::Interrupted => 130,
             Error::Tool(e) => e.exit_code(),

@@ -3,8 +3,8 @@
 //! Data flows one way through modules with one job each (docs/design.md):
 //! front-ends (`virtup`, `maker`, `genvm`) -> `config` (the typed plan) -> `image` sources
 //! -> `steps` and `stepcache` -> `template` -> `instance` -> `readiness` -> `records` and
-//! `inventory`; `hypervisor` is the seam to libvirt; the rest are small utilities. The
-//! binaries are thin.
+//! `inventory`; `hypervisor` is the seam to libvirt; `placement` picks a `[host]` for each
+//! new instance; the rest are small utilities. The binaries are thin.
 
 mod choice;
 pub(crate) mod clock;
@@ -27,6 +27,7 @@ pub(crate) mod names;
 // unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]
 pub mod paths;
+pub mod placement;
 pub mod random;
 pub(crate) mod reach;
 pub(crate) mod readiness;

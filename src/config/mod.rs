@@ -1,7 +1,10 @@
-//! Configuration: `settings.cfg` (section `[common]`) and `templates.d/*.cfg` (a section per
+//! Configuration: `settings.cfg` (section `[common]`, and a `[host NAME]` section per
+//! libvirt host instances may be placed on) and `templates.d/*.cfg` (a section per
 //! template), system files in /etc/virt-up overridden key by key by the user's. Values
-//! resolve as template key, then `[common]`, then the built-in default.
+//! resolve as template key, then `[common]`, then the built-in default; a host's keys are
+//! its own (see [`hosts`]).
 
+pub mod hosts;
 pub(crate) mod ini;
 pub mod plan;
 pub(crate) mod schema;
@@ -39,6 +42,8 @@ pub struct Config {
     common: Layer,
     defaults: Layer,
     templates: BTreeMap<String, (Layer, Origin)>,
+    /// settings.cfg's `[host NAME]` sections by NAME, with the first header's place.
+    hosts: BTreeMap<String, (Layer, Origin)>,
     /// Problems that do not stop the tool (unknown keys): shown to the user.
     pub warnings: Vec<String>,
     /// The files read, in order.
@@ -78,19 +83,47 @@ impl Config {
         };
         let file = ini::parse(path, text).map_err(|e| Error::Config(e.to_string()))?;
         self.files.push(path.to_path_buf());
+        // Host names of this file and their lines: ini refuses a repeated header only when
+        // it is spelled the same, and `[host a]` and `[host  a]` are one host.
+        let mut hosts_here: BTreeMap<String, usize> = BTreeMap::new();
         for section in &file.sections {
             let origin = Origin {
                 path: path.to_path_buf(),
                 line: section.line,
             };
+            let host = hosts::section_host(&section.name);
+            let keys = match host {
+                Some(_) => schema::HOST_KEYS,
+                None => schema::KEYS,
+            };
             let layer = match (kind, section.name.as_str()) {
                 (_, "DEFAULT") => &mut self.defaults,
                 (FileKind::Settings, "common") => &mut self.common,
-                (FileKind::Settings, other) => {
-                    self.warnings.push(format!(
-                        "{origin}: section [{other}] is ignored: settings.cfg has only [common]; templates go in templates.d/*.cfg"
-                    ));
-                    continue;
+                (FileKind::Settings, other) => match host {
+                    Some(name) => {
+                        hosts::validate_name(name, &origin)?;
+                        if let Some(first) = hosts_here.insert(name.to_string(), origin.line) {
+                            return Err(Error::Config(format!(
+                                "{origin}: host [{other}] repeats [host {name}] of line {first}: one section per host"
+                            )));
+                        }
+                        &mut self
+                            .hosts
+                            .entry(name.to_string())
+                            .or_insert_with(|| (Layer::new(), origin.clone()))
+                            .0
+                    }
+                    None => {
+                        self.warnings.push(format!(
+                            "{origin}: section [{other}] is ignored: settings.cfg has only [common] and [host NAME]; templates go in templates.d/*.cfg"
+                        ));
+                        continue;
+                    }
+                },
+                (FileKind::Templates, name) if host.is_some() => {
+                    return Err(Error::Config(format!(
+                        "{origin}: [{name}] is a host section: [host NAME] sections go in settings.cfg"
+                    )));
                 }
                 (FileKind::Templates, name) => {
                     crate::names::validate_template_name(name)
@@ -108,13 +141,17 @@ impl Config {
                     path: path.to_path_buf(),
                     line: entry.line,
                 };
-                if let Some(why) = schema::ignored(&entry.key) {
+                let known = match host {
+                    Some(_) => schema::lookup_host(&entry.key).is_some(),
+                    None => schema::lookup(&entry.key).is_some(),
+                };
+                if let Some(why) = schema::ignored(&entry.key).filter(|_| host.is_none()) {
                     self.warnings.push(format!(
                         "{origin}: '{}' in [{}] is ignored: {why}",
                         entry.key, section.name
                     ));
-                } else if schema::lookup(&entry.key).is_none() {
-                    let hint = schema::nearest(&entry.key, schema::KEYS.iter().map(|k| k.name))
+                } else if !known {
+                    let hint = schema::nearest(&entry.key, keys.iter().map(|k| k.name))
                         .map(|k| format!(" (did you mean '{k}'?)"))
                         .unwrap_or_default();
                     self.warnings.push(format!(
@@ -123,8 +160,12 @@ impl Config {
                     ));
                     // Kept: configparser lets other values interpolate any key.
                 }
+                let key = match host {
+                    Some(_) => entry.key.as_str(),
+                    None => schema::canonical(&entry.key),
+                };
                 layer.insert(
-                    schema::canonical(&entry.key).to_string(),
+                    key.to_string(),
                     Value {
                         raw: entry.value.clone(),
                         origin,

@@ -3,6 +3,7 @@
 //! (ripgrep's low-level args -> high-level args is the model). The stages below take a
 //! plan; none of them reads a setting by its name.
 
+pub use super::hosts::HostEntry;
 use super::{schema, Config, Settings};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -89,6 +90,10 @@ pub struct TemplatePlan {
     pub os_version: String,
     pub os_variant: Option<String>,
     pub host: Host,
+    /// The `[host NAME]`s its instances may be placed on (its `hosts` setting resolved,
+    /// tags expanded), in name order; empty when settings.cfg has no `[host]` section:
+    /// the one default connection.
+    pub hosts: Vec<String>,
     pub memory_mib: u64,
     pub vcpus: u64,
     pub graphics: Graphics,
@@ -120,12 +125,18 @@ pub struct Overrides {
     pub no_inventory: bool,
     /// `--mount HOST_DIR[:GUEST_DIR]`, as given.
     pub mounts: Vec<String>,
+    /// `--host NAME`: this command's instances go on that `[host NAME]`.
+    pub host: Option<String>,
 }
 
 /// Everything an instance create needs (one plan serves every name of a command).
 #[derive(Debug, Clone)]
 pub struct InstancePlan {
     pub template: TemplatePlan,
+    /// The `[host NAME]`s this command's instances may be placed on: the `--host` alone,
+    /// else the template's `hosts`; empty: the one default connection (no `[host]`
+    /// section). See [`crate::placement`] for choosing among them.
+    pub hosts: Vec<String>,
     pub memory_mib: u64,
     pub vcpus: u64,
     pub graphics: Graphics,
@@ -165,10 +176,10 @@ const DEFINING_KEYS: &[&str] = &[
 /// The plan for building `template`.
 pub fn template(config: &Config, paths: &Paths, template: &str) -> Result<TemplatePlan> {
     let settings = config.resolve(template)?;
-    template_of(&settings, paths, template)
+    template_of(config, &settings, paths, template)
 }
 
-fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> {
+fn template_of(config: &Config, s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> {
     Ok(TemplatePlan {
         name: name.to_string(),
         source: source(s, paths),
@@ -186,6 +197,7 @@ fn template_of(s: &Settings, paths: &Paths, name: &str) -> Result<TemplatePlan> 
             virt_type: choice(s, "virt-type", VirtType::parse)?,
             arch: s.text("arch").to_string(),
         },
+        hosts: super::hosts::of_template(&hosts(config)?, s)?,
         memory_mib: s.int("memory"),
         vcpus: s.int("vcpus"),
         graphics: choice(s, "graphics", Graphics::parse)?,
@@ -212,7 +224,13 @@ pub fn instance(
     given: &Overrides,
 ) -> Result<InstancePlan> {
     let settings = config.resolve(template)?;
-    let plan = template_of(&settings, paths, template)?;
+    let plan = template_of(config, &settings, paths, template)?;
+    let hosts = super::hosts::for_command(
+        &hosts(config)?,
+        template,
+        &plan.hosts,
+        given.host.as_deref(),
+    )?;
     let flag = |name: &str, value: &dyn fmt::Display, kind| -> Result<()> {
         let value = value.to_string();
         match schema::problem(kind, &value) {
@@ -256,6 +274,7 @@ pub fn instance(
         None => plan.graphics,
     };
     Ok(InstancePlan {
+        hosts,
         memory_mib: given.memory.unwrap_or(plan.memory_mib),
         vcpus: given.vcpus.unwrap_or(plan.vcpus),
         graphics,
@@ -373,6 +392,12 @@ fn definition(s: &Settings) -> String {
         ));
     }
     text
+}
+
+/// The `[host NAME]` sections of settings.cfg, every value checked, in name order; none
+/// without such a section. See [`super::hosts`].
+pub fn hosts(config: &Config) -> Result<Vec<HostEntry>> {
+    super::hosts::entries(config)
 }
 
 /// The `jump-host` setting of `[common]`: how guests are reached (see [`crate::reach`]).

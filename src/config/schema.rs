@@ -1,5 +1,6 @@
 //! The keys settings.cfg and templates.d accept: their kinds, defaults and documentation.
-//! One table drives validation, defaults, `--show-templates` and the shipped settings.cfg.
+//! One table drives validation, defaults, `--show-templates` and the shipped settings.cfg;
+//! a second, [`HOST_KEYS`], the keys of settings.cfg's `[host NAME]` sections.
 
 /// What values a key accepts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -12,6 +13,10 @@ pub enum Kind {
     Args,
     /// A size in bytes, more than zero, in qemu-img's grammar (`8G`, `1.5G`, `512M`).
     Size,
+    /// A size in the same grammar where zero means none (`keep-free-memory = 0`).
+    SizeOrZero,
+    /// Plain words (letters, digits, '-', '_', '.') separated by spaces or commas.
+    Words,
     /// A DNS domain: dot-separated labels of `a-z`, `0-9` and `-`.
     DnsDomain,
 }
@@ -96,6 +101,23 @@ pub const KEYS: &[Key] = &[
     key("customize", Kind::Text, None, "A virt-maker YAML template (relative to the templates.d file's directory) whose import and steps build this template's disk through the step cache, instead of os-version."),
     key("virtiofsd", Kind::Text, None, "The virtiofsd that libvirt runs for --mount shares (default: /usr/libexec/virtiofsd, else /usr/lib/qemu/virtiofsd, the first that is there)."),
     key("parallel", Kind::Int(1, 64), Some("4"), "How many instances one command creates, starts or stops at once."),
+    key("hosts", Kind::Text, None, "The [host NAME] sections of settings.cfg the template's instances may be placed on: host names and tag:WORD (every host with that tag), separated by spaces or commas. Default: every [host] section; with none, the one libvirt connection (libvirt-uri)."),
+];
+
+/// The most instances a `[host NAME]` may be given: past it is a typo, not a plan.
+pub const MAX_HOST_INSTANCES: u64 = 100_000;
+
+/// The keys of a `[host NAME]` section in settings.cfg: one libvirt host that new instances
+/// may be placed on. Its `pool`, `network` and `jump-host` default to the template's (and
+/// `[common]`'s) when unset, so they have no built-in default here.
+pub const HOST_KEYS: &[Key] = &[
+    key("uri", Kind::Text, None, "The host's libvirt URI, e.g. qemu+ssh://root@lab2/system (required)."),
+    key("pool", Kind::Text, None, "The storage pool on this host (default: the template's 'pool')."),
+    key("network", Kind::Text, None, "The network on this host (default: the template's 'network')."),
+    key("max-instances", Kind::Int(1, MAX_HOST_INSTANCES), None, "The most instances placed on this host (default: no limit)."),
+    key("keep-free-memory", Kind::SizeOrZero, Some("0"), "Memory the host keeps for itself, e.g. 2G: an instance is placed here only if the host's free memory, less this, holds it."),
+    key("tags", Kind::Words, None, "Words a template's 'hosts' setting can name as tag:WORD, separated by spaces or commas."),
+    key("jump-host", Kind::Text, None, "How guests on this host are reached, as [common]'s jump-host: auto, none or [user@]host[:port] (default: [common]'s)."),
 ];
 
 /// What a value of `kind` must look like, if `value` is not one; None if it is.
@@ -120,10 +142,31 @@ pub fn problem(kind: Kind, value: &str) -> Option<String> {
             Ok(_) => None,
             Err(why) => Some(format!("a size like 20G, 1.5G or 512M ({why})")),
         },
+        Kind::SizeOrZero => super::plan::parse_size(value)
+            .err()
+            .map(|why| format!("a size like 2G, 1.5G, 512M or 0 ({why})")),
         Kind::DnsDomain => super::plan::dns_domain_problem(value).map(|why| {
             format!("a DNS domain like example.com: labels of a-z, 0-9 and '-', not starting or ending with '-', at most 63 characters each and 253 in all ({why})")
         }),
+        Kind::Words => words(value)
+            .find(|w| !is_plain_word(w))
+            .map(|w| format!("words of letters, digits, '-', '_' and '.' separated by spaces or commas (not {w:?})")),
     }
+}
+
+/// The words of a list written with spaces or commas between them (`a b`, `a,b`, `a, b`).
+pub fn words(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+}
+
+/// Letters, digits, '-', '_' and '.': what a tag may be (it is matched as `tag:WORD`).
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Older spellings accepted for compatibility.
@@ -136,6 +179,11 @@ pub fn canonical(key: &str) -> &str {
 
 pub fn lookup(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == canonical(name))
+}
+
+/// A key of a `[host NAME]` section (no aliases there: the section is new).
+pub fn lookup_host(name: &str) -> Option<&'static Key> {
+    HOST_KEYS.iter().find(|k| k.name == name)
 }
 
 /// The known key closest to a misspelled one, for "did you mean" hints.
@@ -177,5 +225,24 @@ mod tests {
     #[test]
     fn user_is_an_alias_of_username() {
         assert_eq!(lookup("user").unwrap().name, "username");
+    }
+
+    #[test]
+    fn words_split_at_spaces_and_commas() {
+        let split = |v| words(v).collect::<Vec<_>>();
+        assert_eq!(split("a b,c, d\n e"), ["a", "b", "c", "d", "e"]);
+        assert!(split(" , ").is_empty());
+        assert_eq!(problem(Kind::Words, "ssd, fast gpu-2 x_y.z"), None);
+        let why = problem(Kind::Words, "ssd tag:x").unwrap();
+        assert!(why.ends_with("(not \"tag:x\")"), "{why}");
+    }
+
+    #[test]
+    fn a_size_or_zero_takes_zero_and_sizes() {
+        for ok in ["0", "2G", "1.5G", "512M", ""] {
+            assert_eq!(problem(Kind::SizeOrZero, ok), None, "{ok}");
+        }
+        assert!(problem(Kind::SizeOrZero, "2GB").is_some());
+        assert!(problem(Kind::Size, "0").is_some());
     }
 }

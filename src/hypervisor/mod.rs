@@ -116,6 +116,9 @@ pub trait Hypervisor: Send + Sync {
     /// The volume at `path`, if the hypervisor has one there.
     fn volume(&self, path: &Path) -> Result<Option<Volume>>;
     fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity>;
+    /// The host's free memory in bytes (virNodeGetFreeMemory): what placing new instances
+    /// across several hosts weighs.
+    fn free_memory(&self) -> Result<u64>;
     /// The first `length` bytes of the volume at `path` (fewer if it is shorter).
     fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>>;
     /// Write `bytes` over the start of the volume at `path`, leaving the rest as it is.
@@ -551,6 +554,12 @@ impl Hypervisor for Libvirt {
         })
     }
 
+    fn free_memory(&self) -> Result<u64> {
+        self.conn
+            .free_memory()
+            .map_err(|e| libvirt_error(format!("free memory of {}", self.uri()), e))
+    }
+
     fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>> {
         if self.storage == Storage::LocalDir {
             return local_dir::read_head(path, length);
@@ -966,6 +975,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not supported"), "{err}");
+    }
+
+    /// The test driver reports its node's free memory as a real host does (in bytes).
+    #[test]
+    fn test_driver_reports_free_memory() {
+        let hv = Libvirt::connect("test:///default").unwrap();
+        let free = hv.free_memory().unwrap();
+        assert!(free > 0, "{free}");
+        // Bytes, not KiB: the test node has gigabytes, and at most its total.
+        let total = hv.conn.node_info().unwrap().memory * 1024;
+        assert!(
+            free <= total && free >= 1 << 20,
+            "free {free}, total {total}"
+        );
     }
 
     #[test]

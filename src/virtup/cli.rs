@@ -161,6 +161,12 @@ pub struct Cli {
     #[arg(long = "mount", value_name = "host-dir[:guest-dir]", action = ArgAction::Append)]
     pub mounts: Vec<String>,
 
+    /// Create the new instances on this libvirt host, a [host NAME] section of settings.cfg
+    /// (default: each is placed on the template's 'hosts' with the most free memory, within
+    /// their max-instances and keep-free-memory)
+    #[arg(long, value_name = "host")]
+    pub host: Option<String>,
+
     /// With --login: use sftp
     #[arg(long, requires = "login")]
     pub sftp: bool,
@@ -403,7 +409,7 @@ impl Cli {
     }
 
     /// The flags that mean something only in some modes: each with whether it was given.
-    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 18] {
+    fn scoped_flags(&self) -> [(&'static str, bool, &'static [Mode]); 19] {
         use Mode::*;
         const INSTANCE: &[Mode] = &[Create];
         [
@@ -424,6 +430,7 @@ impl Cli {
             ("--graphics", self.graphics.is_some(), INSTANCE),
             ("--dns-domain", self.dns_domain.is_some(), INSTANCE),
             ("--mount", !self.mounts.is_empty(), INSTANCE),
+            ("--host", self.host.is_some(), INSTANCE),
             ("--no-inventory", self.no_inventory, INSTANCE),
             ("--all", self.all, &[List, Delete]),
             ("--yes", self.yes, &[Delete]),

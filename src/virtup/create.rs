@@ -140,8 +140,17 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         dns_domain: cli.dns_domain.clone(),
         no_inventory: cli.no_inventory,
         mounts: cli.mounts.clone(),
+        host: cli.host.clone(),
     };
     let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
+    // Placement across [host NAME]s (crate::placement) is not part of the create flow
+    // yet: refused, rather than the instances made on the default connection unasked.
+    if !plan.hosts.is_empty() {
+        return Err(Error::Config(format!(
+            "template [{template}] is placed on [host NAME]s ({}), and this virt-up cannot create instances on them yet: remove the [host] sections of settings.cfg (and use libvirt-uri for one host)",
+            plan.hosts.join(", ")
+        )));
+    }
     if let Some(why) = plan
         .mounts
         .first()
@@ -207,6 +216,7 @@ fn warn_unapplied(ctx: &Context, cli: &Cli, made: &[Record]) {
         ("--dns-domain", cli.dns_domain.is_some()),
         ("--no-inventory", cli.no_inventory),
         ("--mount", !cli.mounts.is_empty()),
+        ("--host", cli.host.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, on)| on.then_some(flag))

@@ -68,6 +68,37 @@ mod tests {
         }
     }
 
+    /// The example `[host lab2]` block, commented out, has every host key; uncommented, it
+    /// is a host without a warning.
+    #[test]
+    fn shipped_settings_document_every_host_key_in_an_example_that_parses() {
+        let settings = FILES[0].1;
+        let (_, example) = settings
+            .split_once("\n#[host lab2]\n")
+            .expect("an example [host lab2] block");
+        for key in schema::HOST_KEYS {
+            assert!(
+                example.contains(&format!("\n#{} =", key.name)),
+                "the [host lab2] example does not document '{}'",
+                key.name
+            );
+        }
+        // Its settings are the lines commented out with '#' alone; explanations have "# ".
+        let uncommented: String = std::iter::once("[host lab2]")
+            .chain(example.lines().filter_map(|l| l.strip_prefix('#')))
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut c = Config::default();
+        c.add_text(Path::new("settings.cfg"), &uncommented, false)
+            .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let hosts = crate::config::plan::hosts(&c).unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].uri, "qemu+ssh://root@lab2/system");
+        assert_eq!(hosts[0].tags, ["ssd", "fast"]);
+    }
+
     #[test]
     fn shipped_templates_parse_without_warnings() {
         let mut c = Config::default();

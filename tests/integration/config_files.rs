@@ -55,6 +55,46 @@ fn user_config_overrides_system_config() {
     assert_eq!(v["sysonly"]["os-version"], "other");
 }
 
+/// `[host NAME]` sections are read and checked before anything is made: a bad value names
+/// its line, `--host` must name one of them, and until placement is part of create the
+/// instances are refused rather than made on the default connection.
+#[test]
+fn host_sections_and_host_are_checked_before_anything_is_made() {
+    let env = TestEnv::new();
+    let settings = env.read("config/settings.cfg");
+    let with_hosts = |hosts: &str| env.write("config/settings.cfg", &format!("{settings}{hosts}"));
+    env.run(&["web1", "--template", "deb", "--host", "lab2"])
+        .fails(
+            2,
+            "--host lab2: no such host; settings.cfg has no [host NAME] section",
+        );
+    with_hosts("[host lab2]\nuri = test:///default\nmax-instances = none\n");
+    env.run(&["web1", "--template", "deb"]).fails(
+        2,
+        "settings.cfg:8: invalid value \"none\" for 'max-instances': expected a whole number from 1 to 100000",
+    );
+    with_hosts("[host lab2]\nuri = test:///default\n[host lab3]\nuri = test:///default\n");
+    env.run(&["web1", "--template", "deb", "--host", "lab9"])
+        .fails(
+            2,
+            "--host lab9: no such host; configured hosts ([host NAME] in settings.cfg): lab2, lab3",
+        );
+    env.run(&["web1", "--template", "deb", "--host", "lab3"])
+        .fails(2, "template [deb] is placed on [host NAME]s (lab3), and this virt-up cannot create instances on them yet");
+    env.write(
+        "config/templates.d/test.cfg",
+        "[deb]\nos-version = x\nhosts = lab2 tag:gpu\n",
+    );
+    env.run(&["web1", "--template", "deb"]).fails(
+        2,
+        "test.cfg:3: template [deb]: hosts = \"lab2 tag:gpu\": no host has the tag 'gpu' (no host has tags)",
+    );
+    // The other commands do not need the hosts.
+    env.run(&["--list"]).ok();
+    assert_eq!(env.tool_runs("virt-builder"), 0);
+    assert!(env.ls("data/instance").is_empty());
+}
+
 /// Whether the tests run as root (the owner of a file they made).
 fn running_as_root(env: &TestEnv) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -123,6 +123,9 @@ impl Hypervisor for Recorder {
     fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity> {
         self.inner.pool_capacity(pool)
     }
+    fn free_memory(&self) -> Result<u64> {
+        self.inner.free_memory()
+    }
     fn read_volume_head(&self, path: &Path, length: u64) -> Result<Vec<u8>> {
         self.inner.read_volume_head(path, length)
     }

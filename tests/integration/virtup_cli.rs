@@ -202,6 +202,10 @@ fn a_flag_that_would_do_nothing_is_refused_naming_where_it_applies() {
             "--size does not apply to --no-clone",
         ),
         (
+            &["deb", "--no-clone", "--host", "lab2"],
+            "--host does not apply to --no-clone",
+        ),
+        (
             &["web1", "--template", "deb", "--force"],
             "--force does not apply to creating instances (it applies to --init, --no-clone)",
         ),
