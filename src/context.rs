@@ -122,21 +122,42 @@ impl Context {
         if self.is_here(uri) {
             return Ok(self.clone());
         }
+        // A configured host's own jump-host, else [common]'s.
+        let setting = match plan::hosts(&self.config)?
+            .into_iter()
+            .find(|h| h.uri == uri)
+        {
+            Some(host) => host.jump,
+            None => plan::jump_setting(&self.config)?,
+        };
+        self.connected(uri, &setting)
+    }
+
+    /// This context on the configured `[host NAME]` `host`.
+    pub fn on_host(&self, host: &plan::HostEntry) -> Result<Context> {
+        match self.is_here(&host.uri) {
+            true => Ok(Context {
+                jump: crate::reach::jump_for(&host.uri, &host.jump),
+                ..self.clone()
+            }),
+            false => self.connected(&host.uri, &host.jump),
+        }
+    }
+
+    fn connected(&self, uri: &str, jump: &crate::reach::JumpSetting) -> Result<Context> {
         let hv: Arc<dyn Hypervisor> = Arc::new(connect(&self.ui, uri)?);
-        let jump = crate::reach::jump_for(uri, &plan::jump_setting(&self.config)?);
         Ok(Context {
             hv,
-            jump,
+            jump: crate::reach::jump_for(uri, jump),
             ..self.clone()
         })
     }
 
-    /// True when `uri` (a record's) is this connection's host. Local URIs are this one's
-    /// while it is local too: a record keeps working when the user moves it between
-    /// spellings of the local daemon, as it did before records had remote hosts.
+    /// True when `uri` (a record's) is this connection's: the URI libvirt reported when
+    /// the record was made. (qemu:///system and qemu:///session are two daemons with two
+    /// sets of domains; so are two hosts.)
     pub fn is_here(&self, uri: &str) -> bool {
-        let here = self.hv.uri();
-        uri == here || !(crate::hypervisor::is_remote(uri) || crate::hypervisor::is_remote(&here))
+        uri == self.hv.uri()
     }
 
     /// True when the libvirt host is another machine: its files are not ours to read.
@@ -144,14 +165,25 @@ impl Context {
         crate::hypervisor::is_remote(&self.hv.uri())
     }
 
-    /// The remote libvirt host's name for records, None on this machine's own.
-    pub fn host_label(&self) -> Option<String> {
-        crate::reach::host_label(&self.hv.uri())
-    }
-
-    /// The record, domain and disk stem of `template` on this libvirt host.
+    /// The stem of `template`'s record (and login key and lock) on this libvirt host:
+    /// `TEMPLATE-<name>` on qemu:///system, `TEMPLATE-<name>@<scope>` on any other daemon
+    /// (a remote host by its name, a local session daemon as `session`), so that one
+    /// template on several hosts has a record on each. A record made on another local
+    /// daemon before records had a scope keeps its plain stem.
     pub fn template_stem(&self, template: &str) -> String {
-        crate::names::template_stem_on(template, self.host_label().as_deref())
+        let uri = self.hv.uri();
+        let Some(scope) = crate::reach::record_scope(&uri) else {
+            return crate::names::template_stem(template);
+        };
+        let scoped = crate::names::template_stem_on(template, Some(&scope));
+        let plain = crate::names::template_stem(template);
+        let legacy = !self.is_remote()
+            && matches!(self.store.load(&scoped), Ok(None))
+            && matches!(self.store.load(&plain), Ok(Some(r)) if r.uri == uri);
+        match legacy {
+            true => plain,
+            false => scoped,
+        }
     }
 
     /// Where the serial console of `domain` is logged: under the data dir on this machine;

@@ -58,6 +58,18 @@ pub fn host_label(uri: &str) -> Option<String> {
     Some(host.replace(':', "-"))
 }
 
+/// What tells the records of one libvirt daemon from another's: None for qemu:///system
+/// (this machine's system daemon, the scope records had before there were others), the
+/// host's label for a remote URI, `session` for qemu:///session, and a short digest of
+/// the URI for any other local one (a test driver's node file).
+pub fn record_scope(uri: &str) -> Option<String> {
+    match uri {
+        "qemu:///system" => None,
+        "qemu:///session" => Some("session".into()),
+        _ => host_label(uri).or_else(|| Some(crate::digest::sha256_hex(uri)[..8].to_string())),
+    }
+}
+
 /// `[user@]host[:port]` with a user, host (name, IPv4, or `[IPv6]`) and port of plain
 /// characters: it goes into `-o ProxyJump=`, ssh_config and the ansible inventory.
 pub fn validate_destination(dest: &str) -> Result<(), String> {
@@ -117,6 +129,19 @@ mod tests {
         assert_eq!(uri_host("test:///default"), None);
         assert_eq!(uri_host("qemu+ssh://a;b@lab2/system"), None);
         assert_eq!(uri_host("qemu+ssh://-oProxyCommand=x/system"), None);
+    }
+
+    #[test]
+    fn each_daemon_has_its_own_record_scope_and_the_system_one_none() {
+        assert_eq!(record_scope("qemu:///system"), None);
+        assert_eq!(record_scope("qemu:///session").as_deref(), Some("session"));
+        assert_eq!(
+            record_scope("qemu+ssh://root@lab2/system").as_deref(),
+            Some("lab2")
+        );
+        let a = record_scope("test:///tmp/a.xml").unwrap();
+        assert_eq!(a.len(), 8);
+        assert_ne!(Some(a), record_scope("test:///tmp/b.xml"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The last disk built for a template, kept in the cache with the login key built into it,
 //! so that the same template on another libvirt host is uploaded there instead of built
 //! again: the same definition gives the same disk. Kept only where another host can use
-//! it (a remote connection) and only for virt-builder templates (a customized one comes
+//! it (a remote connection, or `[host NAME]`s configured) and only for virt-builder templates (a customized one comes
 //! from the step cache, which is quick and knows when a step's files change); one per
 //! template, replaced by the next build and removed with `--force` (a rebuild means a new
 //! disk).

@@ -27,7 +27,13 @@ use std::path::{Path, PathBuf};
 pub fn built(ctx: &Context, template: &str) -> Result<Option<Record>> {
     let stem = ctx.template_stem(template);
     match ctx.store.load(&stem)? {
-        Some(r) if r.phase == Phase::Ready && ctx.hv.volume(&r.disk)?.is_some() => Ok(Some(r)),
+        Some(r)
+            if r.phase == Phase::Ready
+                && ctx.is_here(&r.uri)
+                && ctx.hv.volume(&r.disk)?.is_some() =>
+        {
+            Ok(Some(r))
+        }
         _ => Ok(None),
     }
 }
@@ -35,11 +41,10 @@ pub fn built(ctx: &Context, template: &str) -> Result<Option<Record>> {
 /// Instances whose disks are backed by this template (its copy on this libvirt host).
 pub fn dependents(ctx: &Context, template: &str) -> Result<Vec<String>> {
     let (records, _) = ctx.store.all()?;
-    let here = ctx.host_label();
     Ok(records
         .into_iter()
         .filter(|r| !r.is_template() && r.template == template)
-        .filter(|r| crate::reach::host_label(&r.uri) == here)
+        .filter(|r| ctx.is_here(&r.uri))
         .map(|r| r.name)
         .collect())
 }
@@ -223,7 +228,7 @@ fn build_and_upload(
     ctx.ui.begin(template, "upload");
     let disk = upload(ctx, plan, staged.path(), volume_name)?;
     ctx.ui.phase(template, "upload", started.elapsed());
-    if ctx.is_remote() && final_layer.is_none() {
+    if (ctx.is_remote() || !plan.hosts.is_empty()) && final_layer.is_none() {
         // Another host may want the same disk: kept; a failure to keep it costs a build.
         let kept = kept::keep(plan, &definition(plan), staged, &key, final_layer.clone());
         if let Err(e) = kept {

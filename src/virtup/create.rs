@@ -5,6 +5,7 @@ use crate::config::plan::{self, InstancePlan, Overrides};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance;
+use crate::placement::{self, Candidate, Instance, Load};
 use crate::records::{Phase, Record};
 use crate::virtup::cli::Cli;
 use crate::{playbook, template};
@@ -46,15 +47,23 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
             None => fresh.push(name.clone()),
         }
     }
-    // Every value is checked, and the template built, before any instance is touched.
-    let mut fresh_plan = None;
+    // Every value is checked, and the template built (on every host that gets an
+    // instance), before any instance is touched.
+    let mut groups = Vec::new();
     if !fresh.is_empty() {
         let template_name = cli.template.clone().unwrap_or_else(|| names[0].clone());
         let plan = instance_plan(ctx, cli, &template_name)?;
-        let template = template::ensure(ctx, &plan.template, false)?;
-        mounts_possible(&plan, &template)?;
-        let template = with_warm_image(ctx, &plan, template)?;
-        fresh_plan = Some((plan, template));
+        for (on, plan, names) in placed(ctx, plan, &fresh)? {
+            let template = template::ensure(&on, &plan.template, false)?;
+            mounts_possible(&plan, &template)?;
+            let template = with_warm_image(&on, &plan, template)?;
+            groups.push(Group {
+                ctx: on,
+                plan,
+                template,
+                names,
+            });
+        }
     }
     warn_unapplied(ctx, cli, &made);
     let mut ready = Vec::new();
@@ -68,19 +77,108 @@ pub(super) fn create(ctx: &Context, cli: &Cli, names: &[String]) -> Result<()> {
             Err(e) => failures.push((record.name.clone(), e)),
         }
     }
-    if let Some((plan, template)) = &fresh_plan {
-        let (made, failed) = concurrently(ctx, &fresh, String::clone, |name| {
-            let r = instance::create(ctx, plan, name, template)?;
+    let work: Vec<(&Group, &String)> = groups
+        .iter()
+        .flat_map(|g| g.names.iter().map(move |n| (g, n)))
+        .collect();
+    let (made, failed) = concurrently(
+        ctx,
+        &work,
+        |(_, name)| name.to_string(),
+        |(g, name)| {
+            let r = instance::create(&g.ctx, &g.plan, name, &g.template)?;
             report_ready(ctx, &r);
             Ok(r)
-        })?;
-        ready.extend(made);
-        failures.extend(failed);
-    }
+        },
+    )?;
+    ready.extend(made);
+    failures.extend(failed);
+    // The records in the order the names were given, whatever host each went to.
+    ready.sort_by_key(|r| names.iter().position(|n| *n == r.name));
     if cli.json {
         print_records(ctx, &ready)?;
     }
     finish(names.len(), failures)
+}
+
+/// New instances of one template on one libvirt host: the connection, the plan with that
+/// host's pool and network, the template's record there, the names.
+struct Group {
+    ctx: Context,
+    plan: InstancePlan,
+    template: Record,
+    names: Vec<String>,
+}
+
+/// Where the new `names` go: all on this run's connection without `[host NAME]` sections;
+/// else placed across the plan's hosts by their free memory and capacity (see
+/// [`crate::placement`]), a host that does not answer left out (and named if nothing
+/// fits), nothing created unless every instance has a place.
+fn placed(
+    ctx: &Context,
+    plan: InstancePlan,
+    names: &[String],
+) -> Result<Vec<(Context, InstancePlan, Vec<String>)>> {
+    if plan.hosts.is_empty() {
+        return Ok(vec![(ctx.clone(), plan, names.to_vec())]);
+    }
+    let entries = plan::hosts(&ctx.config)?;
+    let (records, _) = ctx.store.all()?;
+    let mut candidates = Vec::new();
+    let mut answered = Vec::new();
+    for entry in entries.iter().filter(|e| plan.hosts.contains(&e.name)) {
+        let load = ctx.on_host(entry).and_then(|on| {
+            let load = load_of(&on, &records)?;
+            answered.push((entry, on));
+            Ok(load)
+        });
+        if let Err(e) = &load {
+            ctx.ui.debug(format!("host {}: {e}", entry.name));
+        }
+        candidates.push(Candidate {
+            name: entry.name.clone(),
+            max_instances: entry.max_instances,
+            keep_free_bytes: entry.keep_free_bytes,
+            load: load.map_err(|e| e.to_string()),
+        });
+    }
+    let wanted: Vec<Instance> = names
+        .iter()
+        .map(|name| Instance {
+            name: name.clone(),
+            memory_bytes: plan.memory_mib << 20,
+        })
+        .collect();
+    let placed = placement::place(&wanted, &candidates)?;
+    let mut groups = Vec::new();
+    for (entry, on) in answered {
+        let here: Vec<String> = placed
+            .iter()
+            .filter(|p| p.host == entry.name)
+            .map(|p| p.instance.clone())
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        ctx.ui
+            .debug(format!("host {}: {}", entry.name, here.join(", ")));
+        let mut plan = plan.clone();
+        plan.template.host = entry.guest_host(&plan.template.host);
+        groups.push((on, plan, here));
+    }
+    Ok(groups)
+}
+
+/// What a host has now: its free memory, and the instances of ours it runs.
+fn load_of(on: &Context, records: &[Record]) -> Result<Load> {
+    let running = on.hv.domains()?.running;
+    Ok(Load {
+        free_bytes: on.hv.free_memory()?,
+        running: records
+            .iter()
+            .filter(|r| !r.is_template() && on.is_here(&r.uri) && running.contains(&r.domain))
+            .count(),
+    })
 }
 
 /// The template's record with its warm image where the plan's instances can use one (made
@@ -143,14 +241,6 @@ fn instance_plan(ctx: &Context, cli: &Cli, template: &str) -> Result<InstancePla
         host: cli.host.clone(),
     };
     let plan = plan::instance(&ctx.config, &ctx.paths, template, &given)?;
-    // Placement across [host NAME]s (crate::placement) is not part of the create flow
-    // yet: refused, rather than the instances made on the default connection unasked.
-    if !plan.hosts.is_empty() {
-        return Err(Error::Config(format!(
-            "template [{template}] is placed on [host NAME]s ({}), and this virt-up cannot create instances on them yet: remove the [host] sections of settings.cfg (and use libvirt-uri for one host)",
-            plan.hosts.join(", ")
-        )));
-    }
     if let Some(why) = plan
         .mounts
         .first()

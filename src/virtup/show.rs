@@ -35,17 +35,25 @@ pub(super) fn list(
             false => names.contains(&r.name),
         })
         .collect();
-    let domains = domains_by_host(ctx, &shown)?;
+    let configured = crate::config::plan::hosts(&ctx.config)?;
+    let domains = domains_by_host(ctx, &shown, &configured)?;
     let rows: Vec<serde_json::Value> = shown
         .iter()
-        .map(|r| match domains.get(r.uri.as_str()) {
-            Some(Some(on_host)) => record_json(on_host, r),
-            // Its host did not answer (said above): what the record says, state unknown.
-            _ => {
-                let mut row = record_json(&DomainNames::default(), r);
-                row["state"] = "unknown".into();
-                row
+        .map(|r| {
+            let mut row = match domains.get(r.uri.as_str()) {
+                Some(Some(on_host)) => record_json(on_host, r),
+                // Its host did not answer (said above): what the record says, state unknown.
+                _ => {
+                    let mut row = record_json(&DomainNames::default(), r);
+                    row["state"] = "unknown".into();
+                    row
+                }
+            };
+            // A [host NAME] is shown by its NAME.
+            if let Some(host) = configured.iter().find(|h| h.uri == r.uri) {
+                row["host_name"] = host.name.clone().into();
             }
+            row
         })
         .collect();
     if json {
@@ -66,6 +74,7 @@ pub(super) fn list(
 fn domains_by_host<'r>(
     ctx: &Context,
     records: &[&'r Record],
+    configured: &[crate::config::plan::HostEntry],
 ) -> Result<BTreeMap<&'r str, Option<DomainNames>>> {
     let mut by_host = BTreeMap::new();
     for r in records {
@@ -77,8 +86,11 @@ fn domains_by_host<'r>(
             false => match ctx.on(&r.uri).and_then(|there| there.hv.domains()) {
                 Ok(domains) => Some(domains),
                 Err(e) => {
-                    ctx.ui
-                        .warn(format!("host {} did not answer: {e}", host_name(&r.uri)));
+                    let name = match configured.iter().find(|h| h.uri == r.uri) {
+                        Some(host) => host.name.clone(),
+                        None => host_name(&r.uri),
+                    };
+                    ctx.ui.warn(format!("host {name} did not answer: {e}"));
                     None
                 }
             },

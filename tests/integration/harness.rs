@@ -101,6 +101,11 @@ impl Dir {
         self
     }
 
+    /// The libvirt URI every command connects to: the test driver on `node.xml`.
+    pub fn uri(&self) -> String {
+        format!("test://{}", self.path("node.xml").display())
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -10,7 +10,7 @@ fn write_record(env: &TestEnv, name: &str, phase: &str, pid: u32, disk: &str) {
         "graphics": "none", "root": {"username": "root", "ssh_identity": "/k"},
         "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "lease",
         "ssh_options": {}, "address": "192.168.122.77", "mac": "52:54:00:00:00:77",
-        "uri": "test:///default", "identity": "firstboot", "console_log": "/c.log",
+        "uri": env.uri(), "identity": "firstboot", "console_log": "/c.log",
         "inventory": true, "cloned": true, "from": "/t.qcow2"
     });
     env.write(&format!("data/instance/{name}.json"), &record.to_string());

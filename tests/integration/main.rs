@@ -12,6 +12,7 @@ mod config_files;
 mod debootstrap;
 mod gen_vm_image;
 mod gvi_compat;
+mod hosts;
 mod lifecycle;
 mod maker_dry_run;
 mod maker_step_forms;

@@ -164,7 +164,7 @@ fn info_shows_the_shares_of_the_record() {
         "graphics": "none", "root": {"username": "root", "ssh_identity": "/k"},
         "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "lease",
         "ssh_options": {}, "address": "192.168.122.77", "mac": "52:54:00:00:00:77",
-        "uri": "test:///default", "identity": "firstboot", "console_log": "/c.log",
+        "uri": env.uri(), "identity": "firstboot", "console_log": "/c.log",
         "inventory": true, "cloned": true, "from": "/t.qcow2",
         "mounts": [{"host": "/srv/src", "guest": "/mnt/host", "tag": "virtup0"}]
     });

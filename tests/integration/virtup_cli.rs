@@ -24,7 +24,7 @@ fn write_instance(env: &TestEnv, name: &str, host_key: bool) {
         "vcpus": 1, "graphics": "none", "root": {"username": "root", "ssh_identity": "/k"},
         "user": {"username": "virt", "ssh_identity": "/k"}, "address-source": "arp",
         "ssh_options": {}, "address": "192.168.122.77", "mac": MAC,
-        "uri": "test:///default", "identity": "firstboot",
+        "uri": env.uri(), "identity": "firstboot",
         "console_log": env.path(&format!("data/console/{name}.log")),
         "inventory": true, "cloned": true, "from": env.path("pool/TEMPLATE-deb.qcow2")
     });
@@ -438,7 +438,7 @@ fn list_filters_by_name_q_prints_names_and_info_shows_one_instance() {
     assert_eq!(v["address"], "192.168.122.77");
     assert_eq!(v["mac"], MAC);
     assert_eq!(v["key"], "/k");
-    assert_eq!(v["host"], "test:///default");
+    assert_eq!(v["host"], env.uri().as_str());
     assert_eq!(v["state"], "missing", "no domain in the test driver");
     assert!(v["disk_used"].is_u64(), "{info}");
     let text = env.run(&["web1", "--info"]).ok().stdout;
