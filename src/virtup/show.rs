@@ -279,6 +279,7 @@ pub(super) fn show_templates(
         return Ok(());
     }
     let store = crate::records::Store::new(paths)?;
+    let (records, _) = store.all()?;
     let mut all = serde_json::Map::new();
     for name in config.template_names() {
         let settings = config.resolve(name)?;
@@ -286,9 +287,22 @@ pub(super) fn show_templates(
             .iter()
             .map(|(k, v)| (k.to_string(), v.into()))
             .collect();
-        // What is built of it (records only: no libvirt connection for this listing).
-        let built = store.load(&crate::names::template_stem(name))?;
-        values.insert("built".into(), built.is_some().into());
+        // What is built of it (records only: no libvirt connection for this listing), on
+        // every libvirt host it is on: the first record's warm image is shown.
+        let copies: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.is_template() && r.template == name)
+            .collect();
+        values.insert("built".into(), (!copies.is_empty()).into());
+        values.insert(
+            "built-on".into(),
+            copies
+                .iter()
+                .map(|r| host_name(&r.uri))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let built = copies.first().map(|r| (*r).clone());
         values.insert(
             "warm-image".into(),
             serde_json::to_value(built.and_then(|r| r.warm))?,

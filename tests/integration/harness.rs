@@ -210,6 +210,17 @@ impl Dir {
         names
     }
 
+    /// The record stem of the built template `name` (`TEMPLATE-<name>`, with the libvirt
+    /// daemon's scope after an `@` on any but qemu:///system, as here).
+    pub fn template_stem(&self, name: &str) -> String {
+        let prefix = format!("TEMPLATE-{}", name.replace('/', "-"));
+        self.ls("data/instance")
+            .into_iter()
+            .filter_map(|f| f.strip_suffix(".json").map(str::to_string))
+            .find(|stem| stem == &prefix || stem.starts_with(&format!("{prefix}@")))
+            .unwrap_or_else(|| panic!("no record of template {name}"))
+    }
+
     pub fn mode(&self, rel: &str) -> u32 {
         std::fs::metadata(self.path(rel))
             .unwrap()

@@ -47,8 +47,9 @@ fn template_build_passes_secrets_by_file_and_writes_private_records() {
     assert_eq!(env.mode("data"), 0o700);
     assert_eq!(env.mode("data/instance"), 0o700);
     assert_eq!(env.mode("data/sshkeys"), 0o700);
-    assert_eq!(env.mode("data/instance/TEMPLATE-deb.json"), 0o600);
-    assert_eq!(env.mode("data/sshkeys/TEMPLATE-deb"), 0o600);
+    let stem = env.template_stem("deb");
+    assert_eq!(env.mode(&format!("data/instance/{stem}.json")), 0o600);
+    assert_eq!(env.mode(&format!("data/sshkeys/{stem}")), 0o600);
     // Built once: a second call reuses it; --force rebuilds.
     env.run(&["deb", "--no-clone"]).ok();
     assert_eq!(env.tool_runs("virt-builder"), 1);
@@ -56,7 +57,7 @@ fn template_build_passes_secrets_by_file_and_writes_private_records() {
     assert_eq!(env.tool_runs("virt-builder"), 2);
     let list = env.run(&["--list", "--all", "--json"]).ok().stdout;
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(v[0]["name"], "TEMPLATE-deb");
+    assert_eq!(v[0]["name"], stem.as_str());
     assert_eq!(v[0]["is_template"], true);
 }
 
@@ -146,7 +147,10 @@ fn a_timeout_names_the_phase_and_console_log_and_leaves_nothing_behind() {
         );
     }
     assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [format!("{}.json", env.template_stem("deb"))]
+    );
     assert!(!env.read("data/inventory.yaml").contains("web1"));
     assert!(!env.read("data/known_hosts").contains("web1"));
     assert!(!env.path("data/sshkeys/web1").exists());
@@ -165,7 +169,10 @@ fn several_names_fail_together_with_a_summary() {
     env.run(&["a1", "a2", "--template", "deb"])
         .fails(1, "2 of 2 instances failed");
     assert_eq!(env.tool_runs("virt-builder"), 1);
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [format!("{}.json", env.template_stem("deb"))]
+    );
 }
 
 #[test]

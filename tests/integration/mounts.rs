@@ -132,7 +132,10 @@ fn a_good_share_boots_cold_with_its_device() {
         run.stderr
     );
     assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [format!("{}.json", env.template_stem("deb"))]
+    );
 }
 
 /// A template built by a virt-up whose agent does not mount shares is refused for
@@ -141,16 +144,20 @@ fn a_good_share_boots_cold_with_its_device() {
 fn a_template_whose_agent_cannot_mount_is_refused_with_how_to_rebuild_it() {
     let env = env_with_virtiofsd();
     env.run(&["deb", "--no-clone"]).ok();
-    let record = env.read("data/instance/TEMPLATE-deb.json");
+    let file = format!("data/instance/{}.json", env.template_stem("deb"));
+    let record = env.read(&file);
     let mut v: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(v["agent_mounts"], true, "{record}");
     v.as_object_mut().unwrap().remove("agent_mounts");
-    env.write("data/instance/TEMPLATE-deb.json", &v.to_string());
+    env.write(&file, &v.to_string());
     let share = env.path("share").display().to_string();
     env.run(&["web1", "--template", "deb", "--mount", &share])
         .fails(3, "template deb: it was built by a virt-up whose guest agent does not mount --mount shares; rebuild it");
     assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2"]);
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [format!("{}.json", env.template_stem("deb"))]
+    );
 }
 
 /// The shares are in the instance's record and shown by `--info` and `--info --json`.

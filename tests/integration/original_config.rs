@@ -154,8 +154,11 @@ fn debian11_args_reach_virt_builder_and_virt_sysprep_intact() {
         argv,
         &["-a", &env.path("pool/web1.qcow2").display().to_string()],
     );
-    let record: serde_json::Value =
-        serde_json::from_str(&env.read("data/instance/TEMPLATE-generic-debian11.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&env.read(&format!(
+        "data/instance/{}.json",
+        env.template_stem("generic/debian11")
+    )))
+    .unwrap();
     assert_eq!(record["template"], "generic/debian11");
     assert_eq!(record["os_variant"], "debian11");
 }

@@ -140,7 +140,13 @@ fn delete_all_without_a_terminal_needs_yes_and_deletes_nothing_without_it() {
         run.stderr
     );
     assert_eq!(env.ls("pool"), ["TEMPLATE-deb.qcow2", "web1.qcow2"]);
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json", "web1.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [
+            format!("{}.json", env.template_stem("deb")),
+            "web1.json".into()
+        ]
+    );
 
     let run = env.run(&["--delete", "--all", "--yes"]).ok();
     let deleted_web1 = run.stderr.find("deleted web1").unwrap();
@@ -681,5 +687,11 @@ fn reset_replaces_the_disk_and_keeps_the_identity_seed() {
         "the old disk is still there"
     );
     assert_eq!(env.read("pool/web1-seed.tar"), "seed", "the seed is kept");
-    assert_eq!(env.ls("data/instance"), ["TEMPLATE-deb.json", "web1.json"]);
+    assert_eq!(
+        env.ls("data/instance"),
+        [
+            format!("{}.json", env.template_stem("deb")),
+            "web1.json".into()
+        ]
+    );
 }

@@ -203,6 +203,9 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     );
     let vols = lab_virsh(&["vol-list", "default"]);
     assert!(!vols.contains(INSTANCE) && !vols.contains(SECOND), "{vols}");
+
+    several_hosts(&home, &uri, &|env, args| run(env, args));
+
     run(&on_lab, &[TEMPLATE, "--delete", "--all"]).ok();
     // Built for a remote host, the template's disk was kept: the same template on a host
     // that lacks it is uploaded, not built again.
@@ -217,4 +220,48 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     assert!(!vols.contains("TEMPLATE-"), "{vols}");
     let listed = run(&[], &["--list", "--all", "--json"]).ok().stdout;
     assert!(!listed.contains("vut-r"), "{listed}");
+}
+
+/// This machine's system daemon and the lab host as two `[host NAME]`s, two instances at
+/// most on each: four names in one command go two and two, each reachable, `--list` shows
+/// both hosts; with the lab's libvirtd down, a create pinned there fails naming it.
+fn several_hosts(home: &Path, lab_uri: &str, run: &dyn Fn(&[String], &[&str]) -> Run) {
+    let settings = home.join(".config/virt-up/settings.cfg");
+    std::fs::write(
+        &settings,
+        format!(
+            "[host here]\nuri = qemu:///system\nmax-instances = 2\n\
+             [host lab]\nuri = {lab_uri}\nmax-instances = 2\n"
+        ),
+    )
+    .unwrap();
+    chown(home);
+    let four = ["vut-m1", "vut-m2", "vut-m3", "vut-m4"];
+    let mut args = four.to_vec();
+    args.extend(["--template", TEMPLATE]);
+    let made = run(&[], &args).ok();
+    eprintln!("realvm: four over two hosts:\n{}", made.stderr);
+    let listed = rows(&run(&[], &["--list", "--json"]).ok().stdout);
+    let on = |host: &str| {
+        four.iter()
+            .filter(|n| row(&listed, n)["host_name"] == host)
+            .count()
+    };
+    assert_eq!((on("here"), on("lab")), (2, 2), "{listed}");
+    for name in four {
+        assert_eq!(row(&listed, name)["state"], "running", "{listed}");
+        let hostname = run(&[], &[name, "--login", "--command", "hostname"]).ok();
+        assert_eq!(hostname.stdout.trim(), name);
+    }
+    for name in four {
+        run(&[], &[name, "--delete"]).ok();
+    }
+    lab(&["stop-libvirtd", LAB]);
+    run(&[], &["vut-m5", "--template", TEMPLATE, "--host", "lab"])
+        .fails(4, "no host has room for vut-m5")
+        .fails(4, "lab: did not answer");
+    lab(&["start-libvirtd", LAB]);
+    std::fs::remove_file(&settings).unwrap();
+    // The template this machine's daemon got for the instances placed here.
+    run(&[], &[TEMPLATE, "--delete", "--all"]).ok();
 }
