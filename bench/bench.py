@@ -11,7 +11,9 @@ vCPUs:
      Ws the same as W on a NAT network with STP off (what the default network's bridge costs);
   P  peer:  the original Python virt-up 2.2.0 (bench/peer.sh), same image;
   N  N instances in one virt-up command (N = 1, 2, 4);
-  L  `virt-up --list` with 50 instances.
+  L  `virt-up --list` with 50 instances;
+  R, Wp  a warm create on a second libvirt host (qemu+ssh://) and one placed over two
+     [host]s, beside W (bench/remote.py).
 
 Prints medians and ratios, writes bench/results/bench.json and a PNG chart of the phase
 times per tool. Speed is measured here, never asserted in tests.
@@ -29,6 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import remote  # noqa: E402  (bench/remote.py: R and Wp, beside W)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 VIRT_UP = ROOT / "target" / "release" / "virt-up"
@@ -42,6 +47,8 @@ VCPUS = int(os.environ.get("BENCH_VCPUS", "2"))
 # need N times the CPU of one whatever the tool does (see cores_used below).
 N_VCPUS = int(os.environ.get("BENCH_N_VCPUS", "1"))
 WITH_PEER = os.environ.get("BENCH_PEER", "1") == "1"
+# BENCH_ONLY=remote: the template, its warm image and the remote rounds only (remote.json).
+ONLY = os.environ.get("BENCH_ONLY", "")
 TEMPLATE = "bench-deb"
 
 
@@ -89,6 +96,12 @@ class VirtUp:
             f"address-source = lease\nparallel = 4\nwarm = {'yes' if on else 'no'}\n"
             f"network = {network}\n"
         )
+
+    def on(self, uri: str) -> "VirtUp":
+        """The same virt-up (config, data) connected to `uri`."""
+        other = VirtUp.__new__(VirtUp)
+        other.work, other.env = self.work, dict(self.env, LIBVIRT_DEFAULT_URI=uri)
+        return other
 
     def __call__(self, *args, check=True):
         return run([str(VIRT_UP), *args], env=self.env, check=check)
@@ -314,6 +327,13 @@ def main():
     t0 = time.monotonic()
     vu(TEMPLATE, "--no-clone")
     warm_build = time.monotonic() - t0
+    if ONLY == "remote":
+        # The remote and placement rounds alone (bench/remote.py), in their own file.
+        out = dict(remote.rounds(sys.modules[__name__], vu), runs=RUNS, memory_mib=MEMORY, vcpus=VCPUS)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "remote.json").write_text(json.dumps(out, indent=2) + "\n")
+        remote.report(out)
+        return
     if WITH_PEER:
         log("building the peer's template")
         run([str(ROOT / "bench" / "peer.sh"), "template"])
@@ -352,6 +372,8 @@ def main():
         cores[n] = statistics.median(r["cores_used"] for r in runs)
     log("--list with 50 instances")
     list_50 = list_time(vu)
+    log("remote and placed creates (bench/remote.py)")
+    remote_summary = remote.rounds(sys.modules[__name__], vu)
 
     summary = {
         "runs": RUNS,
@@ -370,6 +392,7 @@ def main():
                                    f"{N_VCPUS}_vcpus": cores[1]},
         "host_cores": os.cpu_count(),
         "list_50_s": list_50,
+        "remote": remote_summary,
     }
     summary["u_over_f"] = summary["us"]["median"] / summary["floor"]["median"]
     summary["u_over_p"] = summary["us"]["median"] / peer_median if (peer_median := (summary["peer"] or {}).get("median")) else None
@@ -401,6 +424,7 @@ def main():
           f" (CPU-bound limit of N4/N1 = 4 * that / {os.cpu_count()} cores)")
     print(f"--list with 50 instances: {list_50 * 1000:.1f} ms (target < 50 ms)")
     print(f"phases of U (median): {json.dumps({k: round(v, 2) for k, v in summary['us']['phases'].items()})}")
+    remote.report(remote_summary)
     print(f"results: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
 
 
