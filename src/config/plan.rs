@@ -94,6 +94,9 @@ pub struct TemplatePlan {
     /// tags expanded), in name order; empty when settings.cfg has no `[host]` section:
     /// the one default connection.
     pub hosts: Vec<String>,
+    /// Its `libvirt-uri` (or `[common]`'s): the libvirt connection its instances are made
+    /// on when no `[host]` places them; None: the run's default connection.
+    pub libvirt_uri: Option<String>,
     pub memory_mib: u64,
     pub vcpus: u64,
     pub graphics: Graphics,
@@ -198,6 +201,7 @@ fn template_of(config: &Config, s: &Settings, paths: &Paths, name: &str) -> Resu
             arch: s.text("arch").to_string(),
         },
         hosts: super::hosts::of_template(&hosts(config)?, s)?,
+        libvirt_uri: s.get("libvirt-uri").map(str::to_string),
         memory_mib: s.int("memory"),
         vcpus: s.int("vcpus"),
         graphics: choice(s, "graphics", Graphics::parse)?,

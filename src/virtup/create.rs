@@ -30,8 +30,9 @@ pub(super) fn build_template(ctx: &Context, cli: &Cli, names: &[String]) -> Resu
         }
     };
     let plan = instance_plan(ctx, cli, template_name)?;
-    let record = template::ensure(ctx, &plan.template, cli.force)?;
-    with_warm_image(ctx, &plan, record)?;
+    let on = template_home(ctx, &plan)?;
+    let record = template::ensure(&on, &plan.template, cli.force)?;
+    with_warm_image(&on, &plan, record)?;
     ctx.ui.info(format!("template {template_name} is ready"));
     Ok(())
 }
@@ -110,7 +111,8 @@ struct Group {
     names: Vec<String>,
 }
 
-/// Where the new `names` go: all on this run's connection without `[host NAME]` sections;
+/// Where the new `names` go: all on this run's connection (or the template's own
+/// `libvirt-uri`) without `[host NAME]` sections;
 /// else placed across the plan's hosts by their free memory and capacity (see
 /// [`crate::placement`]), a host that does not answer left out (and named if nothing
 /// fits), nothing created unless every instance has a place.
@@ -120,7 +122,7 @@ fn placed(
     names: &[String],
 ) -> Result<Vec<(Context, InstancePlan, Vec<String>)>> {
     if plan.hosts.is_empty() {
-        return Ok(vec![(ctx.clone(), plan, names.to_vec())]);
+        return Ok(vec![(template_home(ctx, &plan)?, plan, names.to_vec())]);
     }
     let entries = plan::hosts(&ctx.config)?;
     let (records, _) = ctx.store.all()?;
@@ -167,6 +169,15 @@ fn placed(
         groups.push((on, plan, here));
     }
     Ok(groups)
+}
+
+/// The connection of a template without `[host]`s: its own `libvirt-uri` if it has one
+/// (its instances live there), else this run's.
+fn template_home(ctx: &Context, plan: &InstancePlan) -> Result<Context> {
+    match &plan.template.libvirt_uri {
+        Some(uri) => ctx.on(uri),
+        None => Ok(ctx.clone()),
+    }
 }
 
 /// What a host has now: its free memory, and the instances of ours it runs.

@@ -99,3 +99,36 @@ fn with_no_room_anywhere_nothing_is_made_and_every_host_is_named() {
     env.run(&["w1", "--template", "deb", "--host", "down"])
         .fails(4, "down: did not answer");
 }
+
+/// A template's own `libvirt-uri`: its template and instances are made on that host, not
+/// on the run's connection; the instance is worked on there afterwards.
+#[test]
+fn a_template_with_its_own_libvirt_uri_lives_on_that_host() {
+    let env = TestEnv::new();
+    let b = node(&env, "b");
+    let templates = env.read("config/templates.d/test.cfg");
+    env.write(
+        "config/templates.d/test.cfg",
+        &format!("{templates}libvirt-uri = {b}\n"),
+    );
+    env.run(&["deb", "--no-clone"]).ok();
+    assert_eq!(env.ls("pool-b"), ["TEMPLATE-deb.qcow2"]);
+    assert!(env.ls("pool").is_empty(), "nothing on the run's connection");
+    let out = env.run(&["w1", "--template", "deb", "--debug"]);
+    assert_ne!(out.code, 0, "the test driver's guest gets no address");
+    assert!(
+        out.stderr.contains(&format!("connecting to {b}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        env.ls("pool-b"),
+        ["TEMPLATE-deb.qcow2"],
+        "the failed clone is gone"
+    );
+    assert_eq!(
+        env.tool_runs("virt-builder"),
+        1,
+        "the template was built once"
+    );
+}
