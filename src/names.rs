@@ -93,6 +93,32 @@ pub fn validate_snapshot_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A storage volume's name (virt-maker's `libvirt` exporter): a file name in the pool, so
+/// letters, digits, '-', '_' and '.', not starting with '.' or '-'.
+pub fn validate_volume_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            why: why.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > 255 {
+        return bad("a volume name has 1 to 255 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed in a volume name (use letters, digits, '-', '_' and '.')"
+        ));
+    }
+    if name.starts_with(['-', '.']) {
+        return bad("a volume name must not start with '-' or '.'");
+    }
+    Ok(())
+}
+
 /// The domain and disk name of a template: `TEMPLATE-<name>` with '/' mapped to '-'.
 pub fn template_stem(name: &str) -> String {
     format!("TEMPLATE-{}", name.replace('/', "-"))
@@ -150,6 +176,10 @@ mod tests {
 
     #[test]
     fn template_names_may_have_slashes_but_not_dotdot() {
+        validate_volume_name("web.qcow2").unwrap();
+        for bad in ["", ".x", "-x", "a/b", "a b", "../x"] {
+            assert!(validate_volume_name(bad).is_err(), "{bad:?}");
+        }
         validate_template_name("generic/centos8").unwrap();
         validate_template_name("debian-12").unwrap();
         assert!(validate_template_name("../x").is_err());

@@ -677,9 +677,57 @@ fn virt_resize_args(resize: &Map<String, Value>, src: &Path, dst: &Path) -> Vec<
     a
 }
 
+/// The `libvirt` exporter: the final layer converted here (beside it, in the cache), then
+/// uploaded as a volume of a libvirt pool through the storage API, so that a pool this
+/// user cannot write, or another host's, is filled the same way. A volume of that name is
+/// replaced (as the file exporters replace their file); a failed upload leaves none.
+pub fn export_to_pool(step: &Step, layer: &Path, runner: &Runner) -> Result<PathBuf> {
+    use crate::hypervisor::{Hypervisor, Libvirt, NewVolume, VolumeSource};
+    let ctx = "export libvirt";
+    let name = s(step, "name").unwrap_or("");
+    crate::names::validate_volume_name(name).map_err(|e| step_error(ctx, e.to_string()))?;
+    let pool = s(step, "pool").unwrap_or("default");
+    let format = s(step, "format").unwrap_or("qcow2");
+    let fmt = match format {
+        "qcow2" | "raw" => parse_format(format)?,
+        other => return Err(step_error(ctx, format!("format {other:?}: qcow2 or raw"))),
+    };
+    let hv = match s(step, "uri") {
+        Some(uri) => Libvirt::connect(uri)?,
+        None => Libvirt::connect_default()?,
+    };
+    let dir = layer.parent().unwrap_or(Path::new("."));
+    let staged = crate::fsutil::TempPath::fresh(
+        dir.join(format!(".export-{}.{format}.tmp", std::process::id())),
+    )?;
+    let img = QemuImg::new(runner);
+    img.convert(layer, "qcow2", staged.path(), fmt, &Cancel::new(), true)?;
+    let info = img.info(staged.path(), Some(format))?;
+    let existing = hv.pool_path(pool)?.join(name);
+    if hv.volume(&existing)?.is_some() {
+        hv.delete_volume(&existing)?;
+    }
+    let volume = hv.create_volume(&NewVolume {
+        pool,
+        name,
+        format: fmt,
+        source: VolumeSource::Empty {
+            capacity: info.virtual_size,
+        },
+    })?;
+    if let Err(e) = hv.upload_volume(&volume.path, staged.path()) {
+        let _ = hv.delete_volume(&volume.path);
+        return Err(e);
+    }
+    Ok(volume.path)
+}
+
 /// Write the final layer to the exporter's file: pre_script, convert (or sparsify),
 /// compress, rename into place, post_script.
 pub fn export(step: &Step, dir: &Path, layer: &Path, runner: &Runner) -> Result<PathBuf> {
+    if step.runner == "libvirt" {
+        return export_to_pool(step, layer, runner);
+    }
     let ctx = format!("export {}", step.runner);
     let fmt = step.runner.as_str();
     let compress = s(step, "compress");

@@ -240,6 +240,14 @@ pub const RUNNERS: &[RunnerDef] = &[
     RunnerDef { name: "raw", role: Role::Exporter, primary: Some("path"), args: EXPORT_ARGS,
         doc: "Write the image as raw.", example: "export:\n  raw:\n    path: images/web.img.xz\n    compress: xz",
         commands: &["qemu-img", "virt-sparsify", "xz", "gzip", "lz4", "zstd"], unsupported: None },
+    RunnerDef { name: "libvirt", role: Role::Exporter, primary: Some("name"),
+        args: &[a("name", Ty::Str, true, "The volume's name in the pool (e.g. web.qcow2); a volume of that name is replaced."),
+                a("pool", Ty::Str, false, "The libvirt storage pool (default: default)."),
+                a("format", Ty::Str, false, "qcow2 (default) or raw."),
+                a("uri", Ty::Str, false, "The libvirt connection (default: libvirt's own choice, as virsh: LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf, ...).")],
+        doc: "Upload the image into a libvirt storage pool through libvirt's storage API: a pool this user cannot write (a regular user on qemu:///system), or on another host (qemu+ssh://). Not cached: uploaded at every build.",
+        example: "export:\n  libvirt:\n    name: web.qcow2\n    pool: default",
+        commands: &["qemu-img"], unsupported: None },
 ];
 
 pub fn find(name: &str) -> Option<&'static RunnerDef> {

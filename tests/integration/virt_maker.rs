@@ -1031,3 +1031,35 @@ fn sparsify_compresses_a_qcow2_that_is_not_compressed_afterwards_as_the_original
         "{runs:?}"
     );
 }
+
+/// The `libvirt` exporter puts the image into a storage pool through libvirt (here the
+/// test driver's, whose volumes are files of its pool directory): a rebuild replaces the
+/// volume; a bad volume name is refused and writes nothing.
+#[test]
+fn the_libvirt_exporter_uploads_into_a_pool_and_replaces_its_volume() {
+    let env = TestEnv::new();
+    let spec = |name: &str| {
+        format!("spec:\n  import:\n    virt-builder: debian-12\n  export:\n    libvirt:\n      name: {name}\n      pool: default\n")
+    };
+    env.write("t/p.yml", &spec("demo.qcow2"));
+    let file = env.path("t/p.yml");
+    let file = file.to_str().unwrap();
+    env.maker(&["build", "-f", file]).ok();
+    assert_eq!(env.ls("pool"), ["demo.qcow2"]);
+    let info = crate::harness::tool(
+        "qemu-img",
+        &[
+            "info",
+            "--output=json",
+            env.path("pool/demo.qcow2").to_str().unwrap(),
+        ],
+    );
+    assert!(info.contains("\"format\": \"qcow2\""), "{info}");
+    // Not cached: a second build uploads again, over the first.
+    env.maker(&["build", "-f", file]).ok();
+    assert_eq!(env.ls("pool"), ["demo.qcow2"]);
+    env.write("t/p.yml", &spec("../x"));
+    env.maker(&["build", "-f", file])
+        .fails(1, "not allowed in a volume name");
+    assert_eq!(env.ls("pool"), ["demo.qcow2"]);
+}

@@ -163,4 +163,36 @@ fn u1_a_regular_user_in_group_libvirt_runs_every_command() {
     assert!(!w.virsh(&["list", "--all", "--name"]).contains("vut-user1"));
     run(&["vut-userdeb", "--delete", "--all"]).ok();
     assert!(!Path::new(POOL).join("TEMPLATE-vut-userdeb.qcow2").exists());
+    maker_exports_into_the_pool(w, &home);
+}
+
+/// virt-maker's `libvirt` exporter, run by the same user: the image goes into the pool the
+/// user cannot write, through libvirt's storage API.
+fn maker_exports_into_the_pool(w: &crate::world::World, home: &Path) {
+    let dir = home.join("maker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("base.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("64M")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", Run::from(made).stderr);
+    std::fs::write(
+        dir.join("pool.yml"),
+        "spec:\n  import:\n    download:\n      url: base.qcow2\n  export:\n    libvirt:\n      name: vut-maker.qcow2\n",
+    )
+    .unwrap();
+    let maker = home.join("bin/virt-maker");
+    std::fs::copy(env!("CARGO_BIN_EXE_virt-maker"), &maker).unwrap();
+    chown(home);
+    let volume = Path::new(POOL).join("vut-maker.qcow2");
+    let _ = w.virsh(&["vol-delete", "--pool", "default", "vut-maker.qcow2"]);
+    let yml = dir.join("pool.yml").display().to_string();
+    as_user(home, &maker, &["build", "-f", &yml]).ok();
+    let vols = w.virsh(&["vol-list", "default"]);
+    assert!(vols.contains("vut-maker.qcow2"), "{vols}");
+    assert!(volume.exists());
+    w.virsh(&["vol-delete", "--pool", "default", "vut-maker.qcow2"]);
 }
