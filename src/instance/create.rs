@@ -104,6 +104,7 @@ fn reserve(
         mounts: plan.mounts.clone(),
         warm: None,
         reservation: None,
+        disk_digest: None,
     };
     if warm {
         // Listed before it exists, so that the cleanup of a killed create removes it.

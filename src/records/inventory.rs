@@ -187,6 +187,7 @@ mod tests {
             definition: None,
             parks: false,
             agent_mounts: false,
+            disk_digest: None,
             mounts: Vec::new(),
             warm: None,
             reservation: None,

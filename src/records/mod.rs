@@ -95,6 +95,10 @@ pub struct Record {
     /// by a virt-up that has them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agent_mounts: bool,
+    /// Templates: the sha256 of the disk uploaded into the pool (the same on every host
+    /// that was given the same disk; a template-playbook changes the disk afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_digest: Option<String>,
     /// Instances: the host directories shared with it (`--mount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::share::Mount>,

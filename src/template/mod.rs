@@ -156,7 +156,7 @@ fn build(
         .is_none()
         .then(|| kept::find(plan, &definition(plan)))
         .flatten();
-    let (disk, key, final_layer) = match kept {
+    let (disk, key, final_layer, digest) = match kept {
         Some(kept) => upload_kept(ctx, plan, kept, &stem, &volume_name)?,
         None => build_and_upload(ctx, plan, spec, &stem, &volume_name)?,
     };
@@ -170,7 +170,8 @@ fn build(
         }
     }
 
-    let record = template_record(ctx, plan, &disk, login);
+    let mut record = template_record(ctx, plan, &disk, login);
+    record.disk_digest = Some(digest);
     if let Some(playbook) = &plan.playbook {
         // A failed playbook leaves no template behind: the next run builds it afresh.
         if let Err(e) = playbook::run(ctx, &record, plan, playbook) {
@@ -194,7 +195,7 @@ fn build_and_upload(
     spec: Option<(crate::steps::template::Template, crate::stepcache::Cache)>,
     stem: &str,
     volume_name: &str,
-) -> Result<(PathBuf, PathBuf, Option<String>)> {
+) -> Result<(PathBuf, PathBuf, Option<String>, String)> {
     let template = plan.name.as_str();
     // Built locally under a temporary name (removed whatever happens) and uploaded only
     // when complete, so a killed build never leaves a volume that looks like a template.
@@ -226,7 +227,7 @@ fn build_and_upload(
     ctx.ui.phase(template, "build", started.elapsed());
     let started = std::time::Instant::now();
     ctx.ui.begin(template, "upload");
-    let disk = upload(ctx, plan, staged.path(), volume_name)?;
+    let (disk, digest) = upload(ctx, plan, staged.path(), volume_name)?;
     ctx.ui.phase(template, "upload", started.elapsed());
     if (ctx.is_remote() || !plan.hosts.is_empty()) && final_layer.is_none() {
         // Another host may want the same disk: kept; a failure to keep it costs a build.
@@ -237,7 +238,7 @@ fn build_and_upload(
             ));
         }
     }
-    Ok((disk, key, final_layer))
+    Ok((disk, key, final_layer, digest))
 }
 
 /// Upload the disk kept from the template's build for another host, with its login key
@@ -248,7 +249,7 @@ fn upload_kept(
     kept: kept::Kept,
     stem: &str,
     volume_name: &str,
-) -> Result<(PathBuf, PathBuf, Option<String>)> {
+) -> Result<(PathBuf, PathBuf, Option<String>, String)> {
     let template = plan.name.as_str();
     ctx.ui.info(format!(
         "template {template}: uploading the disk built for another host (same definition)"
@@ -261,16 +262,22 @@ fn upload_kept(
     let key = sshkeys::write_login_key(&ctx.paths.sshkeys(), stem, &key_pair)?;
     let started = std::time::Instant::now();
     ctx.ui.begin(template, "upload");
-    let disk = upload(ctx, plan, &kept.disk, volume_name)?;
+    let (disk, digest) = upload(ctx, plan, &kept.disk, volume_name)?;
     ctx.ui.phase(template, "upload", started.elapsed());
-    Ok((disk, key, kept.final_layer))
+    Ok((disk, key, kept.final_layer, digest))
 }
 
 /// Put the disk built at `built` into the template's pool as volume `name`: an empty volume
-/// of the disk's size, then its bytes (virStorageVolUpload). Refused, before anything is
+/// of the disk's size, then its bytes (virStorageVolUpload). The volume's path and the
+/// sha256 of what was uploaded (the same on every host that got the same disk). Refused, before anything is
 /// written, when the pool has less room than the file takes. A failed upload deletes the
 /// volume.
-fn upload(ctx: &Context, plan: &TemplatePlan, built: &Path, name: &str) -> Result<PathBuf> {
+fn upload(
+    ctx: &Context,
+    plan: &TemplatePlan,
+    built: &Path,
+    name: &str,
+) -> Result<(PathBuf, String)> {
     let pool = plan.host.pool.as_str();
     let runner = ctx.runner(plan.host.virt_type);
     let info = QemuImg::new(&runner).info(built, Some(plan.format.as_str()))?;
@@ -284,11 +291,17 @@ fn upload(ctx: &Context, plan: &TemplatePlan, built: &Path, name: &str) -> Resul
             capacity: info.virtual_size,
         },
     })?;
-    if let Err(e) = ctx.hv.upload_volume(&volume.path, built) {
-        let _ = ctx.hv.delete_volume(&volume.path);
-        return Err(e);
+    let digest = crate::digest::file_sha256(built).map(|d| crate::digest::hex(&d));
+    let uploaded = digest
+        .map_err(Error::from)
+        .and_then(|d| ctx.hv.upload_volume(&volume.path, built).map(|_| d));
+    match uploaded {
+        Ok(digest) => Ok((volume.path, digest)),
+        Err(e) => {
+            let _ = ctx.hv.delete_volume(&volume.path);
+            Err(e)
+        }
     }
-    Ok(volume.path)
 }
 
 /// An error naming the pool and both figures when `bytes` do not fit in it.
@@ -346,6 +359,7 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         mounts: Vec::new(),
         warm: None,
         reservation: None,
+        disk_digest: None,
     }
 }
 

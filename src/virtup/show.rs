@@ -172,6 +172,8 @@ pub(super) fn record_json(domains: &DomainNames, r: &Record) -> serde_json::Valu
         // Templates: it has a warm image; instances: restored from one.
         "warm": r.warm.is_some(),
         "warm_image": r.warm.as_ref().filter(|_| r.is_template()),
+        // Templates: the sha256 of the disk uploaded to its host (equal across hosts).
+        "disk_digest": r.disk_digest,
     })
 }
 

@@ -75,6 +75,15 @@ fn instances_are_spread_over_the_hosts_and_each_gets_the_template_once() {
         .collect();
     hosts.sort();
     assert_eq!(hosts, ["a", "b"], "{listed}");
+    // The same disk on both hosts: one digest, recorded with each.
+    let digests: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["disk_digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests[0].len(), 64, "{listed}");
+    assert_eq!(digests[0], digests[1], "{listed}");
 }
 
 #[test]

@@ -248,6 +248,17 @@ fn several_hosts(home: &Path, lab_uri: &str, run: &dyn Fn(&[String], &[&str]) ->
             .count()
     };
     assert_eq!((on("here"), on("lab")), (2, 2), "{listed}");
+    // The template went to both hosts as one disk: the same digest in both records.
+    let all = rows(&run(&[], &["--list", "--all", "--json"]).ok().stdout);
+    let digests: Vec<String> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["is_template"] == true && r["template"] == TEMPLATE)
+        .map(|r| r["disk_digest"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(digests.len(), 2, "{all}");
+    assert!(digests[0].len() == 64 && digests[0] == digests[1], "{all}");
     for name in four {
         assert_eq!(row(&listed, name)["state"], "running", "{listed}");
         let hostname = run(&[], &[name, "--login", "--command", "hostname"]).ok();
