@@ -269,16 +269,27 @@ impl Libvirt {
     }
 
     /// The active network `name`, or an error that says how to start it.
+    /// For messages: " on <uri>" and the virsh command line for a remote host; nothing
+    /// and plain `virsh` for this machine's.
+    fn on_host(&self) -> (String, String) {
+        let uri = self.uri();
+        match is_remote(&uri) {
+            true => (format!(" on {uri}"), format!("virsh -c {uri}")),
+            false => (String::new(), "virsh".to_string()),
+        }
+    }
+
     fn network(&self, name: &str) -> Result<virt::network::Network> {
         let problem = match self.conn.lookup_network_by_name(name) {
             Ok(n) if n.is_active().unwrap_or(false) => return Ok(n),
             Ok(_) => "the network is not active".to_string(),
             Err(e) => e.message().to_string(),
         };
+        let (on, virsh) = self.on_host();
         Err(Error::Libvirt {
-            what: format!("network '{name}'"),
+            what: format!("network '{name}'{on}"),
             message: problem,
-            hint: format!("\nstart it with: virsh net-start {name}"),
+            hint: format!("\nstart it with: {virsh} net-start {name}"),
         })
     }
 
@@ -313,12 +324,13 @@ impl Hypervisor for Libvirt {
     }
 
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
+        let (on, virsh) = self.on_host();
         let missing = |message: String| {
             Error::Libvirt {
-            what: format!("storage pool '{pool}'"),
+            what: format!("storage pool '{pool}'{on}"),
             message,
             hint: format!(
-                "\ndefine and start it, e.g.: virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool}"
+                "\ndefine and start it, e.g.: {virsh} pool-define-as {pool} dir --target /var/lib/libvirt/images && {virsh} pool-start {pool}"
             ),
         }
         };

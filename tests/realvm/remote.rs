@@ -192,6 +192,17 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains(&address), "{}", refused.stderr);
     lab(&["start-libvirtd", LAB]);
+    // A pool the lab host does not have: refused before anything is built, naming the host.
+    let templates = home.join(".config/virt-up/templates.d/user.cfg");
+    let text = std::fs::read_to_string(&templates).unwrap();
+    std::fs::write(
+        &templates,
+        format!("{text}\n[vut-nopool]\nos-version = debian-12-local\npool = vut-nothere\n"),
+    )
+    .unwrap();
+    run(&on_lab, &["vut-r5", "--template", "vut-nopool"])
+        .fails(4, &format!("storage pool 'vut-nothere' on {uri}"));
+    std::fs::write(&templates, text).unwrap();
 
     // --delete (no URI given) removes the domain and volumes on the lab host.
     run(&[], &[INSTANCE, "--delete"]).ok();
