@@ -80,11 +80,19 @@ pub fn entries(config: &Config) -> Result<Vec<HostEntry>> {
         return Ok(Vec::new());
     }
     let common_jump = super::plan::jump_setting(config)?;
-    config
-        .hosts
-        .iter()
-        .map(|(name, (layer, origin))| entry(config, name, layer, origin, &common_jump))
-        .collect()
+    let mut entries = Vec::new();
+    for (name, (layer, origin)) in &config.hosts {
+        let entry = entry(config, name, layer, origin, &common_jump)?;
+        // One daemon in two sections would have its memory and instances counted twice.
+        if let Some(other) = entries.iter().find(|e: &&HostEntry| e.uri == entry.uri) {
+            return Err(Error::Config(format!(
+                "{origin}: [host {name}] has the uri of [host {}] ({}): a libvirt host is one section",
+                other.name, entry.uri
+            )));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
 }
 
 fn entry(

@@ -73,6 +73,11 @@ fn host_sections_and_host_are_checked_before_anything_is_made() {
         "settings.cfg:8: invalid value \"none\" for 'max-instances': expected a whole number from 1 to 100000",
     );
     with_hosts("[host lab2]\nuri = test:///default\n[host lab3]\nuri = test:///default\n");
+    env.run(&["web1", "--template", "deb"]).fails(
+        2,
+        "[host lab3] has the uri of [host lab2] (test:///default): a libvirt host is one section",
+    );
+    with_hosts("[host lab2]\nuri = test:///default\n[host lab3]\nuri = test:///lab3.xml\n");
     env.run(&["web1", "--template", "deb", "--host", "lab9"])
         .fails(
             2,
