@@ -206,6 +206,8 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         "inventory": record.inventory,
         "snapshots": super::snapshot::rows_json(&snapshots),
         "mounts": record.mounts,
+        // Its DHCP reservation (fixed-address): the address it keeps, on which network.
+        "reservation": record.reservation,
     });
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         map.extend(more);
@@ -225,6 +227,10 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
             serde_json::Value::Number(n) if key.starts_with("disk_") => {
                 crate::size::human(n.as_u64().unwrap_or(0))
             }
+            serde_json::Value::Object(_) if key == "reservation" => match &record.reservation {
+                Some(r) => format!("{} on network {}", r.address, r.network),
+                None => "-".into(),
+            },
             // `HOST_DIR -> GUEST_DIR (tag)`
             serde_json::Value::Array(_) if key == "mounts" => cell_of(
                 record

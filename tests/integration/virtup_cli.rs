@@ -438,8 +438,14 @@ fn list_filters_by_name_q_prints_names_and_info_shows_one_instance() {
     }
     assert!(table.contains("512M") && table.contains("virt"), "{table}");
 
+    // web1 has the DHCP reservation a fixed-address create makes.
+    let file = "data/instance/web1.json";
+    let mut record: serde_json::Value = serde_json::from_str(&env.read(file)).unwrap();
+    record["reservation"] = serde_json::json!({"network": "default", "address": "192.168.122.77"});
+    env.write(file, &record.to_string());
     let info = env.run(&["web1", "--info", "--json"]).ok().stdout;
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["reservation"]["address"], "192.168.122.77", "{info}");
     assert_eq!(v["name"], "web1");
     assert_eq!(v["address"], "192.168.122.77");
     assert_eq!(v["mac"], MAC);
@@ -450,6 +456,10 @@ fn list_filters_by_name_q_prints_names_and_info_shows_one_instance() {
     let text = env.run(&["web1", "--info"]).ok().stdout;
     assert!(
         text.contains("address") && text.contains("192.168.122.77"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reservation  192.168.122.77 on network default"),
         "{text}"
     );
     env.run(&["nosuch", "--info"]).fails(3, "nosuch");
