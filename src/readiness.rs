@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{Hypervisor, LibvirtAddressSource};
+use crate::records::{Login, Record};
 use crate::runner::{argv, Runner};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -35,12 +36,30 @@ pub struct Jump<'a> {
     pub host: &'a str,
 }
 
+impl<'a> Jump<'a> {
+    /// The jump host of `record`'s ssh options, if it has one.
+    pub fn of(record: &'a Record, runner: &'a Runner) -> Option<Jump<'a>> {
+        record.jump().map(|host| Jump { runner, host })
+    }
+}
+
 impl Target<'_> {
-    /// True when the SSH server at `ip` answers, reached as this target says.
-    fn answers(&self, ip: &str) -> bool {
-        match &self.jump {
-            None => ssh_banner(ip, Duration::from_secs(1)),
-            Some(j) => banner_via(j.runner, j.host, ip, Duration::from_secs(5)),
+    /// Whether the SSH server at `ip` answers, reached as this target says; an error when
+    /// the jump host itself cannot be reached (waiting would not change that).
+    fn answers(&self, ip: &str) -> Result<bool> {
+        let Some(j) = &self.jump else {
+            return Ok(ssh_banner(ip, Duration::from_secs(1)));
+        };
+        match banner_via(j.runner, j.host, ip, Duration::from_secs(5)) {
+            ViaJump::Answers => Ok(true),
+            ViaJump::NotYet => Ok(false),
+            ViaJump::JumpFailed(why) => Err(Error::Guest {
+                name: self.domain.to_string(),
+                message: format!(
+                    "its SSH server is reached through {}, and ssh to that host failed: {why}",
+                    j.host
+                ),
+            }),
         }
     }
 }
@@ -113,10 +132,21 @@ fn ssh_banner_at(addr: SocketAddr, timeout: Duration) -> bool {
     buf.starts_with(b"SSH-")
 }
 
-/// True when an SSH server on `ip:22`, reached from `jump` (`ssh -W`), sends its
+/// What `ssh -W ip:22 jump` saw.
+enum ViaJump {
+    /// The guest's SSH server sent its identification string.
+    Answers,
+    /// The jump host could not open the connection to the guest (not listening yet).
+    NotYet,
+    /// ssh to the jump host itself failed (unreachable, refused, key not accepted): the
+    /// tail of its stderr.
+    JumpFailed(String),
+}
+
+/// Whether an SSH server on `ip:22`, reached from `jump` (`ssh -W`), sends its
 /// identification string. The connection to the jump host uses the user's own ssh
 /// configuration and known_hosts, as libvirt's ssh transport does.
-pub fn banner_via(runner: &Runner, jump: &str, ip: &str, timeout: Duration) -> bool {
+fn banner_via(runner: &Runner, jump: &str, ip: &str, timeout: Duration) -> ViaJump {
     let secs = timeout.as_secs().max(1).to_string();
     let forward = format!("{ip}:22");
     let args = argv([
@@ -133,26 +163,37 @@ pub fn banner_via(runner: &Runner, jump: &str, ip: &str, timeout: Duration) -> b
     // exit code says nothing about that line, so the line is watched for.
     let seen = std::sync::Mutex::new(Vec::new());
     let watch = |bytes: &[u8]| seen.lock().expect("seen").extend_from_slice(bytes);
-    let _ = runner.tool("ssh").args(&args).watch(&watch).run();
-    let seen = seen.into_inner().expect("seen");
-    seen.starts_with(b"SSH-")
+    let run = runner.tool("ssh").args(&args).watch(&watch).run();
+    if seen.into_inner().expect("seen").starts_with(b"SSH-") {
+        return ViaJump::Answers;
+    }
+    match run {
+        // OpenSSH's words when the jump host cannot connect on to the guest.
+        Err(crate::runner::ToolError::Failed { stderr_tail, .. })
+            if stderr_tail.contains("open failed") || stderr_tail.contains("forwarding failed") =>
+        {
+            ViaJump::NotYet
+        }
+        Ok(_) => ViaJump::NotYet,
+        Err(e) => ViaJump::JumpFailed(e.to_string()),
+    }
 }
 
 /// The guest's SSH server must present the host key virt-up generated for it: anything
 /// else means the identity was not applied (or something else answers on that address).
 ///
-/// Reached directly, the key is read with ssh-keyscan. Through a jump host (`login`, the
-/// ssh command line of a login with the pinned key checked strictly: ssh-keyscan cannot
-/// jump), a login to run `true` proves the same.
+/// Reached directly, the key is read with ssh-keyscan. Through a jump host (ssh-keyscan
+/// cannot jump), a login as `login` with the pinned key checked strictly proves the same.
 pub fn verify_host_key(
     runner: &Runner,
-    name: &str,
+    record: &Record,
+    login: &Login,
     ip: &str,
     expected: &str,
-    console_log: &Path,
-    login: Option<std::process::Command>,
 ) -> Result<()> {
-    if let Some(login) = login {
+    let (name, console_log) = (record.name.as_str(), record.console_log.as_path());
+    if record.jump().is_some() {
+        let login = record.batch_login(login, ip);
         return verify_by_login(runner, name, ip, login, console_log);
     }
     let expected_blob = expected.split_whitespace().nth(1).unwrap_or_default();
@@ -243,7 +284,7 @@ pub fn wait_ready(
     // Re-probe while waiting: a stale lease can name an address the new guest never takes.
     let mut current = address;
     poll(hv, t, "ssh", t.ssh_timeout, || {
-        if t.answers(&current) {
+        if t.answers(&current)? {
             return Ok(Some(()));
         }
         if let Some(fresh) = probe_address(hv, t)? {

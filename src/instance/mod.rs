@@ -60,24 +60,12 @@ fn wait_ready(
         ssh_timeout: plan.timeouts.ssh,
         console_log: &record.console_log,
         neighbours: ctx.neighbours.clone(),
-        jump: record.jump().map(|host| Jump {
-            runner: &runner,
-            host,
-        }),
+        jump: Jump::of(record, &runner),
     };
     let address = wait_shown(ctx, name, &target)?;
     let mut timer = PhaseTimer::new(ctx, name);
     timer.begin("hostkey");
-    readiness::verify_host_key(
-        &runner,
-        name,
-        &address,
-        host_key,
-        &record.console_log,
-        record
-            .jump()
-            .map(|_| record.batch_login(&record.user, &address)),
-    )?;
+    readiness::verify_host_key(&runner, record, &record.user, &address, host_key)?;
     timer.done();
     Ok(address)
 }

@@ -94,10 +94,7 @@ fn boot_and_run(
         ssh_timeout: plan.timeouts.ssh,
         console_log: &template.console_log,
         neighbours: ctx.neighbours.clone(),
-        jump: template.jump().map(|host| Jump {
-            runner: &runner,
-            host,
-        }),
+        jump: Jump::of(template, &runner),
     };
     let name = template.template.as_str();
     ctx.ui.begin(name, "address");
@@ -109,13 +106,10 @@ fn boot_and_run(
     })?;
     readiness::verify_host_key(
         &runner,
-        &template.name,
+        template,
+        &template.root,
         &address,
         &identity.host_key.public_openssh,
-        &template.console_log,
-        template
-            .jump()
-            .map(|_| template.batch_login(&template.root, &address)),
     )?;
 
     // A one-host inventory, written by the same serializer as the real one.

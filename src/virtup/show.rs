@@ -49,10 +49,7 @@ pub(super) fn list(
                     row
                 }
             };
-            // A [host NAME] is shown by its NAME.
-            if let Some(host) = configured.iter().find(|h| h.uri == r.uri) {
-                row["host_name"] = host.name.clone().into();
-            }
+            row["host_name"] = host_name(&configured, &r.uri).into();
             row
         })
         .collect();
@@ -86,10 +83,7 @@ fn domains_by_host<'r>(
             false => match ctx.on(&r.uri).and_then(|there| there.hv.domains()) {
                 Ok(domains) => Some(domains),
                 Err(e) => {
-                    let name = match configured.iter().find(|h| h.uri == r.uri) {
-                        Some(host) => host.name.clone(),
-                        None => host_name(&r.uri),
-                    };
+                    let name = host_name(configured, &r.uri);
                     ctx.ui.warn(format!("host {name} did not answer: {e}"));
                     None
                 }
@@ -100,9 +94,13 @@ fn domains_by_host<'r>(
     Ok(by_host)
 }
 
-/// The name `--list` shows for the libvirt host of `uri`: its host name, or `local`.
-fn host_name(uri: &str) -> String {
-    crate::reach::host_label(uri).unwrap_or_else(|| "local".into())
+/// The name shown for the libvirt host of `uri`: its `[host NAME]`, else its host name,
+/// else `local`.
+fn host_name(configured: &[crate::config::plan::HostEntry], uri: &str) -> String {
+    match configured.iter().find(|h| h.uri == uri) {
+        Some(host) => host.name.clone(),
+        None => crate::reach::host_label(uri).unwrap_or_else(|| "local".into()),
+    }
 }
 
 /// The listing's columns, each as wide as its widest value.
@@ -157,7 +155,7 @@ fn table(rows: &[serde_json::Value]) -> String {
 pub(super) fn record_json(domains: &DomainNames, r: &Record) -> serde_json::Value {
     serde_json::json!({
         "name": r.name,
-        "host_name": host_name(&r.uri),
+        "host_name": host_name(&[], &r.uri),
         "uri": r.uri,
         "template": r.template,
         "state": state_of(domains, r),
@@ -288,6 +286,7 @@ pub(super) fn show_templates(
     }
     let store = crate::records::Store::new(paths)?;
     let (records, _) = store.all()?;
+    let configured = crate::config::plan::hosts(config)?;
     let mut all = serde_json::Map::new();
     for name in config.template_names() {
         let settings = config.resolve(name)?;
@@ -306,7 +305,7 @@ pub(super) fn show_templates(
             "built-on".into(),
             copies
                 .iter()
-                .map(|r| host_name(&r.uri))
+                .map(|r| host_name(&configured, &r.uri))
                 .collect::<Vec<_>>()
                 .into(),
         );

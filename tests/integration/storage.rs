@@ -498,10 +498,29 @@ fn a_remote_host_refuses_identity_sysprep() {
 /// of that host's, not one under this machine's data dir.
 #[test]
 fn a_remote_guest_logs_its_console_on_its_host() {
-    // The test driver's guest has a lease at once; its SSH server never answers.
-    let w = world_at("address-source = lease\nssh-timeout = 1\n", "", Some(LAB2));
+    // The test driver's guest has a lease at once; its SSH server is looked for through
+    // root@lab2, a host that does not exist: said at once, not waited for.
+    let w = world_at(
+        "address-source = lease\nssh-timeout = 300\n",
+        "",
+        Some(LAB2),
+    );
+    let started = std::time::Instant::now();
     let err = w.create(Overrides::default());
-    assert!(err.to_string().contains("timed out"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("reached through root@lab2, and ssh to that host failed"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "{text}"
+    );
+    assert_eq!(
+        w.hv.volume(&w.pool("web1.qcow2")).unwrap(),
+        None,
+        "cleaned up"
+    );
     let defined = w.hv.defined.lock().unwrap();
     assert!(
         defined[0].contains("<log file='/var/log/libvirt/qemu/web1-console.log'"),

@@ -166,6 +166,19 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
         .unwrap();
     let ping = Run::from(out).ok().stdout;
     assert!(ping.contains("SUCCESS"), "{ping}");
+    // And plain ssh with the generated ssh_config (its ProxyJump, its pinned host key).
+    let config = home.join(".local/share/virt-up/ssh_config");
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", "env", "-i"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
+        .arg("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args([INSTANCE, "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(Run::from(out).ok().stdout.trim(), INSTANCE);
 
     // The template is on the lab host now: a second instance there builds and uploads
     // nothing.
@@ -282,6 +295,11 @@ fn several_hosts(home: &Path, lab_uri: &str, run: &dyn Fn(&[String], &[&str]) ->
     run(&[], &["vut-m5", "--template", TEMPLATE, "--host", "lab"])
         .fails(4, "no host has room for vut-m5")
         .fails(4, "lab: did not answer");
+    // Placed freely, it goes to the host that answers, and is deleted there.
+    run(&[], &["vut-m6", "--template", TEMPLATE]).ok();
+    let listed = rows(&run(&[], &["--list", "--json"]).ok().stdout);
+    assert_eq!(row(&listed, "vut-m6")["host_name"], "here", "{listed}");
+    run(&[], &["vut-m6", "--delete"]).ok();
     lab(&["start-libvirtd", LAB]);
     std::fs::remove_file(&settings).unwrap();
     // The template this machine's daemon got for the instances placed here.
