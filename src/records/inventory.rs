@@ -96,10 +96,20 @@ pub fn render_ssh_config(records: &[Record]) -> String {
             r.user.ssh_identity.display()
         ));
         for (k, v) in &r.ssh_options {
-            out.push_str(&format!("  {k} \"{v}\"\n"));
+            out.push_str(&format!("  {k} {}\n", config_value(v)));
         }
     }
     out
+}
+
+/// An ssh_config value: quoted only when it holds whitespace (a path with a space).
+/// OpenSSH 9.2 keeps the quotes of a quoted `ProxyJump` in the user name it parses
+/// (`ssh -l "root ...`), so a value that needs none gets none.
+fn config_value(v: &str) -> String {
+    match v.contains(char::is_whitespace) {
+        true => format!("\"{v}\""),
+        false => v.to_string(),
+    }
 }
 
 /// Rewrite the inventory and ssh_config from all records (caller holds the global lock).
@@ -253,7 +263,24 @@ mod tests {
             text.contains("Host web1\n  HostName 192.168.122.5\n  User virt\n"),
             "{text}"
         );
-        assert!(text.contains("  HostKeyAlias \"web1\"\n"), "{text}");
+        assert!(text.contains("  HostKeyAlias web1\n"), "{text}");
+    }
+
+    /// Found by the real-VM test r1: `ProxyJump "root@lab2"` made OpenSSH run
+    /// `ssh -l "root -F ...` for the jump. Unquoted, as ssh wants it; a path with a space
+    /// is still quoted.
+    #[test]
+    fn ssh_config_quotes_only_values_with_spaces() {
+        let mut r = record("web1", Some("192.168.122.5"));
+        r.ssh_options.insert("ProxyJump".into(), "root@lab2".into());
+        r.ssh_options
+            .insert("UserKnownHostsFile".into(), "/my data/known_hosts".into());
+        let text = render_ssh_config(&[r]);
+        assert!(text.contains("  ProxyJump root@lab2\n"), "{text}");
+        assert!(
+            text.contains("  UserKnownHostsFile \"/my data/known_hosts\"\n"),
+            "{text}"
+        );
     }
 
     #[test]
