@@ -116,6 +116,14 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
         .output()
         .unwrap();
     assert!(!readable.status.success(), "{USER} can read {LAB}");
+    // Leftovers of an earlier run that failed half-way (the lab host is new, at the same
+    // URI): their records go, and what the lab host still has of them (nothing).
+    for name in [
+        INSTANCE, SECOND, "vut-r3", "vut-r5", "vut-m1", "vut-m2", "vut-m3", "vut-m4", "vut-m5",
+        "vut-m6",
+    ] {
+        run(&[], &[name, "--delete"]);
+    }
     let _ = std::fs::remove_dir_all(home.join(".config/virt-up"));
     configure(&home, w.index());
 
