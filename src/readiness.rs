@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long one probe waits for the guest to accept a connection. Short: a SYN that
+/// reaches the guest between its DHCP answer and its address being set up is dropped, and
+/// waiting for TCP to send it again (1 s) is slower than a new connection.
+const PROBE_CONNECT: Duration = Duration::from_millis(250);
+
+/// How long a guest that accepted the connection has to send its banner: each connection
+/// costs it an sshd process, so a busy guest is not asked again and again.
+const PROBE_BANNER: Duration = Duration::from_secs(3);
+
+/// The pause between two SSH probes: one that found nothing cost the guest a dropped SYN.
+const PROBE_POLL: Duration = Duration::from_millis(30);
+
 pub use crate::config::plan::AddressSource;
 
 /// What to wait for, and how long.
@@ -48,7 +60,7 @@ impl Target<'_> {
     /// the jump host itself cannot be reached (waiting would not change that).
     fn answers(&self, ip: &str) -> Result<bool> {
         let Some(j) = &self.jump else {
-            return Ok(ssh_banner(ip, Duration::from_secs(1)));
+            return Ok(ssh_banner(ip, PROBE_CONNECT, PROBE_BANNER));
         };
         match banner_via(j.runner, j.host, ip, Duration::from_secs(5)) {
             ViaJump::Answers => Ok(true),
@@ -107,20 +119,21 @@ pub fn neighbour_ip(table: &Path, mac: &str) -> Option<String> {
     })
 }
 
-/// True when something on `ip:22` answers with an SSH identification string.
-pub fn ssh_banner(ip: &str, timeout: Duration) -> bool {
+/// True when something on `ip:22` accepts a connection within `connect` and answers
+/// with an SSH identification string within `banner`.
+pub fn ssh_banner(ip: &str, connect: Duration, banner: Duration) -> bool {
     match format!("{ip}:22").parse::<SocketAddr>() {
-        Ok(addr) => ssh_banner_at(addr, timeout),
+        Ok(addr) => ssh_banner_at(addr, connect, banner),
         Err(_) => false,
     }
 }
 
 /// True when the server at `addr` sends an SSH identification string ("SSH-") first.
-fn ssh_banner_at(addr: SocketAddr, timeout: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+fn ssh_banner_at(addr: SocketAddr, connect: Duration, banner: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, connect) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_read_timeout(Some(banner));
     let mut buf = [0u8; 8];
     let mut got = 0;
     while got < 4 {
@@ -182,18 +195,21 @@ fn banner_via(runner: &Runner, jump: &str, ip: &str, timeout: Duration) -> ViaJu
 /// The guest's SSH server must present the host key virt-up generated for it: anything
 /// else means the identity was not applied (or something else answers on that address).
 ///
-/// Reached directly, the key is read with ssh-keyscan. Through a jump host (ssh-keyscan
-/// cannot jump), a login as `login` with the pinned key checked strictly proves the same.
+/// With `shared` (the options of a connection kept open, see
+/// [`crate::records::ssh::shared_connection`]), a login as `login` with the pinned key
+/// checked strictly proves it, and leaves the connection open for the user's first ssh.
+/// Else, through a jump host (ssh-keyscan cannot jump), such a login without the kept
+/// connection; reached directly, the key read with ssh-keyscan.
 pub fn verify_host_key(
     runner: &Runner,
     record: &Record,
-    login: &Login,
+    (login, shared): (&Login, Option<&[String]>),
     ip: &str,
     expected: &str,
 ) -> Result<()> {
     let (name, console_log) = (record.name.as_str(), record.console_log.as_path());
-    if record.jump().is_some() {
-        let login = record.batch_login(login, ip);
+    if shared.is_some() || record.jump().is_some() {
+        let login = record.batch_login(login, ip, shared.unwrap_or_default());
         return verify_by_login(runner, name, ip, login, console_log);
     }
     let expected_blob = expected.split_whitespace().nth(1).unwrap_or_default();
@@ -278,12 +294,14 @@ pub fn wait_ready(
     phase: &mut dyn FnMut(&str, Duration),
 ) -> Result<String> {
     let started = Instant::now();
-    let address = poll(hv, t, "address", t.address_timeout, || probe_address(hv, t))?;
+    let address = poll(hv, t, "address", t.address_timeout, POLL, || {
+        probe_address(hv, t)
+    })?;
     phase("address", started.elapsed());
     let started = Instant::now();
     // Re-probe while waiting: a stale lease can name an address the new guest never takes.
     let mut current = address;
-    poll(hv, t, "ssh", t.ssh_timeout, || {
+    poll(hv, t, "ssh", t.ssh_timeout, PROBE_POLL, || {
         if t.answers(&current)? {
             return Ok(Some(()));
         }
@@ -296,12 +314,13 @@ pub fn wait_ready(
     Ok(current)
 }
 
-/// Call `probe` every POLL until it yields, the domain stops, or the timeout passes.
+/// Call `probe` every `every` until it yields, the domain stops, or the timeout passes.
 fn poll<T>(
     hv: &dyn Hypervisor,
     t: &Target,
     phase: &str,
     timeout: Duration,
+    every: Duration,
     mut probe: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -326,7 +345,7 @@ fn poll<T>(
                 console_log: t.console_log.display().to_string(),
             });
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(every);
     }
 }
 
@@ -373,7 +392,11 @@ mod tests {
     #[test]
     fn an_ssh_banner_means_ready() {
         let (addr, handle) = server(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
-        assert!(ssh_banner_at(addr, Duration::from_secs(5)));
+        assert!(ssh_banner_at(
+            addr,
+            Duration::from_secs(5),
+            Duration::from_secs(5)
+        ));
         handle.join().unwrap();
     }
 
@@ -381,7 +404,10 @@ mod tests {
     fn anything_else_is_not_ready() {
         for greeting in [&b"HTTP/1.1 400 Bad Request\r\n"[..], b"SS", b""] {
             let (addr, handle) = server(greeting);
-            assert!(!ssh_banner_at(addr, Duration::from_secs(5)), "{greeting:?}");
+            assert!(
+                !ssh_banner_at(addr, Duration::from_secs(5), Duration::from_secs(5)),
+                "{greeting:?}"
+            );
             handle.join().unwrap();
         }
         // A closed port: bound, then released, so nothing listens there.
@@ -389,8 +415,16 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(!ssh_banner_at(addr, Duration::from_millis(200)));
-        assert!(!ssh_banner("not-an-ip", Duration::from_millis(200)));
+        assert!(!ssh_banner_at(
+            addr,
+            Duration::from_millis(200),
+            Duration::from_millis(200)
+        ));
+        assert!(!ssh_banner(
+            "not-an-ip",
+            Duration::from_millis(200),
+            Duration::from_millis(200)
+        ));
     }
 
     #[test]

@@ -110,9 +110,6 @@ fn reserve(
         // Listed before it exists, so that the cleanup of a killed create removes it.
         record.extra_files.push(super::warm::save_path(&record));
     }
-    if plan.template.fixed_address {
-        record.reservation = reserve_address(ctx, &host.network, &record);
-    }
     ctx.store.save(name, &record)?;
     Ok(record)
 }
@@ -143,9 +140,8 @@ fn local_only(ctx: &Context, plan: &InstancePlan, name: &str) -> Result<()> {
 /// the network cannot take one (the instance then gets a dynamic address, more slowly).
 /// Killed before its record is saved, the reservation stays, and the next create of the
 /// name (same MAC) takes it up again.
-fn reserve_address(ctx: &Context, network: &str, record: &Record) -> Option<Reservation> {
-    let name = &record.name;
-    match ctx.hv.reserve_address(network, &record.mac) {
+fn reserve_address(ctx: &Context, network: &str, name: &str, mac: &str) -> Option<Reservation> {
+    match ctx.hv.reserve_address(network, mac) {
         Ok(Some(address)) => {
             ctx.ui.debug(format!(
                 "{name}: address {address} reserved on network '{network}'"
@@ -170,12 +166,59 @@ fn reserve_address(ctx: &Context, network: &str, record: &Record) -> Option<Rese
     }
 }
 
+/// The address reservation, made on another thread while the disk is cloned and the guest
+/// restored or defined (libvirt takes a few tenths of a second to update the network),
+/// waited for before the guest can ask for an address.
+struct Reserving<'scope> {
+    thread: Option<std::thread::ScopedJoinHandle<'scope, Option<Reservation>>>,
+    got: Option<Reservation>,
+}
+
+impl Reserving<'_> {
+    /// The reservation, once it is made (None: the instance gets a dynamic address).
+    fn wait(&mut self) -> Option<Reservation> {
+        if let Some(thread) = self.thread.take() {
+            self.got = thread.join().unwrap_or(None);
+        }
+        self.got.clone()
+    }
+}
+
+/// Build the instance, its address reserved alongside when the plan wants a fixed one;
+/// the reservation is in the record whatever happens, so that a cleanup releases it.
 fn build(
     ctx: &Context,
     plan: &InstancePlan,
     record: &mut Record,
     template: &Record,
     warm: Option<Warm>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (network, name, mac) = (
+            plan.template.host.network.clone(),
+            record.name.clone(),
+            record.mac.clone(),
+        );
+        let mut reserving = Reserving {
+            thread: plan
+                .template
+                .fixed_address
+                .then(|| scope.spawn(move || reserve_address(ctx, &network, &name, &mac))),
+            got: None,
+        };
+        let built = build_reserving(ctx, plan, record, template, warm, &mut reserving);
+        record.reservation = reserving.wait();
+        built
+    })
+}
+
+fn build_reserving(
+    ctx: &Context,
+    plan: &InstancePlan,
+    record: &mut Record,
+    template: &Record,
+    warm: Option<Warm>,
+    reserving: &mut Reserving,
 ) -> Result<()> {
     let name = record.name.clone();
     let identity = new_identity(ctx, plan, record, template)?;
@@ -184,7 +227,19 @@ fn build(
     if let Some(image) = warm {
         ctx.ui
             .debug(format!("{name}: restoring from the warm image"));
-        match super::warm::create(ctx, plan, record, &image, &identity, spec.clone()) {
+        let mut before_network = || {
+            reserving.wait();
+        };
+        let made = super::warm::create(
+            ctx,
+            plan,
+            record,
+            (&image, &identity),
+            spec.clone(),
+            &mut before_network,
+        );
+        record.reservation = reserving.wait();
+        match made {
             Ok(()) => record.warm = Some(image),
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => {
@@ -195,6 +250,7 @@ fn build(
         }
     }
     if record.warm.is_none() {
+        record.reservation = reserving.wait();
         boot_cold(ctx, plan, record, template, &identity, &spec)?;
     }
 

@@ -65,7 +65,15 @@ fn wait_ready(
     let address = wait_shown(ctx, name, &target)?;
     let mut timer = PhaseTimer::new(ctx, name);
     timer.begin("hostkey");
-    readiness::verify_host_key(&runner, record, &record.user, &address, host_key)?;
+    // The first login opens the connection the user's first --login or --command uses.
+    let shared = crate::records::ssh::shared_connection(&ctx.paths, name);
+    readiness::verify_host_key(
+        &runner,
+        record,
+        (&record.user, shared.as_deref()),
+        &address,
+        host_key,
+    )?;
     timer.done();
     Ok(address)
 }

@@ -20,6 +20,7 @@ pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
 
 fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
     ctx.hv.destroy(&record.domain)?;
+    crate::records::ssh::forget_connection(&ctx.paths, &record.name);
     // libvirt refuses to undefine a domain that has snapshots; their data is in the disk
     // removed below anyway.
     if ctx.hv.is_defined(&record.domain)? {

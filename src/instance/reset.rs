@@ -36,6 +36,7 @@ pub fn reset(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
         .map_err(|e| not_usable(record, &format!("its recorded size: {e}")))?;
 
     ctx.hv.destroy(&record.domain)?;
+    crate::records::ssh::forget_connection(&ctx.paths, &record.name);
     // The snapshots are inside the disk about to be removed: their metadata goes with it.
     for snapshot in ctx.hv.snapshots(&record.domain)? {
         ctx.hv.delete_snapshot(&record.domain, &snapshot.name)?;

@@ -24,6 +24,8 @@ pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
         }
     })?;
     if !ctx.hv.is_running(&record.domain)? {
+        // A connection kept to the guest before it stopped leads nowhere now.
+        crate::records::ssh::forget_connection(&ctx.paths, name);
         ctx.ui.info(format!("starting {name}"));
         ctx.ui.begin(name, "boot");
         // Another run may have started it meanwhile: only a domain still stopped fails.

@@ -23,6 +23,8 @@ pub enum Stopped {
 /// Stop the instance: an ACPI power-off, then, if it still runs after `timeout`, off.
 pub fn stop(ctx: &Context, record: &Record, timeout: Duration) -> Result<Stopped> {
     let domain = &record.domain;
+    // Whatever the guest does now, a connection kept to it must not serve the next ssh.
+    crate::records::ssh::forget_connection(&ctx.paths, &record.name);
     if !ctx.hv.is_running(domain)? {
         return Ok(Stopped::Already);
     }

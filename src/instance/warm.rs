@@ -27,20 +27,21 @@ pub(super) fn save_path(record: &Record) -> PathBuf {
 }
 
 /// Restore `record`'s instance from `warm` and give it `identity`, up to the moment its
-/// NIC is plugged in; the caller waits for SSH. `persistent` is the definition a cold
-/// create would make (its UUID is set here). On error the caller undoes it all with
-/// [`undo`] and creates the instance cold.
+/// NIC's link is up (`before_network` is called just before: the guest asks for its
+/// address then); the caller waits for SSH. `persistent` is the definition a cold create
+/// would make (its UUID is set here). On error the caller undoes it all with [`undo`] and
+/// creates the instance cold.
 pub(super) fn create(
     ctx: &Context,
     plan: &InstancePlan,
     record: &Record,
-    warm: &Warm,
-    identity: &Identity,
+    (warm, identity): (&Warm, &Identity),
     mut persistent: DomainSpec,
+    before_network: &mut dyn FnMut(),
 ) -> Result<()> {
     let uuid = random_uuid();
     restore(ctx, &plan.template, record, warm, Some(identity), &uuid)?;
-    let mut timer = identify(ctx, &plan.template, record)?;
+    let mut timer = identify(ctx, &plan.template, record, before_network)?;
     persistent.uuid = Some(uuid);
     persistent.genid = true;
     ctx.hv.define(&persistent.to_xml())?;
@@ -62,7 +63,7 @@ pub(super) fn reset(
     // One a killed reset left behind.
     ctx.hv.delete_volume(&save_path(record))?;
     restore(ctx, plan, record, warm, None, &uuid)?;
-    identify(ctx, plan, record)?.done();
+    identify(ctx, plan, record, &mut || {})?.done();
     Ok(())
 }
 
@@ -143,6 +144,7 @@ fn identify<'a>(
     ctx: &'a Context,
     plan: &TemplatePlan,
     record: &'a Record,
+    before_network: &mut dyn FnMut(),
 ) -> Result<PhaseTimer<'a>> {
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
@@ -166,6 +168,7 @@ fn identify<'a>(
     timer.done();
     timer.begin("nic");
     wait_forwarding(hv, record);
+    before_network();
     hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
 }

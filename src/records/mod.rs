@@ -155,9 +155,18 @@ impl Record {
     }
 
     /// The ssh command line of a login as `login` that checks the pinned host key and
-    /// never prompts (the caller adds the command).
-    pub fn batch_login(&self, login: &Login, address: &str) -> std::process::Command {
-        ssh::command("ssh", self, login, address, &["-T", "-o", "BatchMode=yes"])
+    /// never prompts, with `extra` options (the caller adds the command).
+    pub fn batch_login(
+        &self,
+        login: &Login,
+        address: &str,
+        extra: &[String],
+    ) -> std::process::Command {
+        let options: Vec<&str> = ["-T", "-o", "BatchMode=yes"]
+            .into_iter()
+            .chain(extra.iter().map(String::as_str))
+            .collect();
+        ssh::command("ssh", self, login, address, &options)
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::paths::Paths;
 use crate::records::{Login, Record};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// `ssh|sftp -i KEY -o ... [OPTIONS] LOGIN@ADDRESS` (the caller adds a remote command;
@@ -26,15 +27,16 @@ pub fn command(
     cmd
 }
 
-/// `scp -r -i KEY -o ... SRC DST`; `remote` is the instance's side of the copy (its path),
-/// `local` the other, `to_guest` which way the copy goes.
+/// `scp -r -i KEY -o ... [OPTIONS] SRC DST`; of `(remote, local)`, `remote` is the
+/// instance's side of the copy (its path), `local` the other, `to_guest` which way the
+/// copy goes.
 pub fn scp(
     record: &Record,
     login: &Login,
     address: &str,
-    remote: &str,
-    local: &std::path::Path,
+    (remote, local): (&str, &std::path::Path),
     to_guest: bool,
+    options: &[String],
 ) -> Command {
     let host = match address.contains(':') {
         true => format!("[{address}]"),
@@ -44,6 +46,7 @@ pub fn scp(
     let mut cmd = Command::new("scp");
     cmd.args(["-r", "-q", "-i"]).arg(&login.ssh_identity);
     cmd.args(ssh_option_args(&record.ssh_options));
+    cmd.args(options);
     // After "--" nothing is an option, whatever the paths look like.
     cmd.arg("--");
     match to_guest {
@@ -71,6 +74,54 @@ pub fn ssh_options(paths: &Paths, name: &str, jump: Option<&str>) -> BTreeMap<St
         options.insert("ProxyJump".to_string(), jump.to_string());
     }
     options
+}
+
+/// How long a connection to an instance stays open after its last ssh session ends, for
+/// the next `--login`, `--command` or `--copy` to reuse (no key exchange, no PAM session:
+/// under emulation a new connection costs a second or more of the guest's CPU).
+const MASTER_PERSIST: &str = "60";
+
+/// The longest control socket path ssh can bind: sun_path holds 108 bytes, and ssh binds
+/// a temporary name first (the path and 17 more characters).
+const MAX_CONTROL_PATH: usize = 108 - 1 - 17;
+
+/// The control socket of the connection virt-up keeps to instance `name` (a validated name,
+/// so a plain file name), in a directory only the user can enter.
+pub fn control_path(paths: &Paths, name: &str) -> PathBuf {
+    paths.data.join("ssh-mux").join(name)
+}
+
+/// The `-o` options that share one connection to the instance between virt-up's ssh, sftp
+/// and scp runs: the first opens it and leaves it open for [`MASTER_PERSIST`] seconds, the
+/// others use it. The connection was made with the host key checked strictly, as every one
+/// is. None (each run connects on its own) when the socket's path would be too long for
+/// ssh or its directory cannot be made.
+pub fn shared_connection(paths: &Paths, name: &str) -> Option<Vec<String>> {
+    let path = control_path(paths, name);
+    if path.as_os_str().len() > MAX_CONTROL_PATH {
+        return None;
+    }
+    crate::fsutil::private_dir(path.parent()?).ok()?;
+    let option = |kv: String| ["-o".to_string(), kv];
+    Some(
+        [
+            option("ControlMaster=auto".into()),
+            option(format!("ControlPath={}", path.display())),
+            option(format!("ControlPersist={MASTER_PERSIST}")),
+            // A guest turned off under the connection (virsh destroy) sends nothing: the
+            // kept connection ends within 30 s instead of the TCP timeout.
+            option("ServerAliveInterval=5".into()),
+            option("ServerAliveCountMax=6".into()),
+        ]
+        .concat(),
+    )
+}
+
+/// Forget the connection kept to instance `name`: its guest is stopping, starting again or
+/// going away, and a later ssh must not be handed to a connection to the old one. (The
+/// master, no longer reachable, ends at its persist time.)
+pub fn forget_connection(paths: &Paths, name: &str) {
+    let _ = std::fs::remove_file(control_path(paths, name));
 }
 
 /// `-o Key=Value` arguments from an options map.
@@ -154,9 +205,9 @@ mod tests {
                 &r,
                 &r.user,
                 "192.168.122.5",
-                "/tmp/x y",
-                Path::new("-f"),
+                ("/tmp/x y", Path::new("-f")),
                 to_guest,
+                &["-o".into(), "ControlPath=/c".into()],
             );
             cmd.get_args()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -178,9 +229,45 @@ mod tests {
             down[down.len() - 2..],
             ["virt@192.168.122.5:/tmp/x y", "-f"]
         );
-        let v6 = scp(&r, &r.user, "fe80::1", "p", Path::new("l"), true);
+        assert!(up.contains(&"ControlPath=/c".to_string()), "{up:?}");
+        let v6 = scp(&r, &r.user, "fe80::1", ("p", Path::new("l")), true, &[]);
         assert!(v6
             .get_args()
             .any(|a| a.to_string_lossy() == "virt@[fe80::1]:p"));
+    }
+
+    /// virt-up's own ssh runs to an instance share one connection, kept in a private
+    /// directory of the data dir; a path ssh could not bind means no sharing, not an error.
+    #[test]
+    fn one_connection_is_shared_from_a_private_directory_when_its_path_fits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let env = |k: &str| (k == "VIRTUP_DATA_HOME").then(|| data.display().to_string());
+        let paths = Paths::from_env(&env).unwrap();
+        let options = shared_connection(&paths, "web1").unwrap();
+        let socket = control_path(&paths, "web1");
+        assert!(options.contains(&format!("ControlPath={}", socket.display())));
+        assert!(options.contains(&"ControlMaster=auto".to_string()));
+        assert!(options.iter().any(|o| o.starts_with("ControlPersist=")));
+        let mode = std::fs::metadata(socket.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A stale socket is removed when the guest stops or goes.
+        std::fs::write(&socket, "").unwrap();
+        forget_connection(&paths, "web1");
+        assert!(!socket.exists());
+        forget_connection(&paths, "web1");
+
+        let deep = dir.path().join("d".repeat(80));
+        let env = |k: &str| (k == "VIRTUP_DATA_HOME").then(|| deep.display().to_string());
+        let paths = Paths::from_env(&env).unwrap();
+        assert_eq!(shared_connection(&paths, "web1"), None);
+        assert!(
+            !deep.exists(),
+            "nothing made for a connection that cannot be shared"
+        );
     }
 }

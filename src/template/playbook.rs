@@ -107,7 +107,7 @@ fn boot_and_run(
     readiness::verify_host_key(
         &runner,
         template,
-        &template.root,
+        (&template.root, None),
         &address,
         &identity.host_key.public_openssh,
     )?;

@@ -31,7 +31,13 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Re
         (false, true) => &["-t"],
         (false, false) => &["-T"],
     };
-    let mut cmd = crate::records::ssh::command(tool, &record, &record.user, &address, tty);
+    let shared = crate::records::ssh::shared_connection(&ctx.paths, name).unwrap_or_default();
+    let options: Vec<&str> = tty
+        .iter()
+        .copied()
+        .chain(shared.iter().map(String::as_str))
+        .collect();
+    let mut cmd = crate::records::ssh::command(tool, &record, &record.user, &address, &options);
     if let Some(c) = command {
         // ssh sends the command as one string for the remote login shell to run.
         cmd.arg(c);
@@ -77,13 +83,14 @@ pub(super) fn copy(ctx: &Context, src: &str, dst: &str) -> Result<i32> {
     };
     crate::names::validate_instance_name(name)?;
     let (record, address) = reachable(ctx, name)?;
+    let shared = crate::records::ssh::shared_connection(&ctx.paths, name).unwrap_or_default();
     let mut cmd = crate::records::ssh::scp(
         &record,
         &record.user,
         &address,
-        remote,
-        std::path::Path::new(local),
+        (remote, std::path::Path::new(local)),
         to_guest,
+        &shared,
     );
     ctx.ui.debug(format!("run {cmd:?}"));
     let status = cmd

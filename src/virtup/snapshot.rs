@@ -65,6 +65,8 @@ fn revert(ctx: &Context, record: &Record, snap: &str) -> Result<()> {
     known(ctx, record, snap)?;
     let was_running = stop_for(ctx, record, "the revert")?;
     ctx.hv.revert_snapshot(&record.domain, snap)?;
+    // The guest is back where it was: a connection kept to it since is gone.
+    crate::records::ssh::forget_connection(&ctx.paths, &record.name);
     ctx.ui
         .info(format!("{} reverted to snapshot {snap}", record.name));
     restart_if(ctx, record, was_running)
