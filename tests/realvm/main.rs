@@ -48,6 +48,14 @@ fn t2_instance_lifecycle() {
     let w = world();
     let _cleanup = w.cleanup(&["vut-web1"]);
     w.vu(&["vut-web1", "--template", "vut-deb"]).ok();
+    // The create ended with a first login, whose connection stays open for the next ones
+    // (ssh -O check asks the master itself).
+    let socket = w.data("ssh-mux/vut-web1");
+    let master = || {
+        let path = format!("ControlPath={socket}");
+        w.run("ssh", &["-O", "check", "-o", &path, "vut-web1"])
+    };
+    master().ok();
     assert_eq!(w.ssh("vut-web1", "id -un"), "virt");
     assert_eq!(w.ssh("vut-web1", "hostname"), "vut-web1");
     assert_eq!(w.ssh("vut-web1", "sudo -n true && echo sudo-ok"), "sudo-ok");
@@ -136,6 +144,10 @@ fn t2_instance_lifecycle() {
     let rows: serde_json::Value = serde_json::from_str(&stopped.stdout).unwrap();
     assert_eq!(rows[0]["state"], "shut off", "{}", stopped.stderr);
     assert!(w.virsh(&["domstate", "vut-web1"]).contains("shut off"));
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the connection to the stopped guest is forgotten"
+    );
     let out = w
         .vu(&[
             "vut-web1",
@@ -151,6 +163,7 @@ fn t2_instance_lifecycle() {
     let rows: serde_json::Value = serde_json::from_str(&restarted.stdout).unwrap();
     assert_eq!(rows[0]["state"], "running");
     assert_eq!(rows[0]["address"], address.as_str());
+    master().ok();
     assert_eq!(w.ssh("vut-web1", "cat /etc/machine-id"), machine_id);
 
     // Delete leaves nothing; re-creating gets the same MAC (and so the same address).
