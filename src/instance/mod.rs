@@ -66,7 +66,7 @@ fn wait_ready(
     let mut timer = PhaseTimer::new(ctx, name);
     timer.begin("hostkey");
     // The first login opens the connection the user's first --login or --command uses.
-    let shared = crate::records::ssh::shared_connection(&ctx.paths, name);
+    let shared = crate::records::ssh::shared_connection(&ctx.paths, name, host_key);
     readiness::verify_host_key(
         &runner,
         record,

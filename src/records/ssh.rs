@@ -85,19 +85,29 @@ const MASTER_PERSIST: &str = "60";
 /// a temporary name first (the path and 17 more characters).
 const MAX_CONTROL_PATH: usize = 108 - 1 - 17;
 
-/// The control socket of the connection virt-up keeps to instance `name` (a validated name,
-/// so a plain file name), in a directory only the user can enter.
-pub fn control_path(paths: &Paths, name: &str) -> PathBuf {
-    paths.data.join("ssh-mux").join(name)
+/// The directory of the control sockets of the connections virt-up keeps to instances,
+/// which only the user can enter.
+fn control_dir(paths: &Paths) -> PathBuf {
+    paths.data.join("ssh-mux")
+}
+
+/// The control socket of the connection virt-up keeps to instance `name` (a validated
+/// name: letters, digits and '-') whose pinned host key is `pinned` (OpenSSH form): named
+/// after both, so that a connection checked against one key never serves a login once
+/// another key is pinned.
+pub fn control_path(paths: &Paths, name: &str, pinned: &str) -> PathBuf {
+    let key: Vec<&str> = pinned.split_whitespace().take(2).collect();
+    let digest = crate::digest::sha256_hex(&key.join(" "));
+    control_dir(paths).join(format!("{name}.{}", &digest[..12]))
 }
 
 /// The `-o` options that share one connection to the instance between virt-up's ssh, sftp
 /// and scp runs: the first opens it and leaves it open for [`MASTER_PERSIST`] seconds, the
-/// others use it. The connection was made with the host key checked strictly, as every one
-/// is. None (each run connects on its own) when the socket's path would be too long for
-/// ssh or its directory cannot be made.
-pub fn shared_connection(paths: &Paths, name: &str) -> Option<Vec<String>> {
-    let path = control_path(paths, name);
+/// others use it. The connection was made with the host key checked strictly against
+/// `pinned`, as every one is. None (each run connects on its own) when the socket's path
+/// would be too long for ssh or its directory cannot be made.
+pub fn shared_connection(paths: &Paths, name: &str, pinned: &str) -> Option<Vec<String>> {
+    let path = control_path(paths, name, pinned);
     if path.as_os_str().len() > MAX_CONTROL_PATH {
         return None;
     }
@@ -117,11 +127,19 @@ pub fn shared_connection(paths: &Paths, name: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Forget the connection kept to instance `name`: its guest is stopping, starting again or
-/// going away, and a later ssh must not be handed to a connection to the old one. (The
-/// master, no longer reachable, ends at its persist time.)
+/// Forget the connections kept to instance `name`: its guest is stopping, starting again
+/// or going away, and a later ssh must not be handed to a connection to the old one. (A
+/// master no longer reachable ends at its persist time.)
 pub fn forget_connection(paths: &Paths, name: &str) {
-    let _ = std::fs::remove_file(control_path(paths, name));
+    let Ok(entries) = std::fs::read_dir(control_dir(paths)) else {
+        return;
+    };
+    let prefix = format!("{name}.");
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// `-o Key=Value` arguments from an options map.
@@ -245,8 +263,9 @@ mod tests {
         let data = dir.path().join("data");
         let env = |k: &str| (k == "VIRTUP_DATA_HOME").then(|| data.display().to_string());
         let paths = Paths::from_env(&env).unwrap();
-        let options = shared_connection(&paths, "web1").unwrap();
-        let socket = control_path(&paths, "web1");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA web1";
+        let options = shared_connection(&paths, "web1", key).unwrap();
+        let socket = control_path(&paths, "web1", key);
         assert!(options.contains(&format!("ControlPath={}", socket.display())));
         assert!(options.contains(&"ControlMaster=auto".to_string()));
         assert!(options.iter().any(|o| o.starts_with("ControlPersist=")));
@@ -255,16 +274,27 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
-        // A stale socket is removed when the guest stops or goes.
-        std::fs::write(&socket, "").unwrap();
+        // Another pinned key, another connection: one checked against the old key is not
+        // reused (the comment is not part of the key).
+        let other = control_path(&paths, "web1", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB");
+        assert_ne!(other, socket);
+        assert_eq!(
+            control_path(&paths, "web1", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"),
+            socket
+        );
+        // Stale sockets are removed when the guest stops or goes; another instance's stay.
+        let web10 = control_path(&paths, "web10", key);
+        for path in [&socket, &other, &web10] {
+            std::fs::write(path, "").unwrap();
+        }
         forget_connection(&paths, "web1");
-        assert!(!socket.exists());
-        forget_connection(&paths, "web1");
+        assert!(!socket.exists() && !other.exists());
+        assert!(web10.exists());
 
         let deep = dir.path().join("d".repeat(80));
         let env = |k: &str| (k == "VIRTUP_DATA_HOME").then(|| deep.display().to_string());
         let paths = Paths::from_env(&env).unwrap();
-        assert_eq!(shared_connection(&paths, "web1"), None);
+        assert_eq!(shared_connection(&paths, "web1", key), None);
         assert!(
             !deep.exists(),
             "nothing made for a connection that cannot be shared"

@@ -31,7 +31,7 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Re
         (false, true) => &["-t"],
         (false, false) => &["-T"],
     };
-    let shared = crate::records::ssh::shared_connection(&ctx.paths, name).unwrap_or_default();
+    let shared = shared_connection(ctx, name);
     let options: Vec<&str> = tty
         .iter()
         .copied()
@@ -45,6 +45,14 @@ pub(super) fn login(ctx: &Context, name: &str, sftp: bool, remote: Remote) -> Re
     ctx.ui.debug(format!("exec {cmd:?}"));
     let err = cmd.exec();
     Err(crate::runner::spawn_error(tool, err).into())
+}
+
+/// The options of the connection kept to instance `name`, for its pinned host key; none
+/// (ssh connects on its own, and finds no key to accept) when no key is pinned.
+fn shared_connection(ctx: &Context, name: &str) -> Vec<String> {
+    crate::records::inventory::known_host(&ctx.paths, name)
+        .and_then(|pinned| crate::records::ssh::shared_connection(&ctx.paths, name, &pinned))
+        .unwrap_or_default()
 }
 
 /// A made instance, started and waited for if it was stopped, and its address.
@@ -83,7 +91,7 @@ pub(super) fn copy(ctx: &Context, src: &str, dst: &str) -> Result<i32> {
     };
     crate::names::validate_instance_name(name)?;
     let (record, address) = reachable(ctx, name)?;
-    let shared = crate::records::ssh::shared_connection(&ctx.paths, name).unwrap_or_default();
+    let shared = shared_connection(ctx, name);
     let mut cmd = crate::records::ssh::scp(
         &record,
         &record.user,

@@ -50,10 +50,22 @@ fn t2_instance_lifecycle() {
     w.vu(&["vut-web1", "--template", "vut-deb"]).ok();
     // The create ended with a first login, whose connection stays open for the next ones
     // (ssh -O check asks the master itself).
-    let socket = w.data("ssh-mux/vut-web1");
+    // (The socket is named after the instance and its pinned host key.)
+    let mux = w.data("ssh-mux");
+    let socket = || {
+        std::fs::read_dir(&mux).ok().and_then(|dir| {
+            dir.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("vut-web1.")
+            })
+        })
+    };
     let master = || {
-        let path = format!("ControlPath={socket}");
-        w.run("ssh", &["-O", "check", "-o", &path, "vut-web1"])
+        let path = socket().expect("no control socket for vut-web1");
+        let option = format!("ControlPath={}", path.display());
+        w.run("ssh", &["-O", "check", "-o", &option, "vut-web1"])
     };
     master().ok();
     assert_eq!(w.ssh("vut-web1", "id -un"), "virt");
@@ -144,8 +156,9 @@ fn t2_instance_lifecycle() {
     let rows: serde_json::Value = serde_json::from_str(&stopped.stdout).unwrap();
     assert_eq!(rows[0]["state"], "shut off", "{}", stopped.stderr);
     assert!(w.virsh(&["domstate", "vut-web1"]).contains("shut off"));
-    assert!(
-        !std::path::Path::new(&socket).exists(),
+    assert_eq!(
+        socket(),
+        None,
         "the connection to the stopped guest is forgotten"
     );
     let out = w
