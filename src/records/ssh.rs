@@ -128,17 +128,30 @@ pub fn shared_connection(paths: &Paths, name: &str, pinned: &str) -> Option<Vec<
 }
 
 /// Forget the connections kept to instance `name`: its guest is stopping, starting again
-/// or going away, and a later ssh must not be handed to a connection to the old one. (A
-/// master no longer reachable ends at its persist time.)
+/// or going away, and a later ssh must not be handed to a connection to the old one. Each
+/// master is told to exit (`ssh -O exit`, answered by the master itself, whatever its
+/// connection's state): left running, one whose guest went away without closing the
+/// connection would, when its keepalives give up, remove the socket of the connection
+/// opened since under the same name.
 pub fn forget_connection(paths: &Paths, name: &str) {
     let Ok(entries) = std::fs::read_dir(control_dir(paths)) else {
         return;
     };
     let prefix = format!("{name}.");
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
         }
+        let path = entry.path();
+        let _ = Command::new("ssh")
+            .arg("-o")
+            .arg(format!("ControlPath={}", path.display()))
+            .args(["-O", "exit", "--", name])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&path);
     }
 }
 
