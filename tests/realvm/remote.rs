@@ -99,15 +99,9 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     let lab_virsh = |args: &[&str]| {
         let mut all = vec!["-c", uri.as_str()];
         all.extend_from_slice(args);
-        let out = Command::new("runuser")
-            .args(["-u", USER, "--", "env", "-i"])
-            .arg(format!("HOME={}", home.display()))
-            .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
-            .arg("virsh")
-            .args(&all)
-            .output()
-            .unwrap();
-        Run::from(out).ok().stdout
+        as_user_with(&home, &[], Path::new("virsh"), &all)
+            .ok()
+            .stdout
     };
 
     // The lab's pool is not the user's to read: only libvirt's protocol reaches it.
@@ -162,31 +156,19 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
 
     // ansible through the generated inventory (it jumps through the lab host too).
     let inventory = home.join(".local/share/virt-up/inventory.yaml");
-    let out = Command::new("runuser")
-        .args(["-u", USER, "--", "env", "-i"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
-        .arg("ANSIBLE_HOST_KEY_CHECKING=True")
-        .args(["ansible", "-i"])
-        .arg(&inventory)
-        .args([INSTANCE, "-m", "ping"])
-        .output()
-        .unwrap();
-    let ping = Run::from(out).ok().stdout;
+    let checking = ["ANSIBLE_HOST_KEY_CHECKING=True".to_string()];
+    let inventory = inventory.display().to_string();
+    let ansible = ["-i", inventory.as_str(), INSTANCE, "-m", "ping"];
+    let ping = as_user_with(&home, &checking, Path::new("ansible"), &ansible)
+        .ok()
+        .stdout;
     assert!(ping.contains("SUCCESS"), "{ping}");
     // And plain ssh with the generated ssh_config (its ProxyJump, its pinned host key).
     let config = home.join(".local/share/virt-up/ssh_config");
-    let out = Command::new("runuser")
-        .args(["-u", USER, "--", "env", "-i"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
-        .arg("ssh")
-        .arg("-F")
-        .arg(&config)
-        .args([INSTANCE, "hostname"])
-        .output()
-        .unwrap();
-    assert_eq!(Run::from(out).ok().stdout.trim(), INSTANCE);
+    let config = config.display().to_string();
+    let ssh = ["-F", config.as_str(), INSTANCE, "hostname"];
+    let out = as_user_with(&home, &[], Path::new("ssh"), &ssh).ok();
+    assert_eq!(out.stdout.trim(), INSTANCE);
 
     // The template is on the lab host now: a second instance there builds and uploads
     // nothing.
