@@ -116,6 +116,22 @@ impl Context {
         })
     }
 
+    /// The network `network`, made first when it is virt-up's own and missing (said so:
+    /// it changes the host).
+    pub fn ensure_network(&self, network: &str) -> Result<()> {
+        if let Some(xml) = self.hv.ensure_network(network)? {
+            let subnet = crate::hypervisor::own_network::addresses(&xml)
+                .first()
+                .map(|gw| format!(" on {gw}/24"))
+                .unwrap_or_default();
+            self.ui.info(format!(
+                "made libvirt network '{network}'{subnet} (NAT, STP off, autostarted) on {}",
+                self.hv.uri()
+            ));
+        }
+        Ok(())
+    }
+
     /// This context on the libvirt host `uri` (where an instance was made): itself if it is
     /// connected there, else a new connection (an error naming the host if it is down).
     pub fn on(&self, uri: &str) -> Result<Context> {

@@ -334,7 +334,7 @@ mod tests {
         let c = settings("[host a]\nuri = test:///default\npool = fast\n");
         let t = plan::template(&c, &paths(), "deb").unwrap();
         let on = plan::hosts(&c).unwrap()[0].guest_host(&t.host);
-        assert_eq!((on.pool.as_str(), on.network.as_str()), ("fast", "default"));
+        assert_eq!((on.pool.as_str(), on.network.as_str()), ("fast", "virt-up"));
         assert_eq!(on.arch, t.host.arch);
     }
 

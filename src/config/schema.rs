@@ -70,7 +70,7 @@ pub const KEYS: &[Key] = &[
     key("os-type", Kind::Text, None, "The OS type (recorded, as virt-install's --os-type)."),
     key("arch", Kind::Text, Some("x86_64"), "The guest architecture."),
     key("pool", Kind::Text, Some("default"), "The libvirt storage pool that holds the disk images."),
-    key("network", Kind::Text, Some("default"), "The libvirt network the instances attach to."),
+    key("network", Kind::Text, Some("virt-up"), "The libvirt network the instances attach to. 'virt-up' (the default) is virt-up's own NAT network, made on first use on a free 192.168.X.0/24 with STP off, so a new instance's network works at once (a bridge with STP on, as libvirt's 'default', forwards nothing for its first 4 s); 'default' is libvirt's."),
     key("username", Kind::Text, Some("virt"), "The login user created in templates, with passwordless sudo ('user' is an alias)."),
     key("password-length", Kind::Int(8, 128), Some("24"), "Accepted for compatibility: virt-up sets no random passwords (accounts are key-only unless --password/--root-password is given)."),
     key("image-format", Kind::Choice(&["qcow2", "raw"]), Some("qcow2"), "Disk format: qcow2 instances are linked clones; raw instances are full copies."),

@@ -8,6 +8,7 @@
 mod dhcp;
 pub mod domain_xml;
 mod local_dir;
+pub mod own_network;
 pub mod save_image;
 mod snapshot;
 pub(crate) mod virt_install;
@@ -88,8 +89,10 @@ pub trait Hypervisor: Send + Sync {
     fn uri(&self) -> String;
     /// The directory of a `dir` storage pool; an error if the pool is missing or inactive.
     fn pool_path(&self, pool: &str) -> Result<PathBuf>;
-    /// An error if the network is missing or not active.
-    fn check_network(&self, network: &str) -> Result<()>;
+    /// An error if the network is missing or not active; virt-up's own network
+    /// ([`own_network::NAME`]) is made or started instead. Some(its XML) when this call
+    /// made it.
+    fn ensure_network(&self, network: &str) -> Result<Option<String>>;
     fn define(&self, xml: &str) -> Result<()>;
     fn start(&self, name: &str) -> Result<()>;
     fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
@@ -293,6 +296,81 @@ impl Libvirt {
         })
     }
 
+    /// Start virt-up's own network, or make it when it is missing (Some(its XML) then).
+    /// Another virt-up may be doing the same at the same moment: whoever loses the define
+    /// or the start finds the network there, or active, on its next look.
+    fn ensure_own_network(&self) -> Result<Option<String>> {
+        for _ in 0..3 {
+            match self.conn.lookup_network_by_name(own_network::NAME) {
+                Ok(net) if net.is_active().unwrap_or(false) => return Ok(None),
+                Ok(net) => match net.create() {
+                    Ok(()) => return Ok(None),
+                    Err(_) if net.is_active().unwrap_or(false) => return Ok(None),
+                    Err(e) => return Err(self.own_network_error(e.message())),
+                },
+                Err(_) => {
+                    if let Some(xml) = self.define_own_network()? {
+                        return Ok(Some(xml));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Define and start virt-up's network on the first free subnet (Some(its XML)); None
+    /// when another virt-up defined it first.
+    fn define_own_network(&self) -> Result<Option<String>> {
+        let used: Vec<_> = self
+            .conn
+            .list_all_networks(0)
+            .map_err(|e| libvirt_error("listing networks", e))?
+            .iter()
+            .filter_map(|n| n.xml_desc(0).ok())
+            .flat_map(|xml| own_network::addresses(&xml))
+            .collect();
+        let mut clash = String::from("no subnet left to try");
+        for third in own_network::candidates(&used) {
+            let xml = own_network::xml(third);
+            let net = match self.conn.define_network_xml(&xml) {
+                Ok(net) => net,
+                Err(_) if self.conn.lookup_network_by_name(own_network::NAME).is_ok() => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.own_network_error(e.message())),
+            };
+            match net.create() {
+                Ok(()) => {
+                    net.set_autostart(true).map_err(|e| {
+                        libvirt_error(format!("network '{}'", own_network::NAME), e)
+                    })?;
+                    return Ok(Some(xml));
+                }
+                Err(e) => {
+                    // Ours, just defined and never started: nobody else uses it.
+                    let _ = net.undefine();
+                    if !own_network::is_subnet_clash(e.message()) {
+                        return Err(self.own_network_error(e.message()));
+                    }
+                    clash = e.message().to_string();
+                }
+            }
+        }
+        Err(self.own_network_error(&format!(
+            "no free 192.168.X.0/24 among the {} tried (last: {clash})",
+            own_network::TRIES
+        )))
+    }
+
+    fn own_network_error(&self, message: &str) -> Error {
+        let (on, _) = self.on_host();
+        Error::Libvirt {
+            what: format!("making virt-up's network '{}'{on}", own_network::NAME),
+            message: message.to_string(),
+            hint: "\nset 'network = default' (libvirt's NAT network) or another network in settings.cfg".into(),
+        }
+    }
+
     fn existing(&self, name: &str) -> Result<Domain> {
         self.domain(name)?.ok_or_else(|| Error::Libvirt {
             what: format!("domain '{name}'"),
@@ -349,8 +427,12 @@ impl Hypervisor for Libvirt {
         })
     }
 
-    fn check_network(&self, network: &str) -> Result<()> {
-        self.network(network).map(|_| ())
+    fn ensure_network(&self, network: &str) -> Result<Option<String>> {
+        let made = match network == own_network::NAME {
+            true => self.ensure_own_network()?,
+            false => None,
+        };
+        self.network(network).map(|_| made)
     }
 
     fn define(&self, xml: &str) -> Result<()> {
@@ -963,9 +1045,30 @@ mod tests {
             err.contains("storage pool 'nope'") && err.contains("pool-define-as"),
             "{err}"
         );
-        hv.check_network("default").unwrap();
-        let err = hv.check_network("nope").unwrap_err().to_string();
+        assert_eq!(hv.ensure_network("default").unwrap(), None);
+        let err = hv.ensure_network("nope").unwrap_err().to_string();
         assert!(err.contains("virsh net-start nope"), "{err}");
+    }
+
+    #[test]
+    fn virt_ups_own_network_is_made_once_started_and_autostarted() {
+        let hv = Libvirt::connect("test:///default").unwrap();
+        let made = hv.ensure_network(own_network::NAME).unwrap();
+        let made = made.expect("made on first use");
+        // The test driver's own 'default' holds 192.168.122.0/24: the first of ours is free.
+        assert!(
+            made.contains("192.168.124.1") && made.contains("stp='off'"),
+            "{made}"
+        );
+        let net = hv.conn.lookup_network_by_name(own_network::NAME).unwrap();
+        assert!(net.is_active().unwrap() && net.autostart().unwrap());
+        assert_eq!(hv.ensure_network(own_network::NAME).unwrap(), None);
+        // Stopped behind our back: started again, not made again.
+        net.destroy().unwrap();
+        assert_eq!(hv.ensure_network(own_network::NAME).unwrap(), None);
+        assert!(net.is_active().unwrap());
+        net.destroy().unwrap();
+        net.undefine().unwrap();
     }
 
     #[test]

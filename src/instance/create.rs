@@ -58,7 +58,7 @@ fn reserve(
     }
     let host = &plan.template.host;
     let pool_dir = ctx.hv.pool_path(&host.pool)?;
-    ctx.hv.check_network(&host.network)?;
+    ctx.ensure_network(&host.network)?;
     let format = template.format.clone();
     let key = ctx.paths.sshkeys().join(name);
     let username = plan

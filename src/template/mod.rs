@@ -135,7 +135,7 @@ fn build(
     let pool = plan.host.pool.as_str();
     let format = plan.format;
     let pool_dir = ctx.hv.pool_path(pool)?;
-    ctx.hv.check_network(&plan.host.network)?;
+    ctx.ensure_network(&plan.host.network)?;
     let volume_name = format!("{domain}.{format}");
     let disk = pool_dir.join(&volume_name);
     // A domain or disk of this name that our records do not know belongs to someone else

@@ -64,6 +64,20 @@ fn missing_pool_and_network_are_named() {
 }
 
 #[test]
+fn virt_ups_own_network_is_made_on_first_use_and_said_so() {
+    // The fixture's host has libvirt's 'default' only (192.168.122.0/24).
+    let env = TestEnv::new();
+    let out = env.run(&["deb", "--no-clone"]);
+    assert!(
+        out.stderr.contains(
+            "made libvirt network 'virt-up' on 192.168.124.1/24 (NAT, STP off, autostarted)"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn login_and_delete_of_unknown_instance() {
     let env = TestEnv::new();
     env.run(&["ghost", "--login"])

@@ -46,8 +46,8 @@ impl Hypervisor for Recorder {
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
         self.inner.pool_path(pool)
     }
-    fn check_network(&self, network: &str) -> Result<()> {
-        self.inner.check_network(network)
+    fn ensure_network(&self, network: &str) -> Result<Option<String>> {
+        self.inner.ensure_network(network)
     }
     fn define(&self, xml: &str) -> Result<()> {
         // libvirt's volume, not a file written behind its back.
@@ -63,7 +63,7 @@ impl Hypervisor for Recorder {
             .and_then(|m| m.split('\'').next());
         let reserved = self
             .inner
-            .reserved_address("default", mac.unwrap_or_default())?;
+            .reserved_address("virt-up", mac.unwrap_or_default())?;
         self.reserved_at_define.lock().unwrap().push(reserved);
         self.inner.define(xml)?;
         self.defined.lock().unwrap().push(xml.to_string());
@@ -209,7 +209,7 @@ fn world_at(template_settings: &str, dhcp: &str, uri: Option<&str>) -> World {
         std::fs::create_dir_all(path(d)).unwrap();
     }
     let fixture = format!(
-        "<node><network><name>default</name><bridge name='virbr0'/><forward/>\
+        "<node><network><name>virt-up</name><bridge name='virbr0'/><forward/>\
          <ip address='192.168.122.1' netmask='255.255.255.0'>{dhcp}</ip></network>\
          <pool type='dir'><name>default</name><target><path>{}</path></target></pool></node>",
         path("pool").display()
@@ -349,7 +349,7 @@ fn the_instance_has_a_free_address_reserved_while_it_exists_and_released_with_it
     );
     // The failed create removed its reservation: the address is free again.
     assert_eq!(
-        w.hv.reserve_address("default", "52:54:00:00:00:77")
+        w.hv.reserve_address("virt-up", "52:54:00:00:00:77")
             .unwrap()
             .as_deref(),
         Some("192.168.122.11")
@@ -395,7 +395,7 @@ fn fixed_address_no_reserves_nothing_and_a_full_range_only_goes_without() {
 
     let w = world_on("", DHCP);
     // Both addresses taken: the instance is still made, with a dynamic address.
-    w.hv.reserve_address("default", "52:54:00:00:00:77")
+    w.hv.reserve_address("virt-up", "52:54:00:00:00:77")
         .unwrap();
     let err = w.create(Overrides::default());
     assert!(

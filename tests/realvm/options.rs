@@ -72,12 +72,13 @@ fn o1_create_options_and_settings_reach_the_guest() {
         &format!(
             "address-source = agent\ninstance-playbook = vut-instance\n\n\
              [vut-raw]\nos-version = debian-12-local\nvirt-builder-source = file://{}\n\
-             image-format = raw\naddress-source = dns\n",
+             image-format = raw\naddress-source = dns\nnetwork = default\n",
             w.index()
         ),
     );
     // DNS as a host that uses the default network's dnsmasq (which knows its DHCP clients'
-    // names) has it, in vut-raw's create only.
+    // names) has it, in vut-raw's create only (vut-raw is on libvirt's network, not on
+    // virt-up's own: the real tier covers both).
     let resolv = w.own_file("resolv.conf", "nameserver 192.168.122.1\n");
     eprintln!("realvm: virt-up vut-raw --template vut-raw (in the background)");
     let raw = KillOnDrop::new(

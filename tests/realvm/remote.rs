@@ -93,6 +93,9 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     let uri = field(&up, "uri");
     let address = field(&up, "address");
     let subnet = field(&up, "guest_subnet");
+    // The lab's own NAT network, named as a user names a remote host's network (virt-up's
+    // default, its own network, would be made there on a subnet this machine routes too).
+    let network = field(&up, "network");
     trust_each_other(&home, &address);
     let on_lab = vec![format!("LIBVIRT_DEFAULT_URI={uri}")];
     let run = |env: &[String], args: &[&str]| as_user_with(&home, env, &vu, args);
@@ -120,6 +123,12 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     }
     let _ = std::fs::remove_dir_all(home.join(".config/virt-up"));
     configure(&home, w.index());
+    std::fs::write(
+        home.join(".config/virt-up/settings.cfg"),
+        format!("[common]\nnetwork = {network}\n"),
+    )
+    .unwrap();
+    chown(&home);
 
     run(&on_lab, &[INSTANCE, "--template", TEMPLATE]).ok();
     assert_eq!(
@@ -218,7 +227,7 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
     let vols = lab_virsh(&["vol-list", "default"]);
     assert!(!vols.contains(INSTANCE) && !vols.contains(SECOND), "{vols}");
 
-    several_hosts(&home, &uri, &|env, args| run(env, args));
+    several_hosts(&home, (&uri, &network), &|env, args| run(env, args));
 
     run(&on_lab, &[TEMPLATE, "--delete", "--all"]).ok();
     // Built for a remote host, the template's disk was kept: the same template on a host
@@ -239,13 +248,17 @@ fn r1_an_instance_on_a_remote_libvirt_host_through_qemu_ssh() {
 /// This machine's system daemon and the lab host as two `[host NAME]`s, two instances at
 /// most on each: four names in one command go two and two, each reachable, `--list` shows
 /// both hosts; with the lab's libvirtd down, a create pinned there fails naming it.
-fn several_hosts(home: &Path, lab_uri: &str, run: &dyn Fn(&[String], &[&str]) -> Run) {
+fn several_hosts(
+    home: &Path,
+    (lab_uri, lab_network): (&str, &str),
+    run: &dyn Fn(&[String], &[&str]) -> Run,
+) {
     let settings = home.join(".config/virt-up/settings.cfg");
     std::fs::write(
         &settings,
         format!(
             "[host here]\nuri = qemu:///system\nmax-instances = 2\n\
-             [host lab]\nuri = {lab_uri}\nmax-instances = 2\n"
+             [host lab]\nuri = {lab_uri}\nnetwork = {lab_network}\nmax-instances = 2\n"
         ),
     )
     .unwrap();

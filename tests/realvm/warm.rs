@@ -61,7 +61,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     let address = |n: &str| listed.iter().find(|r| r["name"] == n).unwrap()["address"].clone();
     assert_ne!(address(a), address(b));
     // Each address is the one reserved for its MAC on the network's DHCP server.
-    let net = w.virsh(&["net-dumpxml", "default"]);
+    let net = w.virsh(&["net-dumpxml", "virt-up"]);
     for n in [a, b] {
         let r = w.record(n);
         assert_eq!(r["reservation"]["address"], address(n), "{n}: {r}");
@@ -170,7 +170,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
             "{n}'s save image left behind"
         );
     }
-    let net = w.virsh(&["net-dumpxml", "default"]);
+    let net = w.virsh(&["net-dumpxml", "virt-up"]);
     for mac in macs {
         assert!(
             !net.contains(&mac),
