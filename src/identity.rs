@@ -32,6 +32,8 @@ pub const PARK_SERIAL: &str = "virtup-park";
 pub const PARKED_HOSTNAME: &str = "virt-up-parked";
 /// The unit that waits, in a warm template's boot, for an instance's seed.
 pub const PARK_UNIT: &str = include_str!("../guest/virt-up-park.service");
+/// The unit that makes the message of the day's dynamic part once per boot.
+pub const MOTD_UNIT: &str = include_str!("../guest/virt-up-motd.service");
 
 /// One account that gets keys (and optionally a password) in the guest.
 pub struct Account {
@@ -574,6 +576,46 @@ mod tests {
             out.contains("no MBR partition table") && calls.is_empty(),
             "{out}"
         );
+    }
+
+    /// Run template-setup's motd part with `/etc/pam.d/sshd` holding `pam` (none if None)
+    /// under a fake root; the file afterwards.
+    fn motd_part_on(pam: Option<&str>) -> Option<String> {
+        let begin = TEMPLATE_SETUP.find("# --- motd: begin ---").unwrap();
+        let end = TEMPLATE_SETUP.find("# --- motd: end ---").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etc/pam.d/sshd");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        if let Some(pam) = pam {
+            std::fs::write(&file, pam).unwrap();
+        }
+        let script = format!("set -eu\nroot=$1\n{}", &TEMPLATE_SETUP[begin..end]);
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(&file).ok()
+    }
+
+    #[test]
+    fn pam_motd_shows_the_boots_message_instead_of_making_one_per_connection() {
+        // Debian 12's /etc/pam.d/sshd, in part.
+        let debian = "@include common-session\n\
+            session    optional     pam_motd.so  motd=/run/motd.dynamic\n\
+            session    optional     pam_motd.so noupdate\n\
+            session    optional     pam_mail.so standard noenv # [1]\n";
+        let done = motd_part_on(Some(debian)).unwrap();
+        assert_eq!(
+            done,
+            debian.replace("motd=/run/motd.dynamic\n", "motd=/run/motd.dynamic noupdate\n")
+        );
+        // Run again, or on a file without that line (Rocky's): unchanged.
+        assert_eq!(motd_part_on(Some(&done)).unwrap(), done);
+        let rocky = "session    include      password-auth\nsession    required     pam_loginuid.so\n";
+        assert_eq!(motd_part_on(Some(rocky)).unwrap(), rocky);
+        assert_eq!(motd_part_on(None), None);
     }
 
     /// The agent's shares part, alone (between its markers), with its console log.

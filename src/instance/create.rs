@@ -261,12 +261,13 @@ fn build_reserving(
         ctx.store.save(&name, record)?;
     }
 
-    let source = plan.template.address_source;
+    // A warm clone's sshd was started before its template was saved.
+    let sshd_listening = record.warm.is_some();
     let address = wait_ready(
         ctx,
         &plan.template,
         record,
-        source,
+        (plan.template.address_source, sshd_listening),
         &identity.host_key.public_openssh,
     )?;
     record.address = Some(address);

@@ -41,12 +41,13 @@ pub fn require_domain(ctx: &Context, record: &Record) -> Result<()> {
 }
 
 /// Wait until the booting guest has an address and answers SSH with the host key virt-up
-/// made for it (`host_key`, OpenSSH public key form); its address.
+/// made for it (`host_key`, OpenSSH public key form); its address. `sshd_listening`: the
+/// guest's SSH server is known to listen already (a warm clone just restored).
 fn wait_ready(
     ctx: &Context,
     plan: &TemplatePlan,
     record: &Record,
-    source: AddressSource,
+    (source, sshd_listening): (AddressSource, bool),
     host_key: &str,
 ) -> Result<String> {
     let name = &record.name;
@@ -61,6 +62,7 @@ fn wait_ready(
         console_log: &record.console_log,
         neighbours: ctx.neighbours.clone(),
         jump: Jump::of(record, &runner),
+        sshd_listening,
     };
     let address = wait_shown(ctx, name, &target)?;
     let mut timer = PhaseTimer::new(ctx, name);

@@ -36,7 +36,7 @@ pub fn start(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
         }
     }
     let source = AddressSource::parse(&record.address_source).unwrap_or(plan.address_source);
-    let address = wait_ready(ctx, plan, record, source, &host_key)?;
+    let address = wait_ready(ctx, plan, record, (source, false), &host_key)?;
     let mut record = record.clone();
     if record.address.as_deref() != Some(address.as_str()) {
         record.address = Some(address);

@@ -148,7 +148,7 @@ fn identify<'a>(
 ) -> Result<PhaseTimer<'a>> {
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
-    timer.begin("identity");
+    timer.begin("plug");
     // The NIC first, its link down for the guest: its tap joins the network's bridge now,
     // and a bridge with STP on (libvirt's default network) forwards a new port's frames
     // only after 2 x 2 s (the kernel's smallest forward delay), which then pass while the
@@ -164,6 +164,8 @@ fn identify<'a>(
     };
     // vda and vdb are the warm disk and the parked boot's seed.
     hv.attach_live(&record.domain, &seed.to_xml(2))?;
+    timer.done();
+    timer.begin("identity");
     wait_applied(ctx, plan, record)?;
     timer.done();
     timer.begin("nic");

@@ -635,6 +635,7 @@ fn virt_up_customizations(
     let agent = files.write("virt-up-identity", identity::AGENT_SCRIPT, 0o755)?;
     let unit = files.write("virt-up-identity.service", identity::AGENT_UNIT, 0o644)?;
     let park = files.write("virt-up-park.service", identity::PARK_UNIT, 0o644)?;
+    let motd = files.write("virt-up-motd.service", identity::MOTD_UNIT, 0o644)?;
     let setup = files.write("template-setup", identity::TEMPLATE_SETUP, 0o755)?;
     let user_file = files.write("template-user", username, 0o644)?;
     let pubkey = files.write("key.pub", public_key, 0o644)?;
@@ -659,6 +660,10 @@ fn virt_up_customizations(
         format!("{}:/etc/systemd/system/virt-up-park.service", p(&park)),
         "--link".to_string(),
         "/etc/systemd/system/virt-up-park.service:/etc/systemd/system/multi-user.target.wants/virt-up-park.service".to_string(),
+        "--upload".to_string(),
+        format!("{}:/etc/systemd/system/virt-up-motd.service", p(&motd)),
+        "--link".to_string(),
+        "/etc/systemd/system/virt-up-motd.service:/etc/systemd/system/multi-user.target.wants/virt-up-motd.service".to_string(),
         "--upload".to_string(),
         format!("{}:/var/lib/virt-up/template-user", p(&user_file)),
         "--run".to_string(),

@@ -95,6 +95,7 @@ fn boot_and_run(
         console_log: &template.console_log,
         neighbours: ctx.neighbours.clone(),
         jump: Jump::of(template, &runner),
+        sshd_listening: false,
     };
     let name = template.template.as_str();
     ctx.ui.begin(name, "address");
