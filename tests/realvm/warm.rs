@@ -40,6 +40,17 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     let (a, b) = ("vut-wa", "vut-wb");
     assert_eq!(w.ssh(a, "hostname"), a);
     assert_eq!(w.ssh(b, "hostname"), b);
+    // The message of the day an interactive login shows names the instance, not the
+    // template it was restored from (made once per boot, again after the identity).
+    for n in [a, b] {
+        let motd = w.ssh(
+            n,
+            &format!(
+                "for i in $(seq 100); do grep -q '^Linux {n} ' /run/motd.dynamic 2>/dev/null && break; sleep 0.2; done; cat /run/motd.dynamic"
+            ),
+        );
+        assert!(motd.starts_with(&format!("Linux {n} ")), "{n}: {motd}");
+    }
     let machine_id = |n: &str| w.ssh(n, "cat /etc/machine-id");
     assert_ne!(machine_id(a), machine_id(b), "shared machine-id");
     assert_eq!(machine_id(a).len(), 32);
@@ -118,6 +129,13 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     );
     assert!(w.record("vut-wc")["warm"].is_null());
     assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    // A cold boot makes the message of the day once, and pam_motd only shows it.
+    let motd = w.ssh(
+        "vut-wc",
+        "grep -c 'pam_motd.so  motd=/run/motd.dynamic noupdate$' /etc/pam.d/sshd; \
+         for i in $(seq 100); do [ -s /run/motd.dynamic ] && break; sleep 0.2; done; cat /run/motd.dynamic",
+    );
+    assert!(motd.starts_with("1\nLinux vut-wc "), "{motd}");
     let wc_address = w.record("vut-wc")["address"].clone();
     w.vu(&["vut-wc", "--delete"]).ok();
     w.assert_gone("vut-wc");
