@@ -609,11 +609,15 @@ mod tests {
         let done = motd_part_on(Some(debian)).unwrap();
         assert_eq!(
             done,
-            debian.replace("motd=/run/motd.dynamic\n", "motd=/run/motd.dynamic noupdate\n")
+            debian.replace(
+                "motd=/run/motd.dynamic\n",
+                "motd=/run/motd.dynamic noupdate\n"
+            )
         );
         // Run again, or on a file without that line (Rocky's): unchanged.
         assert_eq!(motd_part_on(Some(&done)).unwrap(), done);
-        let rocky = "session    include      password-auth\nsession    required     pam_loginuid.so\n";
+        let rocky =
+            "session    include      password-auth\nsession    required     pam_loginuid.so\n";
         assert_eq!(motd_part_on(Some(rocky)).unwrap(), rocky);
         assert_eq!(motd_part_on(None), None);
     }
