@@ -119,13 +119,9 @@ impl Context {
     /// The network `network`, made first when it is virt-up's own and missing (said so:
     /// it changes the host).
     pub fn ensure_network(&self, network: &str) -> Result<()> {
-        if let Some(xml) = self.hv.ensure_network(network)? {
-            let subnet = crate::hypervisor::own_network::addresses(&xml)
-                .first()
-                .map(|gw| format!(" on {gw}/24"))
-                .unwrap_or_default();
+        if let Some(gateway) = self.hv.ensure_network(network)? {
             self.ui.info(format!(
-                "made libvirt network '{network}'{subnet} (NAT, STP off, autostarted) on {}",
+                "made libvirt network '{network}' on {gateway}/24 (NAT, STP off, autostarted) on {}",
                 self.hv.uri()
             ));
         }

@@ -579,8 +579,13 @@ mod tests {
     }
 
     /// Run template-setup's motd part with `/etc/pam.d/sshd` holding `pam` (none if None)
-    /// under a fake root; the file afterwards.
+    /// under a fake root that has virt-up-motd.service; the file afterwards.
     fn motd_part_on(pam: Option<&str>) -> Option<String> {
+        motd_part_with(pam, true)
+    }
+
+    /// [`motd_part_on`], the fake root with or without virt-up-motd.service.
+    fn motd_part_with(pam: Option<&str>, unit: bool) -> Option<String> {
         let begin = TEMPLATE_SETUP.find("# --- motd: begin ---").unwrap();
         let end = TEMPLATE_SETUP.find("# --- motd: end ---").unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -588,6 +593,11 @@ mod tests {
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         if let Some(pam) = pam {
             std::fs::write(&file, pam).unwrap();
+        }
+        if unit {
+            let units = dir.path().join("etc/systemd/system");
+            std::fs::create_dir_all(&units).unwrap();
+            std::fs::write(units.join("virt-up-motd.service"), MOTD_UNIT).unwrap();
         }
         let script = format!("set -eu\nroot=$1\n{}", &TEMPLATE_SETUP[begin..end]);
         let out = std::process::Command::new("sh")
@@ -620,6 +630,8 @@ mod tests {
             "session    include      password-auth\nsession    required     pam_loginuid.so\n";
         assert_eq!(motd_part_on(Some(rocky)).unwrap(), rocky);
         assert_eq!(motd_part_on(None), None);
+        // An instance of a template made before the unit existed keeps its per-login motd.
+        assert_eq!(motd_part_with(Some(debian), false).unwrap(), debian);
     }
 
     /// The agent's shares part, alone (between its markers), with its console log.

@@ -63,7 +63,7 @@ pub(super) fn ranges(network_xml: &str) -> Vec<DhcpRange> {
 }
 
 /// The value of `name='...'` (or "...") in a tag's text.
-fn attr(tag: &str, name: &str) -> Option<String> {
+pub(super) fn attr(tag: &str, name: &str) -> Option<String> {
     let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
     let at = tag.find(&format!(" {name}="))? + name.len() + 2;
     let quote = tag[at..].chars().next()?;

@@ -15,6 +15,7 @@ pub(crate) mod virt_install;
 
 use crate::config::plan::ImageFormat;
 use crate::error::{Error, Result};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use virt::connect::Connect;
 use virt::domain::Domain;
@@ -90,9 +91,9 @@ pub trait Hypervisor: Send + Sync {
     /// The directory of a `dir` storage pool; an error if the pool is missing or inactive.
     fn pool_path(&self, pool: &str) -> Result<PathBuf>;
     /// An error if the network is missing or not active; virt-up's own network
-    /// ([`own_network::NAME`]) is made or started instead. Some(its XML) when this call
-    /// made it.
-    fn ensure_network(&self, network: &str) -> Result<Option<String>>;
+    /// ([`own_network::NAME`]) is made or started instead. Some(its address, the
+    /// gateway of its /24) when this call made it.
+    fn ensure_network(&self, network: &str) -> Result<Option<Ipv4Addr>>;
     fn define(&self, xml: &str) -> Result<()>;
     fn start(&self, name: &str) -> Result<()>;
     fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
@@ -296,10 +297,10 @@ impl Libvirt {
         })
     }
 
-    /// Start virt-up's own network, or make it when it is missing (Some(its XML) then).
+    /// Start virt-up's own network, or make it when it is missing (Some(its address) then).
     /// Another virt-up may be doing the same at the same moment: whoever loses the define
     /// or the start finds the network there, or active, on its next look.
-    fn ensure_own_network(&self) -> Result<Option<String>> {
+    fn ensure_own_network(&self) -> Result<Option<Ipv4Addr>> {
         for _ in 0..3 {
             match self.conn.lookup_network_by_name(own_network::NAME) {
                 Ok(net) if net.is_active().unwrap_or(false) => return Ok(None),
@@ -309,8 +310,8 @@ impl Libvirt {
                     Err(e) => return Err(self.own_network_error(e.message())),
                 },
                 Err(_) => {
-                    if let Some(xml) = self.define_own_network()? {
-                        return Ok(Some(xml));
+                    if let Some(gateway) = self.define_own_network()? {
+                        return Ok(Some(gateway));
                     }
                 }
             }
@@ -318,9 +319,9 @@ impl Libvirt {
         Ok(None)
     }
 
-    /// Define and start virt-up's network on the first free subnet (Some(its XML)); None
-    /// when another virt-up defined it first.
-    fn define_own_network(&self) -> Result<Option<String>> {
+    /// Define and start virt-up's network on the first free subnet (Some(its address));
+    /// None when another virt-up defined it first.
+    fn define_own_network(&self) -> Result<Option<Ipv4Addr>> {
         let used: Vec<_> = self
             .conn
             .list_all_networks(0)
@@ -344,7 +345,7 @@ impl Libvirt {
                     net.set_autostart(true).map_err(|e| {
                         libvirt_error(format!("network '{}'", own_network::NAME), e)
                     })?;
-                    return Ok(Some(xml));
+                    return Ok(Some(own_network::gateway(third)));
                 }
                 Err(e) => {
                     // Ours, just defined and never started: nobody else uses it.
@@ -427,7 +428,7 @@ impl Hypervisor for Libvirt {
         })
     }
 
-    fn ensure_network(&self, network: &str) -> Result<Option<String>> {
+    fn ensure_network(&self, network: &str) -> Result<Option<Ipv4Addr>> {
         let made = match network == own_network::NAME {
             true => self.ensure_own_network()?,
             false => None,
@@ -1054,13 +1055,15 @@ mod tests {
     fn virt_ups_own_network_is_made_once_started_and_autostarted() {
         let hv = Libvirt::connect("test:///default").unwrap();
         let made = hv.ensure_network(own_network::NAME).unwrap();
-        let made = made.expect("made on first use");
         // The test driver's own 'default' holds 192.168.122.0/24: the first of ours is free.
-        assert!(
-            made.contains("192.168.124.1") && made.contains("stp='off'"),
-            "{made}"
+        assert_eq!(
+            made,
+            Some(Ipv4Addr::new(192, 168, 124, 1)),
+            "made on first use"
         );
         let net = hv.conn.lookup_network_by_name(own_network::NAME).unwrap();
+        let xml = net.xml_desc(0).unwrap();
+        assert!(xml.contains("stp='off'"), "{xml}");
         assert!(net.is_active().unwrap() && net.autostart().unwrap());
         assert_eq!(hv.ensure_network(own_network::NAME).unwrap(), None);
         // Stopped behind our back: started again, not made again.
@@ -1069,6 +1072,26 @@ mod tests {
         assert!(net.is_active().unwrap());
         net.destroy().unwrap();
         net.undefine().unwrap();
+    }
+
+    #[test]
+    fn a_host_where_networks_cannot_be_defined_gets_an_error_that_says_what_to_set() {
+        let hv = Libvirt {
+            conn: Connect::open_read_only(Some("test:///default")).unwrap(),
+            storage: Storage::Api,
+        };
+        let err = hv
+            .ensure_network(own_network::NAME)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("making virt-up's network 'virt-up'") && err.contains("network = default"),
+            "{err}"
+        );
+        assert!(
+            hv.conn.lookup_network_by_name(own_network::NAME).is_err(),
+            "nothing left"
+        );
     }
 
     #[test]

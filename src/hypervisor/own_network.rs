@@ -37,6 +37,11 @@ pub fn xml(third: u8) -> String {
     )
 }
 
+/// The host's address on 192.168.`third`.0/24, the network's gateway.
+pub fn gateway(third: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, third, 1)
+}
+
 /// The subnets to try, given the IPv4 addresses other networks of the host use: those
 /// whose /24 holds none of them.
 pub fn candidates(used: &[Ipv4Addr]) -> Vec<u8> {
@@ -55,12 +60,11 @@ pub fn addresses(network_xml: &str) -> Vec<Ipv4Addr> {
     network_xml
         .split("<ip ")
         .skip(1)
+        // The split took "<ip " off: put the space back for `attr`.
         .filter_map(|chunk| {
-            let head = &chunk[..chunk.find('>')?];
-            let at = head.find("address=")? + "address=".len();
-            let quote = head[at..].chars().next()?;
-            let rest = &head[at + 1..];
-            rest[..rest.find(quote)?].parse().ok()
+            super::dhcp::attr(&format!(" {chunk}"), "address")?
+                .parse()
+                .ok()
         })
         .collect()
 }

@@ -46,7 +46,7 @@ impl Hypervisor for Recorder {
     fn pool_path(&self, pool: &str) -> Result<PathBuf> {
         self.inner.pool_path(pool)
     }
-    fn ensure_network(&self, network: &str) -> Result<Option<String>> {
+    fn ensure_network(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>> {
         self.inner.ensure_network(network)
     }
     fn define(&self, xml: &str) -> Result<()> {
