@@ -30,15 +30,21 @@ in_root() {
         { cat "$root/dpkg.log" >&2; fail "dpkg $*"; }
 }
 in_root -i "$deb"
-dpkg --root="$root" -L virt-up | grep -q '^/etc/virt-up/settings.cfg$' || fail "dpkg -L"
-dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Conffiles}' virt-up |
-    grep -q '/etc/virt-up/settings.cfg' || fail "settings.cfg is not a conffile"
+# Outputs are read whole, then searched: with pipefail, `cmd | grep -q` fails whenever
+# grep exits at its match before cmd has written the rest (a broken pipe; virt-up's
+# --show-templates panicked so once).
+listed=$(dpkg --root="$root" -L virt-up)
+grep -q '^/etc/virt-up/settings.cfg$' <<<"$listed" || fail "dpkg -L"
+conffiles=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Conffiles}' virt-up)
+grep -q '/etc/virt-up/settings.cfg' <<<"$conffiles" || fail "settings.cfg is not a conffile"
 for b in virt-up virt-maker gen-vm-image; do
-    "$root/usr/bin/$b" --version | grep -q "^$b " || fail "$b --version"
+    version=$("$root/usr/bin/$b" --version)
+    grep -q "^$b " <<<"$version" || fail "$b --version"
 done
-VIRTUP_SYSTEM_CONFIG="$root/etc/virt-up" VIRTUP_CONFIG_HOME="$root/nothing" \
-    "$root/usr/bin/virt-up" --show-templates -q | grep -qx debian-12-local ||
-    fail "the installed virt-up does not read the installed templates"
+templates=$(VIRTUP_SYSTEM_CONFIG="$root/etc/virt-up" VIRTUP_CONFIG_HOME="$root/nothing" \
+    "$root/usr/bin/virt-up" --show-templates -q)
+grep -qx debian-12-local <<<"$templates" ||
+    fail "the installed virt-up does not read the installed templates: $templates"
 
 # An upgrade (the same package again) keeps an edited conffile.
 echo "# edited" >> "$root/etc/virt-up/settings.cfg"

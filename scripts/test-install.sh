@@ -11,7 +11,8 @@ fail() { echo "test-install: $*" >&2; exit 1; }
 make -s install DESTDIR="$root" PREFIX=/usr >/dev/null
 for b in virt-up virt-maker gen-vm-image; do
   [ -x "$root/usr/bin/$b" ] || fail "$b not installed"
-  "$root/usr/bin/$b" --version | grep -q "^$b " || fail "$b --version"
+  version=$("$root/usr/bin/$b" --version)
+  grep -q "^$b " <<<"$version" || fail "$b --version"
   [ -f "$root/usr/share/man/man1/$b.1" ] || fail "man page of $b"
   [ -f "$root/usr/share/bash-completion/completions/$b" ] || fail "bash completion of $b"
   [ -f "$root/usr/share/zsh/vendor-completions/_$b" ] || fail "zsh completion of $b"
@@ -21,8 +22,9 @@ done
 ls "$root"/etc/virt-up/templates.d/*.cfg >/dev/null || fail "templates.d"
 [ -f "$root/etc/virt-up/playbooks/hello.yml" ] || fail "playbooks"
 # The installed virt-up reads the installed configuration.
-VIRTUP_SYSTEM_CONFIG="$root/etc/virt-up" VIRTUP_CONFIG_HOME="$root/nothing" \
-  "$root/usr/bin/virt-up" --show-templates | grep -q debian-12 || fail "--show-templates"
+templates=$(VIRTUP_SYSTEM_CONFIG="$root/etc/virt-up" VIRTUP_CONFIG_HOME="$root/nothing" \
+  "$root/usr/bin/virt-up" --show-templates)
+grep -q debian-12 <<<"$templates" || fail "--show-templates"
 
 # A second install keeps what the administrator changed.
 echo "# edited" >> "$root/etc/virt-up/settings.cfg"
