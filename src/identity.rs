@@ -30,6 +30,11 @@ pub const SEED_SERIAL: &str = "virtup-seed";
 pub const PARK_SERIAL: &str = "virtup-park";
 /// The host name a parked warm template reports through the guest agent.
 pub const PARKED_HOSTNAME: &str = "virt-up-parked";
+/// Where a parked warm guest takes an instance's seed archive written through the guest
+/// agent (in the parked agent's private directory), and the FIFO it waits on, told
+/// "agent" once that file is whole (or, by its own watcher, "disk DEVICE").
+pub const AGENT_SEED_FILE: &str = "/run/virt-up-seed/seed.tar";
+pub const AGENT_SEED_FIFO: &str = "/run/virt-up/seed-ready";
 /// The unit that waits, in a warm template's boot, for an instance's seed.
 pub const PARK_UNIT: &str = include_str!("../guest/virt-up-park.service");
 /// The unit that makes the message of the day's dynamic part once per boot.
@@ -55,6 +60,9 @@ pub struct Identity {
     /// Host directories shared through virtiofs: the agent mounts each tag on its guest
     /// directory and puts it in /etc/fstab.
     pub mounts: Vec<Mount>,
+    /// A warm clone's NIC: the MAC its restored guest has (its template's parked one) and
+    /// the instance's, which the agent gives it before the link comes up.
+    pub mac: Option<(String, String)>,
 }
 
 /// The /etc/fstab line of a share (its guest directory is plain: see `share`). `nofail`:
@@ -90,8 +98,13 @@ fn seed_error(e: std::io::Error) -> Error {
     }
 }
 
-/// Write the seed archive the agent reads at first boot (0600: it holds a private key).
-pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
+/// Write a seed archive to a local file (0600: it holds a private key).
+fn write_archive(path: &Path, archive: &[u8]) -> Result<()> {
+    Ok(write_atomic(path, archive, 0o600)?)
+}
+
+/// The seed archive (a tar file) of `identity`.
+pub fn seed_archive(identity: &Identity) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
         let mut header = tar::Header::new_ustar();
@@ -129,6 +142,9 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
     // Mixed into a warm clone's entropy pool, which is the template's until reseeded.
     let random: [u8; 64] = crate::random::bytes();
     add("random", &random, 0o600)?;
+    if let Some((parked, mac)) = &identity.mac {
+        add("mac", format!("{parked} {mac}\n").as_bytes(), 0o644)?;
+    }
     if !identity.mounts.is_empty() {
         let lines: String = identity
             .mounts
@@ -155,8 +171,7 @@ pub fn write_seed(path: &Path, identity: &Identity) -> Result<()> {
             )?;
         }
     }
-    let bytes = tar.into_inner().map_err(seed_error)?;
-    Ok(write_atomic(path, &bytes, 0o600)?)
+    tar.into_inner().map_err(seed_error)
 }
 
 /// The seed as the raw volume `name` in `pool` (archived into a private temporary file,
@@ -167,6 +182,15 @@ pub fn upload_seed(
     volume: (&str, &Path),
     identity: &Identity,
 ) -> Result<PathBuf> {
+    upload_archive(hv, volume, &seed_archive(identity)?)
+}
+
+/// [`upload_seed`] of an archive already made.
+pub fn upload_archive(
+    hv: &dyn Hypervisor,
+    volume: (&str, &Path),
+    archive: &[u8],
+) -> Result<PathBuf> {
     let (pool, path) = volume;
     let name = path
         .file_name()
@@ -174,10 +198,8 @@ pub fn upload_seed(
         .unwrap_or_default();
     let files = SecretFiles::new()?;
     let local = files.dir.path().join("seed.tar");
-    write_seed(&local, identity)?;
-    let capacity = std::fs::metadata(&local)
-        .map_err(|e| Error::io(&local, e))?
-        .len();
+    write_archive(&local, archive)?;
+    let capacity = archive.len() as u64;
     hv.delete_volume(path)?;
     let vol = hv.create_volume(&NewVolume {
         pool,
@@ -433,6 +455,16 @@ mod tests {
         fn console(&self) -> String {
             std::fs::read_to_string(self.path("dev/console")).unwrap()
         }
+    }
+
+    /// virt-up writes a warm clone's seed where the parked agent reads it, and tells the
+    /// FIFO that agent waits on.
+    #[test]
+    fn the_parked_agent_reads_the_seed_where_virt_up_writes_it() {
+        let (dir, file) = AGENT_SEED_FILE.rsplit_once('/').unwrap();
+        assert!(AGENT_SCRIPT.contains(&format!("\nwork={dir}\n")));
+        assert!(AGENT_SCRIPT.contains(&format!("agent) [ ! -s \"$work/{file}\" ]")));
+        assert!(AGENT_SCRIPT.contains(&format!("\nready={AGENT_SEED_FIFO}\n")));
     }
 
     /// The growth an instance with --size gets at boot: the root partition's entry reaches
@@ -778,8 +810,9 @@ mod tests {
                 guest: "/mnt/host".into(),
                 tag: "virtup0".into(),
             }],
+            mac: None,
         };
-        write_seed(&path, &identity).unwrap();
+        write_archive(&path, &seed_archive(&identity).unwrap()).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600

@@ -175,7 +175,7 @@ pub fn run(
         ],
         network: opts.network.clone(),
         mac: crate::mac::random(),
-        without_nic: false,
+        nic_link_down: false,
         genid: false,
         graphics: "none".into(),
         video: None,

@@ -33,9 +33,9 @@ pub struct DomainSpec {
     pub disks: Vec<Disk>,
     pub network: String,
     pub mac: String,
-    /// No network interface (a warm template's boot: its clones' NICs are plugged in
-    /// after they are restored, each with its own MAC).
-    pub without_nic: bool,
+    /// The NIC's link down: a warm template's boot, parked before it has a network
+    /// identity (each clone's guest is given its own MAC, then the link comes up).
+    pub nic_link_down: bool,
     /// A VM generation ID device (`<genid/>`): a guest restored from saved memory learns
     /// it is a new one, and its kernel reseeds its random number generator.
     pub genid: bool,
@@ -199,9 +199,12 @@ impl DomainSpec {
         for (i, disk) in self.disks.iter().enumerate() {
             let _ = writeln!(x, "    {}", disk.to_xml(i));
         }
-        if !self.without_nic {
-            let _ = writeln!(x, "    {}", interface_xml(&self.network, &self.mac));
-        }
+        let nic = if self.nic_link_down {
+            interface_xml_link(&self.network, &self.mac, false)
+        } else {
+            interface_xml(&self.network, &self.mac)
+        };
+        let _ = writeln!(x, "    {nic}");
         let _ = writeln!(
             x,
             "    <serial type='pty'><log file='{}' append='off'/><target port='0'/></serial>",
@@ -313,7 +316,7 @@ mod tests {
             ],
             network: "default".into(),
             mac: "52:54:00:01:02:03".into(),
-            without_nic: false,
+            nic_link_down: false,
             genid: false,
             graphics: "none".into(),
             video: None,

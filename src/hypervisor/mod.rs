@@ -5,6 +5,7 @@
 //! and cannot upload: there [`local_dir`] stands in with files in the pool's directory.
 //! Tests of this code use the test driver; the real daemon is exercised by the real-VM tier.
 
+mod agent_file;
 mod dhcp;
 pub mod domain_xml;
 mod local_dir;
@@ -140,6 +141,10 @@ pub trait Hypervisor: Send + Sync {
     fn update_live(&self, name: &str, device_xml: &str) -> Result<()>;
     /// The host name the guest agent reports; None while the agent does not answer.
     fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
+    /// Write `bytes` to the file at `path` in the running guest through its guest agent:
+    /// a new or truncated file (0600) when `create`, else only a file (or FIFO) that is
+    /// there already.
+    fn agent_write(&self, name: &str, file: (&str, bool), bytes: &[u8]) -> Result<()>;
     /// Whether the bridge port of the running domain's NIC with `mac` forwards frames yet
     /// (a bridge with STP holds a new port back for a while); None when that cannot be
     /// seen from here (a remote host, a NIC not on a bridge).
@@ -815,6 +820,10 @@ impl Hypervisor for Libvirt {
             .existing(name)?
             .hostname(virt::sys::VIR_DOMAIN_GET_HOSTNAME_AGENT)
             .ok())
+    }
+
+    fn agent_write(&self, name: &str, file: (&str, bool), bytes: &[u8]) -> Result<()> {
+        agent_file::write(&self.existing(name)?, name, file, bytes)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Creating an instance: reserve the name, clone the template's disk, give it an identity,
 //! define and boot the domain, wait until it is ready; undo all of it on failure.
 
-use super::remove::{clean_abandoned, remove};
+use super::remove::{clean_abandoned, release_abandoned, remove};
 use super::{save_and_publish, wait_ready, PhaseTimer};
 use crate::clock::now_rfc3339;
 use crate::config::plan::{self, ImageFormat, InstancePlan};
@@ -28,8 +28,8 @@ pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record)
             None
         }
     };
-    let mut record = reserve(ctx, plan, name, template, warm.is_some())?;
-    match build(ctx, plan, &mut record, template, warm) {
+    let mut record = reserve(ctx, plan, name, template, warm)?;
+    match build(ctx, plan, &mut record, template) {
         Ok(()) => Ok(record),
         Err(e) => {
             ctx.ui.debug(format!("{name}: cleaning up after: {e}"));
@@ -42,17 +42,33 @@ pub fn create(ctx: &Context, plan: &InstancePlan, name: &str, template: &Record)
 }
 
 /// Under the global lock: clean up half-made instances of dead runs, refuse an existing
-/// name, and write the `creating` record that claims the name.
+/// name, and write the `creating` record that claims the name (with the `warm` image it
+/// is to be restored from: a clone of it from then on, for whoever replaces that image).
 fn reserve(
     ctx: &Context,
     plan: &InstancePlan,
     name: &str,
     template: &Record,
-    warm: bool,
+    warm: Option<Warm>,
 ) -> Result<Record> {
     local_only(ctx, plan, name)?;
-    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
-    clean_abandoned(ctx)?;
+    let (record, abandoned) = {
+        let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
+        let abandoned = clean_abandoned(ctx)?;
+        (claim(ctx, plan, name, template, warm)?, abandoned)
+    };
+    release_abandoned(ctx, &abandoned)?;
+    Ok(record)
+}
+
+/// The `creating` record of `name` (caller holds the global lock).
+fn claim(
+    ctx: &Context,
+    plan: &InstancePlan,
+    name: &str,
+    template: &Record,
+    warm: Option<Warm>,
+) -> Result<Record> {
     if ctx.store.load(name)?.is_some() || ctx.hv.is_defined(name)? {
         return Err(Error::InstanceExists(name.to_string()));
     }
@@ -101,12 +117,14 @@ fn reserve(
         definition: None,
         parks: false,
         agent_mounts: false,
+        agent_seed: false,
         mounts: plan.mounts.clone(),
-        warm: None,
+        warm,
         reservation: None,
+        retired_warm: Vec::new(),
         disk_digest: None,
     };
-    if warm {
+    if record.warm.is_some() {
         // Listed before it exists, so that the cleanup of a killed create removes it.
         record.extra_files.push(super::warm::save_path(&record));
     }
@@ -186,13 +204,7 @@ impl Reserving<'_> {
 
 /// Build the instance, its address reserved alongside when the plan wants a fixed one;
 /// the reservation is in the record whatever happens, so that a cleanup releases it.
-fn build(
-    ctx: &Context,
-    plan: &InstancePlan,
-    record: &mut Record,
-    template: &Record,
-    warm: Option<Warm>,
-) -> Result<()> {
+fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Record) -> Result<()> {
     std::thread::scope(|scope| {
         let (network, name, mac) = (
             plan.template.host.network.clone(),
@@ -206,7 +218,7 @@ fn build(
                 .then(|| scope.spawn(move || reserve_address(ctx, &network, &name, &mac))),
             got: None,
         };
-        let built = build_reserving(ctx, plan, record, template, warm, &mut reserving);
+        let built = build_reserving(ctx, plan, record, template, &mut reserving);
         record.reservation = reserving.wait();
         built
     })
@@ -217,14 +229,13 @@ fn build_reserving(
     plan: &InstancePlan,
     record: &mut Record,
     template: &Record,
-    warm: Option<Warm>,
     reserving: &mut Reserving,
 ) -> Result<()> {
     let name = record.name.clone();
     let identity = new_identity(ctx, plan, record, template)?;
     crate::fsutil::private_dir(&ctx.paths.console_logs())?;
     let spec = domain_spec(plan, record)?;
-    if let Some(image) = warm {
+    if let Some(image) = record.warm.clone() {
         ctx.ui
             .debug(format!("{name}: restoring from the warm image"));
         let mut before_network = || {
@@ -240,12 +251,13 @@ fn build_reserving(
         );
         record.reservation = reserving.wait();
         match made {
-            Ok(()) => record.warm = Some(image),
+            Ok(()) => {}
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => {
                 ctx.ui
                     .warn(format!("{name}: not restored warm ({e}); booting it cold"));
                 super::warm::undo(ctx, record)?;
+                record.warm = None;
             }
         }
     }
@@ -404,6 +416,11 @@ fn new_identity(
         accounts,
         machine_id: identity::random_id(),
         mounts: record.mounts.clone(),
+        mac: record
+            .warm
+            .as_ref()
+            .and_then(|w| w.parked_mac.clone())
+            .map(|parked| (parked, record.mac.clone())),
     })
 }
 

@@ -14,8 +14,12 @@ use std::path::PathBuf;
 /// name.
 pub fn remove(ctx: &Context, record: &Record) -> Result<()> {
     discard_resources(ctx, record)?;
-    let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
-    forget(ctx, record)
+    {
+        let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
+        forget(ctx, record)?;
+    }
+    // After the global lock: the template's lock is taken before it elsewhere.
+    crate::template::warm::release(ctx, record)
 }
 
 fn discard_resources(ctx: &Context, record: &Record) -> Result<()> {
@@ -65,19 +69,29 @@ fn forget(ctx: &Context, record: &Record) -> Result<()> {
 }
 
 /// Remove instances whose creating process died (Ctrl-C, kill, crash). Caller holds the
-/// global lock.
-pub(super) fn clean_abandoned(ctx: &Context) -> Result<()> {
+/// global lock, and calls [`release_abandoned`] with the result once it no longer does.
+pub(super) fn clean_abandoned(ctx: &Context) -> Result<Vec<Record>> {
     let (records, _) = ctx.store.all()?;
-    let abandoned = records
+    let abandoned: Vec<Record> = records
         .into_iter()
-        .filter(|r| r.phase == Phase::Creating && !process_alive(r.pid));
-    for r in abandoned {
+        .filter(|r| r.phase == Phase::Creating && !process_alive(r.pid))
+        .collect();
+    for r in &abandoned {
         ctx.ui.info(format!(
             "cleaning up {}, left half-made by an interrupted run (pid {})",
             r.name, r.pid
         ));
-        discard_resources(ctx, &r)?;
-        forget(ctx, &r)?;
+        discard_resources(ctx, r)?;
+        forget(ctx, r)?;
+    }
+    Ok(abandoned)
+}
+
+/// The replaced warm images that instances [`clean_abandoned`] removed were made from, if
+/// nothing else was made from them (without the global lock).
+pub(super) fn release_abandoned(ctx: &Context, abandoned: &[Record]) -> Result<()> {
+    for r in abandoned {
+        crate::template::warm::release(ctx, r)?;
     }
     Ok(())
 }

@@ -47,6 +47,8 @@ pub fn reset(ctx: &Context, plan: &TemplatePlan, record: &Record) -> Result<Reco
         clone_volume(ctx, &plan.host.pool, &base, capacity, record)?;
     }
     super::save_and_publish(ctx, &fresh)?;
+    // Its old disk was an overlay of a warm image that may have been replaced since.
+    crate::template::warm::release(ctx, record)?;
     // A warm reset left it running: this only waits for it.
     start(ctx, plan, &fresh)
 }

@@ -2,11 +2,13 @@
 //! booted. Its disk is an overlay of the template's warm disk (the disk state the memory
 //! belongs to); its save image is the template's with the domain XML of the header
 //! replaced (name, UUID, disk, console log, VM generation ID), made server-side: a copy of
-//! the template's save volume, then only its header region uploaded. Once restored, the
-//! instance's seed disk is plugged in; the parked agent applies the identity (host key,
-//! users, machine-id, clock) and reports the instance's host name, and only then is the
-//! NIC plugged in with the instance's MAC, so its first DHCP request already carries its
-//! own name and MAC. The persistent definition is the one a cold create makes, so a later
+//! the template's save volume, then only its header region uploaded; its NIC (parked with
+//! its link down) gets the instance's MAC and network there. Once restored, the
+//! instance's seed is written into the guest through its guest agent (or, where that
+//! agent refuses, plugged in as a disk); the parked agent applies the identity (host key,
+//! users, machine-id, the NIC's MAC, clock) and reports the instance's host name, and only
+//! then does the NIC's link come up, so its first DHCP request already carries its own
+//! name and MAC. The persistent definition is the one a cold create makes, so a later
 //! stop and start boots it cold with the same identity.
 
 use super::PhaseTimer;
@@ -40,8 +42,18 @@ pub(super) fn create(
     before_network: &mut dyn FnMut(),
 ) -> Result<()> {
     let uuid = random_uuid();
-    restore(ctx, &plan.template, record, warm, Some(identity), &uuid)?;
-    let mut timer = identify(ctx, &plan.template, record, before_network)?;
+    let seed = identity::seed_archive(identity)?;
+    restore(ctx, &plan.template, record, warm, Some(&seed), &uuid)?;
+    // The same archive as the seed volume's (it has random bytes and password salts).
+    let by_agent = warm.agent_seed.then_some(seed.as_slice());
+    let parked_nic = warm.parked_mac.as_deref();
+    let mut timer = identify(
+        ctx,
+        &plan.template,
+        record,
+        (parked_nic, by_agent),
+        before_network,
+    )?;
     persistent.uuid = Some(uuid);
     persistent.genid = true;
     ctx.hv.define(&persistent.to_xml())?;
@@ -63,18 +75,27 @@ pub(super) fn reset(
     // One a killed reset left behind.
     ctx.hv.delete_volume(&save_path(record))?;
     restore(ctx, plan, record, warm, None, &uuid)?;
-    identify(ctx, plan, record, &mut || {})?.done();
+    // Its kept seed volume is plugged in (what the host would send is in there).
+    identify(
+        ctx,
+        plan,
+        record,
+        (warm.parked_mac.as_deref(), None),
+        &mut || {},
+    )?
+    .done();
     Ok(())
 }
 
-/// The instance's overlay of the warm disk (and its seed, when `identity` is given), its
-/// save image made from the template's with the domain `uuid`, and the restore.
+/// The instance's overlay of the warm disk (and its seed volume, when the `seed` archive
+/// is given), its save image made from the template's with the domain `uuid`, and the
+/// restore.
 fn restore(
     ctx: &Context,
     plan: &TemplatePlan,
     record: &Record,
     warm: &Warm,
-    identity: Option<&Identity>,
+    seed: Option<&[u8]>,
     uuid: &str,
 ) -> Result<()> {
     let hv = ctx.hv.as_ref();
@@ -97,8 +118,8 @@ fn restore(
             capacity: None,
         },
     })?;
-    if let Some(identity) = identity {
-        identity::upload_seed(hv, (pool, &record.extra_files[0]), identity)?;
+    if let Some(seed) = seed {
+        identity::upload_archive(hv, (pool, &record.extra_files[0]), seed)?;
     }
     timer.done();
 
@@ -124,6 +145,10 @@ fn restore(
             genid: &random_uuid(),
             disk: (&warm.disk, &record.disk),
             console_log: (&warm.console_log, &record.console_log),
+            nic: warm
+                .parked_mac
+                .as_deref()
+                .map(|parked| (parked, record.mac.as_str(), plan.host.network.as_str())),
         },
     )?;
     hv.write_volume_head(&save, &header.with_xml(&xml)?)?;
@@ -137,13 +162,15 @@ fn restore(
     Ok(())
 }
 
-/// The restored guest's NIC plugged in with its MAC and its link down, its seed plugged
-/// in, its identity waited for, then the NIC's link up; the timer of that last phase, still
-/// running.
+/// The restored guest's NIC plugged in with its MAC and its link down (unless it was
+/// parked with one: `warm_parked_nic`), its seed handed over (the `by_agent` archive
+/// through the guest agent, else the seed volume plugged in as a disk), its identity
+/// waited for, then the NIC's link up; the timer of that last phase, still running.
 fn identify<'a>(
     ctx: &'a Context,
     plan: &TemplatePlan,
     record: &'a Record,
+    (warm_parked_nic, by_agent): (Option<&str>, Option<&[u8]>),
     before_network: &mut dyn FnMut(),
 ) -> Result<PhaseTimer<'a>> {
     let hv = ctx.hv.as_ref();
@@ -155,15 +182,32 @@ fn identify<'a>(
     // identity is applied instead of after it. The guest starts DHCP when the link comes
     // up, with the instance's identity in place.
     let nic = |up| interface_xml_link(&plan.host.network, &record.mac, up);
-    hv.attach_live(&record.domain, &nic(false))?;
-    let seed = Disk {
-        path: record.extra_files[0].clone(),
-        format: "raw".into(),
-        readonly: true,
-        serial: Some(identity::SEED_SERIAL.into()),
-    };
-    // vda and vdb are the warm disk and the parked boot's seed.
-    hv.attach_live(&record.domain, &seed.to_xml(2))?;
+    // Parked with a NIC (its link down), the guest has it already: the agent gives it the
+    // instance's MAC. A hot-plugged one takes the guest's PCI hot-plug, driver and udev
+    // about a second under TCG, the longest wait of a warm create.
+    if warm_parked_nic.is_none() {
+        hv.attach_live(&record.domain, &nic(false))?;
+    }
+    let handed = by_agent.is_some_and(|archive| match hand_over(hv, &record.domain, archive) {
+        Ok(()) => true,
+        Err(e) => {
+            ctx.ui.debug(format!(
+                "{}: seed not handed over through the guest agent ({e}); plugging in its seed disk",
+                record.name
+            ));
+            false
+        }
+    });
+    if !handed {
+        let seed = Disk {
+            path: record.extra_files[0].clone(),
+            format: "raw".into(),
+            readonly: true,
+            serial: Some(identity::SEED_SERIAL.into()),
+        };
+        // vda and vdb are the warm disk and the parked boot's seed.
+        hv.attach_live(&record.domain, &seed.to_xml(2))?;
+    }
     timer.done();
     timer.begin("identity");
     wait_applied(ctx, plan, record)?;
@@ -173,6 +217,16 @@ fn identify<'a>(
     before_network();
     hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
+}
+
+/// The seed `archive` written into the parked guest through its guest agent, then
+/// announced on the FIFO its agent waits on. A disk plugged in takes the guest's udev half a
+/// second to show under TCG, and the guest's PCI hot-plug work; this takes six agent
+/// commands. Where the agent refuses (RHEL's blocks guest-file-*), the caller plugs the disk
+/// in instead: the parked guest waits for either.
+fn hand_over(hv: &dyn crate::hypervisor::Hypervisor, domain: &str, archive: &[u8]) -> Result<()> {
+    hv.agent_write(domain, (identity::AGENT_SEED_FILE, true), archive)?;
+    hv.agent_write(domain, (identity::AGENT_SEED_FIFO, false), b"agent\n")
 }
 
 /// Wait, for at most a few seconds, until the NIC's bridge port forwards: the guest's
@@ -264,6 +318,8 @@ struct Clone<'a> {
     genid: &'a str,
     disk: (&'a Path, &'a Path),
     console_log: (&'a Path, &'a Path),
+    /// The parked NIC's MAC, the clone's MAC and its network.
+    nic: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// The text between `<tag>` and `</tag>`, once.
@@ -319,12 +375,49 @@ fn clone_xml(xml: &str, clone: &Clone) -> Result<String> {
         "VM generation ID",
     )?;
     let xml = replace_all(&xml, &path(clone.disk.0), &path(clone.disk.1), "warm disk")?;
-    replace_all(
+    let xml = replace_all(
         &xml,
         &path(clone.console_log.0),
         &path(clone.console_log.1),
         "console log",
-    )
+    )?;
+    match clone.nic {
+        Some(nic) => clone_nic(&xml, nic),
+        None => Ok(xml),
+    }
+}
+
+/// The saved domain's NIC (the one with the `parked` MAC) made the clone's: its MAC (the
+/// host side's: the guest is given it by its agent) and its network, with nothing of the
+/// saved host side's port or tap device.
+fn clone_nic(xml: &str, (parked, mac, network): (&str, &str, &str)) -> Result<String> {
+    let missing = || Error::SaveImage(format!("its domain XML has no NIC with MAC {parked}"));
+    let at = xml
+        .find(&format!("<mac address='{parked}'/>"))
+        .ok_or_else(missing)?;
+    let open = xml[..at].rfind("<interface ").ok_or_else(missing)?;
+    let close = at + xml[at..].find("</interface>").ok_or_else(missing)?;
+    let mut nic = String::new();
+    for line in xml[open..close].split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed.starts_with("<mac ") {
+            nic.push_str(&format!("{indent}<mac address='{}'/>\n", escape(mac)));
+        } else if trimmed.starts_with("<source ") {
+            nic.push_str(&format!(
+                "{indent}<source network='{}'/>\n",
+                escape(network)
+            ));
+        } else if !trimmed.starts_with("<target dev=") {
+            nic.push_str(line);
+        }
+    }
+    if nic.contains(&format!("'{parked}'")) || !nic.contains("<source network=") {
+        return Err(Error::SaveImage(format!(
+            "its NIC is not written one element per line: {nic}"
+        )));
+    }
+    Ok(format!("{}{nic}{}", &xml[..open], &xml[close..]))
 }
 
 #[cfg(test)]
@@ -346,6 +439,13 @@ mod tests {
       <source file='/pool/TEMPLATE-deb-warm-seed.tar'/>
       <serial>virtup-park</serial>
     </disk>
+    <interface type='network'>
+      <mac address='52:54:00:a3:9a:a9'/>
+      <source network='virt-up'/>
+      <model type='virtio'/>
+      <link state='down'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </interface>
     <serial type='pty'>
       <log file='/logs/TEMPLATE-deb-warm.log' append='off'/>
     </serial>
@@ -362,6 +462,7 @@ mod tests {
             genid: "66666666-7777-4888-9999-000000000000",
             disk: (Path::new("/pool/TEMPLATE-deb-warm.qcow2"), disk),
             console_log: (Path::new("/logs/TEMPLATE-deb-warm.log"), log),
+            nic: Some(("52:54:00:a3:9a:a9", "52:54:00:01:02:03", "lab")),
         }
     }
 
@@ -389,6 +490,32 @@ mod tests {
             xml.contains("<source file='/pool/TEMPLATE-deb-warm-seed.tar'/>"),
             "the parked boot's seed stays: the saved memory has its device"
         );
+    }
+
+    #[test]
+    fn a_clones_nic_has_its_mac_and_network_and_keeps_its_device_and_link_down() {
+        let with_tap = SAVED.replace(
+            "<model type='virtio'/>",
+            "<target dev='vnet7'/>\n      <model type='virtio'/>",
+        );
+        let c = clone(Path::new("/pool/web1.qcow2"), Path::new("/logs/web1.log"));
+        let xml = clone_xml(&with_tap, &c).unwrap();
+        let nic = &xml[xml.find("<interface").unwrap()..xml.find("</interface>").unwrap()];
+        assert!(nic.contains("<mac address='52:54:00:01:02:03'/>"), "{nic}");
+        assert!(nic.contains("<source network='lab'/>"), "{nic}");
+        assert!(nic.contains("<link state='down'/>"), "{nic}");
+        assert!(nic.contains("slot='0x02'"), "{nic}");
+        assert!(!nic.contains("a3:9a:a9") && !nic.contains("vnet7"), "{nic}");
+        // Saved without a NIC (older images): nothing to change; a parked MAC that is not
+        // there is refused.
+        let old = Clone { nic: None, ..c };
+        assert!(clone_xml(SAVED, &old).is_ok());
+        let other = Clone {
+            nic: Some(("52:54:00:ff:ff:ff", "52:54:00:01:02:03", "lab")),
+            ..old
+        };
+        let err = clone_xml(SAVED, &other).unwrap_err().to_string();
+        assert!(err.contains("no NIC with MAC 52:54:00:ff:ff:ff"), "{err}");
     }
 
     #[test]

@@ -197,10 +197,12 @@ mod tests {
             definition: None,
             parks: false,
             agent_mounts: false,
+            agent_seed: false,
             disk_digest: None,
             mounts: Vec::new(),
             warm: None,
             reservation: None,
+            retired_warm: Vec::new(),
         }
     }
 

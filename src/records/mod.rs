@@ -95,6 +95,10 @@ pub struct Record {
     /// by a virt-up that has them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agent_mounts: bool,
+    /// Templates: whether its identity agent, parked, takes an instance's seed written
+    /// through the guest agent (built by a virt-up that hands it over so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent_seed: bool,
     /// Templates: the sha256 of the disk uploaded into the pool (the same on every host
     /// that was given the same disk; a template-playbook changes the disk afterwards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +112,18 @@ pub struct Record {
     /// Instances: the address reserved for its MAC on the network's DHCP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<Reservation>,
+    /// Templates: the disks of warm images made again while instances were clones of
+    /// them (their overlays' backing files), kept until the last of those is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_warm: Vec<RetiredWarm>,
+}
+
+/// A replaced warm image's disk and park seed (its save image is gone): the backing file
+/// of the instances restored from it, and a device of those that still run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredWarm {
+    pub disk: PathBuf,
+    pub seed: PathBuf,
 }
 
 /// A DHCP reservation (`fixed-address`): the network's `<host>` entry for the MAC.
@@ -142,6 +158,15 @@ pub struct Warm {
     /// image, which no clone can be restored from (none for images made before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_bytes: Option<u64>,
+    /// Whether its parked guest takes an instance's seed through the guest agent (else
+    /// only as a disk plugged in, as made by older templates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent_seed: bool,
+    /// The MAC of the NIC it was parked with, link down (each clone's guest is given its
+    /// own); none when it was parked without one (older images: clones get theirs plugged
+    /// in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_mac: Option<String>,
 }
 
 impl Record {

@@ -111,6 +111,9 @@ pub fn remove(ctx: &Context, template: &str) -> Result<()> {
         if let Some(image) = &old.warm {
             warm::remove(ctx, image)?;
         }
+        for retired in &old.retired_warm {
+            warm::remove_retired(ctx, retired)?;
+        }
         ctx.hv.delete_volume(&old.disk)?;
     }
     ctx.store.remove(&stem)
@@ -356,9 +359,11 @@ fn template_record(ctx: &Context, plan: &TemplatePlan, disk: &Path, login: Login
         definition: Some(definition(plan)),
         parks: true,
         agent_mounts: true,
+        agent_seed: true,
         mounts: Vec::new(),
         warm: None,
         reservation: None,
+        retired_warm: Vec::new(),
         disk_digest: None,
     }
 }
@@ -390,7 +395,7 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
         }],
         network: host.network.clone(),
         mac: record.mac.clone(),
-        without_nic: false,
+        nic_link_down: false,
         genid: false,
         graphics: record.graphics.clone(),
         video: None,

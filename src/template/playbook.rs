@@ -61,6 +61,7 @@ fn boot_and_run(
         accounts: vec![account("root"), account(&template.user.username)],
         machine_id: identity::random_id(),
         mounts: Vec::new(),
+        mac: None,
     };
     let seed = identity::upload_seed(ctx.hv.as_ref(), (&plan.host.pool, seed), &identity)?;
     {

@@ -1,6 +1,7 @@
 //! A template's warm image: its disk booted once (through an overlay, so the template's
 //! own disk is never written), parked by the identity agent with everything up but the
-//! network (no NIC) and no instance identity yet, then its memory saved through libvirt.
+//! network (its NIC's link down) and no instance identity yet, then its memory saved
+//! through libvirt.
 //! Instances are restored from it (see `instance::warm`). Disk overlay, park seed and save
 //! image are volumes in the template's pool, read-only from then on, removed with it.
 
@@ -14,7 +15,7 @@ use crate::hypervisor::{virt_install, NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
 use crate::lock::Lock;
 use crate::readiness::{wait_agent_hostname, AgentWait};
-use crate::records::{Record, Warm};
+use crate::records::{Record, RetiredWarm, Warm};
 use crate::sshkeys;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -87,8 +88,9 @@ pub fn ensure(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<R
             "template {}: its warm image cannot be used ({problem}): making it again",
             plan.template.name
         ));
-        remove(ctx, warm)?;
+        let warm = warm.clone();
         record.warm = None;
+        retire(ctx, &mut record, &warm)?;
         ctx.store.save(&stem, &record)?;
     }
     ctx.ui.info(format!(
@@ -169,6 +171,75 @@ pub fn remove(ctx: &Context, warm: &Warm) -> Result<()> {
     Ok(())
 }
 
+/// Put a warm image that is being replaced out of use: its save image goes, and so do its
+/// disk and park seed unless instances were restored from it. Their disks are overlays of
+/// its disk: deleting it, or making the new image under its name, would take away or
+/// change what their disks are made of. Those two are then kept in `template`'s record
+/// (the caller saves it), and deleted with the last such instance ([`release`]).
+fn retire(ctx: &Context, template: &mut Record, warm: &Warm) -> Result<()> {
+    ctx.hv.delete_volume(&warm.save)?;
+    let clones = clones_of(ctx, &warm.disk)?;
+    if clones.is_empty() {
+        ctx.hv.delete_volume(&warm.disk)?;
+        return ctx.hv.delete_volume(&warm.seed);
+    }
+    ctx.ui.info(format!(
+        "template {}: its old warm disk {} stays while instances are made from it ({})",
+        template.template,
+        warm.disk.display(),
+        clones.join(", ")
+    ));
+    template.retired_warm.push(RetiredWarm {
+        disk: warm.disk.clone(),
+        seed: warm.seed.clone(),
+    });
+    Ok(())
+}
+
+/// The instances (on this libvirt host) restored from the warm image whose disk is `disk`,
+/// including those still being made.
+fn clones_of(ctx: &Context, disk: &Path) -> Result<Vec<String>> {
+    let (records, _) = ctx.store.all()?;
+    Ok(records
+        .into_iter()
+        .filter(|r| !r.is_template() && ctx.is_here(&r.uri))
+        .filter(|r| r.warm.as_ref().is_some_and(|w| w.disk == disk))
+        .map(|r| r.name)
+        .collect())
+}
+
+/// After `instance` (the record it had) is deleted or given a new disk: the replaced warm
+/// image that disk was made from goes too, if no other instance was made from it.
+pub fn release(ctx: &Context, instance: &Record) -> Result<()> {
+    let Some(warm) = &instance.warm else {
+        return Ok(());
+    };
+    let stem = ctx.template_stem(&instance.template);
+    let _lock = Lock::exclusive(&ctx.paths.locks().join(format!("{stem}.lock")))?;
+    let Some(mut template) = ctx.store.load(&stem)? else {
+        return Ok(());
+    };
+    let Some(at) = template
+        .retired_warm
+        .iter()
+        .position(|r| r.disk == warm.disk)
+    else {
+        return Ok(());
+    };
+    if !clones_of(ctx, &warm.disk)?.is_empty() {
+        return Ok(());
+    }
+    let retired = template.retired_warm.remove(at);
+    remove_retired(ctx, &retired)?;
+    ctx.store.save(&stem, &template)
+}
+
+/// Delete a replaced warm image's disk and park seed (no error for those already gone).
+pub fn remove_retired(ctx: &Context, retired: &RetiredWarm) -> Result<()> {
+    ctx.hv.delete_volume(&retired.disk)?;
+    ctx.hv.delete_volume(&retired.seed)
+}
+
 fn devices_digest(plan: &InstancePlan) -> String {
     crate::digest::sha256_hex(&plan.virt_install_args.join("\0"))
 }
@@ -181,18 +252,27 @@ struct Parts {
     seed: PathBuf,
     save: PathBuf,
     console_log: PathBuf,
+    /// The template's agent takes a seed through the guest agent.
+    agent_seed: bool,
+    /// The parked boot's NIC's (the template's own MAC).
+    mac: String,
 }
 
 impl Parts {
+    /// The parts of `template`'s next warm image, under names that no replaced one still
+    /// has (so the same names as a killed attempt's, which [`make`] removes first).
     fn of(ctx: &Context, plan: &InstancePlan, template: &Record) -> Result<Parts> {
         let pool = plan.template.host.pool.clone();
         let dir = ctx.hv.pool_path(&pool)?;
         let domain = format!("{}-warm", template.domain);
+        let stem = free_stem(&domain, &dir, &template.retired_warm);
         Ok(Parts {
-            disk: dir.join(format!("{domain}.qcow2")),
-            seed: dir.join(format!("{domain}-seed.tar")),
-            save: dir.join(format!("{domain}.save")),
+            disk: dir.join(format!("{stem}.qcow2")),
+            seed: dir.join(format!("{stem}-seed.tar")),
+            save: dir.join(format!("{stem}.save")),
             console_log: ctx.console_log(&domain),
+            agent_seed: template.agent_seed,
+            mac: template.mac.clone(),
             pool,
             domain,
         })
@@ -212,8 +292,23 @@ impl Parts {
             created: now_rfc3339(),
             build_seconds,
             save_bytes: None,
+            agent_seed: self.agent_seed,
+            parked_mac: Some(self.mac.clone()),
         }
     }
+}
+
+/// `domain` (the first warm image's names), else `domain` followed by the first number
+/// from 2 whose disk in `dir` is not one of the `retired`.
+fn free_stem(domain: &str, dir: &Path, retired: &[RetiredWarm]) -> String {
+    let taken = |stem: &str| {
+        let disk = dir.join(format!("{stem}.qcow2"));
+        retired.iter().any(|r| r.disk == disk)
+    };
+    std::iter::once(domain.to_string())
+        .chain((2..).map(|n| format!("{domain}{n}")))
+        .find(|stem| !taken(stem))
+        .expect("an unbounded range has a free name")
 }
 
 fn name_of(path: &Path) -> &str {
@@ -252,6 +347,7 @@ fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) ->
         accounts: vec![],
         machine_id: identity::random_id(),
         mounts: Vec::new(),
+        mac: None,
     };
     identity::upload_seed(hv, (&parts.pool, &parts.seed), &park)?;
     hv.create_volume(&NewVolume {
@@ -273,7 +369,9 @@ fn make(ctx: &Context, plan: &InstancePlan, template: &Record, parts: &Parts) ->
 }
 
 /// The parked boot's domain: the template's shape (memory, vCPUs, graphics,
-/// virt-install-args), its overlay disk, its seed, a VM generation ID, and no NIC.
+/// virt-install-args), its overlay disk, its seed, a VM generation ID, and its NIC with
+/// the template's MAC and the link down (so that no frame leaves it before a clone's
+/// guest has its own MAC).
 fn domain(plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<DomainSpec> {
     let t = &plan.template;
     let mut shape = template.clone();
@@ -285,7 +383,7 @@ fn domain(plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<Domai
     shape.graphics = t.graphics.to_string();
     shape.console_log = parts.console_log.clone();
     let mut spec = super::domain_base(&shape, &t.host);
-    spec.without_nic = true;
+    spec.nic_link_down = true;
     spec.genid = true;
     spec.disks.push(Disk {
         path: parts.seed.clone(),
@@ -346,7 +444,31 @@ mod tests {
             created: String::new(),
             build_seconds: 0.0,
             save_bytes: None,
+            agent_seed: true,
+            parked_mac: None,
         }
+    }
+
+    #[test]
+    fn a_new_warm_image_never_takes_the_names_of_one_that_clones_are_made_from() {
+        let dir = Path::new("/pool");
+        let retired = |stems: &[&str]| -> Vec<RetiredWarm> {
+            stems
+                .iter()
+                .map(|s| RetiredWarm {
+                    disk: dir.join(format!("{s}.qcow2")),
+                    seed: dir.join(format!("{s}-seed.tar")),
+                })
+                .collect()
+        };
+        let t = "TEMPLATE-deb-warm";
+        assert_eq!(free_stem(t, dir, &[]), t);
+        assert_eq!(free_stem(t, dir, &retired(&[t])), "TEMPLATE-deb-warm2");
+        let both = retired(&[t, "TEMPLATE-deb-warm2"]);
+        assert_eq!(free_stem(t, dir, &both), "TEMPLATE-deb-warm3");
+        // The first name is free again once its clones are gone.
+        let later = retired(&["TEMPLATE-deb-warm2"]);
+        assert_eq!(free_stem(t, dir, &later), t);
     }
 
     #[test]

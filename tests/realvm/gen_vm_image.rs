@@ -246,7 +246,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
         }],
         network: "default".into(),
         mac: virt_up::mac::random(),
-        without_nic: false,
+        nic_link_down: false,
         genid: false,
         graphics: "none".into(),
         video: None,

@@ -24,6 +24,7 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
         .as_str()
         .unwrap_or_else(|| panic!("the template has no warm image: {text}"))
         .to_string();
+    let first_disk = record["warm"]["disk"].as_str().unwrap().to_string();
 
     let made = w
         .vu(&["vut-wa", "vut-wb", "--template", "vut-deb", "--debug"])
@@ -156,6 +157,32 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
     std::fs::remove_file(&garbage).unwrap();
     remade_and_restored(w, "its warm image cannot be used");
     assert_eq!(w.ssh("vut-wc", "hostname"), "vut-wc");
+    // vut-wa and vut-wb were made from the replaced image: their disks are overlays of its
+    // disk, which is kept (the new one has other names) and still what they boot from.
+    let template = w.record("TEMPLATE-vut-deb");
+    let disk_now = template["warm"]["disk"].as_str().unwrap().to_string();
+    assert_ne!(
+        disk_now, first_disk,
+        "the new warm image took the old one's disk"
+    );
+    assert_eq!(
+        template["retired_warm"][0]["disk"],
+        first_disk.as_str(),
+        "{template}"
+    );
+    assert!(std::path::Path::new(&first_disk).exists());
+    w.vu(&[a, "--stop"]).ok();
+    let again = w
+        .vu(&[a, "--login", "--command", "hostname; cat /etc/machine-id"])
+        .ok();
+    assert_eq!(
+        again.stdout.trim(),
+        format!("{a}\n{id}"),
+        "after the remake"
+    );
+    let a_disk = w.record(a)["disk"].as_str().unwrap().to_string();
+    w.run("qemu-img", &["check", "-U", &a_disk]).ok();
+    let save = template["warm"]["save"].as_str().unwrap().to_string();
     assert_eq!(
         w.record("vut-wc")["address"],
         wc_address,
@@ -188,6 +215,13 @@ fn w1_warm_instances_are_distinct_machines_with_the_hosts_clock() {
             "{n}'s save image left behind"
         );
     }
+    // With the last of its clones, the replaced warm disk went.
+    assert!(
+        !std::path::Path::new(&first_disk).exists(),
+        "{first_disk} left behind"
+    );
+    let template = w.record("TEMPLATE-vut-deb");
+    assert!(template["retired_warm"].is_null(), "{template}");
     let net = w.virsh(&["net-dumpxml", "virt-up"]);
     for mac in macs {
         assert!(
