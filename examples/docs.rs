@@ -8,7 +8,7 @@ fn main() -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(&path, text)?;
-        println!("wrote {}", path.display());
+        virt_up::outln!("wrote {}", path.display());
     }
     Ok(())
 }

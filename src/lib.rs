@@ -24,6 +24,7 @@ pub(crate) mod log;
 pub mod mac;
 pub mod manpage;
 pub(crate) mod names;
+pub mod output;
 // unsafe: getuid and geteuid, for the runtime directory and --init's destination.
 #[allow(unsafe_code)]
 pub mod paths;

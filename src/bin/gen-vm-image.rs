@@ -11,7 +11,7 @@ fn main() {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
     let document = run(cli, &process_env);
     if document.is_success() {
-        println!("{}", document.to_json());
+        virt_up::outln!("{}", document.to_json());
     } else {
         eprintln!("{}", document.to_json());
     }

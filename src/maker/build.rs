@@ -44,7 +44,7 @@ pub(super) fn run(
     // A status line per spec on a terminal (the step and its seconds), not with -v (the
     // tools' own output would be cut up by the redraws) and not for a dry run (instant).
     let lines = Lines::on_stderr(flags.verbose == 0 && !flags.dry_run);
-    let out = |line: &str| lines.print(|| println!("{line}"));
+    let out = |line: &str| lines.print(|| crate::outln!("{line}"));
     // The spec being built (one at a time, its before and after specs too): its line.
     let current = Mutex::new(String::new());
     let status = |step: &StepStatus| {

@@ -34,12 +34,12 @@ pub(super) fn run(paths: &Paths, action: CacheAction, flags: Flags) -> Result<i3
             let total = Cache::total(&layers);
             if flags.json {
                 let v = serde_json::json!({"layers": layers, "total": total, "dir": cache.dir()});
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 for m in &layers {
-                    println!("{}", layer_line(m, &size));
+                    crate::outln!("{}", layer_line(m, &size));
                 }
-                println!(
+                crate::outln!(
                     "{:>10}  total ({} layers) in {}",
                     size(total),
                     layers.len(),
@@ -69,9 +69,9 @@ pub(super) fn run(paths: &Paths, action: CacheAction, flags: Flags) -> Result<i3
                 "removed"
             };
             for m in &removed {
-                println!("{verb} {}", layer_line(m, &size));
+                crate::outln!("{verb} {}", layer_line(m, &size));
             }
-            println!(
+            crate::outln!(
                 "{verb} {} layers, {}",
                 removed.len(),
                 size(Cache::total(&removed))

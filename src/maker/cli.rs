@@ -143,7 +143,7 @@ pub fn man_page() -> String {
 pub fn run(cli: Cli, paths: Paths) -> Result<i32> {
     match cli.command {
         Command::Runners { kind } => {
-            print!("{}", super::runners::text(kind, cli.verbose > 0));
+            crate::out!("{}", super::runners::text(kind, cli.verbose > 0));
             Ok(0)
         }
         Command::Build {

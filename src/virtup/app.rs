@@ -197,6 +197,6 @@ pub(super) fn finish(total: usize, failures: Failures) -> Result<()> {
 pub(super) fn print_records(ctx: &Context, records: &[Record]) -> Result<()> {
     let domains = ctx.hv.domains()?;
     let rows: Vec<serde_json::Value> = records.iter().map(|r| record_json(&domains, r)).collect();
-    println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    crate::outln!("{}", serde_json::to_string_pretty(&rows).expect("json"));
     Ok(())
 }

@@ -55,7 +55,7 @@ fn print_deleted(records: &[Record]) {
             row
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    crate::outln!("{}", serde_json::to_string_pretty(&rows).expect("json"));
 }
 
 /// `--delete --all` without a name: every instance, then every template (clones first,

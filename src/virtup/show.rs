@@ -54,13 +54,13 @@ pub(super) fn list(
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&rows).expect("json"));
     } else if names_only {
         for row in &rows {
-            println!("{}", row["name"].as_str().unwrap_or(""));
+            crate::outln!("{}", row["name"].as_str().unwrap_or(""));
         }
     } else {
-        print!("{}", table(&rows));
+        crate::out!("{}", table(&rows));
     }
     Ok(())
 }
@@ -211,7 +211,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
         map.extend(more);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     for (key, value) in v.as_object().into_iter().flatten() {
@@ -238,7 +238,7 @@ pub(super) fn info(ctx: &Context, name: &str, json: bool) -> Result<()> {
             ),
             other => other.to_string(),
         };
-        println!("{key:<12} {text}");
+        crate::outln!("{key:<12} {text}");
     }
     Ok(())
 }
@@ -280,7 +280,7 @@ pub(super) fn show_templates(
 ) -> Result<()> {
     if names_only && !json {
         for name in config.template_names() {
-            println!("{name}");
+            crate::outln!("{name}");
         }
         return Ok(());
     }
@@ -317,12 +317,12 @@ pub(super) fn show_templates(
         all.insert(name.to_string(), values.into());
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&all).expect("json"));
         return Ok(());
     }
-    println!("{:<24} {:<24} DESCRIPTION", "TEMPLATE", "OS-VERSION");
+    crate::outln!("{:<24} {:<24} DESCRIPTION", "TEMPLATE", "OS-VERSION");
     for (name, v) in &all {
-        println!(
+        crate::outln!(
             "{:<24} {:<24} {}",
             name,
             v["os-version"].as_str().unwrap_or("-"),
@@ -351,10 +351,10 @@ pub(super) fn show_paths(paths: &Paths, json: bool) -> Result<()> {
             .iter()
             .map(|(k, p)| (k.to_string(), p.display().to_string().into()))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&map).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&map).expect("json"));
     } else {
         for (k, p) in items {
-            println!("{k:<14} {}", p.display());
+            crate::outln!("{k:<14} {}", p.display());
         }
     }
     Ok(())

@@ -92,7 +92,7 @@ fn list(ctx: &Context, record: &Record, json: bool) -> Result<()> {
     let rows = rows(ctx, record)?;
     if json {
         let v = rows_json(&rows);
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     if rows.is_empty() {
@@ -100,9 +100,9 @@ fn list(ctx: &Context, record: &Record, json: bool) -> Result<()> {
         return Ok(());
     }
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(4);
-    println!("{:width$}  CREATED", "NAME");
+    crate::outln!("{:width$}  CREATED", "NAME");
     for (n, t) in rows {
-        println!("{n:width$}  {t}");
+        crate::outln!("{n:width$}  {t}");
     }
     Ok(())
 }

@@ -237,3 +237,32 @@ fn show_paths_lists_inventory_and_ssh_config() {
     let text = env.run(&["--show-paths"]).ok().stdout;
     assert!(text.contains("inventory"));
 }
+
+/// Output into a pipe whose reader is gone (`virt-up --show-paths | head -0`, or a reader
+/// that has read what it wanted) ends the command quietly with status 0, as other tools'
+/// does: no panic and backtrace on stderr.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use crate::harness::Bin;
+    let env = TestEnv::new();
+    for (bin, args) in [
+        (Bin::VirtUp, &["--show-paths"][..]),
+        (Bin::VirtUp, &["--show-templates", "--json"][..]),
+        (Bin::VirtMaker, &["runners", "steps"][..]),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .command_for(bin, args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
