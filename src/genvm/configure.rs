@@ -175,7 +175,7 @@ pub fn run(
         ],
         network: opts.network.clone(),
         mac: crate::mac::random(),
-        nic_link_down: false,
+        nic: crate::hypervisor::domain_xml::Nic::Up,
         genid: false,
         graphics: "none".into(),
         video: None,

@@ -33,9 +33,7 @@ pub struct DomainSpec {
     pub disks: Vec<Disk>,
     pub network: String,
     pub mac: String,
-    /// The NIC's link down: a warm template's boot, parked before it has a network
-    /// identity (each clone's guest is given its own MAC, then the link comes up).
-    pub nic_link_down: bool,
+    pub nic: Nic,
     /// A VM generation ID device (`<genid/>`): a guest restored from saved memory learns
     /// it is a new one, and its kernel reseeds its random number generator.
     pub genid: bool,
@@ -199,12 +197,16 @@ impl DomainSpec {
         for (i, disk) in self.disks.iter().enumerate() {
             let _ = writeln!(x, "    {}", disk.to_xml(i));
         }
-        let nic = if self.nic_link_down {
-            interface_xml_link(&self.network, &self.mac, false)
-        } else {
-            interface_xml(&self.network, &self.mac)
-        };
-        let _ = writeln!(x, "    {nic}");
+        match self.nic {
+            Nic::Up => {
+                let _ = writeln!(x, "    {}", interface_xml(&self.network, &self.mac));
+            }
+            Nic::LinkDown => {
+                let nic = interface_xml_link(&self.network, &self.mac, false);
+                let _ = writeln!(x, "    {nic}");
+            }
+            Nic::Absent => {}
+        }
         let _ = writeln!(
             x,
             "    <serial type='pty'><log file='{}' append='off'/><target port='0'/></serial>",
@@ -244,6 +246,19 @@ impl DomainSpec {
         x.push_str("  </devices>\n</domain>\n");
         x
     }
+}
+
+/// A domain's network interface (on [`DomainSpec::network`], with its MAC).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Nic {
+    #[default]
+    Up,
+    /// Its link down: a warm template's boot, parked before it has a network identity
+    /// (each clone's guest is given its own MAC, then the link comes up).
+    LinkDown,
+    /// None: a warm template's boot whose agent cannot give a clone's guest its MAC (a
+    /// template built by an older virt-up): its clones' NICs are plugged in.
+    Absent,
 }
 
 /// A virtio NIC on a libvirt network, with its MAC.
@@ -316,7 +331,7 @@ mod tests {
             ],
             network: "default".into(),
             mac: "52:54:00:01:02:03".into(),
-            nic_link_down: false,
+            nic: Nic::Up,
             genid: false,
             graphics: "none".into(),
             video: None,

@@ -28,9 +28,17 @@ pub(super) fn save_path(record: &Record) -> PathBuf {
     record.disk.with_file_name(format!("{}.save", record.name))
 }
 
+/// The moments of a warm create the caller's network work is fitted to.
+pub(super) enum Step {
+    /// The clone's disks are made, its restore begins (libvirt's storage calls are done).
+    Restore,
+    /// The NIC's link comes up next: the guest asks for its address then.
+    LinkUp,
+}
+
 /// Restore `record`'s instance from `warm` and give it `identity`, up to the moment its
-/// NIC's link is up (`before_network` is called just before: the guest asks for its
-/// address then); the caller waits for SSH. `persistent` is the definition a cold create
+/// NIC's link is up (`network` is told each [`Step`] just before it); the caller waits for
+/// SSH. `persistent` is the definition a cold create
 /// would make (its UUID is set here). On error the caller undoes it all with [`undo`] and
 /// creates the instance cold.
 pub(super) fn create(
@@ -39,21 +47,21 @@ pub(super) fn create(
     record: &Record,
     (warm, identity): (&Warm, &Identity),
     mut persistent: DomainSpec,
-    before_network: &mut dyn FnMut(),
+    network: &mut dyn FnMut(Step),
 ) -> Result<()> {
     let uuid = random_uuid();
     let seed = identity::seed_archive(identity)?;
-    restore(ctx, &plan.template, record, warm, Some(&seed), &uuid)?;
-    // The same archive as the seed volume's (it has random bytes and password salts).
-    let by_agent = warm.agent_seed.then_some(seed.as_slice());
-    let parked_nic = warm.parked_mac.as_deref();
-    let mut timer = identify(
+    restore(
         ctx,
         &plan.template,
         record,
-        (parked_nic, by_agent),
-        before_network,
+        (warm, Some(&seed), &uuid),
+        network,
     )?;
+    // The same archive as the seed volume's (it has random bytes and password salts).
+    let by_agent = warm.agent_seed.then_some(seed.as_slice());
+    let parked_nic = warm.parked_mac.as_deref();
+    let mut timer = identify(ctx, &plan.template, record, (parked_nic, by_agent), network)?;
     persistent.uuid = Some(uuid);
     persistent.genid = true;
     ctx.hv.define(&persistent.to_xml())?;
@@ -74,14 +82,14 @@ pub(super) fn reset(
     let uuid = ctx.hv.uuid(&record.domain)?;
     // One a killed reset left behind.
     ctx.hv.delete_volume(&save_path(record))?;
-    restore(ctx, plan, record, warm, None, &uuid)?;
+    restore(ctx, plan, record, (warm, None, &uuid), &mut |_| {})?;
     // Its kept seed volume is plugged in (what the host would send is in there).
     identify(
         ctx,
         plan,
         record,
         (warm.parked_mac.as_deref(), None),
-        &mut || {},
+        &mut |_| {},
     )?
     .done();
     Ok(())
@@ -89,14 +97,13 @@ pub(super) fn reset(
 
 /// The instance's overlay of the warm disk (and its seed volume, when the `seed` archive
 /// is given), its save image made from the template's with the domain `uuid`, and the
-/// restore.
+/// restore (`network` told [`Step::Restore`] just before).
 fn restore(
     ctx: &Context,
     plan: &TemplatePlan,
     record: &Record,
-    warm: &Warm,
-    seed: Option<&[u8]>,
-    uuid: &str,
+    (warm, seed, uuid): (&Warm, Option<&[u8]>, &str),
+    network: &mut dyn FnMut(Step),
 ) -> Result<()> {
     let hv = ctx.hv.as_ref();
     let name = &record.name;
@@ -155,6 +162,7 @@ fn restore(
     timer.done();
 
     timer.begin("restore");
+    network(Step::Restore);
     hv.restore(&save)?;
     // The running guest no longer reads it.
     hv.delete_volume(&save)?;
@@ -171,7 +179,7 @@ fn identify<'a>(
     plan: &TemplatePlan,
     record: &'a Record,
     (warm_parked_nic, by_agent): (Option<&str>, Option<&[u8]>),
-    before_network: &mut dyn FnMut(),
+    network: &mut dyn FnMut(Step),
 ) -> Result<PhaseTimer<'a>> {
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
@@ -214,7 +222,7 @@ fn identify<'a>(
     timer.done();
     timer.begin("nic");
     wait_forwarding(hv, record);
-    before_network();
+    network(Step::LinkUp);
     hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
 }

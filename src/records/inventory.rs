@@ -156,7 +156,7 @@ pub fn set_known_host(paths: &Paths, name: &str, public_key: Option<&str>) -> Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::records::{Login, Phase};
 

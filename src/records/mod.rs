@@ -96,7 +96,8 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agent_mounts: bool,
     /// Templates: whether its identity agent, parked, takes an instance's seed written
-    /// through the guest agent (built by a virt-up that hands it over so).
+    /// through the guest agent and gives the parked NIC the instance's MAC (built by a
+    /// virt-up whose warm clones are made so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agent_seed: bool,
     /// Templates: the sha256 of the disk uploaded into the pool (the same on every host

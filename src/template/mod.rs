@@ -395,7 +395,7 @@ pub(crate) fn domain_base(record: &Record, host: &Host) -> DomainSpec {
         }],
         network: host.network.clone(),
         mac: record.mac.clone(),
-        nic_link_down: false,
+        nic: crate::hypervisor::domain_xml::Nic::Up,
         genid: false,
         graphics: record.graphics.clone(),
         video: None,

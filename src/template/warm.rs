@@ -9,7 +9,7 @@ use crate::clock::now_rfc3339;
 use crate::config::plan::InstancePlan;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::domain_xml::{Disk, DomainSpec};
+use crate::hypervisor::domain_xml::{Disk, DomainSpec, Nic};
 use crate::hypervisor::save_image::{SaveHeader, HEADER_LEN};
 use crate::hypervisor::{virt_install, NewVolume, VolumeSource};
 use crate::identity::{self, Identity};
@@ -293,7 +293,7 @@ impl Parts {
             build_seconds,
             save_bytes: None,
             agent_seed: self.agent_seed,
-            parked_mac: Some(self.mac.clone()),
+            parked_mac: self.agent_seed.then(|| self.mac.clone()),
         }
     }
 }
@@ -383,7 +383,13 @@ fn domain(plan: &InstancePlan, template: &Record, parts: &Parts) -> Result<Domai
     shape.graphics = t.graphics.to_string();
     shape.console_log = parts.console_log.clone();
     let mut spec = super::domain_base(&shape, &t.host);
-    spec.nic_link_down = true;
+    // An agent that cannot give a clone's guest its MAC would let it ask for an address
+    // with the template's.
+    spec.nic = if parts.agent_seed {
+        Nic::LinkDown
+    } else {
+        Nic::Absent
+    };
     spec.genid = true;
     spec.disks.push(Disk {
         path: parts.seed.clone(),
@@ -447,6 +453,34 @@ mod tests {
             agent_seed: true,
             parked_mac: None,
         }
+    }
+
+    #[test]
+    fn a_template_parks_with_its_nic_link_down_only_if_its_agent_gives_clones_their_mac() {
+        let plan = plan_with("[common]\nmemory = 1024\n");
+        let mut template = crate::records::inventory::tests::record("TEMPLATE-deb", None);
+        template.mac = "52:54:00:aa:bb:cc".into();
+        let parts = |agent_seed| Parts {
+            pool: "default".into(),
+            domain: "TEMPLATE-deb-warm".into(),
+            disk: "/pool/TEMPLATE-deb-warm.qcow2".into(),
+            seed: "/pool/TEMPLATE-deb-warm-seed.tar".into(),
+            save: "/pool/TEMPLATE-deb-warm.save".into(),
+            console_log: "/logs/TEMPLATE-deb-warm.log".into(),
+            agent_seed,
+            mac: template.mac.clone(),
+        };
+        let xml = domain(&plan, &template, &parts(true)).unwrap().to_xml();
+        assert!(xml.contains("<mac address='52:54:00:aa:bb:cc'/>"), "{xml}");
+        assert!(xml.contains("<link state='down'/>"), "{xml}");
+        let warm = parts(true).warm(&plan, "", 0.0);
+        assert_eq!(warm.parked_mac.as_deref(), Some("52:54:00:aa:bb:cc"));
+        let old = parts(false);
+        assert!(!domain(&plan, &template, &old)
+            .unwrap()
+            .to_xml()
+            .contains("<interface"));
+        assert_eq!(old.warm(&plan, "", 0.0).parked_mac, None);
     }
 
     #[test]

@@ -246,7 +246,7 @@ fn gvi1_configure_applies_user_data_and_the_result_boots_with_it() {
         }],
         network: "default".into(),
         mac: virt_up::mac::random(),
-        nic_link_down: false,
+        nic: virt_up::hypervisor::domain_xml::Nic::Up,
         genid: false,
         graphics: "none".into(),
         video: None,
