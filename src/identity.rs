@@ -140,8 +140,10 @@ pub fn seed_archive(identity: &Identity) -> Result<Vec<u8>> {
         0o644,
     )?;
     // Mixed into a warm clone's entropy pool, which is the template's until reseeded.
+    // As hex text: the agent writes it into /dev/urandom with a shell builtin.
     let random: [u8; 64] = crate::random::bytes();
-    add("random", &random, 0o600)?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    add("random", format!("{hex}\n").as_bytes(), 0o600)?;
     if let Some((parked, mac)) = &identity.mac {
         add("mac", format!("{parked} {mac}\n").as_bytes(), 0o644)?;
     }
@@ -826,7 +828,9 @@ mod tests {
             std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
             let body = String::from_utf8_lossy(&bytes);
             if name == "random" {
-                assert_eq!(bytes.len(), 64, "entropy for a warm clone's pool");
+                let hex = body.trim_end();
+                assert_eq!(hex.len(), 128, "512 bits for a warm clone's pool: {body}");
+                assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{body}");
             }
             if name == "machine-id" {
                 assert_eq!(body, "0123456789abcdef0123456789abcdef\n");
