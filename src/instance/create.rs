@@ -55,19 +55,19 @@ fn reserve(
     let (record, abandoned) = {
         let _lock = Lock::exclusive(&ctx.paths.lock_file)?;
         let abandoned = clean_abandoned(ctx)?;
-        (claim(ctx, plan, name, template, warm)?, abandoned)
+        (claim(ctx, plan, template, (name, warm))?, abandoned)
     };
     release_abandoned(ctx, &abandoned)?;
     Ok(record)
 }
 
-/// The `creating` record of `name` (caller holds the global lock).
+/// The `creating` record of `name`, to be restored from `warm` if given (caller holds the
+/// global lock).
 fn claim(
     ctx: &Context,
     plan: &InstancePlan,
-    name: &str,
     template: &Record,
-    warm: Option<Warm>,
+    (name, warm): (&str, Option<Warm>),
 ) -> Result<Record> {
     if ctx.store.load(name)?.is_some() || ctx.hv.is_defined(name)? {
         return Err(Error::InstanceExists(name.to_string()));
