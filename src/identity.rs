@@ -40,6 +40,19 @@ pub const PARK_UNIT: &str = include_str!("../guest/virt-up-park.service");
 /// The unit that makes the message of the day's dynamic part once per boot.
 pub const MOTD_UNIT: &str = include_str!("../guest/virt-up-motd.service");
 
+/// The digest of the guest files virt-up builds into a template (agent, units, setup).
+pub fn agent_digest() -> String {
+    let files = [
+        AGENT_SCRIPT,
+        AGENT_UNIT,
+        PARK_UNIT,
+        MOTD_UNIT,
+        TEMPLATE_SETUP,
+        GENERALIZE,
+    ];
+    crate::digest::sha256_hex(&files.join("\0"))
+}
+
 /// One account that gets keys (and optionally a password) in the guest.
 pub struct Account {
     pub username: String,

@@ -141,6 +141,9 @@ pub trait Hypervisor: Send + Sync {
     fn update_live(&self, name: &str, device_xml: &str) -> Result<()>;
     /// The host name the guest agent reports; None while the agent does not answer.
     fn agent_hostname(&self, name: &str) -> Result<Option<String>>;
+    /// The MACs of the running guest's network interfaces as its guest agent reports them
+    /// (with or without addresses).
+    fn agent_macs(&self, name: &str) -> Result<Vec<String>>;
     /// Write `bytes` to the file at `path` in the running guest through its guest agent:
     /// a new or truncated file (0600) when `create`, else only a file (or FIFO) that is
     /// there already.
@@ -820,6 +823,14 @@ impl Hypervisor for Libvirt {
             .existing(name)?
             .hostname(virt::sys::VIR_DOMAIN_GET_HOSTNAME_AGENT)
             .ok())
+    }
+
+    fn agent_macs(&self, name: &str) -> Result<Vec<String>> {
+        let ifaces = self
+            .existing(name)?
+            .interface_addresses(virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0)
+            .map_err(|e| libvirt_error(format!("interfaces of '{name}'"), e))?;
+        Ok(ifaces.into_iter().filter_map(|i| i.hwaddr).collect())
     }
 
     fn agent_write(&self, name: &str, file: (&str, bool), bytes: &[u8]) -> Result<()> {

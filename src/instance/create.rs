@@ -184,33 +184,17 @@ fn reserve_address(ctx: &Context, network: &str, name: &str, mac: &str) -> Optio
     }
 }
 
-/// The address reservation, made on another thread while the guest is restored
-/// (libvirt takes a few tenths of a second to update the network, and holds up the storage
-/// calls of a clone meanwhile), waited for before the guest can ask for an address.
-struct Reserving<'scope, 'env> {
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    ctx: &'env Context,
-    /// Network, instance name and MAC, until the reservation is started.
-    job: Option<(String, String, String)>,
+/// The address reservation, made on another thread while the disk is cloned and the guest
+/// restored or defined (libvirt takes a few tenths of a second to update the network),
+/// waited for before the guest can ask for an address.
+struct Reserving<'scope> {
     thread: Option<std::thread::ScopedJoinHandle<'scope, Option<Reservation>>>,
     got: Option<Reservation>,
 }
 
-impl Reserving<'_, '_> {
-    /// Start making the reservation (once; nothing if the plan wants none).
-    fn start(&mut self) {
-        if let Some((network, name, mac)) = self.job.take() {
-            let ctx = self.ctx;
-            self.thread = Some(
-                self.scope
-                    .spawn(move || reserve_address(ctx, &network, &name, &mac)),
-            );
-        }
-    }
-
+impl Reserving<'_> {
     /// The reservation, once it is made (None: the instance gets a dynamic address).
     fn wait(&mut self) -> Option<Reservation> {
-        self.start();
         if let Some(thread) = self.thread.take() {
             self.got = thread.join().unwrap_or(None);
         }
@@ -222,17 +206,16 @@ impl Reserving<'_, '_> {
 /// the reservation is in the record whatever happens, so that a cleanup releases it.
 fn build(ctx: &Context, plan: &InstancePlan, record: &mut Record, template: &Record) -> Result<()> {
     std::thread::scope(|scope| {
+        let (network, name, mac) = (
+            plan.template.host.network.clone(),
+            record.name.clone(),
+            record.mac.clone(),
+        );
         let mut reserving = Reserving {
-            scope,
-            ctx,
-            job: plan.template.fixed_address.then(|| {
-                (
-                    plan.template.host.network.clone(),
-                    record.name.clone(),
-                    record.mac.clone(),
-                )
-            }),
-            thread: None,
+            thread: plan
+                .template
+                .fixed_address
+                .then(|| scope.spawn(move || reserve_address(ctx, &network, &name, &mac))),
             got: None,
         };
         let built = build_reserving(ctx, plan, record, template, &mut reserving);
@@ -246,7 +229,7 @@ fn build_reserving(
     plan: &InstancePlan,
     record: &mut Record,
     template: &Record,
-    reserving: &mut Reserving<'_, '_>,
+    reserving: &mut Reserving,
 ) -> Result<()> {
     let name = record.name.clone();
     let identity = new_identity(ctx, plan, record, template)?;
@@ -255,11 +238,8 @@ fn build_reserving(
     if let Some(image) = record.warm.clone() {
         ctx.ui
             .debug(format!("{name}: restoring from the warm image"));
-        let mut network = |step| match step {
-            super::warm::Step::Restore => reserving.start(),
-            super::warm::Step::LinkUp => {
-                reserving.wait();
-            }
+        let mut before_network = || {
+            reserving.wait();
         };
         let made = super::warm::create(
             ctx,
@@ -267,7 +247,7 @@ fn build_reserving(
             record,
             (&image, &identity),
             spec.clone(),
-            &mut network,
+            &mut before_network,
         );
         record.reservation = reserving.wait();
         match made {

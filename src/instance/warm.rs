@@ -28,17 +28,9 @@ pub(super) fn save_path(record: &Record) -> PathBuf {
     record.disk.with_file_name(format!("{}.save", record.name))
 }
 
-/// The moments of a warm create the caller's network work is fitted to.
-pub(super) enum Step {
-    /// The clone's disks are made, its restore begins (libvirt's storage calls are done).
-    Restore,
-    /// The NIC's link comes up next: the guest asks for its address then.
-    LinkUp,
-}
-
 /// Restore `record`'s instance from `warm` and give it `identity`, up to the moment its
-/// NIC's link is up (`network` is told each [`Step`] just before it); the caller waits for
-/// SSH. `persistent` is the definition a cold create
+/// NIC's link is up (`before_network` is called just before: the guest asks for its
+/// address then); the caller waits for SSH. `persistent` is the definition a cold create
 /// would make (its UUID is set here). On error the caller undoes it all with [`undo`] and
 /// creates the instance cold.
 pub(super) fn create(
@@ -47,21 +39,21 @@ pub(super) fn create(
     record: &Record,
     (warm, identity): (&Warm, &Identity),
     mut persistent: DomainSpec,
-    network: &mut dyn FnMut(Step),
+    before_network: &mut dyn FnMut(),
 ) -> Result<()> {
     let uuid = random_uuid();
     let seed = identity::seed_archive(identity)?;
-    restore(
-        ctx,
-        &plan.template,
-        record,
-        (warm, Some(&seed), &uuid),
-        network,
-    )?;
+    restore(ctx, &plan.template, record, warm, Some(&seed), &uuid)?;
     // The same archive as the seed volume's (it has random bytes and password salts).
     let by_agent = warm.agent_seed.then_some(seed.as_slice());
     let parked_nic = warm.parked_mac.as_deref();
-    let mut timer = identify(ctx, &plan.template, record, (parked_nic, by_agent), network)?;
+    let mut timer = identify(
+        ctx,
+        &plan.template,
+        record,
+        (parked_nic, by_agent),
+        before_network,
+    )?;
     persistent.uuid = Some(uuid);
     persistent.genid = true;
     ctx.hv.define(&persistent.to_xml())?;
@@ -82,14 +74,14 @@ pub(super) fn reset(
     let uuid = ctx.hv.uuid(&record.domain)?;
     // One a killed reset left behind.
     ctx.hv.delete_volume(&save_path(record))?;
-    restore(ctx, plan, record, (warm, None, &uuid), &mut |_| {})?;
+    restore(ctx, plan, record, warm, None, &uuid)?;
     // Its kept seed volume is plugged in (what the host would send is in there).
     identify(
         ctx,
         plan,
         record,
         (warm.parked_mac.as_deref(), None),
-        &mut |_| {},
+        &mut || {},
     )?
     .done();
     Ok(())
@@ -97,13 +89,14 @@ pub(super) fn reset(
 
 /// The instance's overlay of the warm disk (and its seed volume, when the `seed` archive
 /// is given), its save image made from the template's with the domain `uuid`, and the
-/// restore (`network` told [`Step::Restore`] just before).
+/// restore.
 fn restore(
     ctx: &Context,
     plan: &TemplatePlan,
     record: &Record,
-    (warm, seed, uuid): (&Warm, Option<&[u8]>, &str),
-    network: &mut dyn FnMut(Step),
+    warm: &Warm,
+    seed: Option<&[u8]>,
+    uuid: &str,
 ) -> Result<()> {
     let hv = ctx.hv.as_ref();
     let name = &record.name;
@@ -162,7 +155,6 @@ fn restore(
     timer.done();
 
     timer.begin("restore");
-    network(Step::Restore);
     hv.restore(&save)?;
     // The running guest no longer reads it.
     hv.delete_volume(&save)?;
@@ -179,7 +171,7 @@ fn identify<'a>(
     plan: &TemplatePlan,
     record: &'a Record,
     (warm_parked_nic, by_agent): (Option<&str>, Option<&[u8]>),
-    network: &mut dyn FnMut(Step),
+    before_network: &mut dyn FnMut(),
 ) -> Result<PhaseTimer<'a>> {
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
@@ -219,12 +211,34 @@ fn identify<'a>(
     timer.done();
     timer.begin("identity");
     wait_applied(ctx, plan, record)?;
+    if let Some(parked) = warm_parked_nic {
+        check_mac(hv, record, parked)?;
+    }
     timer.done();
     timer.begin("nic");
     wait_forwarding(hv, record);
-    network(Step::LinkUp);
+    before_network();
     hv.update_live(&record.domain, &nic(true))?;
     Ok(timer)
+}
+
+/// An error unless the guest's NIC has the instance's MAC now (its link is still down: no
+/// frame has left it). An agent that does not give it (a template's disk from an older
+/// virt-up) would let it ask for an address with the template's `parked` MAC.
+fn check_mac(hv: &dyn crate::hypervisor::Hypervisor, record: &Record, parked: &str) -> Result<()> {
+    let macs = hv.agent_macs(&record.domain)?;
+    let has = |mac: &str| macs.iter().any(|m| m.eq_ignore_ascii_case(mac));
+    if has(&record.mac) {
+        return Ok(());
+    }
+    Err(Error::Guest {
+        name: record.name.clone(),
+        message: format!(
+            "its agent applied the identity but did not give the NIC its MAC {} (the guest has {})",
+            record.mac,
+            if has(parked) { parked } else { "neither" }
+        ),
+    })
 }
 
 /// The seed `archive` written into the parked guest through its guest agent, then

@@ -24,6 +24,11 @@ struct Meta {
     /// The digest of the definition it was built from.
     definition: String,
     final_layer: Option<String>,
+    /// The digest of virt-up's guest files built into it ([`crate::identity::agent_digest`]):
+    /// a disk with another virt-up's agent is not this one's template (a record made for it
+    /// would promise what that agent cannot do). None of older kept builds.
+    #[serde(default)]
+    agent: String,
 }
 
 struct Files {
@@ -46,7 +51,8 @@ fn files(plan: &TemplatePlan) -> Files {
 pub fn find(plan: &TemplatePlan, definition: &str) -> Option<Kept> {
     let f = files(plan);
     let meta: Meta = serde_json::from_slice(&std::fs::read(&f.meta).ok()?).ok()?;
-    (meta.definition == definition && f.disk.is_file() && f.key.is_file()).then_some(Kept {
+    let same = meta.definition == definition && meta.agent == crate::identity::agent_digest();
+    (same && f.disk.is_file() && f.key.is_file()).then_some(Kept {
         disk: f.disk,
         key: f.key,
         final_layer: meta.final_layer,
@@ -70,6 +76,7 @@ pub fn keep(
     let meta = Meta {
         definition: definition.to_string(),
         final_layer,
+        agent: crate::identity::agent_digest(),
     };
     write_atomic(&f.meta, &serde_json::to_vec_pretty(&meta)?, 0o600)?;
     Ok(())
@@ -82,4 +89,37 @@ pub fn discard(plan: &TemplatePlan) -> Result<()> {
         remove_if_exists(path)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{plan, test_config};
+    use crate::paths::Paths;
+
+    #[test]
+    fn a_kept_disk_with_another_virt_ups_agent_is_not_reused() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().display().to_string();
+        let paths = Paths::from_env(&|k| (k == "HOME").then(|| h.clone())).unwrap();
+        let config = test_config("", "[deb]\nos-version = x\n");
+        let plan = plan::instance(&config, &paths, "deb", &Default::default())
+            .unwrap()
+            .template;
+        std::fs::create_dir_all(plan.cache_dir.join("builds")).unwrap();
+        let staged = plan.cache_dir.join("builds/staged");
+        std::fs::write(&staged, "disk").unwrap();
+        let key = home.path().join("key");
+        std::fs::write(&key, "private").unwrap();
+        keep(&plan, "def", TempPath::adopt(staged), &key, None).unwrap();
+        assert!(find(&plan, "def").is_some());
+        assert!(find(&plan, "other").is_none());
+        // As an older virt-up kept it: no agent digest.
+        let meta = files(&plan).meta;
+        let text = std::fs::read_to_string(&meta).unwrap();
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("agent");
+        std::fs::write(&meta, old.to_string()).unwrap();
+        assert!(find(&plan, "def").is_none());
+    }
 }

@@ -174,6 +174,9 @@ impl Hypervisor for Recorder {
     fn agent_hostname(&self, name: &str) -> Result<Option<String>> {
         self.inner.agent_hostname(name)
     }
+    fn agent_macs(&self, name: &str) -> Result<Vec<String>> {
+        self.inner.agent_macs(name)
+    }
     fn agent_write(&self, name: &str, file: (&str, bool), bytes: &[u8]) -> Result<()> {
         self.inner.agent_write(name, file, bytes)
     }
