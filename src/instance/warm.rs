@@ -176,15 +176,15 @@ fn identify<'a>(
     let hv = ctx.hv.as_ref();
     let mut timer = PhaseTimer::new(ctx, &record.name);
     timer.begin("plug");
-    // The NIC first, its link down for the guest: its tap joins the network's bridge now,
-    // and a bridge with STP on (libvirt's default network) forwards a new port's frames
-    // only after 2 x 2 s (the kernel's smallest forward delay), which then pass while the
-    // identity is applied instead of after it. The guest starts DHCP when the link comes
-    // up, with the instance's identity in place.
+    // The NIC's link stays down for the guest until its identity is applied: the guest
+    // starts DHCP when the link comes up, with the instance's identity in place. Its tap
+    // joined the network's bridge at the restore (or joins it now), and a bridge with STP
+    // on (libvirt's default network) forwards a new port's frames only after 2 x 2 s (the
+    // kernel's smallest forward delay), which then pass while the identity is applied.
     let nic = |up| interface_xml_link(&plan.host.network, &record.mac, up);
-    // Parked with a NIC (its link down), the guest has it already: the agent gives it the
-    // instance's MAC. A hot-plugged one takes the guest's PCI hot-plug, driver and udev
-    // about a second under TCG, the longest wait of a warm create.
+    // Parked with a NIC, the guest has it already and its agent gives it the instance's
+    // MAC. A hot-plugged one (images parked without) costs the guest's PCI hot-plug,
+    // driver and udev about a second under TCG, the longest wait of a warm create.
     if warm_parked_nic.is_none() {
         hv.attach_live(&record.domain, &nic(false))?;
     }
